@@ -1,0 +1,31 @@
+"""Session fixtures shared by every test tier: a real kube-apiserver and a whole local cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from e2e.harness.controlplane import ControlPlane
+
+
+@pytest.fixture(scope="session")
+def apiserver() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver on loopback, torn down at the end of the session even on failure."""
+    plane = ControlPlane(with_cluster=False)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ControlPlane]:
+    """A whole local cluster with kwok GPU nodes (see e2e/harness/gpu-nodes.yaml)."""
+    plane = ControlPlane(with_cluster=True)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()

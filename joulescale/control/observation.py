@@ -1,0 +1,75 @@
+"""What a clock policy may see of one engine instance at one decision point.
+
+Two views exist (ARCHITECTURE.md, "keep the twin honest"): the metrics-only view that the
+agent can build from the engine's /metrics page in production, and the richer engine-hook
+view with per-request detail. Fields of the rich view are ``None`` in the metrics-only view;
+every policy must work without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Phase = Literal["prefill", "decode"]
+PHASES: tuple[Phase, ...] = ("prefill", "decode")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedPrompt:
+    """A prefill request known through the engine hook (rich view only)."""
+
+    prompt_tokens: int
+    arrival_s: float
+    """When the request arrived, on the same clock as ``Observation.now_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeProgress:
+    """A running decode request known through the engine hook (rich view only)."""
+
+    output_tokens: int
+    """Tokens generated so far, the first one (from prefill) excluded."""
+    decode_seconds: float
+    """Time spent since the first token, so the realised TPOT is decode_seconds / output_tokens."""
+    context_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One engine instance seen at ``now_s``; counters are deltas since the previous observation."""
+
+    phase: Phase
+    now_s: float
+    """Monotonic time of the observation in seconds (virtual in the twin)."""
+    sm_clock_mhz: int
+    """The SM clock currently applied to the instance's GPUs."""
+    running_requests: int
+    waiting_requests: int
+    kv_cache_usage: float
+    """Fraction 0..1 of the KV cache in use."""
+    context_tokens: int
+    """Decode: total context tokens of the running batch (K); prefill: tokens of the batch in flight.
+    In the metrics-only view an estimate (KV usage x KV capacity in tokens)."""
+    prompt_tokens_delta: int = 0
+    generation_tokens_delta: int = 0
+    iterations_delta: int = 0
+    """Engine steps completed since the previous observation."""
+    preemptions_delta: int = 0
+    interval_s: float = 0.0
+    """Time since the previous observation (0 on the first)."""
+    last_iteration_s: float | None = None
+    """Measured duration of the latest engine step, when known."""
+    mean_iteration_s: float | None = None
+    """Mean step duration over the interval (busy time / iterations), when known."""
+    oldest_wait_s: float | None = None
+    """Longest time any waiting request has queued (rich view, or estimated from queue-time
+    histogram deltas in the metrics-only view)."""
+    queue: tuple[QueuedPrompt, ...] | None = None
+    """Rich view: waiting and not-yet-finished prefill requests, in arrival order."""
+    decoding: tuple[DecodeProgress, ...] | None = None
+    """Rich view: the running decode requests."""
+
+    @property
+    def idle(self) -> bool:
+        return self.running_requests == 0 and self.waiting_requests == 0

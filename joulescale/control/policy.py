@@ -1,0 +1,53 @@
+"""The plug-in point for per-iteration clock policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from joulescale.control.observation import Observation
+
+
+class DecisionReason(str, Enum):
+    """Why a clock was chosen; exported as a metric label, so the set stays small and stable."""
+
+    STATIC = "Static"
+    IDLE = "Idle"
+    SLO_FIT = "SloFit"
+    ENERGY_OPTIMAL = "EnergyOptimal"
+    SLACK_SPENT = "SlackSpent"
+    QUEUE_PRESSURE = "QueuePressure"
+    KV_PRESSURE = "KvPressure"
+    MISPREDICTION_GUARD = "MispredictionGuard"
+    SLO_AT_RISK = "SloAtRisk"
+    HOLD = "Hold"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockDecision:
+    sm_clock_mhz: int
+    reason: DecisionReason
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    ttft_ms: float
+    tpot_ms: float
+    percentile: int = 99
+
+
+@dataclass(frozen=True, slots=True)
+class ClockBounds:
+    """The service's allowed SM clock range; intersected with the device's supported clocks."""
+
+    min_mhz: int
+    max_mhz: int
+
+
+class ClockPolicy(Protocol):
+    """Decides the SM clock of one engine instance; one object per instance, it may keep state."""
+
+    name: str
+
+    def decide(self, observation: Observation) -> ClockDecision: ...

@@ -1,0 +1,58 @@
+"""Pure parts of the harness: version pinning, the staging-module list, node descriptions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from e2e.harness import versions
+from e2e.harness.nodes import load_nodes
+from e2e.harness.provision import kubernetes_staging_modules
+
+KUBERNETES_GO_MOD_EXCERPT = """
+module k8s.io/kubernetes
+
+require (
+\tk8s.io/api v0.0.0
+\tgithub.com/spf13/cobra v1.9.1
+)
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/client-go => ./staging/src/k8s.io/client-go
+\tk8s.io/kube-openapi => k8s.io/kube-openapi v0.0.0-2025
+)
+"""
+
+
+def test_staging_version_shares_minor_and_patch_with_kubernetes() -> None:
+    assert versions.staging_version("v1.34.4") == "v0.34.4"
+    assert versions.staging_version("v1.31.10") == "v0.31.10"
+
+
+def test_the_cache_key_changes_with_any_pin() -> None:
+    assert versions.toolset_key("go1.26.8") != versions.toolset_key("go1.26.9")
+
+
+def test_only_modules_replaced_by_staging_copies_are_pinned() -> None:
+    assert kubernetes_staging_modules(KUBERNETES_GO_MOD_EXCERPT) == ["k8s.io/api", "k8s.io/client-go"]
+
+
+def test_default_nodes_are_two_h100_and_one_a100_with_eight_gpus() -> None:
+    nodes = load_nodes()
+
+    assert [n.product for n in nodes].count("NVIDIA-H100-80GB-HBM3") == 2
+    assert [n.product for n in nodes].count("NVIDIA-A100-SXM4-80GB") == 1
+    manifest = nodes[0].manifest()
+    assert manifest["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+    assert manifest["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    assert manifest["spec"]["taints"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_a_node_description_without_a_product_names_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "nodes.yaml"
+    path.write_text("nodes:\n  - name: a\n    product: X\n    gpus: 8\n  - name: b\n    gpus: 8\n")
+
+    with pytest.raises(ValueError, match=r"nodes\[1\].*product"):
+        load_nodes(path)
