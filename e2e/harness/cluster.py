@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -36,6 +37,7 @@ def _supervise(directory: Path) -> None:
         status.write_text(f"{FAILED_MARK}\n{err}\n")
         return
     (directory / "kubeconfig").write_text(plane.kubeconfig.read_text())
+    (directory / "components.json").write_text(json.dumps({p.name: p.pid for p in plane.processes}))
     status.write_text(READY_MARK + "\n")
     while not stop.wait(1.0):
         if not all(proc.running() for proc in plane.processes):
@@ -47,6 +49,7 @@ def _supervise(directory: Path) -> None:
 
     shutil.rmtree(directory / "state", ignore_errors=True)
     (directory / "kubeconfig").unlink(missing_ok=True)
+    (directory / "components.json").unlink(missing_ok=True)
 
 
 def up(directory: Path, timeout_s: float) -> int:

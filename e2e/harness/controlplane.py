@@ -263,11 +263,28 @@ class ControlPlane:
             return body.decode()
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout_s: float = 120
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout_s: float = 120,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """Run the harness's kubectl as the admin, or with another ``kubeconfig``."""
+        config_path = kubeconfig or self.kubeconfig
         return self._run(
-            [str(self.binaries["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args], input, check, timeout_s
+            [str(self.binaries["kubectl"]), f"--kubeconfig={config_path}", *args], input, check, timeout_s
         )
+
+    def token_kubeconfig(self, token: str, name: str = "token-user") -> Path:
+        """A kubeconfig that authenticates with a bearer token only (no admin certificate)."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"] = [{"name": name, "user": {"token": token}}]
+        config["contexts"][0]["context"]["user"] = name
+        path = self.workdir / f"kubeconfig-{name}"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
     def helm(
         self, *args: str, check: bool = True, timeout_s: float = 300

@@ -61,7 +61,7 @@ def test_rbac_forbids_an_unprivileged_service_account_from_listing_secrets(apise
     token = apiserver.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
 
     as_nobody = apiserver.kubectl(
-        "get", "secrets", "-n", namespace, f"--token={token}", "--user=", check=False
+        "get", "secrets", "-n", namespace, check=False, kubeconfig=apiserver.token_kubeconfig(token)
     )
     as_admin = apiserver.kubectl("get", "secrets", "-n", namespace, "-o", "name")
 
