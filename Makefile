@@ -40,6 +40,7 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(PY) -m joulescale.api.crd crds
+	cp crds/joulescale.io_*.yaml helm/joulescale/crds/
 
 provision: $(STAMP)
 	$(PY) -m e2e.harness.provision

@@ -192,19 +192,17 @@ def _build_etcd(members: list[str], out: Path, log: Log) -> None:
     _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], work, log)
 
 
-def _build_single(
-    module: str, package: str, version: str, ldflags: str, name: str, out: Path, log: Log
-) -> None:
+def _build_single(package: str, version: str, ldflags: str, name: str, out: Path, log: Log) -> Path:
     work = _module_dir(f"{name}-{version}")
     _write_module(work, f"joulescale.local/{name}")
     _go(["get", f"{package}@{version}"], work, log)
     _go(["build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out / name), package], work, log)
+    return work
 
 
 def _build_kwok(members: list[str], out: Path, log: Log) -> None:
     version = versions.KWOK_VERSION
     _build_single(
-        "sigs.k8s.io/kwok",
         "sigs.k8s.io/kwok/cmd/kwok",
         version,
         f"-X sigs.k8s.io/kwok/pkg/consts.Version={version}",
@@ -215,14 +213,28 @@ def _build_kwok(members: list[str], out: Path, log: Log) -> None:
 
 
 def _build_helm(members: list[str], out: Path, log: Log) -> None:
+    """Helm stamps the Kubernetes version it assumes offline (``helm template``) from the
+    client-go it was built with, as its own Makefile does."""
     version = versions.HELM_VERSION
-    _build_single(
-        "helm.sh/helm/v3",
-        "helm.sh/helm/v3/cmd/helm",
-        version,
-        f"-X helm.sh/helm/v3/internal/version.version={version}",
-        "helm",
-        out,
+    work = _module_dir(f"helm-{version}")
+    _write_module(work, "joulescale.local/helm")
+    _go(["get", f"helm.sh/helm/v3/cmd/helm@{version}"], work, log)
+    client_go = _go(["list", "-m", "-f", "{{.Version}}", "k8s.io/client-go"], work, log).strip()
+    minor = client_go.removeprefix("v0.").split(".")[0]
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={minor}"]
+    _go(
+        [
+            "build",
+            "-trimpath",
+            "-ldflags",
+            "-s -w " + " ".join(flags),
+            "-o",
+            str(out / "helm"),
+            "helm.sh/helm/v3/cmd/helm",
+        ],
+        work,
         log,
     )
 
