@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,8 @@ import pytest
 from e2e.harness import versions
 from e2e.harness.nodes import load_nodes
 from e2e.harness.provision import kubernetes_staging_modules
+
+ROOT = Path(__file__).resolve().parents[3]
 
 KUBERNETES_GO_MOD_EXCERPT = """
 module k8s.io/kubernetes
@@ -56,3 +60,44 @@ def test_a_node_description_without_a_product_names_the_entry(tmp_path: Path) ->
 
     with pytest.raises(ValueError, match=r"nodes\[1\].*product"):
         load_nodes(path)
+
+
+def _provision(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e2e.harness.provision", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_without_go_and_without_a_cache_provisioning_says_what_to_install(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JOULESCALE_CACHE_DIR": str(tmp_path / "cache")}
+
+    result = _provision(["kube-apiserver"], env)
+
+    assert result.returncode == 1
+    assert "Go toolchain" in result.stderr
+    assert "KUBEBUILDER_ASSETS" in result.stderr
+
+
+def test_kubebuilder_assets_supply_the_envtest_binaries_without_any_build(tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("etcd", "kube-apiserver", "kubectl"):
+        (assets / name).write_text("#!/bin/sh\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "JOULESCALE_CACHE_DIR": str(tmp_path / "cache"),
+        "KUBEBUILDER_ASSETS": str(assets),
+    }
+
+    result = _provision(["etcd", "kube-apiserver", "kubectl"], env)
+
+    assert result.returncode == 0, result.stderr
+    assert f"kubectl\t{assets / 'kubectl'}" in result.stdout
+    assert not (tmp_path / "cache").exists()
