@@ -1,0 +1,60 @@
+"""Replays trace requests against a prefill and a decode engine (the P/D handshake of a proxy:
+prefill with max_tokens=1, then decode with the full length) and collects their latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from joulescale.twin.traces import TraceRequest
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    sent_s: float
+    """Seconds since the replay started."""
+    ttft_s: float
+    """Client-side: from sending to the prefill's answer."""
+    tpot_s: float | None
+    """Decode engine's own time per output token after the first."""
+
+
+async def _one(
+    session: aiohttp.ClientSession, prefill_url: str, decode_url: str, request: TraceRequest, start_s: float
+) -> RequestResult:
+    prompt = [1] * request.prompt_tokens
+    sent_s = time.monotonic()
+    async with session.post(
+        f"{prefill_url}/v1/completions", json={"prompt": prompt, "max_tokens": 1, "stream": False}
+    ) as response:
+        response.raise_for_status()
+        await response.json()
+    ttft_s = time.monotonic() - sent_s
+    tpot_s = None
+    if request.output_tokens > 1:
+        async with session.post(
+            f"{decode_url}/v1/completions", json={"prompt": prompt, "max_tokens": request.output_tokens - 1}
+        ) as response:
+            response.raise_for_status()
+            body = await response.json()
+        tpot_s = body["sim_timing"]["tpot_s"]
+    return RequestResult(sent_s - start_s, ttft_s, tpot_s)
+
+
+async def replay(requests: list[TraceRequest], prefill_url: str, decode_url: str) -> list[RequestResult]:
+    """Send each request at its arrival time (open loop) and wait for all of them."""
+    start_s = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
+        tasks = []
+        for request in requests:
+            delay_s = start_s + request.arrival_s - time.monotonic()
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            tasks.append(asyncio.create_task(_one(session, prefill_url, decode_url, request, start_s)))
+        return list(await asyncio.gather(*tasks))

@@ -1,0 +1,63 @@
+"""What the agent controls (an engine instance and its GPUs) and how (its policy settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from joulescale.control.observation import Phase
+from joulescale.control.policy import ClockBounds, Slo
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInstance:
+    """One engine pod on this node; ``gpus`` are the UUIDs of its tensor-parallel group."""
+
+    namespace: str
+    pod: str
+    role: Phase
+    engine: str
+    """Metrics dialect: "vllm" or "sglang"."""
+    metrics_url: str
+    gpus: tuple[str, ...]
+    service: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return (self.namespace, self.pod, self.role)
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePolicy:
+    """The service's wishes for one instance: ``spec.energy``, ``spec.slo`` and the planned base clock."""
+
+    policy: str
+    """joulescale | biscale | voltana | static | off"""
+    slo: Slo
+    profile: str
+    """Name of the GPU x model profile (joulescale.profiles) the policy predicts with."""
+    bounds: ClockBounds | None = None
+    base_clock_mhz: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """Timing of the per-instance loop; every field in seconds or hertz."""
+
+    scrape_hz: float = 20.0
+    """Scrapes (and decisions) per second per instance."""
+    scrape_timeout_s: float = 0.2
+    """A scrape slower than this counts as a failure."""
+    stale_after_s: float = 1.0
+    """Metrics older than this release the instance's locks (fail-safe)."""
+    readback_after_s: float = 0.2
+    """Wait this long after a clock change before checking the read-back (settle time + margin)."""
+    telemetry_every_s: float = 0.5
+    """Power and energy are read this often (NVML updates them every 20-100 ms)."""
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.scrape_hz

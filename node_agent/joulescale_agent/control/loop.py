@@ -1,0 +1,205 @@
+"""The per-instance control loop: scrape, observe, decide, actuate, read back; fail safe.
+
+One tick = one scrape. A scrape that fails keeps the loop running; when no scrape has
+succeeded for ``stale_after_s`` the instance's locks are released and the GPU returns to its
+default clocks until fresh metrics arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from joulescale.control.clocks import allowed_clocks_mhz
+from joulescale_agent import errors
+from joulescale_agent.clock import Clock
+from joulescale_agent.control.brain import Brain, BrainFactory
+from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
+from joulescale_agent.engines.adapters import adapter_for
+from joulescale_agent.engines.observe import ObservationBuilder
+from joulescale_agent.engines.promtext import parse_page
+from joulescale_agent.exporter import AgentMetrics
+from joulescale_agent.gpu.backend import ThrottleReason
+from joulescale_agent.safety.actuator import ClockActuator
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str], Awaitable[str]]
+# Throttling explains a read-back below the lock: the GPU may run slower, never faster.
+_EXPLAINS_LOWER = (
+    ThrottleReason.SW_POWER_CAP
+    | ThrottleReason.HW_SLOWDOWN
+    | ThrottleReason.SW_THERMAL
+    | ThrottleReason.HW_THERMAL
+    | ThrottleReason.HW_POWER_BRAKE
+)
+
+
+class InstanceLoop:
+    def __init__(
+        self,
+        instance: EngineInstance,
+        policy: InstancePolicy,
+        *,
+        fetch: Fetch,
+        actuator: ClockActuator,
+        brains: BrainFactory,
+        metrics: AgentMetrics,
+        settings: LoopSettings,
+        clock: Clock,
+    ) -> None:
+        self.instance = instance
+        self._fetch = fetch
+        self._actuator = actuator
+        self._brains = brains
+        self._metrics = metrics
+        self._settings = settings
+        self._clock = clock
+        self._adapter = adapter_for(instance.engine)
+        self._builder = ObservationBuilder(instance.role)
+        self._supported = actuator.supported(instance.gpus[0])
+        self.policy = policy
+        self._brain: Brain | None = brains.build(instance, policy, self._supported)
+        self.locked_mhz: int | None = None
+        self.failsafe = False
+        self._last_ok_s = clock()
+        self._readback_due_s: float | None = None
+        self._telemetry_due_s = 0.0
+        self.last_error: str | None = None
+
+    def update_policy(self, policy: InstancePolicy) -> None:
+        """A new plan or SLO: rebuild the brain, keep the loop (no restart, no reset)."""
+        if policy == self.policy:
+            return
+        log.info("%s: policy changed to %s", self.instance.key, policy)
+        self.policy = policy
+        self._brain = self._brains.build(self.instance, policy, self._supported)
+        if self._brain is None:
+            self.release()
+
+    def release(self) -> None:
+        self._actuator.release(self.instance.gpus)
+        if self._brain is not None:
+            self._brain.reset()
+        self.locked_mhz = None
+        self._readback_due_s = None
+        for gpu in self.instance.gpus:
+            self._metrics.target_clock.labels(gpu, *self.instance.labels).set(0)
+
+    async def run(self) -> None:
+        period_s = self._settings.period_s
+        next_s = self._clock()
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except errors.GpuError as error:
+                    log.error("%s: GPU error, releasing locks: %s", self.instance.key, error)
+                    self.release()
+                except Exception:
+                    # A bug in a policy must not leave a clock locked, nor stop the node's loop.
+                    log.exception("%s: unexpected error; releasing locks", self.instance.key)
+                    self.release()
+                next_s += period_s
+                delay_s = next_s - self._clock()
+                if delay_s < 0:  # fell behind: skip the missed ticks instead of bursting
+                    next_s = self._clock()
+                    delay_s = 0.0
+                await asyncio.sleep(delay_s)
+        finally:
+            self.release()
+
+    async def tick(self) -> None:
+        started_s = self._clock()
+        if self._brain is None:
+            return
+        try:
+            text = await self._fetch(self.instance.metrics_url)
+            sample = self._adapter.sample(parse_page(text))
+        except errors.MetricsError as error:
+            self._on_metrics_error(error, started_s)
+            return
+        now_s = self._clock()
+        if self.failsafe:
+            log.info("%s: metrics are back; leaving fail-safe", self.instance.key)
+            self.failsafe = False
+            self._metrics.failsafe.labels(*self.instance.labels).set(0)
+        self._last_ok_s = now_s
+        self.last_error = None
+        applied_mhz = self.locked_mhz if self.locked_mhz is not None else self._supported[-1]
+        observation = self._builder.build(sample, now_s, applied_mhz)
+        reason, target_mhz = self._brain.decide(observation)
+        self._metrics.decisions.labels(*self.instance.labels, reason.value).inc()
+        if target_mhz is not None:
+            self._apply(target_mhz, now_s)
+        self._metrics.decision_time.labels(*self.instance.labels).observe(self._clock() - now_s)
+        self._after_change(now_s)
+
+    def _apply(self, target_mhz: int, now_s: float) -> None:
+        if target_mhz == self.locked_mhz:
+            return
+        try:
+            allowed = allowed_clocks_mhz(self._supported, self.policy.bounds)
+        except ValueError as error:
+            log.error("%s: %s; leaving clocks at default", self.instance.key, error)
+            return
+        if not self._actuator.lock(self.instance.gpus, target_mhz, allowed):
+            self._metrics.read_only.set(1 if self._actuator.read_only else 0)
+            return
+        self.locked_mhz = target_mhz
+        self._readback_due_s = now_s + self._settings.readback_after_s
+        self._metrics.clock_changes.labels(*self.instance.labels).inc()
+        for gpu in self.instance.gpus:
+            self._metrics.target_clock.labels(gpu, *self.instance.labels).set(target_mhz)
+
+    def _after_change(self, now_s: float) -> None:
+        """Read the clock back once it should have settled, and refresh power and energy."""
+        due = self._readback_due_s
+        telemetry = now_s >= self._telemetry_due_s
+        if not telemetry and (due is None or now_s < due):
+            return
+        for gpu in self.instance.gpus:
+            labels = (gpu, *self.instance.labels)
+            try:
+                back = self._actuator.read_back(gpu)
+                if telemetry:
+                    self._metrics.power.labels(*labels).set(self._actuator.backend.power_watts(gpu))
+                    self._metrics.set_energy(labels, self._actuator.backend.energy_mj(gpu) / 1000.0)
+            except errors.GpuError as error:
+                log.warning("%s: read-back of %s failed: %s", self.instance.key, gpu, error)
+                continue
+            self._metrics.actual_clock.labels(*labels).set(back.sm_clock_mhz)
+            self._metrics.throttle.labels(*labels).set(int(back.throttle))
+            if due is not None and now_s >= due and self.locked_mhz is not None:
+                explained = back.sm_clock_mhz < self.locked_mhz and back.throttle & _EXPLAINS_LOWER
+                if back.sm_clock_mhz != self.locked_mhz and not explained:
+                    log.warning(
+                        "%s: %s reads %d MHz, locked %d MHz",
+                        self.instance.key,
+                        gpu,
+                        back.sm_clock_mhz,
+                        self.locked_mhz,
+                    )
+                    self._metrics.readback_mismatches.labels(*labels).inc()
+        if due is not None and now_s >= due:
+            self._readback_due_s = None
+        if telemetry:
+            self._telemetry_due_s = now_s + self._settings.telemetry_every_s
+
+    def _on_metrics_error(self, error: errors.MetricsError, now_s: float) -> None:
+        kind = "unavailable" if isinstance(error, errors.MetricsUnavailableError) else "format"
+        self._metrics.scrape_errors.labels(*self.instance.labels, kind).inc()
+        if str(error) != self.last_error:
+            log.warning("%s: %s", self.instance.key, error)
+        self.last_error = str(error)
+        if not self.failsafe and now_s - self._last_ok_s >= self._settings.stale_after_s:
+            log.error(
+                "%s: no fresh metrics for %.1f s; releasing clock locks",
+                self.instance.key,
+                now_s - self._last_ok_s,
+            )
+            self.failsafe = True
+            self._metrics.failsafe.labels(*self.instance.labels).set(1)
+            self._builder.reset()
+            self.release()

@@ -1,0 +1,62 @@
+"""Instances from a JSON file, re-read when it changes: for loopback tests, demos and nodes
+without Kubernetes. The same InstancePolicy reaches the loops as from the Kubernetes source."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from joulescale.control.policy import ClockBounds, Slo
+from joulescale_agent.control.instance import EngineInstance, InstancePolicy
+from joulescale_agent.discovery.base import Desired
+
+
+def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy]]:
+    """``{"instances": [{namespace, pod, role, engine, metrics_url, gpus, policy: {...}}]}``"""
+    desired: dict[str, tuple[EngineInstance, InstancePolicy]] = {}
+    for item in data.get("instances", []):
+        p = item["policy"]
+        bounds = p.get("bounds")
+        policy = InstancePolicy(
+            policy=p["policy"],
+            slo=Slo(
+                ttft_ms=float(p["slo"]["ttft_ms"]),
+                tpot_ms=float(p["slo"]["tpot_ms"]),
+                percentile=int(p["slo"].get("percentile", 99)),
+            ),
+            profile=p["profile"],
+            bounds=ClockBounds(int(bounds["min_mhz"]), int(bounds["max_mhz"])) if bounds else None,
+            base_clock_mhz=p.get("base_clock_mhz"),
+        )
+        instance = EngineInstance(
+            namespace=item.get("namespace", "default"),
+            pod=item["pod"],
+            role=item["role"],
+            engine=item.get("engine", "vllm"),
+            metrics_url=item["metrics_url"],
+            gpus=tuple(item["gpus"]),
+            service=item.get("service", ""),
+        )
+        desired[instance.key] = (instance, policy)
+    return desired
+
+
+class StaticDiscovery:
+    def __init__(self, path: Path, poll_s: float = 0.5) -> None:
+        self._path = path
+        self._poll_s = poll_s
+
+    async def updates(self) -> AsyncIterator[Desired]:
+        seen: float | None = None
+        while True:
+            try:
+                mtime = self._path.stat().st_mtime_ns
+            except FileNotFoundError:
+                mtime = -1
+            if mtime != seen:
+                seen = mtime
+                yield parse_instances(json.loads(self._path.read_text())) if mtime >= 0 else {}
+            await asyncio.sleep(self._poll_s)

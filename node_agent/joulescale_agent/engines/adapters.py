@@ -1,0 +1,177 @@
+"""Engine adapters: one parsed /metrics page -> an EngineSample of cumulative values.
+
+Each concept has a fallback chain of names, newest first (ENGINES.md), because engines rename
+metrics between versions. Running and waiting requests are required; the rest is optional and
+``None`` when no name of its chain is present.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from joulescale_agent.engines.promtext import Histogram, MetricsPage
+from joulescale_agent.errors import MetricsFormatError
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSample:
+    """One scrape of one engine instance; counters and histograms are cumulative."""
+
+    running_requests: int
+    waiting_requests: int
+    kv_cache_usage: float | None
+    kv_capacity_tokens: int | None
+    prompt_tokens_total: float | None
+    generation_tokens_total: float | None
+    preemptions_total: float | None
+    iterations_total: float | None
+    ttft: Histogram | None
+    inter_token_latency: Histogram | None
+    queue_time: Histogram | None
+
+
+@dataclass(frozen=True, slots=True)
+class NameChains:
+    running: tuple[str, ...]
+    waiting: tuple[str, ...]
+    kv_usage: tuple[str, ...]
+    prompt_tokens: tuple[str, ...]
+    generation_tokens: tuple[str, ...]
+    preemptions: tuple[str, ...]
+    iteration_histogram: tuple[str, ...]
+    ttft_histogram: tuple[str, ...]
+    itl_histogram: tuple[str, ...]
+    queue_histogram: tuple[str, ...]
+    where: dict[str, str] | None = None
+    """Label filter for the engine's own series (SGLang: TP rank 0 exports the scheduler)."""
+
+
+class EngineAdapter(Protocol):
+    name: str
+
+    def sample(self, page: MetricsPage) -> EngineSample: ...
+
+
+def _finite(name: str, value: float) -> float:
+    if math.isnan(value) or math.isinf(value):
+        raise MetricsFormatError(f"{name} is {value}")
+    return value
+
+
+class ChainAdapter:
+    """An adapter defined entirely by its name chains."""
+
+    def __init__(self, name: str, chains: NameChains) -> None:
+        self.name = name
+        self._chains = chains
+
+    def _value(self, page: MetricsPage, names: tuple[str, ...], required: bool = False) -> float | None:
+        for name in names:
+            value = page.total(name, self._chains.where)
+            if value is not None:
+                return _finite(name, value)
+        if required:
+            raise MetricsFormatError(f"{self.name} page lacks every one of {', '.join(names)}")
+        return None
+
+    def _histogram(self, page: MetricsPage, names: tuple[str, ...]) -> Histogram | None:
+        for name in names:
+            histogram = page.histogram(name, self._chains.where)
+            if histogram is not None:
+                _finite(f"{name}_count", histogram.count)
+                _finite(f"{name}_sum", histogram.sum)
+                return histogram
+        return None
+
+    def kv_capacity_tokens(self, page: MetricsPage) -> int | None:
+        return None
+
+    def sample(self, page: MetricsPage) -> EngineSample:
+        c = self._chains
+        running = self._value(page, c.running, required=True)
+        waiting = self._value(page, c.waiting, required=True)
+        assert running is not None
+        assert waiting is not None
+        iterations = self._histogram(page, c.iteration_histogram)
+        return EngineSample(
+            running_requests=int(running),
+            waiting_requests=int(waiting),
+            kv_cache_usage=self._value(page, c.kv_usage),
+            kv_capacity_tokens=self.kv_capacity_tokens(page),
+            prompt_tokens_total=self._value(page, c.prompt_tokens),
+            generation_tokens_total=self._value(page, c.generation_tokens),
+            preemptions_total=self._value(page, c.preemptions),
+            iterations_total=iterations.count if iterations is not None else None,
+            ttft=self._histogram(page, c.ttft_histogram),
+            inter_token_latency=self._histogram(page, c.itl_histogram),
+            queue_time=self._histogram(page, c.queue_histogram),
+        )
+
+
+class VllmAdapter(ChainAdapter):
+    def __init__(self) -> None:
+        super().__init__(
+            "vllm",
+            NameChains(
+                running=("vllm:num_requests_running",),
+                waiting=("vllm:num_requests_waiting",),
+                kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+                prompt_tokens=("vllm:prompt_tokens_total", "vllm:prompt_tokens"),
+                generation_tokens=("vllm:generation_tokens_total", "vllm:generation_tokens"),
+                preemptions=("vllm:num_preemptions_total", "vllm:num_preemptions"),
+                iteration_histogram=("vllm:iteration_tokens_total", "vllm:iteration_tokens"),
+                ttft_histogram=("vllm:time_to_first_token_seconds",),
+                itl_histogram=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+                queue_histogram=("vllm:request_queue_time_seconds",),
+            ),
+        )
+
+    def kv_capacity_tokens(self, page: MetricsPage) -> int | None:
+        """KV capacity in tokens = num_gpu_blocks x block_size, summed over engines."""
+        total = 0
+        for labels, _ in page.series("vllm:cache_config_info"):
+            try:
+                total += int(labels["num_gpu_blocks"]) * int(labels["block_size"])
+            except (KeyError, ValueError):
+                continue
+        return total or None
+
+
+class SglangAdapter(ChainAdapter):
+    def __init__(self) -> None:
+        super().__init__(
+            "sglang",
+            NameChains(
+                running=("sglang:num_running_reqs",),
+                waiting=("sglang:num_queue_reqs",),
+                kv_usage=("sglang:token_usage",),
+                prompt_tokens=("sglang:prompt_tokens_total",),
+                generation_tokens=("sglang:generation_tokens_total",),
+                preemptions=("sglang:num_retracted_reqs_total",),
+                iteration_histogram=(),
+                ttft_histogram=("sglang:time_to_first_token_seconds",),
+                itl_histogram=("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+                queue_histogram=("sglang:queue_time_seconds",),
+                where={"tp_rank": "0"},
+            ),
+        )
+
+    def kv_capacity_tokens(self, page: MetricsPage) -> int | None:
+        used = page.total("sglang:num_used_tokens", {"tp_rank": "0"})
+        usage = page.total("sglang:token_usage", {"tp_rank": "0"})
+        if used is None or usage is None or not usage > 0:
+            return None
+        return round(used / usage)
+
+
+ADAPTERS: dict[str, Callable[[], ChainAdapter]] = {"vllm": VllmAdapter, "sglang": SglangAdapter}
+
+
+def adapter_for(engine: str) -> ChainAdapter:
+    try:
+        return ADAPTERS[engine.lower()]()
+    except KeyError:
+        raise ValueError(f"no metrics adapter for engine {engine!r}; known: {', '.join(ADAPTERS)}") from None

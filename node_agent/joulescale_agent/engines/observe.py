@@ -1,0 +1,72 @@
+"""Successive EngineSamples -> Observations (the metrics-only view of ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from joulescale.control.observation import Observation, Phase
+from joulescale_agent.engines.adapters import EngineSample
+from joulescale_agent.engines.promtext import Histogram
+
+
+def _delta(now: float | None, before: float | None) -> int:
+    """Counter increment; a reset (engine restart) counts from zero instead of going negative."""
+    if now is None:
+        return 0
+    if before is None or now < before:
+        return 0 if before is None else int(now)
+    return round(now - before)
+
+
+def _hist_delta(now: Histogram | None, before: Histogram | None) -> Histogram | None:
+    if now is None or before is None:
+        return None
+    return now.minus(before)
+
+
+@dataclass(slots=True)
+class _Previous:
+    sample: EngineSample
+    at_s: float
+
+
+class ObservationBuilder:
+    """Keeps the previous sample of one engine instance so that counters become deltas."""
+
+    def __init__(self, phase: Phase) -> None:
+        self.phase = phase
+        self._previous: _Previous | None = None
+
+    def reset(self) -> None:
+        """Forget the baseline (after a gap in scraping, deltas would span the gap)."""
+        self._previous = None
+
+    def build(self, sample: EngineSample, now_s: float, sm_clock_mhz: int) -> Observation:
+        prev = self._previous
+        before = prev.sample if prev is not None else None
+        itl = _hist_delta(sample.inter_token_latency, before.inter_token_latency if before else None)
+        queue = _hist_delta(sample.queue_time, before.queue_time if before else None)
+        kv_usage = sample.kv_cache_usage or 0.0
+        context_tokens = int(kv_usage * sample.kv_capacity_tokens) if sample.kv_capacity_tokens else 0
+        observation = Observation(
+            phase=self.phase,
+            now_s=now_s,
+            sm_clock_mhz=sm_clock_mhz,
+            running_requests=max(sample.running_requests, 0),
+            waiting_requests=max(sample.waiting_requests, 0),
+            kv_cache_usage=min(max(kv_usage, 0.0), 1.0),
+            context_tokens=context_tokens,
+            prompt_tokens_delta=_delta(
+                sample.prompt_tokens_total, before.prompt_tokens_total if before else None
+            ),
+            generation_tokens_delta=_delta(
+                sample.generation_tokens_total, before.generation_tokens_total if before else None
+            ),
+            iterations_delta=_delta(sample.iterations_total, before.iterations_total if before else None),
+            preemptions_delta=_delta(sample.preemptions_total, before.preemptions_total if before else None),
+            interval_s=now_s - prev.at_s if prev is not None else 0.0,
+            mean_iteration_s=itl.mean if itl is not None and self.phase == "decode" else None,
+            oldest_wait_s=queue.mean if queue is not None and sample.waiting_requests > 0 else None,
+        )
+        self._previous = _Previous(sample, now_s)
+        return observation

@@ -1,0 +1,129 @@
+"""Prometheus metrics of the agent (names of ARCHITECTURE.md: ``joulescale_`` prefix, units in
+names) and the HTTP endpoints /metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import prometheus_client
+from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+POD_LABELS = ("namespace", "pod", "role")
+GPU_LABELS = ("gpu", *POD_LABELS)
+
+
+class _EnergyCollector(Collector):
+    """Exposes the GPUs' own energy counters as counters (they are read, not incremented)."""
+
+    def __init__(self) -> None:
+        self.energy_j: dict[tuple[str, ...], float] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "joulescale_gpu_energy_joules",
+            "GPU energy counter (since driver load), in joules.",
+            labels=GPU_LABELS,
+        )
+        for labels, value in self.energy_j.items():
+            family.add_metric(list(labels), value)
+        yield family
+
+
+class AgentMetrics:
+    """All metrics of one agent, in a registry of their own (tests create several agents)."""
+
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.target_clock = prometheus_client.Gauge(
+            "joulescale_gpu_target_sm_clock_mhz",
+            "SM clock the agent locked (0: unlocked).",
+            GPU_LABELS,
+            registry=r,
+        )
+        self.actual_clock = prometheus_client.Gauge(
+            "joulescale_gpu_sm_clock_mhz", "SM clock read back from the GPU.", GPU_LABELS, registry=r
+        )
+        self.power = prometheus_client.Gauge(
+            "joulescale_gpu_power_watts", "GPU power.", GPU_LABELS, registry=r
+        )
+        self.throttle = prometheus_client.Gauge(
+            "joulescale_gpu_throttle_reasons", "NVML clocks-event reasons bitmask.", GPU_LABELS, registry=r
+        )
+        self.readback_mismatches = prometheus_client.Counter(
+            "joulescale_gpu_clock_readback_mismatches",
+            "Read-backs that did not match the locked clock after the settle time.",
+            GPU_LABELS,
+            registry=r,
+        )
+        self.clock_changes = prometheus_client.Counter(
+            "joulescale_clock_changes", "Clock changes applied to an engine instance.", POD_LABELS, registry=r
+        )
+        self.decisions = prometheus_client.Counter(
+            "joulescale_decisions", "Policy decisions by reason.", (*POD_LABELS, "reason"), registry=r
+        )
+        self.decision_time = prometheus_client.Histogram(
+            "joulescale_decision_seconds",
+            "Time from scraped page to applied decision.",
+            POD_LABELS,
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+            registry=r,
+        )
+        self.failsafe = prometheus_client.Gauge(
+            "joulescale_failsafe",
+            "1 while the instance's locks are released for stale metrics.",
+            POD_LABELS,
+            registry=r,
+        )
+        self.scrape_errors = prometheus_client.Counter(
+            "joulescale_scrape_errors", "Failed metric scrapes by kind.", (*POD_LABELS, "kind"), registry=r
+        )
+        self.read_only = prometheus_client.Gauge(
+            "joulescale_read_only", "1 when the agent lacks permission to change clocks.", registry=r
+        )
+        self.instances = prometheus_client.Gauge(
+            "joulescale_engine_instances", "Engine instances the agent controls.", registry=r
+        )
+        self._energy = _EnergyCollector()
+        r.register(self._energy)
+
+    def set_energy(self, labels: tuple[str, ...], energy_j: float) -> None:
+        self._energy.energy_j[labels] = energy_j
+
+    def forget_gpu(self, labels: tuple[str, ...]) -> None:
+        self._energy.energy_j.pop(labels, None)
+        for gauge in (self.target_clock, self.actual_clock, self.power, self.throttle):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+
+    def render(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+
+class Health:
+    """Liveness and readiness, set by the agent."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.live = True
+        self.detail = "starting"
+
+
+def make_app(metrics: AgentMetrics, health: Health) -> web.Application:
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(status=200 if health.live else 503, text="ok\n" if health.live else "dead\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(status=200 if health.ready else 503, text=f"{health.detail}\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,236 @@
+"""The per-instance loop against a real metrics server on loopback and a simulated GPU."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from joulescale.control.policy import ClockBounds, Slo
+from joulescale_agent.clock import monotonic
+from joulescale_agent.control.corebrain import CoreBrainFactory
+from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
+from joulescale_agent.control.loop import InstanceLoop
+from joulescale_agent.engines.scrape import Scraper
+from joulescale_agent.exporter import AgentMetrics
+from joulescale_agent.gpu.backend import ThrottleReason
+from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec
+from joulescale_agent.gpu.simulated import SimulatedBackend
+from joulescale_agent.safety.actuator import ClockActuator
+from joulescale_agent.safety.statefile import StateFile
+from tests.agent.fakes import MetricsServer, ScriptedBrains
+
+CLOCKS = tuple(range(345, 1981, 15))
+GPUS = ("GPU-a", "GPU-b")
+SETTINGS = LoopSettings(scrape_hz=50.0, scrape_timeout_s=0.1, stale_after_s=0.3, readback_after_s=0.03)
+POLICY = InstancePolicy(
+    "scripted", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", base_clock_mhz=1005
+)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[MetricsServer]:
+    srv = MetricsServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, server: MetricsServer, *, allow_lock: bool = True) -> None:
+        specs = [
+            SimGpuSpec(u, "sim", CLOCKS, settle_s=0.01, idle_watts=75.0, allow_lock=allow_lock) for u in GPUS
+        ]
+        SimGpuDir.create(tmp_path / "gpus", specs)
+        self.backend = SimulatedBackend(tmp_path / "gpus")
+        self.actuator = ClockActuator(self.backend, StateFile(tmp_path / "state.json"))
+        self.metrics = AgentMetrics()
+        self.brains = ScriptedBrains()
+        self.scraper = Scraper(SETTINGS.scrape_timeout_s)
+        self.instance = EngineInstance("ns", "decode-0", "decode", "vllm", server.url, GPUS)
+
+    def loop(self, policy: InstancePolicy = POLICY) -> InstanceLoop:
+        return InstanceLoop(
+            self.instance,
+            policy,
+            fetch=self.scraper.fetch,
+            actuator=self.actuator,
+            brains=self.brains,
+            metrics=self.metrics,
+            settings=SETTINGS,
+            clock=monotonic,
+        )
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+
+@contextlib.asynccontextmanager
+async def running(loop: InstanceLoop) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(loop.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(predicate: object, timeout_s: float = 2.0) -> None:
+    deadline = monotonic() + timeout_s
+    while monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+POD = {"namespace": "ns", "pod": "decode-0", "role": "decode"}
+
+
+async def test_the_decided_clock_is_locked_on_every_gpu_of_the_group_and_read_back(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server)
+    async with running(rig.loop()):
+        await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-b", **POD) == 1005)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [1005, 1005]
+        assert rig.actuator.state.locked == set(GPUS)
+        assert rig.value("joulescale_gpu_target_sm_clock_mhz", gpu="GPU-a", **POD) == 1005
+        assert rig.value("joulescale_clock_changes_total", **POD) == 1
+        assert rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD) is None
+        await eventually(lambda: len(rig.brains.brains[0].seen) >= 3)
+        assert rig.brains.brains[0].seen[-1].sm_clock_mhz == 1005
+        assert rig.brains.brains[0].seen[-1].generation_tokens_delta == 10
+    assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+    assert rig.actuator.state.locked == frozenset()
+    await rig.scraper.close()
+
+
+@pytest.mark.parametrize("mode", ["html", "http500", "slow", "truncated", "stopped"])
+async def test_stale_or_unreachable_metrics_release_the_locks_and_the_loop_keeps_running(
+    tmp_path: Path, server: MetricsServer, mode: str
+) -> None:
+    rig = Rig(tmp_path, server)
+    loop = rig.loop()
+    async with running(loop) as task:
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") == 1005)
+        if mode == "stopped":
+            await server.stop()
+        else:
+            server.mode = mode
+        await eventually(lambda: loop.failsafe)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+        assert rig.value("joulescale_failsafe", **POD) == 1
+        kind = "format" if mode in ("html", "truncated") else "unavailable"
+        assert (rig.value("joulescale_scrape_errors_total", kind=kind, **POD) or 0) >= 1
+        assert rig.brains.brains[0].resets >= 1
+        assert not task.done()
+        if mode != "stopped":
+            server.mode = "ok"
+            await eventually(lambda: not loop.failsafe and rig.backend.locked_mhz("GPU-a") == 1005)
+            assert rig.value("joulescale_failsafe", **POD) == 0
+    await rig.scraper.close()
+
+
+async def test_without_permission_the_loop_runs_read_only_and_says_so(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server, allow_lock=False)
+    async with running(rig.loop()):
+        await eventually(lambda: rig.value("joulescale_read_only") == 1)
+        await eventually(lambda: (rig.value("joulescale_decisions_total", reason="SloFit", **POD) or 0) >= 3)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+        assert rig.actuator.state.locked == frozenset()
+    await rig.scraper.close()
+
+
+async def test_a_new_policy_takes_effect_in_the_running_loop(tmp_path: Path, server: MetricsServer) -> None:
+    rig = Rig(tmp_path, server)
+    loop = rig.loop()
+    async with running(loop) as task:
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") == 1005)
+        loop.update_policy(replace(POLICY, base_clock_mhz=1500))
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") == 1500)
+        loop.update_policy(replace(POLICY, policy="off"))
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") is None)
+        assert not task.done()
+    await rig.scraper.close()
+
+
+async def test_a_clock_outside_the_services_bounds_is_never_locked(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server)
+    policy = replace(POLICY, base_clock_mhz=1800, bounds=ClockBounds(900, 1500))
+    async with running(rig.loop(policy)):
+        await eventually(lambda: (rig.value("joulescale_decisions_total", reason="SloFit", **POD) or 0) >= 3)
+        assert rig.backend.locked_mhz("GPU-a") is None
+        assert rig.actuator.state.locked == frozenset()
+    await rig.scraper.close()
+
+
+async def test_with_the_core_governor_an_out_of_bounds_base_clock_is_clamped_into_the_bounds(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server)
+    static = InstancePolicy(
+        "static", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", ClockBounds(900, 1500), 1800
+    )
+    loop = InstanceLoop(
+        rig.instance,
+        static,
+        fetch=rig.scraper.fetch,
+        actuator=rig.actuator,
+        brains=CoreBrainFactory(),
+        metrics=rig.metrics,
+        settings=SETTINGS,
+        clock=monotonic,
+    )
+    async with running(loop):
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") is not None)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [1500, 1500]
+        loop.update_policy(replace(static, base_clock_mhz=1001))
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") == 1005)
+    await rig.scraper.close()
+
+
+class SkewedReadBack(SimulatedBackend):
+    """A GPU whose read-back disagrees with its lock, with or without a throttle reason."""
+
+    def __init__(self, root: Path, read_mhz: int, throttle: ThrottleReason) -> None:
+        super().__init__(root)
+        self.read_mhz, self.throttle = read_mhz, throttle
+
+    def sm_clock_mhz(self, uuid: str) -> int:
+        return self.read_mhz if self.locked_mhz(uuid) is not None else super().sm_clock_mhz(uuid)
+
+    def throttle_reasons(self, uuid: str) -> ThrottleReason:
+        return self.throttle
+
+
+@pytest.mark.parametrize(
+    ("read_mhz", "throttle", "counted"),
+    [
+        (1200, ThrottleReason.NONE, True),
+        (900, ThrottleReason.NONE, True),
+        (900, ThrottleReason.SW_POWER_CAP, False),
+        (1200, ThrottleReason.SW_POWER_CAP, True),
+    ],
+)
+async def test_a_read_back_that_disagrees_with_the_lock_is_counted_unless_throttling_explains_it(
+    tmp_path: Path, server: MetricsServer, read_mhz: int, throttle: ThrottleReason, counted: bool
+) -> None:
+    rig = Rig(tmp_path, server)
+    rig.actuator = ClockActuator(SkewedReadBack(tmp_path / "gpus", read_mhz, throttle), rig.actuator.state)
+    async with running(rig.loop()):
+        await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-a", **POD) == read_mhz)
+        await asyncio.sleep(SETTINGS.readback_after_s + 0.05)
+    mismatches = rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD)
+    assert (mismatches or 0) == (1 if counted else 0)
+    assert rig.value("joulescale_gpu_throttle_reasons", gpu="GPU-a", **POD) == int(throttle)
+    await rig.scraper.close()

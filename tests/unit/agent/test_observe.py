@@ -1,0 +1,69 @@
+"""Samples -> observations: deltas, resets, estimates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from joulescale_agent.engines.adapters import EngineSample
+from joulescale_agent.engines.observe import ObservationBuilder
+from joulescale_agent.engines.promtext import Histogram
+
+BASE = EngineSample(
+    running_requests=8,
+    waiting_requests=0,
+    kv_cache_usage=0.25,
+    kv_capacity_tokens=100_000,
+    prompt_tokens_total=1000.0,
+    generation_tokens_total=5000.0,
+    preemptions_total=0.0,
+    iterations_total=400.0,
+    ttft=None,
+    inter_token_latency=Histogram(100.0, 2.0, {0.025: 90.0}),
+    queue_time=Histogram(10.0, 1.0),
+)
+
+
+def test_first_observation_has_no_deltas_and_estimates_context_from_kv_usage() -> None:
+    obs = ObservationBuilder("decode").build(BASE, 10.0, 1980)
+    assert (obs.generation_tokens_delta, obs.iterations_delta, obs.interval_s) == (0, 0, 0.0)
+    assert obs.context_tokens == 25_000
+    assert obs.mean_iteration_s is None
+    assert obs.sm_clock_mhz == 1980
+
+
+def test_second_observation_carries_counter_and_histogram_deltas() -> None:
+    builder = ObservationBuilder("decode")
+    builder.build(BASE, 10.0, 1980)
+    later = replace(
+        BASE,
+        generation_tokens_total=5080.0,
+        iterations_total=410.0,
+        inter_token_latency=Histogram(180.0, 3.6, {0.025: 170.0}),
+        waiting_requests=3,
+        queue_time=Histogram(12.0, 2.0),
+    )
+    obs = builder.build(later, 10.05, 1500)
+    assert obs.generation_tokens_delta == 80
+    assert obs.iterations_delta == 10
+    assert obs.interval_s == pytest.approx(0.05)
+    assert obs.mean_iteration_s == pytest.approx(0.02)
+    assert obs.oldest_wait_s == pytest.approx(0.5)
+
+
+def test_a_counter_reset_after_an_engine_restart_never_yields_negative_deltas() -> None:
+    builder = ObservationBuilder("prefill")
+    builder.build(BASE, 10.0, 1980)
+    restarted = replace(BASE, prompt_tokens_total=30.0, generation_tokens_total=2.0, iterations_total=1.0)
+    obs = builder.build(restarted, 10.05, 1980)
+    assert (obs.prompt_tokens_delta, obs.generation_tokens_delta, obs.iterations_delta) == (30, 2, 1)
+
+
+def test_reset_forgets_the_baseline() -> None:
+    builder = ObservationBuilder("decode")
+    builder.build(BASE, 10.0, 1980)
+    builder.reset()
+    obs = builder.build(replace(BASE, generation_tokens_total=9000.0), 20.0, 1980)
+    assert obs.generation_tokens_delta == 0
+    assert obs.interval_s == 0.0
