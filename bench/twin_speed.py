@@ -1,0 +1,57 @@
+"""Twin speed: simulated seconds per wall second, 16 GPUs, azure-conv at load 0.67.
+
+Runs the default policy (joulescale) in the metrics-only view, the demo's configuration, and
+prints ONE JSON document. The capacity search is not timed (it is cached per configuration).
+
+    .venv/bin/python bench/twin_speed.py [--policy joulescale] [--view metrics] [--duration 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from joulescale.profiles import load_profile
+from joulescale.twin.capacity import CapacityCache
+from joulescale.twin.compare import DEFAULT_DURATION_S, CompareSettings, choose_split
+from joulescale.twin.policies import policy_run_setup
+from joulescale.twin.simulator import simulate
+from joulescale.twin.traces import load_trace, scaled_window
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--policy", default="joulescale")
+    parser.add_argument("--view", default="metrics", choices=("metrics", "rich"))
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S)
+    args = parser.parse_args()
+    settings = CompareSettings(trace="azure-conv", load=0.67, duration_s=args.duration, gpus=16, view=args.view)
+    profile = load_profile(settings.profile)
+    trace = load_trace(settings.trace)
+    cluster, capacity, _ = choose_split(trace, settings, profile, 0.0, CapacityCache(None))
+    window = scaled_window(trace, capacity.rate_scale * settings.load, settings.duration_s)
+    setup = policy_run_setup(args.policy, cluster, settings.slo, None)
+    started = time.perf_counter()
+    result = simulate(window, setup.cluster, setup.control)
+    wall_s = time.perf_counter() - started
+    json.dump({
+        "trace": "azure-conv",
+        "gpus": cluster.gpus,
+        "simulated_seconds_per_wall_second": result.end_s / wall_s,
+        "policy": args.policy,
+        "view": args.view,
+        "simulated_s": result.end_s,
+        "wall_s": wall_s,
+        "requests": len(window),
+        "decisions": result.decisions,
+        "prefill_instances": cluster.prefill_instances,
+        "decode_instances": cluster.decode_instances,
+    }, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""What one twin run simulates: the cluster's shape and engine settings, and the control seam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from joulescale.control.observation import Phase
+from joulescale.control.policy import ClockDecision, ClockPolicy
+from joulescale.profiles.model import GpuProfile
+from joulescale.twin.views import ViewName
+
+
+class Actuator(Protocol):
+    """Turns a policy's decision into a clock to request now, or None to leave the clock alone
+    (the agent's actuation rules, ALGORITHMS 3.4)."""
+
+    def target_mhz(self, decision: ClockDecision, now_s: float, current_mhz: int) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceControl:
+    policy: ClockPolicy
+    actuator: Actuator
+    observes: bool = True
+    """False for a policy whose decision never depends on the observation (static clocks): it is
+    asked once at start and never scraped for, which changes no result and saves the twin time."""
+
+
+ControlFactory = Callable[[Phase, int], InstanceControl]
+"""Builds the control of one instance from its phase and index; called once per instance."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A P/D cluster of identical instances of one profile."""
+
+    profile: GpuProfile
+    prefill_instances: int
+    decode_instances: int
+    prefill_token_budget: int = 8192
+    """Most prompt tokens in one prefill batch (a longer prompt runs alone)."""
+    decode_max_running: int = 512
+    """Most sequences in a decode batch (vLLM's --max-num-seqs)."""
+    kv_watermark: float = 0.01
+    """Share of the KV cache kept free when admitting, so running requests can grow."""
+    kv_medium: str = "infiniband"
+    view: ViewName = "metrics"
+    scrape_period_s: float = 0.05
+    """How often the agent scrapes /metrics in the metrics-only view (20 Hz)."""
+    scrape_delay_s: float = 0.01
+    """How long after the scrape the agent acts on it (HTTP + parsing)."""
+    clock_settle_s: float | None = None
+    """Delay before a new clock takes effect; None uses the profile's clock_settle_ms."""
+    prefill_router: str = "capacity-weighted"
+    decode_router: str = "capacity-weighted"
+    prefill_profile: GpuProfile | None = None
+    """Prefill instances' profile when it differs (e.g. TP8 prefill, TP4 decode); same model."""
+
+    def __post_init__(self) -> None:
+        if self.prefill_instances < 1 or self.decode_instances < 1:
+            raise ValueError("a P/D cluster needs at least one prefill and one decode instance")
+        if self.scrape_period_s <= 0 or self.scrape_delay_s < 0:
+            raise ValueError("scrape_period_s must be positive and scrape_delay_s non-negative")
+        if self.prefill_profile is not None and self.prefill_profile.model != self.profile.model:
+            raise ValueError("prefill and decode profiles must serve the same model")
+
+    def profile_of(self, phase: Phase) -> GpuProfile:
+        if phase == "prefill" and self.prefill_profile is not None:
+            return self.prefill_profile
+        return self.profile
+
+    def settle_s(self, phase: Phase) -> float:
+        if self.clock_settle_s is not None:
+            return self.clock_settle_s
+        return self.profile_of(phase).clock_settle_ms / 1000.0
+
+    @property
+    def gpus(self) -> int:
+        return (self.prefill_instances * self.profile_of("prefill").tensor_parallel_size
+                + self.decode_instances * self.profile.tensor_parallel_size)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "profile": self.profile.name,
+            "prefill_profile": self.profile_of("prefill").name,
+            "gpus": self.gpus,
+            "tensor_parallel_size": {"prefill": self.profile_of("prefill").tensor_parallel_size,
+                                     "decode": self.profile.tensor_parallel_size},
+            "prefill_instances": self.prefill_instances,
+            "decode_instances": self.decode_instances,
+            "prefill_token_budget": self.prefill_token_budget,
+            "decode_max_running": self.decode_max_running,
+            "kv_medium": self.kv_medium,
+            "view": self.view,
+            "scrape_period_s": self.scrape_period_s,
+            "scrape_delay_s": self.scrape_delay_s,
+            "clock_settle_s": self.settle_s("decode"),
+            "power_limit_watts": self.profile.power_limit_watts,
+            "prefill_router": self.prefill_router,
+            "decode_router": self.decode_router,
+        }

@@ -1,0 +1,235 @@
+"""Policies side by side on one trace window: the engine of ``joulescale twin compare``.
+
+Steps: load the trace; pick the P/D split (the one with the highest static-max capacity unless
+given); find the capacity (cached); replay the window at ``load`` x capacity under each policy;
+choose static-best's clocks by a sweep; compute the oracle bound from the realised runs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from joulescale.control.clocks import allowed_clocks_mhz, levels_mhz
+from joulescale.control.observation import Phase
+from joulescale.control.policy import ClockBounds, Slo
+from joulescale.profiles import load_profile
+from joulescale.profiles.model import GpuProfile
+from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
+from joulescale.twin.cluster import ClusterConfig
+from joulescale.twin.metrics import RunSummary, meets_slo, summarise
+from joulescale.twin.oracle import OracleBound, oracle_bound
+from joulescale.twin.policies import POLICY_NAMES, policy_run_setup
+from joulescale.twin.simulator import AbortRule, RunResult, simulate
+from joulescale.twin.traces import Trace, TraceRequest, load_trace, scaled_window
+from joulescale.twin.views import ViewName
+
+ORACLE = "oracle"
+DEFAULT_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
+DEFAULT_DURATION_S = 300.0
+"""Five simulated minutes (BiScale's window length); keeps ``make demo`` well under 2 minutes."""
+STATIC_BEST_LEVELS = 8
+"""Clocks swept per phase for static-best (evenly over the allowed range, the top one included)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompareSettings:
+    trace: str = "azure-conv"
+    load: float = 0.67
+    duration_s: float = DEFAULT_DURATION_S
+    gpus: int = 16
+    profile: str = "h100-sxm-llama-70b-tp4"
+    prefill_profile: str | None = None
+    """Prefill instances' profile when it differs from ``profile`` (e.g. the TP8 one for long prompts)."""
+    slo: Slo = field(default_factory=lambda: Slo(ttft_ms=600.0, tpot_ms=100.0, percentile=99))
+    seed: int = 0
+    """0 replays the trace from its start; another seed picks a reproducible random window."""
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    view: ViewName = "metrics"
+    prefill_instances: int | None = None
+    """None: the split with the highest static-max capacity."""
+    kv_medium: str = "infiniband"
+    bounds: ClockBounds | None = None
+    scrape_period_s: float = 0.05
+    scrape_delay_s: float = 0.01
+    power_limit_watts: float | None = None
+    """Board power cap per GPU; None keeps the profile's."""
+    clock_settle_s: float | None = None
+    """Delay before a new clock takes effect; None keeps the profile's."""
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.policies if p not in DEFAULT_POLICIES]
+        if unknown:
+            raise ValueError(f"unknown policies {unknown}; known: {', '.join(DEFAULT_POLICIES)}")
+        if not 0 < self.load <= 2.0:
+            raise ValueError("load must be in (0, 2]")
+        if self.duration_s <= 0:
+            raise ValueError("duration_s must be positive")
+
+
+@dataclass(slots=True)
+class Comparison:
+    settings: CompareSettings
+    trace: Trace
+    cluster: ClusterConfig
+    capacity: Capacity
+    rate_scale: float
+    requests: list[TraceRequest]
+    summaries: dict[str, RunSummary]
+    runs: dict[str, RunResult]
+    static_best_mhz: dict[Phase, int]
+    oracle: OracleBound | None
+    window_start_s: float
+    wall_s: float
+    split_capacities: dict[int, float]
+
+    @property
+    def requests_per_second(self) -> float:
+        """The offered rate: the trace's mean rate x the rate scale (= load x capacity)."""
+        return self.rate_scale * self.trace.requests_per_second
+
+    @property
+    def window_requests_per_second(self) -> float:
+        """What the replayed window actually holds (bursty traces differ from their mean)."""
+        return len(self.requests) / self.settings.duration_s
+
+
+def _window_start(trace: Trace, seed: int) -> float:
+    if seed == 0:
+        return 0.0
+    return random.Random(seed).uniform(0.0, trace.duration_s)
+
+
+def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, start_s: float,
+              cache: CapacityCache) -> Capacity:
+    key = CapacityCache.key({
+        "trace": trace.digest, "duration_s": settings.duration_s, "start_s": start_s,
+        "cluster": replace(cluster, view="metrics").describe(), "slo": [settings.slo.ttft_ms, settings.slo.tpot_ms, settings.slo.percentile],
+        "bounds": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
+        "power_limit_watts": [cluster.profile.power_limit_watts, cluster.profile_of("prefill").power_limit_watts],
+        "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
+        "version": 2,
+    })
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    setup = policy_run_setup("static-max", replace(cluster, view="metrics"), settings.slo, settings.bounds)
+
+    def meets(scale: float) -> bool:
+        window = scaled_window(trace, scale, settings.duration_s, start_s)
+        allowed = int((len(window) - 1) * (1.0 - settings.slo.percentile / 100.0)) + 1
+        rule = AbortRule(settings.slo.ttft_ms / 1000.0, settings.slo.tpot_ms / 1000.0, allowed)
+        result = simulate(window, setup.cluster, setup.control, rule)
+        return not result.aborted and meets_slo(summarise(result, settings.slo), settings.slo)
+
+    scale, probes = find_capacity_scale(meets)
+    capacity = Capacity(scale, scale * trace.requests_per_second, probes)
+    cache.put(key, capacity)
+    return capacity
+
+
+def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: GpuProfile,
+             prefill_instances: int) -> ClusterConfig:
+    left = settings.gpus - prefill_instances * prefill_profile.tensor_parallel_size
+    return ClusterConfig(
+        profile=profile, prefill_instances=prefill_instances,
+        decode_instances=left // profile.tensor_parallel_size,
+        kv_medium=settings.kv_medium, view=settings.view, scrape_period_s=settings.scrape_period_s,
+        scrape_delay_s=settings.scrape_delay_s, clock_settle_s=settings.clock_settle_s,
+        prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
+
+
+def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
+    if settings.power_limit_watts is None:
+        return profile
+    return profile.model_copy(update={"power_limit_watts": settings.power_limit_watts})
+
+
+def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
+                 cache: CapacityCache) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
+    """The given split, or the one whose static-max capacity is highest (ties: fewer prefill)."""
+    prefill_profile = _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
+    tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
+    most = (settings.gpus - tp_decode) // tp_prefill
+    if most < 1:
+        raise ValueError(f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one TP{tp_decode} "
+                         "decode instance; a P/D cluster needs at least 2 instances")
+    candidates = [settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))
+    found: dict[int, tuple[ClusterConfig, Capacity]] = {}
+    for prefill in candidates:
+        if not 1 <= prefill <= most:
+            raise ValueError(f"prefill instances must be in [1, {most}]")
+        cluster = _cluster(settings, profile, prefill_profile, prefill)
+        found[prefill] = (cluster, _capacity(trace, cluster, settings, start_s, cache))
+    best = max(found, key=lambda p: (found[p][1].requests_per_second, -p))
+    return found[best][0], found[best][1], {p: c.requests_per_second for p, (_, c) in found.items()}
+
+
+def _run(name: str, cluster: ClusterConfig, settings: CompareSettings, window: list[TraceRequest],
+         static_mhz: dict[Phase, int] | None = None) -> RunResult:
+    setup = policy_run_setup(name, cluster, settings.slo, settings.bounds, static_mhz)
+    return simulate(window, setup.cluster, setup.control)
+
+
+def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window: list[TraceRequest],
+                       runner: Callable[[dict[Phase, int]], RunResult] | None = None) -> dict[Phase, int]:
+    """Per phase, the lowest-energy fixed clock whose own latency meets the SLO percentile.
+
+    Sweeps each phase's clock with the other phase at the top clock (so a slow prefill does not
+    lengthen the run and charge decode for idling); prefill is judged on TTFT, decode on TPOT.
+    """
+    allowed = allowed_clocks_mhz(cluster.profile.supported_sm_clocks_mhz, settings.bounds)
+    levels = levels_mhz(allowed, STATIC_BEST_LEVELS)
+    top = allowed[-1]
+    slo = settings.slo
+    run = runner or (lambda clocks: _run("static-best", cluster, settings, window, clocks))
+    chosen: dict[Phase, int] = {}
+    for phase in ("prefill", "decode"):
+        other: Phase = "decode" if phase == "prefill" else "prefill"
+        best_j, best_mhz = float("inf"), top
+        for mhz in levels:
+            summary = summarise(run({phase: mhz, other: top}), slo)
+            latency_ms, target_ms = ((summary.ttft_ms_at_percentile, slo.ttft_ms) if phase == "prefill"
+                                     else (summary.tpot_ms_at_percentile, slo.tpot_ms))
+            energy_j = summary.prefill.total_j if phase == "prefill" else summary.decode.total_j
+            if summary.finished == summary.requests and latency_ms <= target_ms and energy_j < best_j:
+                best_j, best_mhz = energy_j, mhz
+        chosen[phase] = best_mhz
+    return chosen
+
+
+def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter) -> Comparison:
+    started = clock()
+    profile = _capped(load_profile(settings.profile), settings)
+    trace = load_trace(settings.trace)
+    start_s = _window_start(trace, settings.seed)
+    cache = CapacityCache(settings.cache_dir)
+    cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache)
+    rate_scale = capacity.rate_scale * settings.load
+    window = scaled_window(trace, rate_scale, settings.duration_s, start_s)
+    runs: dict[str, RunResult] = {}
+    static_best: dict[Phase, int] = {}
+    for name in settings.policies:
+        if name == ORACLE:
+            continue
+        if name == "static-best":
+            static_best = choose_static_best(cluster, settings, window)
+            runs[name] = _run(name, cluster, settings, window, static_best)
+        else:
+            runs[name] = _run(name, cluster, settings, window)
+    horizon_s = max((r.end_s for r in runs.values()), default=0.0)
+    summaries = {name: summarise(result, settings.slo, horizon_s) for name, result in runs.items()}
+    oracle = None
+    if ORACLE in settings.policies and runs:
+        allowed = allowed_clocks_mhz(profile.supported_sm_clocks_mhz, settings.bounds)
+        oracle = oracle_bound(runs, allowed, horizon_s)
+    return Comparison(settings, trace, cluster, capacity, rate_scale, window, summaries, runs,
+                      static_best, oracle, start_s, clock() - started, split_capacities)
+
+
+def with_view(settings: CompareSettings, view: ViewName) -> CompareSettings:
+    return replace(settings, view=view)

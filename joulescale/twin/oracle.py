@@ -1,0 +1,130 @@
+"""The oracle: a lower bound on the energy of every compared policy (ALGORITHMS 6).
+
+Formulation (a relaxation, chosen because it is provably a bound and costs one pass):
+over a run, a phase's energy is ``TP x (P_idle x horizon + sum over iterations of
+(P(f) - P_idle) x t(f))`` per instance. For each realised iteration, the oracle takes the
+clock that minimises its excess energy ``(P(f) - P_idle) x t(f)`` among the allowed clocks,
+ignoring the SLO; an iteration whose clock changed part-way is a mix of two clocks and so costs
+at least that minimum. Hence the bound of a run is <= that run's energy, and the oracle (the
+smallest bound over the compared runs, per phase, at the horizon the runs are measured over)
+is <= every policy's energy.
+The SLO is dropped, so the gap to the oracle also contains the price of meeting the SLO.
+
+The minimisation uses that the physics stretches latency by a factor that depends on the clock
+and the batch's sensitivity only (ALGORITHMS 1), so the best factor is cached per sensitivity
+(prefill) or batch size (decode) and the cost stays linear in the number of iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from joulescale.control.observation import Phase
+from joulescale.profiles import physics
+from joulescale.profiles.model import GpuProfile
+from joulescale.twin.simulator import RunResult
+
+_PROBE_CONTEXT_TOKENS = 100_000
+_PROBE_SQUARED = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OracleBound:
+    prefill_j: float
+    decode_j: float
+    prefill_source: str
+    decode_source: str
+    """The runs whose realised iterations gave the smallest bound of each phase."""
+
+    @property
+    def total_j(self) -> float:
+        return self.prefill_j + self.decode_j
+
+
+class _ExcessFactors:
+    """min over clocks of (P(f) - P_idle) x t(f) / t(f_max), per phase and sensitivity key."""
+
+    def __init__(self, profile: GpuProfile, clocks_mhz: Sequence[int]) -> None:
+        self.profile = profile
+        self.clocks_mhz = tuple(clocks_mhz)
+        self.f_max = profile.max_sm_clock_mhz
+        self._prefill: dict[tuple[Phase, float], float] = {}
+        self._decode: dict[int, float] = {}
+
+    def _best(self, power_phase: Phase, latency_s: dict[int, float], at_fmax_s: float) -> float:
+        idle = self.profile.idle_power_watts
+        return min((physics.busy_power_watts(self.profile, power_phase, f) - idle) * latency_s[f] / at_fmax_s
+                   for f in self.clocks_mhz)
+
+    def prefill(self, batch_tokens: int, power_phase: Phase = "prefill") -> float:
+        """Prefill work; ``power_phase`` is decode for a recompute run on a decode instance."""
+        key = (power_phase, physics.prefill_sensitivity(self.profile, batch_tokens))
+        cached = self._prefill.get(key)
+        if cached is None:
+            lat = {f: physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, f)
+                   for f in self.clocks_mhz}
+            at_fmax = physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, self.f_max)
+            cached = self._best(power_phase, lat, at_fmax)
+            self._prefill[key] = cached
+        return cached
+
+    def decode(self, batch_size: int) -> float:
+        cached = self._decode.get(batch_size)
+        if cached is None:
+            lat = {f: physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, f)
+                   for f in self.clocks_mhz}
+            at_fmax = physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, self.f_max)
+            cached = self._best("decode", lat, at_fmax)
+            self._decode[batch_size] = cached
+        return cached
+
+
+def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | None = None) -> tuple[float, float]:
+    """(prefill J, decode J) lower bound for the iterations ``result`` realised."""
+    horizon = result.end_s if horizon_s is None else horizon_s
+    factors: dict[str, _ExcessFactors] = {}
+
+    def factors_of(profile: GpuProfile) -> _ExcessFactors:
+        if profile.name not in factors:
+            factors[profile.name] = _ExcessFactors(profile, clocks_mhz)
+        return factors[profile.name]
+
+    prefill = 0.0
+    for inst in result.prefill:
+        profile = inst.gpu.profile
+        f = factors_of(profile)
+        tp = profile.tensor_parallel_size
+        prefill += physics.idle_energy_j(profile, horizon)
+        for tokens, squared in inst.batch_log:
+            t = physics.prefill_latency_from_sums_s(profile, tokens, squared, f.f_max)
+            prefill += tp * f.prefill(tokens) * t
+    decode = 0.0
+    for dec in result.decode:
+        profile = dec.gpu.profile
+        f = factors_of(profile)
+        tp = profile.tensor_parallel_size
+        decode += physics.idle_energy_j(profile, horizon)
+        for batch, context, recompute, recompute_s2 in dec.iteration_log:
+            decode += tp * f.decode(batch) * physics.decode_latency_s(profile, batch, context, f.f_max)
+            if recompute:
+                t = physics.prefill_latency_from_sums_s(profile, recompute, recompute_s2, f.f_max)
+                decode += tp * f.prefill(recompute, "decode") * t
+    return prefill, decode
+
+
+def oracle_bound(runs: dict[str, RunResult], clocks_mhz: Sequence[int],
+                 horizon_s: float | None = None) -> OracleBound:
+    """Per phase, the smallest bound over the runs, all taken to one horizon.
+
+    ``horizon_s`` must be the horizon the runs' energies are measured over (the comparison's
+    common one); by default the shortest run end, which is <= any run's own horizon. Each
+    phase's bound is then <= that phase's energy in every run, so their sum is <= every total.
+    """
+    if not runs:
+        raise ValueError("the oracle needs at least one realised run")
+    horizon = horizon_s if horizon_s is not None else min(r.end_s for r in runs.values())
+    bounds = {name: run_bound(result, clocks_mhz, horizon) for name, result in runs.items()}
+    prefill_source = min(bounds, key=lambda name: bounds[name][0])
+    decode_source = min(bounds, key=lambda name: bounds[name][1])
+    return OracleBound(bounds[prefill_source][0], bounds[decode_source][1], prefill_source, decode_source)

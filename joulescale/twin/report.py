@@ -1,0 +1,152 @@
+"""What a comparison says: the JSON document, the printed table and its one-line conclusion."""
+
+from __future__ import annotations
+
+import math
+
+from joulescale.twin.compare import ORACLE, Comparison
+
+BASELINE = "static-max"
+ORACLE_FORMULATION = (
+    "Per phase, the smallest over the compared runs of: idle power x TP x instances x the common horizon "
+    "+ for every realised iteration, min over the allowed clocks of (busy - idle power) x TP x latency; "
+    "SLO constraints relaxed, so it is a lower bound on every compared policy's energy."
+)
+
+
+def _policy_json(comparison: Comparison) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name in comparison.settings.policies:
+        if name in comparison.summaries:
+            out[name] = comparison.summaries[name].to_json()
+        elif name == ORACLE and comparison.oracle is not None:
+            oracle = comparison.oracle
+            tokens = next(iter(comparison.summaries.values())).output_tokens if comparison.summaries else 0
+            out[name] = {
+                "energy_j": {"prefill": oracle.prefill_j, "decode": oracle.decode_j, "total": oracle.total_j},
+                "joules_per_output_token": oracle.total_j / tokens if tokens else None,
+                "ttft_ms_at_percentile": None,
+                "tpot_ms_at_percentile": None,
+                "slo_attainment": None,
+                "clock_changes_per_second": None,
+                "bound_from_runs": {"prefill": oracle.prefill_source, "decode": oracle.decode_source},
+            }
+    return out
+
+
+def savings(comparison: Comparison, policy: str, baseline: str = BASELINE) -> dict[str, float] | None:
+    """Energy saved by ``policy`` against ``baseline``, as fractions per phase and in total."""
+    s = comparison.summaries
+    if policy not in s or baseline not in s:
+        return None
+    a, b = s[policy], s[baseline]
+    return {
+        "prefill": 1.0 - a.prefill.total_j / b.prefill.total_j,
+        "decode": 1.0 - a.decode.total_j / b.decode.total_j,
+        "total": 1.0 - a.total_j / b.total_j,
+    }
+
+
+def to_json(comparison: Comparison) -> dict[str, object]:
+    settings = comparison.settings
+    doc: dict[str, object] = {
+        "trace": settings.trace,
+        "load": settings.load,
+        "requests_per_second": comparison.requests_per_second,
+        "window_requests_per_second": comparison.window_requests_per_second,
+        "config": {
+            **comparison.cluster.describe(),
+            "duration_s": settings.duration_s,
+            "window_start_s": comparison.window_start_s,
+            "requests": len(comparison.requests),
+            "slo": {"ttft_ms": settings.slo.ttft_ms, "tpot_ms": settings.slo.tpot_ms,
+                    "percentile": settings.slo.percentile},
+            "clock_bounds_mhz": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
+            "seed": settings.seed,
+            "capacity_requests_per_second": comparison.capacity.requests_per_second,
+            "capacity_rate_scale": comparison.capacity.rate_scale,
+            "capacity_cached": comparison.capacity.cached,
+            "capacity_by_prefill_instances": {str(k): v for k, v in comparison.split_capacities.items()},
+            "rate_scale": comparison.rate_scale,
+            "static_best_clocks_mhz": comparison.static_best_mhz,
+            "oracle_formulation": ORACLE_FORMULATION,
+            "clock_changes_per_second_is": "per instance (TP group), averaged over instances",
+            "ttft_ends_at": "the first token is usable at the decode instance (prefill + KV transfer)",
+        },
+        "policies": _policy_json(comparison),
+        "wall_s": comparison.wall_s,
+    }
+    js = savings(comparison, "joulescale")
+    if js is not None:
+        doc["joulescale_saving_vs_static_max"] = js
+    if comparison.oracle is not None and "joulescale" in comparison.summaries:
+        doc["joulescale_gap_to_oracle"] = comparison.summaries["joulescale"].total_j / comparison.oracle.total_j - 1.0
+    return doc
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def table(comparison: Comparison) -> str:
+    base = comparison.summaries.get(BASELINE)
+    header = ("policy", "prefill kJ", "decode kJ", "total kJ", "J/token", "vs max", "TTFT p ms", "TPOT p ms",
+              "SLO %", "chg/s")
+    rows: list[tuple[str, ...]] = []
+    for name in comparison.settings.policies:
+        if name in comparison.summaries:
+            s = comparison.summaries[name]
+            delta = f"{(s.total_j / base.total_j - 1.0) * 100:+.1f}%" if base else "-"
+            rows.append((name, _fmt(s.prefill.total_j / 1e3), _fmt(s.decode.total_j / 1e3), _fmt(s.total_j / 1e3),
+                         _fmt(s.joules_per_output_token, 2), delta, _fmt(s.ttft_ms_at_percentile, 0),
+                         _fmt(s.tpot_ms_at_percentile, 0), _fmt(s.slo_attainment * 100, 2),
+                         _fmt(s.clock_changes_per_second, 2)))
+        elif name == ORACLE and comparison.oracle is not None:
+            o = comparison.oracle
+            tokens = base.output_tokens if base else 0
+            delta = f"{(o.total_j / base.total_j - 1.0) * 100:+.1f}%" if base else "-"
+            rows.append((name + " (bound)", _fmt(o.prefill_j / 1e3), _fmt(o.decode_j / 1e3), _fmt(o.total_j / 1e3),
+                         _fmt(o.total_j / tokens if tokens else None, 2), delta, "-", "-", "-", "-"))
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+              for r in rows]
+    return "\n".join(lines)
+
+
+def preamble(comparison: Comparison) -> str:
+    s = comparison.settings
+    c = comparison.cluster
+    slo = s.slo
+    return (
+        f"trace {s.trace}: {s.duration_s:.0f} s simulated window (--duration), {len(comparison.requests)} requests "
+        f"({comparison.window_requests_per_second:.2f} req/s in the window); offered {comparison.requests_per_second:.2f} "
+        f"req/s = load {s.load:.2f} x static-max capacity {comparison.capacity.requests_per_second:.2f} req/s"
+        f"{' (cached)' if comparison.capacity.cached else ''}\n"
+        f"cluster: {c.gpus} GPUs, {c.prefill_instances} prefill (TP{c.profile_of('prefill').tensor_parallel_size}) + "
+        f"{c.decode_instances} decode (TP{c.profile.tensor_parallel_size}) instances, {c.profile.name}"
+        + ("" if c.prefill_profile is None else f" (prefill: {c.prefill_profile.name})")
+        + f", KV over {c.kv_medium}; SLO P{slo.percentile} "
+        f"TTFT {slo.ttft_ms:.0f} ms / TPOT {slo.tpot_ms:.0f} ms; policy view: {c.view}"
+        + (f", scrape every {c.scrape_period_s * 1000:.0f} ms + {c.scrape_delay_s * 1000:.0f} ms delay"
+           if c.view == "metrics" else " (engine hook)")
+    )
+
+
+def conclusion(comparison: Comparison) -> str:
+    js = savings(comparison, "joulescale")
+    if js is None:
+        return "(include static-max and joulescale in --policies for a conclusion)"
+    ours = comparison.summaries["joulescale"]
+    base = comparison.summaries[BASELINE]
+    text = (f"joulescale uses {js['total'] * 100:.1f}% less energy than static-max (prefill "
+            f"{js['prefill'] * 100:.1f}%, decode {js['decode'] * 100:.1f}%) at {ours.slo_attainment * 100:.2f}% SLO "
+            f"attainment (static-max {base.slo_attainment * 100:.2f}%)")
+    if comparison.oracle is not None:
+        text += f"; it is {(ours.total_j / comparison.oracle.total_j - 1.0) * 100:.1f}% above the oracle bound"
+    return text + "."
+
+
+__all__ = ["BASELINE", "ORACLE_FORMULATION", "conclusion", "preamble", "savings", "table", "to_json"]

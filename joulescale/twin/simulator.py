@@ -1,0 +1,272 @@
+"""The discrete-event loop of a P/D cluster: arrivals, prefill batches, KV transfers, decode steps.
+
+One heap of ``(time, sequence, kind, payload)``; the sequence number breaks ties so a run is
+deterministic. Arrivals are read from the sorted request list instead of the heap. Policies
+decide at scrape visibility (metrics view) or at iteration boundaries (rich view), never per
+token, which keeps the loop at a few events per iteration.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from joulescale.control.observation import Observation
+from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
+from joulescale.twin.counters import Scrape
+from joulescale.twin.decode import DecodeInstance
+from joulescale.twin.gpu import SimGpuGroup
+from joulescale.twin.kv_transfer import KvLink, kv_medium
+from joulescale.twin.prefill import PrefillInstance
+from joulescale.twin.request import SimRequest
+from joulescale.twin.routing import Routers
+from joulescale.twin.traces import TraceRequest
+from joulescale.twin.views import MetricsView, RichView, scrape_decode, scrape_prefill
+
+_PREFILL_DONE = 0
+_DECODE_DONE = 1
+_KV_LANDED = 2
+_SCRAPE = 3
+_SCRAPE_VISIBLE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class AbortRule:
+    """Stop a run early once the SLO percentile can no longer be met (capacity search): more than
+    ``max_violations`` requests over one of the targets."""
+
+    ttft_s: float
+    tpot_s: float
+    max_violations: int
+
+
+@dataclass(slots=True)
+class RunResult:
+    requests: list[SimRequest]
+    prefill: list[PrefillInstance]
+    decode: list[DecodeInstance]
+    end_s: float
+    aborted: bool = False
+    decisions: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def gpus(self) -> list[SimGpuGroup]:
+        return [p.gpu for p in self.prefill] + [d.gpu for d in self.decode]
+
+
+class _Instance:
+    """Per-instance control state: the policy, its actuator and the view that feeds it."""
+
+    __slots__ = ("control", "metrics_view", "rich_view")
+
+    def __init__(self, control: InstanceControl, metrics_view: MetricsView) -> None:
+        self.control = control
+        self.metrics_view = metrics_view
+        self.rich_view = RichView()
+
+
+def simulate(
+    requests: Sequence[TraceRequest],
+    cluster: ClusterConfig,
+    control: ControlFactory,
+    abort: AbortRule | None = None,
+) -> RunResult:
+    """Replay ``requests`` (sorted by arrival) through the cluster; deterministic."""
+    return _Run(requests, cluster, control, abort).run()
+
+
+class _Run:
+    def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: ControlFactory,
+                 abort: AbortRule | None) -> None:
+        profile = cluster.profile
+        prefill_profile = cluster.profile_of("prefill")
+        self.cluster = cluster
+        self.abort = abort
+        self.requests = [SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens)
+                         for i, r in enumerate(requests)]
+        self.prefill = [PrefillInstance(i, SimGpuGroup(prefill_profile, "prefill", prefill_profile.max_sm_clock_mhz,
+                                                       cluster.settle_s("prefill")),
+                                        cluster.prefill_token_budget) for i in range(cluster.prefill_instances)]
+        self.decode = [DecodeInstance(i, SimGpuGroup(profile, "decode", profile.max_sm_clock_mhz,
+                                                     cluster.settle_s("decode")),
+                                      profile.kv_capacity_tokens, cluster.decode_max_running, cluster.kv_watermark)
+                       for i in range(cluster.decode_instances)]
+        kv = profile.kv_capacity_tokens
+        self.prefill_kv_tokens = prefill_profile.kv_capacity_tokens
+        self.prefill_ctl = [_Instance(control("prefill", i), MetricsView("prefill", self.prefill_kv_tokens))
+                            for i in range(cluster.prefill_instances)]
+        self.decode_ctl = [_Instance(control("decode", i), MetricsView("decode", kv))
+                           for i in range(cluster.decode_instances)]
+        medium = kv_medium(cluster.kv_medium)
+        self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
+        self.routers = Routers(cluster.prefill_router, cluster.decode_router)
+        self.rich = cluster.view == "rich"
+        self.heap: list[tuple[float, int, int, object]] = []
+        self.seq = 0
+        self.finished = 0
+        self.ttft_violations = 0
+        self.tpot_violations = 0
+        self.decisions = 0
+        self.reasons: Counter[str] = Counter()
+        self.last_s = 0.0
+
+    def push(self, at_s: float, kind: int, payload: object) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at_s, self.seq, kind, payload))
+
+    # --- control -----------------------------------------------------------------------------
+    def decide(self, ctl: _Instance, gpu: SimGpuGroup, observation: Observation, now_s: float) -> None:
+        decision = ctl.control.policy.decide(observation)
+        self.decisions += 1
+        self.reasons[decision.reason.value] += 1
+        target = ctl.control.actuator.target_mhz(decision, now_s, gpu.target_mhz)
+        if target is not None:
+            gpu.request(now_s, target)
+
+    def decide_prefill_rich(self, inst: PrefillInstance, now_s: float) -> None:
+        ctl = self.prefill_ctl[inst.index]
+        if not ctl.control.observes:
+            return
+        obs = ctl.rich_view.observe_prefill(inst, now_s, self.prefill_kv_tokens)
+        self.decide(ctl, inst.gpu, obs, now_s)
+
+    def decide_decode_rich(self, inst: DecodeInstance, now_s: float) -> None:
+        ctl = self.decode_ctl[inst.index]
+        if not ctl.control.observes:
+            return
+        self.decide(ctl, inst.gpu, ctl.rich_view.observe_decode(inst, now_s), now_s)
+
+    # --- phases ------------------------------------------------------------------------------
+    def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
+        inst.form_batch(now_s)
+        if self.rich:
+            self.decide_prefill_rich(inst, now_s)
+        self.push(now_s + inst.run_batch(now_s), _PREFILL_DONE, inst)
+
+    def prefill_done(self, inst: PrefillInstance, now_s: float) -> None:
+        link = self.links[inst.index]
+        for request in inst.finish_batch():
+            request.prefill_done_s = now_s
+            target = self.decode[self.routers.decode(self.decode)]
+            target.incoming += 1
+            self.push(link.send(now_s, request.prompt_tokens), _KV_LANDED, (request, target))
+        if inst.waiting:
+            self.start_prefill(inst, now_s)
+        elif self.rich:
+            self.decide_prefill_rich(inst, now_s)
+
+    def kv_landed(self, request: SimRequest, inst: DecodeInstance, now_s: float) -> None:
+        inst.incoming -= 1
+        request.first_token_s = now_s
+        if request.output_tokens <= 1:
+            request.finish_s = now_s
+            self.complete(request)
+            return
+        inst.enqueue(request)
+        if not inst.busy:
+            self.start_decode(inst, now_s)
+
+    def start_decode(self, inst: DecodeInstance, now_s: float) -> None:
+        if not inst.prepare_iteration():
+            if self.rich:
+                self.decide_decode_rich(inst, now_s)
+            return
+        if self.rich:
+            self.decide_decode_rich(inst, now_s)
+        self.push(now_s + inst.run_iteration(now_s), _DECODE_DONE, inst)
+
+    def complete(self, request: SimRequest) -> None:
+        self.finished += 1
+        self.last_s = max(self.last_s, request.finish_s)
+        rule = self.abort
+        if rule is not None:
+            self.ttft_violations += request.ttft_s > rule.ttft_s
+            self.tpot_violations += request.tpot_s > rule.tpot_s
+
+    def scrape(self, phase_index: tuple[str, int], now_s: float) -> None:
+        phase, index = phase_index
+        snap: Scrape
+        if phase == "prefill":
+            snap = scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens)
+        else:
+            snap = scrape_decode(self.decode[index], now_s)
+        self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, snap))
+        if self.finished < len(self.requests):
+            self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
+
+    def scrape_visible(self, payload: tuple[str, int, Scrape], now_s: float) -> None:
+        phase, index, snap = payload
+        if phase == "prefill":
+            ctl, gpu = self.prefill_ctl[index], self.prefill[index].gpu
+        else:
+            ctl, gpu = self.decode_ctl[index], self.decode[index].gpu
+        gpu.settle(now_s)
+        self.decide(ctl, gpu, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
+
+    # --- loop --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Every policy decides once before traffic (the agent applies it when the pod starts);
+        observing policies are then fed scrapes (metrics view) or iteration boundaries (rich)."""
+        names = [("prefill", i) for i in range(len(self.prefill))] + [("decode", i) for i in range(len(self.decode))]
+        period = self.cluster.scrape_period_s
+        for k, (phase, index) in enumerate(names):
+            ctl = self.prefill_ctl[index] if phase == "prefill" else self.decode_ctl[index]
+            if self.rich and ctl.control.observes:
+                if phase == "prefill":
+                    self.decide_prefill_rich(self.prefill[index], 0.0)
+                else:
+                    self.decide_decode_rich(self.decode[index], 0.0)
+                continue
+            if phase == "prefill":
+                snap = scrape_prefill(self.prefill[index], 0.0, self.prefill_kv_tokens)
+                gpu = self.prefill[index].gpu
+            else:
+                snap = scrape_decode(self.decode[index], 0.0)
+                gpu = self.decode[index].gpu
+            self.decide(ctl, gpu, ctl.metrics_view.observe(snap, 0.0, gpu.clock_mhz), 0.0)
+            if not self.rich and ctl.control.observes:
+                self.push(period * k / len(names), _SCRAPE, (phase, index))
+
+    def run(self) -> RunResult:
+        self.start()
+        requests = self.requests
+        total = len(requests)
+        heap = self.heap
+        pop = heapq.heappop
+        rule = self.abort
+        next_arrival = 0
+        aborted = False
+        while self.finished < total:
+            if rule is not None and max(self.ttft_violations, self.tpot_violations) > rule.max_violations:
+                aborted = True
+                break
+            if next_arrival < total and (not heap or requests[next_arrival].arrival_s < heap[0][0]):
+                request = requests[next_arrival]
+                next_arrival += 1
+                now_s = request.arrival_s
+                inst = self.prefill[self.routers.prefill(self.prefill, request.prompt_tokens)]
+                inst.enqueue(request)
+                if not inst.busy:
+                    self.start_prefill(inst, now_s)
+                continue
+            now_s, _, kind, payload = pop(heap)
+            if kind == _DECODE_DONE:
+                assert isinstance(payload, DecodeInstance)
+                for request in payload.finish_iteration(now_s):
+                    self.complete(request)
+                self.start_decode(payload, now_s)
+            elif kind == _SCRAPE_VISIBLE:
+                self.scrape_visible(payload, now_s)  # type: ignore[arg-type]
+            elif kind == _SCRAPE:
+                self.scrape(payload, now_s)  # type: ignore[arg-type]
+            elif kind == _PREFILL_DONE:
+                assert isinstance(payload, PrefillInstance)
+                self.prefill_done(payload, now_s)
+            else:
+                landed: tuple[SimRequest, DecodeInstance] = payload  # type: ignore[assignment]
+                self.kv_landed(landed[0], landed[1], now_s)
+        end_s = max(self.last_s, requests[-1].arrival_s if requests else 0.0)
+        return RunResult(self.requests, self.prefill, self.decode, end_s, aborted, self.decisions, self.reasons)

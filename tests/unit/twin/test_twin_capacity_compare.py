@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
+from joulescale.twin.compare import CompareSettings, compare
+from joulescale.twin.report import conclusion, table, to_json
+
+
+def test_bisection_finds_the_threshold_of_a_monotone_test_within_tolerance() -> None:
+    scale, probes = find_capacity_scale(lambda s: s <= 7.3, rel_tolerance=0.02)
+    assert 7.3 / 1.02 <= scale <= 7.3
+    low, _ = find_capacity_scale(lambda s: s <= 0.2, rel_tolerance=0.02)
+    assert 0.2 / 1.02 <= low <= 0.2
+    assert probes < 15
+
+
+def test_bisection_gives_up_when_nothing_meets_the_slo() -> None:
+    with pytest.raises(ValueError, match="misses the SLO"):
+        find_capacity_scale(lambda s: False)
+
+
+def test_capacity_cache_survives_a_new_process_through_its_file(tmp_path: Path) -> None:
+    key = CapacityCache.key({"trace": "abc", "gpus": 16})
+    CapacityCache(tmp_path).put(key, Capacity(3.5, 21.0, 9))
+    again = CapacityCache(tmp_path).get(key)
+    assert again == Capacity(3.5, 21.0, 0, cached=True)
+    assert CapacityCache(tmp_path).get(CapacityCache.key({"trace": "abc", "gpus": 8})) is None
+    assert CapacityCache(None).get(key) is None
+
+
+def test_static_max_meets_the_slo_at_two_thirds_of_its_capacity() -> None:
+    settings = CompareSettings(
+        trace="azure-conv", load=0.67, duration_s=60.0, prefill_instances=3, policies=("static-max",)
+    )
+    result = compare(settings)
+    summary = result.summaries["static-max"]
+    assert summary.ttft_ms_at_percentile <= 600.0
+    assert summary.tpot_ms_at_percentile <= 100.0
+    assert summary.slo_attainment >= 0.99
+    assert result.requests_per_second == pytest.approx(0.67 * result.capacity.requests_per_second)
+
+
+def test_comparison_json_has_the_documented_shape_and_the_oracle_is_lowest() -> None:
+    settings = CompareSettings(
+        trace="azure-code",
+        load=0.67,
+        duration_s=30.0,
+        prefill_instances=3,
+        policies=("static-max", "joulescale", "oracle"),
+    )
+    result = compare(settings)
+    doc = to_json(result)
+    assert doc["trace"] == "azure-code"
+    assert doc["load"] == 0.67
+    policies = doc["policies"]
+    assert isinstance(policies, dict)
+    assert set(policies) == {"static-max", "joulescale", "oracle"}
+    for name in ("static-max", "joulescale"):
+        entry = policies[name]
+        assert set(entry["energy_j"]) == {"prefill", "decode", "total"}
+        for key in (
+            "joules_per_output_token",
+            "ttft_ms_at_percentile",
+            "tpot_ms_at_percentile",
+            "slo_attainment",
+            "clock_changes_per_second",
+        ):
+            assert isinstance(entry[key], float), key
+        assert entry["energy_j"]["total"] >= policies["oracle"]["energy_j"]["total"]
+    assert "static-max" in table(result)
+    assert "oracle (bound)" in table(result)
+    assert conclusion(result).startswith("joulescale uses")
