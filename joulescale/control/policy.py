@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from joulescale.control.observation import Observation
 
 
-class DecisionReason(str, Enum):
+class DecisionReason(StrEnum):
     """Why a clock was chosen; exported as a metric label, so the set stays small and stable."""
 
     STATIC = "Static"
@@ -28,6 +28,10 @@ class DecisionReason(str, Enum):
 class ClockDecision:
     sm_clock_mhz: int
     reason: DecisionReason
+    urgent: bool = False
+    """The current clock misses the SLO: raise now even inside the minimum hold time (3.4)."""
+    predicted_iteration_s: float | None = None
+    """The policy's latency prediction for the next iteration at this clock, when it made one."""
 
 
 @dataclass(frozen=True, slots=True)

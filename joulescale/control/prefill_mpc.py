@@ -1,0 +1,113 @@
+"""The prefill MPC step shared by BiScale and JouleScale (ALGORITHMS.md 3.2, steps 1-4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from joulescale.control.context import PolicyContext
+from joulescale.control.mpc import MpcProblem
+from joulescale.control.observation import Observation
+from joulescale.control.predictor import LatencyPredictor
+from joulescale.control.prefill_plan import PlannedBatch, project_batches, queued_prompts
+from joulescale.profiles import physics
+
+Solver = Callable[[MpcProblem], "list[int] | None"]
+
+_QUEUE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillPlan:
+    sm_clock_mhz: int
+    at_risk: bool
+    """Even the top clock misses a TTFT budget within the horizon."""
+    energy_optimal: bool
+    """The first batch runs at its own lowest-cost level (no deadline binds it)."""
+    current_misses: bool
+    """Running the first batch at the current clock would miss a deadline."""
+    batch_tokens: int
+    squared_tokens: float
+    predicted_s: float
+    next_sm_clock_mhz: int | None = None
+    """The plan's clock for the batch after the first, when it has one."""
+
+
+class PrefillMpc:
+    """Plans clocks over the next batches; ``include_idle`` charges only power above idle."""
+
+    def __init__(
+        self,
+        context: PolicyContext,
+        predictor: LatencyPredictor,
+        levels_mhz: tuple[int, ...],
+        solver: Solver,
+        include_idle: bool,
+        reserve_s: float = 0.0,
+    ) -> None:
+        self.context = context
+        self.predictor = predictor
+        self.levels_mhz = levels_mhz
+        self.solver = solver
+        self.reserve_s = reserve_s
+        """Time kept back from every TTFT budget (e.g. the clock settle time)."""
+        profile = context.profile
+        idle_watts = profile.idle_power_watts if include_idle else 0.0
+        self._net_watts = [
+            profile.tensor_parallel_size * (physics.busy_power_watts(profile, "prefill", f) - idle_watts)
+            for f in levels_mhz
+        ]
+
+    def plan(
+        self, observation: Observation, prompt_tokens_estimate: float, anticipate_arrival: bool = False
+    ) -> PrefillPlan | None:
+        """None when there is nothing to prefill.
+
+        ``anticipate_arrival`` adds one prompt of the estimated length arriving now, after the
+        queue in a batch of its own: a request that arrives while this batch runs cannot join
+        it, so a slow batch must still leave it its TTFT.
+        """
+        context = self.context
+        prompts = queued_prompts(observation, prompt_tokens_estimate, _QUEUE_LIMIT)
+        budget_s = context.ttft_budget_s - self.reserve_s
+        batches = project_batches(prompts, budget_s, context.max_batch_tokens, context.mpc_horizon)
+        if not batches:
+            return None
+        if anticipate_arrival and len(batches) < context.mpc_horizon:
+            tokens = max(1, min(context.max_batch_tokens, round(prompt_tokens_estimate)))
+            batches.append(PlannedBatch(tokens, float(tokens * tokens), budget_s))
+        predict = self.predictor.prefill_s
+        times = [[predict(b.tokens, b.squared_tokens, f) for f in self.levels_mhz] for b in batches]
+        costs = [[w * t for w, t in zip(self._net_watts, row, strict=True)] for row in times]
+        problem = MpcProblem(times, costs, [b.deadline_s for b in batches])
+        first = batches[0]
+        top = len(self.levels_mhz) - 1
+        levels = self.solver(problem)
+        if levels is None:
+            return PrefillPlan(
+                self.levels_mhz[top], True, False, True, first.tokens, first.squared_tokens, times[0][top]
+            )
+        chosen = levels[0]
+        free = min(range(len(costs[0])), key=lambda level: (costs[0][level], level))
+        current_s = predict(first.tokens, first.squared_tokens, observation.sm_clock_mhz)
+        return PrefillPlan(
+            sm_clock_mhz=self.levels_mhz[chosen],
+            at_risk=False,
+            energy_optimal=chosen == free,
+            current_misses=_misses(problem, levels, current_s),
+            batch_tokens=first.tokens,
+            squared_tokens=first.squared_tokens,
+            predicted_s=times[0][chosen],
+            next_sm_clock_mhz=self.levels_mhz[levels[1]] if len(levels) > 1 else None,
+        )
+
+
+def _misses(problem: MpcProblem, levels: list[int], first_s: float) -> bool:
+    elapsed = first_s
+    if elapsed > problem.deadlines_s[0]:
+        return True
+    for i in range(1, len(levels)):
+        elapsed += problem.times_s[i][levels[i]]
+        if elapsed > problem.deadlines_s[i]:
+            return True
+    return False

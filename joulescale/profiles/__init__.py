@@ -1,0 +1,52 @@
+"""GPU x model physics: versioned profile data files, their loader, and the physics functions.
+
+``from joulescale.profiles import load_profile``; the physics lives in
+``joulescale.profiles.physics`` (pure functions on plain floats).
+"""
+
+from joulescale.profiles.loader import (
+    ProfileError,
+    list_profiles,
+    load_profile,
+    load_profile_file,
+    parse_profile,
+)
+from joulescale.profiles.memory import derive_kv_capacity_tokens, derived_kv_capacity_tokens
+from joulescale.profiles.model import (
+    SCHEMA_VERSION,
+    DecodeLatency,
+    DecodePhase,
+    DecodeSensitivity,
+    GpuProfile,
+    KvCapacityDerivation,
+    Phase,
+    PowerModel,
+    PrefillLatency,
+    PrefillPhase,
+    PrefillSensitivity,
+    SmClocks,
+    Source,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DecodeLatency",
+    "DecodePhase",
+    "DecodeSensitivity",
+    "GpuProfile",
+    "KvCapacityDerivation",
+    "Phase",
+    "PowerModel",
+    "PrefillLatency",
+    "PrefillPhase",
+    "PrefillSensitivity",
+    "ProfileError",
+    "SmClocks",
+    "Source",
+    "derive_kv_capacity_tokens",
+    "derived_kv_capacity_tokens",
+    "list_profiles",
+    "load_profile",
+    "load_profile_file",
+    "parse_profile",
+]

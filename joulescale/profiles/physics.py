@@ -1,0 +1,107 @@
+"""Iteration latency, power and energy at an SM clock (ALGORITHMS.md section 1).
+
+Pure functions on plain floats: the twin calls them millions of times, so no numpy here and
+the profile's numbers are read from a table of derived constants (joulescale.profiles.derived).
+Latency is ``t(f) = t(f_max) * (1 + s * (f_max / f_eff - 1))`` where ``f_eff`` is the requested
+clock clamped to the supported range and lowered further by the board power cap (SwPowerCap).
+Power is per GPU; energy is summed over the tensor-parallel GPUs of the instance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from joulescale.profiles.derived import Derived, derived
+from joulescale.profiles.model import GpuProfile, Phase
+
+_MS_PER_S = 1000.0
+
+
+def power_cap_clock_mhz(profile: GpuProfile, phase: Phase) -> float:
+    """The highest clock whose unclipped busy power fits under the power limit."""
+    d = derived(profile)
+    return d.prefill_cap_mhz if phase == "prefill" else d.decode_cap_mhz
+
+
+def _effective(d: Derived, cap_mhz: float, sm_clock_mhz: float) -> float:
+    f = d.min_mhz if sm_clock_mhz < d.min_mhz else (d.max_mhz if sm_clock_mhz > d.max_mhz else sm_clock_mhz)
+    return cap_mhz if f > cap_mhz else f
+
+
+def effective_clock_mhz(profile: GpuProfile, phase: Phase, sm_clock_mhz: float) -> float:
+    """The clock the GPU really runs: clamped to the supported range, then to the power cap."""
+    d = derived(profile)
+    return _effective(d, d.prefill_cap_mhz if phase == "prefill" else d.decode_cap_mhz, float(sm_clock_mhz))
+
+
+def busy_power_watts(profile: GpuProfile, phase: Phase, sm_clock_mhz: float) -> float:
+    """Power of one GPU while it runs a batch of ``phase``, after the power cap."""
+    d = derived(profile)
+    if phase == "prefill":
+        floor, span, gamma = d.prefill_power
+        f = _effective(d, d.prefill_cap_mhz, sm_clock_mhz)
+    else:
+        floor, span, gamma = d.decode_power
+        f = _effective(d, d.decode_cap_mhz, sm_clock_mhz)
+    watts = floor + span * math.pow(f / d.max_mhz, gamma)
+    return d.power_limit_watts if watts > d.power_limit_watts else watts
+
+
+def prefill_sensitivity(profile: GpuProfile, batch_tokens: int) -> float:
+    compute, short, short_tokens = derived(profile).prefill_sensitivity
+    return short if batch_tokens < short_tokens else compute
+
+
+def decode_sensitivity(profile: GpuProfile, batch_size: int) -> float:
+    base, span, half = derived(profile).decode_sensitivity
+    return base + span * batch_size / (batch_size + half)
+
+
+def prefill_latency_from_sums_s(
+    profile: GpuProfile, batch_tokens: int, squared_tokens: float, sm_clock_mhz: float
+) -> float:
+    """Prefill latency from N (tokens) and S2 (sum of squared prompt lengths)."""
+    if batch_tokens <= 0:
+        return 0.0
+    d = derived(profile)
+    base, per_token, per_squared = d.prefill_ms
+    compute, short, short_tokens = d.prefill_sensitivity
+    s = short if batch_tokens < short_tokens else compute
+    f = _effective(d, d.prefill_cap_mhz, sm_clock_mhz)
+    at_fmax_ms = base + per_token * batch_tokens + per_squared * squared_tokens
+    return at_fmax_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
+
+
+def prefill_latency_s(profile: GpuProfile, prompt_lengths: Sequence[int], sm_clock_mhz: float) -> float:
+    """Latency of one prefill iteration over prompts (or prompt chunks) of these lengths."""
+    tokens = 0
+    squared = 0
+    for length in prompt_lengths:
+        tokens += length
+        squared += length * length
+    return prefill_latency_from_sums_s(profile, tokens, squared, sm_clock_mhz)
+
+
+def decode_latency_s(profile: GpuProfile, batch_size: int, context_tokens: int, sm_clock_mhz: float) -> float:
+    """Latency of one decode iteration of ``batch_size`` sequences over ``context_tokens`` in all."""
+    if batch_size <= 0:
+        return 0.0
+    d = derived(profile)
+    base, per_sequence, per_context = d.decode_ms
+    s_base, s_span, s_half = d.decode_sensitivity
+    s = s_base + s_span * batch_size / (batch_size + s_half)
+    f = _effective(d, d.decode_cap_mhz, sm_clock_mhz)
+    at_fmax_ms = base + per_sequence * batch_size + per_context * context_tokens
+    return at_fmax_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
+
+
+def iteration_energy_j(profile: GpuProfile, phase: Phase, latency_s: float, sm_clock_mhz: float) -> float:
+    """Energy of one iteration of ``latency_s`` over all tensor-parallel GPUs of the instance."""
+    return derived(profile).tensor_parallel_size * busy_power_watts(profile, phase, sm_clock_mhz) * latency_s
+
+
+def idle_energy_j(profile: GpuProfile, duration_s: float) -> float:
+    """Energy of the instance's GPUs idling (no batch) for ``duration_s``."""
+    d = derived(profile)
+    return d.tensor_parallel_size * d.idle_power_watts * duration_s

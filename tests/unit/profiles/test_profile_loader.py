@@ -1,0 +1,135 @@
+"""Loading, validating and rejecting profiles."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+
+from joulescale import profiles
+from joulescale.profiles import ProfileError, load_profile, load_profile_file, parse_profile
+
+SHIPPED = [
+    "a100-sxm4-80gb-llama-8b-tp1",
+    "h100-sxm-llama-70b-tp4",
+    "h100-sxm-llama-70b-tp8",
+    "h100-sxm-llama-8b-tp1",
+]
+
+
+def _document(name: str = "h100-sxm-llama-70b-tp4") -> dict[str, object]:
+    return load_profile(name).model_dump(mode="json", exclude_none=True)
+
+
+def _set(document: dict[str, object], dotted: str, value: object) -> dict[str, object]:
+    *parents, leaf = dotted.split(".")
+    node = document
+    for part in parents:
+        child = node[part]
+        assert isinstance(child, dict)
+        node = child
+    node[leaf] = value
+    return document
+
+
+def test_the_four_design_profiles_are_shipped() -> None:
+    assert profiles.list_profiles() == SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_profile_loads_cites_sources_and_names_itself(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.name == name
+    assert profile.schema_version == profiles.SCHEMA_VERSION
+    assert profile.source
+    assert profile.min_sm_clock_mhz < profile.max_sm_clock_mhz
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_kv_capacity_matches_its_documented_derivation(name: str) -> None:
+    profile = load_profile(name)
+    assert profiles.derived_kv_capacity_tokens(profile) == profile.kv_capacity_tokens
+
+
+def test_h100_clock_grid_is_345_to_1980_in_15_mhz_steps() -> None:
+    clocks = load_profile("h100-sxm-llama-70b-tp8").supported_sm_clocks_mhz
+    assert clocks[0] == 345
+    assert clocks[-1] == 1980
+    assert {b - a for a, b in itertools.pairwise(clocks)} == {15}
+
+
+def test_a_profile_round_trips_through_a_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(_document()), encoding="utf-8")
+    assert load_profile_file(path) == load_profile("h100-sxm-llama-70b-tp4")
+
+
+def test_an_explicit_clock_list_is_sorted_and_deduplicated() -> None:
+    document = _set(_document(), "sm_clocks", {"list_mhz": [1410, 1005, 1200, 1005]})
+    profile = parse_profile(yaml.safe_dump(document))
+    assert profile.supported_sm_clocks_mhz == (1005, 1200, 1410)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("decode.power.gamma", -1.0),
+        ("prefill.clock_sensitivity.compute", 1.5),
+        ("tensor_parallel_size", 0),
+        ("kv_bytes_per_token", "a lot"),
+        ("decode.latency.base_ms", -3),
+        ("schema_version", 2),
+        ("source", []),
+    ],
+)
+def test_an_invalid_value_is_rejected_naming_its_field(field: str, value: object) -> None:
+    document = _set(_document(), field, value)
+    with pytest.raises(ProfileError, match=field.replace(".", r"\.")):
+        parse_profile(yaml.safe_dump(document), origin="bad.yaml")
+
+
+def test_a_missing_field_is_rejected_naming_it() -> None:
+    document = _document()
+    del document["idle_power_watts"]
+    with pytest.raises(ProfileError, match="idle_power_watts"):
+        parse_profile(yaml.safe_dump(document))
+
+
+def test_an_unknown_field_is_rejected_naming_it() -> None:
+    document = _set(_document(), "prefill.power.gama", 2.0)
+    with pytest.raises(ProfileError, match=r"prefill\.power\.gama"):
+        parse_profile(yaml.safe_dump(document))
+
+
+def test_a_clock_grid_that_does_not_end_on_a_step_is_rejected() -> None:
+    document = _set(_document(), "sm_clocks", {"min_mhz": 345, "max_mhz": 1981, "step_mhz": 15})
+    with pytest.raises(ProfileError, match="sm_clocks"):
+        parse_profile(yaml.safe_dump(document))
+
+
+def test_a_power_floor_above_the_power_limit_is_rejected_naming_both() -> None:
+    document = _set(_document(), "power_limit_watts", 100)
+    with pytest.raises(ProfileError, match="power_limit_watts"):
+        parse_profile(yaml.safe_dump(document))
+
+
+def test_an_unknown_profile_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(ProfileError, match="h100-sxm-llama-8b-tp1"):
+        load_profile("h100-pcie-llama-405b-tp16")
+
+
+def test_malformed_yaml_and_missing_files_become_profile_errors(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        parse_profile("a: [unclosed")
+    with pytest.raises(ProfileError, match="mapping"):
+        parse_profile("- just\n- a list\n")
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_profile_file(tmp_path / "absent.yaml")
+
+
+def test_the_public_namespace_is_exactly_all() -> None:
+    public = {name for name in vars(profiles) if not name.startswith("_")}
+    modules = {"derived", "loader", "memory", "model", "physics"}
+    assert public - modules == set(profiles.__all__)
