@@ -1,0 +1,85 @@
+"""The operator on the whole local cluster: placement by GPU product, Ready, garbage collection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.harness.controlplane import ControlPlane
+from joulescale.api.crd import render_crd_yaml
+from joulescale_operator.testing import OperatorProcess, apply, condition, get, service_manifest
+
+pytestmark = pytest.mark.e2e
+
+NODE_PRODUCT = {"kwok-h100-0": "NVIDIA-H100-80GB-HBM3", "kwok-h100-1": "NVIDIA-H100-80GB-HBM3"}
+NODE_PRODUCT["kwok-a100-0"] = "NVIDIA-A100-SXM4-80GB"
+
+
+@pytest.fixture(scope="module")
+def cluster_operator(
+    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
+    cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with OperatorProcess(cluster.kubeconfig, log, resync_interval_s=1.0) as process:
+        yield process
+
+
+def pods_of(cluster: ControlPlane, namespace: str, service: str) -> list[dict[str, Any]]:
+    listed = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"joulescale.io/service={service}", "-o", "json"
+    )
+    items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+    return items
+
+
+def owned_objects(cluster: ControlPlane, namespace: str, service: str) -> list[str]:
+    listed = cluster.kubectl(
+        "get",
+        "deployments,replicasets,services,pods",
+        "-n",
+        namespace,
+        "-l",
+        f"joulescale.io/service={service}",
+        "-o",
+        "name",
+    )
+    return listed.stdout.split()
+
+
+def test_pods_land_on_their_gpu_products_the_service_gets_ready_and_deletion_collects_all(
+    cluster: ControlPlane, cluster_operator: OperatorProcess
+) -> None:
+    namespace = cluster.create_namespace("e2e-op")
+    apply(cluster, service_manifest("llama", namespace))
+
+    def scheduled() -> list[dict[str, Any]] | None:
+        pods = pods_of(cluster, namespace, "llama")
+        placed = [pod for pod in pods if pod["spec"].get("nodeName")]
+        return placed if len(placed) == 3 else None
+
+    pods = cluster.wait_for(scheduled, timeout_s=90)
+    for pod in pods:
+        role = pod["metadata"]["labels"]["joulescale.io/role"]
+        expected = "NVIDIA-H100-80GB-HBM3" if role == "prefill" else "NVIDIA-A100-SXM4-80GB"
+        assert NODE_PRODUCT[pod["spec"]["nodeName"]] == expected, (role, pod["spec"]["nodeName"])
+
+    def ready() -> dict[str, Any] | None:
+        service = get(cluster, "eals", "llama", namespace)
+        found = condition(service, "Ready")
+        return service if found and found["status"] == "True" else None
+
+    service = cluster.wait_for(ready, timeout_s=90)
+    assert service["status"]["prefill"]["readyOfDesired"] == "1/1"
+    assert service["status"]["decode"]["readyOfDesired"] == "2/2"
+    decode_ready = condition(service, "DecodeReady")
+    assert decode_ready is not None
+    assert decode_ready["reason"] == "AllReplicasReady"
+    assert len(owned_objects(cluster, namespace, "llama")) == 2 + 2 + 2 + 3
+
+    cluster.kubectl("delete", "eals", "llama", "-n", namespace, "--wait=true")
+    cluster.wait_for(lambda: not owned_objects(cluster, namespace, "llama"), timeout_s=90)

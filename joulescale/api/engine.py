@@ -1,0 +1,89 @@
+"""The inference engine, its KV transfer and the router in front of it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from joulescale.api.base import ApiModel, cel, validations
+
+EngineName = Literal["vllm", "sglang"]
+VllmConnector = Literal["NixlConnector", "P2pNcclConnector", "LMCacheConnectorV1", "MooncakeConnector"]
+SglangBackend = Literal["mooncake", "nixl"]
+
+DEFAULT_VLLM_CONNECTOR: VllmConnector = "NixlConnector"
+DEFAULT_SGLANG_BACKEND: SglangBackend = "mooncake"
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the engine container."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Name."
+    )
+    value: str | None = Field(default=None, description="A literal value.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="A source for the value, as in the core API (secretKeyRef, configMapKeyRef, fieldRef).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+
+
+class EngineSpec(ApiModel):
+    """The engine that runs prefill and decode; the operator writes its P/D command line."""
+
+    name: EngineName = Field(default="vllm", description="vllm or sglang.")
+    image: str = Field(min_length=1, max_length=1024, description="The engine's container image.")
+    args: list[str] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Extra engine arguments, appended after the ones the operator manages.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=128, description="Extra environment variables."
+    )
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="The HTTP port of the engine (API and /metrics)."
+    )
+
+
+class KvTransferSpec(ApiModel):
+    """The KV-cache transfer between prefill and decode; each engine has its own vocabulary."""
+
+    connector: VllmConnector | None = Field(
+        default=None, description=f"vLLM's KV connector; default {DEFAULT_VLLM_CONNECTOR}."
+    )
+    backend: SglangBackend | None = Field(
+        default=None,
+        description=f"SGLang's disaggregation transfer backend; default {DEFAULT_SGLANG_BACKEND}.",
+    )
+
+    def vllm_connector(self) -> VllmConnector:
+        return self.connector or DEFAULT_VLLM_CONNECTOR
+
+    def sglang_backend(self) -> SglangBackend:
+        return self.backend or DEFAULT_SGLANG_BACKEND
+
+
+class RouterSpec(ApiModel):
+    """The P/D router: it sends each request to a prefill pod, then streams it from a decode pod."""
+
+    model_config = validations(
+        cel(
+            "!has(self.enabled) || !self.enabled || has(self.image)",
+            "image is required when the router is enabled",
+            ".image",
+        )
+    )
+
+    enabled: bool = Field(default=False, description="Deploy a router Deployment and Service.")
+    image: str | None = Field(default=None, min_length=1, max_length=1024, description="The router's image.")
+    args: list[str] = Field(default_factory=list, max_length=64, description="Extra router arguments.")
+    port: int = Field(default=8000, ge=1, le=65535, description="The router's HTTP port.")
+
+    @model_validator(mode="after")
+    def _image_when_enabled(self) -> RouterSpec:
+        if self.enabled and self.image is None:
+            raise ValueError("image is required when the router is enabled")
+        return self

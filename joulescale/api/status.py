@@ -1,0 +1,88 @@
+"""The status of an EnergyAwareLLMService: what the operator, the planner and the agents observed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from joulescale.api.base import StatusModel
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """One condition, per the Kubernetes API conventions."""
+
+    type: str = Field(
+        description="PascalCase type: Ready, PrefillReady, DecodeReady, Degraded, Planned, DVFSActive."
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="A CamelCase reason for machines.")
+    message: str = Field(default="", description="A sentence for people.")
+    last_transition_time: str = Field(
+        description="When status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The generation this was computed from."
+    )
+
+
+class RoleStatus(StatusModel):
+    """The observed state of one role's Deployment."""
+
+    replicas: int = Field(default=0, ge=0, description="Desired replicas.")
+    ready_replicas: int = Field(default=0, ge=0, description="Replicas whose engine is ready.")
+    base_clock_mhz: int | None = Field(
+        default=None, alias="baseClockMHz", ge=0, description="The planned base SM clock, in MHz."
+    )
+    ready_of_desired: str = Field(default="0/0", description="readyReplicas/replicas, for kubectl get.")
+
+
+class PlanStatus(StatusModel):
+    """The planner's latest decision (written by the planner loop)."""
+
+    computed_at: str | None = Field(default=None, description="When the plan was made (RFC 3339).")
+    forecast_requests_per_second: float | None = Field(
+        default=None, ge=0, description="The load planned for."
+    )
+    prefill_replicas: int | None = Field(default=None, ge=0, description="Planned prefill replicas.")
+    decode_replicas: int | None = Field(default=None, ge=0, description="Planned decode replicas.")
+    prefill_base_clock_mhz: int | None = Field(
+        default=None, alias="prefillBaseClockMHz", ge=0, description="Planned prefill base SM clock, in MHz."
+    )
+    decode_base_clock_mhz: int | None = Field(
+        default=None, alias="decodeBaseClockMHz", ge=0, description="Planned decode base SM clock, in MHz."
+    )
+    predicted_power_watts: float | None = Field(
+        default=None, ge=0, description="Predicted average GPU power, in W."
+    )
+
+
+class EnergyStatus(StatusModel):
+    """Observed energy over the last window (written by the planner from agent metrics)."""
+
+    window_seconds: int | None = Field(default=None, ge=0, description="The observation window, in seconds.")
+    average_power_watts: float | None = Field(default=None, ge=0, description="Average GPU power, in W.")
+    joules_per_output_token: float | None = Field(
+        default=None, ge=0, description="GPU energy per output token, in J."
+    )
+    slo_attainment: float | None = Field(
+        default=None, ge=0, le=1, description="The fraction of requests within both SLOs (0..1)."
+    )
+
+
+class EnergyAwareLLMServiceStatus(StatusModel):
+    """Everything observed about the service."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, PrefillReady, DecodeReady, Degraded (operator); Planned (planner); DVFSActive (agents).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    prefill: RoleStatus | None = Field(default=None, description="The prefill Deployment.")
+    decode: RoleStatus | None = Field(default=None, description="The decode Deployment.")
+    router: RoleStatus | None = Field(default=None, description="The router Deployment, when enabled.")
+    plan: PlanStatus | None = Field(default=None, description="The planner's latest plan.")
+    energy: EnergyStatus | None = Field(default=None, description="Observed energy.")

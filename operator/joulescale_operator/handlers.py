@@ -1,0 +1,113 @@
+"""The kopf shell: thin handlers that read, call the Reconciler, and write the status patch.
+
+Handlers live in a registry built per operator instance, so that tests and the CLI can run
+operators with their own settings side by side. Errors are mapped here, once: a cluster
+outage or conflict becomes kopf.TemporaryError with a delay.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes.client import ApiClient
+
+from joulescale.api import GROUP, PLURAL, VERSION
+from joulescale_operator.connection import connection_info, load_configuration
+from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
+from joulescale_operator.reconcile import Reconciler
+from joulescale_operator.resync import Resync
+from joulescale_operator.settings import OperatorSettings
+
+ANNOTATION_PREFIX = "joulescale.io"
+
+
+class KopfEvents:
+    """Events through kopf's poster, attached to the service."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._body = body
+
+    def warning(self, reason: str, message: str) -> None:
+        kopf.warn(kopf.Body(cast(kopf.RawBody, self._body)), reason=reason, message=message[:1000])
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """A registry holding every handler of the operator, configured by settings."""
+    registry = kopf.OperatorRegistry()
+    configuration = load_configuration(settings.kubeconfig)
+    configuration.connection_pool_maxsize = max(settings.max_workers, 4)
+    cluster = KubeCluster(ApiClient(configuration), settings.field_manager)
+    resync = Resync(cluster, KopfEvents, utc_now)
+    stop_resync = threading.Event()
+    ours = settings  # kopf passes its own `settings` to activity handlers
+
+    @kopf.on.startup(registry=registry)
+    def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+        _tune(settings, max_workers=ours.max_workers)
+        try:
+            cluster.ping()
+        except ClusterError as error:
+            raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
+        # The thread inherits kopf's context, so that kopf.warn() can post events from it.
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run,
+            args=(resync.run, ours.resync_interval_s, stop_resync),
+            name="resync",
+            daemon=True,
+        )
+        thread.start()
+
+    @kopf.on.cleanup(registry=registry)
+    def stop(**_: Any) -> None:
+        stop_resync.set()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(load_configuration(settings.kubeconfig))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def track(body: kopf.Body, **kwargs: Any) -> None:
+        """Async on purpose: it runs on the event loop, without a hop through the thread pool."""
+        resync.observe(kwargs.get("type"), _plain(body))
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def reconcile_service(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        plain = _plain(body)
+        try:
+            status_patch = Reconciler(cluster, KopfEvents(plain), utc_now).reconcile(plain)
+        except ClusterUnavailable as error:
+            raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
+        for key, value in status_patch.items():
+            patch.status[key] = value
+
+    return registry
+
+
+def _tune(settings: kopf.OperatorSettings, *, max_workers: int) -> None:
+    """kopf's settings in one place: state in annotations (the status schema is ours), quiet events."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = max_workers
+    settings.networking.request_timeout = 60.0
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """The raw object behind kopf's read-only view."""
+    return {key: body[key] for key in body}

@@ -1,0 +1,147 @@
+"""The one door to the apiserver for children: server-side apply and delete, errors mapped here.
+
+Every write is a server-side apply under one field manager with force, so the operator owns
+exactly the fields it renders; an apply of an unchanged manifest is a no-op on the server
+(the resourceVersion stays). ApiException never leaves this module: a retryable failure
+becomes ClusterUnavailable, a refusal becomes Rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import urllib3.exceptions
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from joulescale.api import KIND, PLURAL
+from joulescale_operator.identity import MANAGER
+from joulescale_operator.render import ChildRef
+
+_PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    KIND: PLURAL,
+}
+_RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+REQUEST_TIMEOUT_S = 30.0
+
+
+class ClusterError(Exception):
+    """A call to the apiserver failed."""
+
+
+class ClusterUnavailable(ClusterError):
+    """Worth retrying: a conflict, throttling, an outage or a timeout."""
+
+
+class Rejected(ClusterError):
+    """The apiserver refused the object (invalid, forbidden); retrying the same will not help."""
+
+
+class Cluster(Protocol):
+    """The reconciler's view of the cluster; tests use an in-memory implementation."""
+
+    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]: ...
+
+    def delete(self, ref: ChildRef) -> None: ...
+
+    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None: ...
+
+
+def object_path(ref: ChildRef) -> str:
+    group_version = ref.api_version
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{prefix}/namespaces/{ref.namespace}/{_PLURALS[ref.kind]}/{ref.name}"
+
+
+def map_api_error(status: int, detail: str, what: str) -> ClusterError:
+    """The single translation of apiserver answers into the operator's two kinds of error;
+    status 0 means no answer at all (connection refused, TLS failure, timeout)."""
+    if status in _RETRYABLE_STATUSES or status == 0:
+        return ClusterUnavailable(f"{what}: HTTP {status}: {detail}")
+    return Rejected(f"{what}: {detail}")
+
+
+def _detail(body: bytes | str | None, fallback: str) -> str:
+    """The apiserver's Status message, which names the offending field."""
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        return fallback
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    return str(message or fallback)
+
+
+class KubeCluster:
+    """Cluster over the official client's ApiClient (synchronous: kopf runs sync handlers in threads)."""
+
+    def __init__(self, api_client: ApiClient, field_manager: str = MANAGER) -> None:
+        self._api = api_client
+        self._field_manager = field_manager
+
+    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        ref = ChildRef.of(manifest)
+        query: list[tuple[str, str]] = [("fieldManager", self._field_manager), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        result = self._call("PATCH", ref, query, manifest, content_type="application/apply-patch+yaml")
+        return result if isinstance(result, dict) else {}
+
+    def delete(self, ref: ChildRef) -> None:
+        """Delete a child; one already gone is fine."""
+        self._call("DELETE", ref, [("propagationPolicy", "Background")], None)
+
+    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
+        """A JSON merge patch of a service's status subresource (used outside kopf's handlers)."""
+        self._call(
+            "PATCH",
+            ref,
+            [("fieldManager", self._field_manager)],
+            {"status": patch},
+            content_type="application/merge-patch+json",
+            subresource="/status",
+        )
+
+    def ping(self) -> None:
+        """Open a connection ahead of the first reconcile (TLS set-up is the slow part)."""
+        self._call("GET", None, [], None)
+
+    def _call(
+        self,
+        method: str,
+        ref: ChildRef | None,
+        query: list[tuple[str, str]],
+        body: dict[str, Any] | None,
+        content_type: str = "application/json",
+        subresource: str = "",
+    ) -> Any:
+        what = f"{method} {ref.kind} {ref.namespace}/{ref.name}{subresource}" if ref else f"{method} /version"
+        _, url, headers, serialized, _ = self._api.param_serialize(
+            method=method,
+            resource_path=(object_path(ref) + subresource) if ref else "/version",
+            query_params=query,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=serialized, _request_timeout=REQUEST_TIMEOUT_S
+            )
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ApiException as error:
+            raise map_api_error(
+                int(error.status or 0), _detail(error.body, str(error.reason)), what
+            ) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise map_api_error(0, str(error), what) from error
+        if 200 <= response.status < 300:
+            return json.loads(data) if data else None
+        if response.status == 404 and method == "DELETE":
+            return None
+        raise map_api_error(response.status, _detail(data, str(response.reason)), what)

@@ -1,0 +1,65 @@
+"""`joulescale-operator`: run the operator (standalone, cluster-wide or in some namespaces)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import kopf
+
+from joulescale_operator.handlers import build_registry
+from joulescale_operator.settings import OperatorSettings
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings, bool]:
+    defaults = OperatorSettings()
+    parser = argparse.ArgumentParser(prog="joulescale-operator", description=__doc__)
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, help="default: in-cluster, then ~/.kube/config"
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--resync-interval-seconds",
+        type=float,
+        default=defaults.resync_interval_s,
+        help="drift correction period",
+    )
+    parser.add_argument("--max-workers", type=int, default=defaults.max_workers, help="concurrent reconciles")
+    parser.add_argument(
+        "--liveness", default=defaults.liveness_endpoint, help="liveness endpoint URL; 'off' disables it"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every handler run")
+    args = parser.parse_args(argv)
+    settings = OperatorSettings(
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespace),
+        resync_interval_s=args.resync_interval_seconds,
+        max_workers=args.max_workers,
+        liveness_endpoint=None if args.liveness == "off" else args.liveness,
+    )
+    return settings, args.verbose
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, verbose = parse_settings(argv)
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        registry=build_registry(settings),
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=settings.liveness_endpoint,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Condition types and reasons, in one place (CamelCase reasons for machines)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+READY: Final = "Ready"
+PREFILL_READY: Final = "PrefillReady"
+DECODE_READY: Final = "DecodeReady"
+DEGRADED: Final = "Degraded"
+OWNED_CONDITIONS: Final = (READY, PREFILL_READY, DECODE_READY, DEGRADED)
+"""The conditions this operator writes; Planned and DVFSActive belong to the planner and agents."""
+
+ALL_REPLICAS_READY: Final = "AllReplicasReady"
+REPLICAS_NOT_READY: Final = "ReplicasNotReady"
+ROLLOUT_IN_PROGRESS: Final = "RolloutInProgress"
+SCALED_TO_ZERO: Final = "ScaledToZero"
+DEPLOYMENT_MISSING: Final = "DeploymentMissing"
+PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
+ROLES_NOT_READY: Final = "RolesNotReady"
+INVALID_SPEC: Final = "InvalidSpec"
+APPLY_FAILED: Final = "ApplyFailed"
+AS_EXPECTED: Final = "AsExpected"

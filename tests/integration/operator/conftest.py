@@ -1,0 +1,36 @@
+"""The operator, run as a subprocess against the session's real kube-apiserver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from e2e.harness.controlplane import ControlPlane
+from joulescale.api.crd import render_crd_yaml
+from joulescale_operator.testing import OperatorProcess
+
+RESYNC_INTERVAL_S = 1.5
+"""Short, so that a test sees a few drift corrections (and proves they write nothing) in seconds."""
+
+
+def install_crd(plane: ControlPlane) -> None:
+    plane.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
+    plane.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
+
+
+@pytest.fixture(scope="session")
+def crd_plane(apiserver: ControlPlane) -> ControlPlane:
+    install_crd(apiserver)
+    return apiserver
+
+
+@pytest.fixture(scope="module")
+def operator(crd_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(crd_plane.kubeconfig, log, resync_interval_s=RESYNC_INTERVAL_S)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,122 @@
+"""Builders of service bodies, an in-memory cluster and a fixed clock for the operator's pure parts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from joulescale_operator.kube import ClusterUnavailable, Rejected
+from joulescale_operator.render import ChildRef
+
+Body = dict[str, Any]
+
+
+def make_body(name: str = "llama", generation: int = 1, **spec_changes: Any) -> Body:
+    spec: dict[str, Any] = {
+        "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
+        "engine": {"image": "vllm/vllm-openai:v0.11.0"},
+        "prefill": {"replicas": 1, "tensorParallelSize": 2, "gpu": {"products": ["NVIDIA-H100-80GB-HBM3"]}},
+        "decode": {"replicas": 2, "tensorParallelSize": 4, "gpu": {"products": ["NVIDIA-A100-SXM4-80GB"]}},
+        "slo": {"ttftMs": 600, "tpotMs": 50},
+    }
+    spec.update(spec_changes)
+    return {
+        "apiVersion": "joulescale.io/v1alpha1",
+        "kind": "EnergyAwareLLMService",
+        "metadata": {"name": name, "namespace": "ns", "uid": "uid-1", "generation": generation},
+        "spec": spec,
+    }
+
+
+@pytest.fixture
+def body_factory() -> Callable[..., Body]:
+    return make_body
+
+
+class MemoryCluster:
+    """Applies like server-side apply would for our purposes: replaces the owned object and
+    bumps resourceVersion only when the content changed."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ChildRef, dict[str, Any]] = {}
+        self.writes: list[ChildRef] = []
+        self.dry_runs: list[ChildRef] = []
+        self.deletes: list[ChildRef] = []
+        self.status_patches: list[tuple[ChildRef, dict[str, Any]]] = []
+        self.reject: Callable[[dict[str, Any]], str | None] = lambda manifest: None
+        self.unavailable = False
+        self.deployment_status: dict[str, Any] = {}
+
+    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        if self.unavailable:
+            raise ClusterUnavailable("apiserver down")
+        reason = self.reject(manifest)
+        if reason is not None:
+            raise Rejected(reason)
+        ref = ChildRef.of(manifest)
+        if dry_run:
+            self.dry_runs.append(ref)
+            return copy.deepcopy(manifest)
+        current = self.objects.get(ref)
+        content = copy.deepcopy(manifest)
+        if current is None or _content(current) != content:
+            version = int(current["metadata"]["resourceVersion"]) + 1 if current else 1
+            content["metadata"]["resourceVersion"] = str(version)
+            content["metadata"]["generation"] = version
+            self.objects[ref] = content
+            self.writes.append(ref)
+        result = copy.deepcopy(self.objects[ref])
+        if result["kind"] == "Deployment":
+            result["status"] = copy.deepcopy(self.deployment_status)
+        return result
+
+    def delete(self, ref: ChildRef) -> None:
+        self.deletes.append(ref)
+        self.objects.pop(ref, None)
+
+    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
+        if self.unavailable:
+            raise ClusterUnavailable("apiserver down")
+        self.status_patches.append((ref, patch))
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    stripped = copy.deepcopy(obj)
+    stripped["metadata"].pop("resourceVersion", None)
+    stripped["metadata"].pop("generation", None)
+    return stripped
+
+
+class RecordedEvents:
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, str]] = []
+
+    def warning(self, reason: str, message: str) -> None:
+        self.warnings.append((reason, message))
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def memory_cluster() -> MemoryCluster:
+    return MemoryCluster()
+
+
+@pytest.fixture
+def events() -> RecordedEvents:
+    return RecordedEvents()
+
+
+@pytest.fixture
+def clock() -> SteppingClock:
+    return SteppingClock()

@@ -1,0 +1,36 @@
+"""The apiserver boundary: paths per kind and the one error map."""
+
+from __future__ import annotations
+
+import pytest
+
+from joulescale_operator.kube import ClusterUnavailable, Rejected, map_api_error, object_path
+from joulescale_operator.render import ChildRef
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "path"),
+    [
+        ("apps/v1", "Deployment", "/apis/apps/v1/namespaces/ns/deployments/x"),
+        ("v1", "Service", "/api/v1/namespaces/ns/services/x"),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings/x",
+        ),
+    ],
+)
+def test_object_paths_follow_the_api_groups(api_version: str, kind: str, path: str) -> None:
+    assert object_path(ChildRef(api_version, kind, "ns", "x")) == path
+
+
+@pytest.mark.parametrize("status", [0, 409, 429, 500, 503, 504])
+def test_conflicts_throttling_and_outages_are_retryable(status: int) -> None:
+    assert isinstance(map_api_error(status, "busy", "PATCH x"), ClusterUnavailable)
+
+
+@pytest.mark.parametrize("status", [400, 403, 422])
+def test_refusals_are_not_retried_and_keep_the_apiserver_message(status: int) -> None:
+    error = map_api_error(status, "spec.replicas: Invalid value", "PATCH Deployment ns/x")
+    assert isinstance(error, Rejected)
+    assert "spec.replicas: Invalid value" in str(error)

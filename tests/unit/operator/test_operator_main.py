@@ -1,0 +1,25 @@
+"""The command line maps onto the operator's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from joulescale_operator.main import parse_settings
+
+
+def test_defaults_watch_every_namespace_with_a_liveness_endpoint() -> None:
+    settings, verbose = parse_settings([])
+    assert settings.namespaces == ()
+    assert settings.kubeconfig is None
+    assert settings.liveness_endpoint is not None
+    assert not verbose
+
+
+def test_flags_set_kubeconfig_namespaces_and_resync() -> None:
+    settings, _ = parse_settings(
+        ["--kubeconfig", "kc", "-n", "a", "-n", "b", "--resync-interval-seconds", "2", "--liveness", "off"]
+    )
+    assert settings.kubeconfig == Path("kc")
+    assert settings.namespaces == ("a", "b")
+    assert settings.resync_interval_s == 2.0
+    assert settings.liveness_endpoint is None
