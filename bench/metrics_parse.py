@@ -53,7 +53,7 @@ app = web.Application()
 app.router.add_get("/metrics", page)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None)
 """
-SAMPLE = REPO.parent / "shared" / "data" / "engine-metrics" / "vllm_v1_metrics_sample.prom"
+SAMPLE = REPO / "tests" / "fixtures" / "engine-metrics" / "vllm_v1_metrics_sample.prom"
 PROFILE = "h100-sxm-llama-8b-tp1"
 
 

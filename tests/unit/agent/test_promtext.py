@@ -11,14 +11,12 @@ import pytest
 from joulescale_agent.engines import adapter_for, parse_page
 from joulescale_agent.errors import MetricsFormatError
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "engine-metrics"
+DATA = Path(__file__).resolve().parents[2] / "fixtures" / "engine-metrics"
 VLLM_SAMPLE = DATA / "vllm_v1_metrics_sample.prom"
 SGLANG_SAMPLE = DATA / "sglang_metrics_sample.prom"
 
 
 def _page(path: Path) -> str:
-    if not path.exists():
-        pytest.skip(f"shared sample {path.name} not present")
     return path.read_text()
 
 
