@@ -51,6 +51,15 @@ class PolicyContext:
     """Charge JouleScale's prefill MPC only the power above idle (finishing early leaves the GPUs
     idling). Off: in the twin at 0.67 load it cost prefill energy, since the prefill instances
     rarely idle and slower batches only grow the queue."""
+    joulescale_prefill_flat_tolerance: float = 0.005
+    """JouleScale's steady prefill clock is the highest whose energy above idle stays within this
+    share of the least for every batch size (prefill_clocks.py): the floor while requests wait."""
+    joulescale_prompt_quantile: float = 0.95
+    """JouleScale plans the metrics-only queue and the anticipated arrival with this quantile of
+    recent prompt lengths (a mean hides the long prompts that miss TTFT)."""
+    joulescale_ready_quantile: float = 0.995
+    """Between batches JouleScale's prefill waits at the clock that serves a lone prompt of this
+    quantile of recent prompt lengths within TTFT (idle power does not depend on the clock)."""
     decode_idle_window_s: float | None = None
     """JouleScale: a decode instance idle within this long is not continuously busy, so its
     clock stays at or above the batch's least-energy clock (above idle power)."""
@@ -71,6 +80,10 @@ class PolicyContext:
             raise ValueError("mpc_horizon and MPC levels must be at least 1")
         if self.max_batch_tokens < 1 or self.default_prompt_tokens < 1:
             raise ValueError("token budgets must be positive")
+        if self.joulescale_prefill_flat_tolerance < 0:
+            raise ValueError("joulescale_prefill_flat_tolerance must not be negative")
+        if not (0 < self.joulescale_prompt_quantile <= 1 and 0 < self.joulescale_ready_quantile <= 1):
+            raise ValueError("prompt quantiles must be in (0, 1]")
         if self.slack_spend_tokens < 1:
             raise ValueError("slack_spend_tokens must be at least 1")
         allowed_clocks_mhz(self.profile.supported_sm_clocks_mhz, self.bounds)

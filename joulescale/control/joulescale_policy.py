@@ -9,10 +9,12 @@ batch's least-energy clock above idle power (energy per iteration is U-shaped in
 f_max under KV pressure, when even f_max misses, and after an iteration that was both
 mispredicted and over budget.
 
-Prefill (joulescale_prefill): MPC over the energy-sensible span of clocks with a price-on-time
-(Lagrangian) solver on busy energy (optionally energy above idle power), one anticipated
-arrival, the clock settle time kept back from every TTFT budget, a ready clock between batches;
-the misprediction guard.
+Prefill (joulescale_prefill): at least the steady clock (the top of the flat bottom of energy
+above idle); MPC over [steady, f_max] with a price-on-time (Lagrangian) solver, the batch in
+flight planned apart, waiting prompts at a high quantile of recent prompt lengths, the clock
+settle time kept back from every TTFT budget; f_max when the SLO is at risk, held until the
+queue drains; between batches a ready clock that serves a lone long prompt; the misprediction
+guard.
 
 Both phases learn an online latency correction from the iterations they predicted.
 """

@@ -1,5 +1,6 @@
-"""JouleScale's prefill step: priced MPC over the energy-sensible clocks, one anticipated
-arrival, the settle time reserved, and a ready clock between batches (docs/policies.md)."""
+"""JouleScale's prefill step (docs/policies.md): a steady clock on the flat bottom of the energy
+curve while requests wait, the MPC raising it when deadlines need more, f_max held until the
+queue drains once the SLO is at risk, and an idle clock ready for a lone long prompt."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.control.predictor import LatencyPredictor
-from joulescale.control.prefill_mpc import PrefillMpc
-from joulescale.control.search import lowest_energy_index
-from joulescale.control.tracking import BatchSizeWindow, Expectation, IterationTracker, PromptLengthEstimate
-from joulescale.profiles import physics
+from joulescale.control.prefill_clocks import lone_prompt_mhz, prefill_steady_mhz
+from joulescale.control.prefill_mpc import PrefillMpc, PrefillPlan
+from joulescale.control.tracking import (
+    Expectation,
+    IterationTracker,
+    PromptLengthEstimate,
+    PromptLengthQuantile,
+)
+
+_PlanKey = tuple[object, ...]
+_READY_MIN_PROMPTS = 20
+"""Prompts seen before the ready clock trusts their quantile: a few short prompts say little
+about the long ones to come, so a fresh instance is ready for the engine's batch budget."""
 
 
 class JouleScalePrefill:
@@ -25,90 +35,122 @@ class JouleScalePrefill:
         iterations: IterationTracker,
     ) -> None:
         self.context = context
-        allowed = context.allowed_mhz
-        self.top_mhz = allowed[-1]
+        self.top_mhz = context.allowed_mhz[-1]
         self.offline = offline
         self.predictor = predictor
         self._iterations = iterations
+        self.steady_mhz = prefill_steady_mhz(context, offline, context.joulescale_prefill_flat_tolerance)
+        self._reserve_s = context.profile.clock_settle_ms / 1000.0
         self._mpc = PrefillMpc(
             context,
             predictor,
-            levels_mhz(allowed, context.joulescale_mpc_levels, prefill_sweet_spot_mhz(context, offline)),
+            levels_mhz(context.allowed_mhz, context.joulescale_mpc_levels, self.steady_mhz),
             priced_plan,
             include_idle=context.joulescale_prefill_idle_objective,
-            reserve_s=context.profile.clock_settle_ms / 1000.0,
+            reserve_s=self._reserve_s,
+            separate_in_flight=True,
         )
-        self._prompt = PromptLengthEstimate(context.default_prompt_tokens)
-        self._batches = BatchSizeWindow()
+        self._mean = PromptLengthEstimate(context.default_prompt_tokens)
+        self._long = PromptLengthQuantile(quantile=context.joulescale_prompt_quantile)
+        self._holding = False
+        self._batch_seen_s: float | None = None
+        self._cached: tuple[_PlanKey, PrefillPlan | None] | None = None
+        self._ready: tuple[tuple[int, int], int] | None = None
 
     @property
     def levels_mhz(self) -> tuple[int, ...]:
         return self._mpc.levels_mhz
 
     def decide(self, observation: Observation, current_mhz: int, mispredicted: bool) -> ClockDecision:
-        self._prompt.update(observation)
-        self._batches.update(observation, self.context.max_batch_tokens)
-        plan = self._mpc.plan(observation, self._prompt.tokens, anticipate_arrival=True)
+        self._mean.update(observation)
+        self._long.update(observation)
+        self._track_batch(observation)
+        plan = self._plan(observation)
         if plan is None:
+            self._holding = False
             self._iterations.forget()
-            return ClockDecision(self._ready_clock_mhz(observation, current_mhz), DecisionReason.IDLE)
-        clock = self.top_mhz if plan.at_risk or mispredicted else plan.sm_clock_mhz
+            # Below the ready clock a long prompt arriving now would miss its TTFT: an urgent
+            # raise, so the governor's hold does not keep a low clock while idle (the engine hook
+            # decides only at iteration boundaries, so nothing would raise it later).
+            ready = self._ready_mhz()
+            return ClockDecision(ready, DecisionReason.IDLE, ready > observation.sm_clock_mhz)
+        if plan.at_risk or mispredicted:
+            self._holding = True
+            reason = DecisionReason.SLO_AT_RISK if plan.at_risk else DecisionReason.MISPREDICTION_GUARD
+            return self._decision(observation, plan, self.top_mhz, reason, True)
+        if self._holding and observation.waiting_requests:
+            # Back to a low clock after the hold time, a burst's tail would miss again.
+            urgent = self.top_mhz > observation.sm_clock_mhz
+            return self._decision(observation, plan, self.top_mhz, DecisionReason.QUEUE_PRESSURE, urgent)
+        self._holding = False
+        clock = max(self.steady_mhz, plan.sm_clock_mhz)
         if observation.queue is None and observation.running_requests:
             # Seen through scrapes, the batch in flight is usually past the point where a new
-            # clock would settle within it: the decision is really for the next batch, which is
-            # the queue's when requests wait and a typical large one arriving now otherwise.
+            # clock would settle within it: the decision is really for the next batch.
             if plan.next_sm_clock_mhz and observation.waiting_requests:
                 clock = max(clock, plan.next_sm_clock_mhz)
             elif not observation.waiting_requests:
-                clock = max(clock, self._ready_clock_mhz(observation, current_mhz))
-        base_s = self.offline.prefill_s(plan.batch_tokens, plan.squared_tokens, clock)
-        predicted_s = base_s * self.predictor.factor("prefill", clock)
-        self._iterations.expect(
-            Expectation(clock, predicted_s, base_s, self.context.ttft_budget_s, observation.now_s)
-        )
-        if plan.at_risk or mispredicted:
-            reason = DecisionReason.SLO_AT_RISK if plan.at_risk else DecisionReason.MISPREDICTION_GUARD
-            return ClockDecision(clock, reason, True, predicted_s)
+                clock = max(clock, self._ready_mhz())
         reason = DecisionReason.ENERGY_OPTIMAL if plan.energy_optimal else DecisionReason.SLO_FIT
         urgent = plan.current_misses and clock > observation.sm_clock_mhz
-        return ClockDecision(clock, reason, urgent, predicted_s)
+        return self._decision(observation, plan, clock, reason, urgent)
 
-    def _ready_clock_mhz(self, observation: Observation, current_mhz: int) -> int:
-        """The clock the MPC would pick for the largest recent batch arriving now, so the next
-        batch does not start at a clock chosen for a small one."""
-        tokens = self._batches.typical_large_tokens()
-        if tokens is None:
-            return current_mhz
-        ready = Observation(
-            phase="prefill",
-            now_s=observation.now_s,
-            sm_clock_mhz=observation.sm_clock_mhz,
-            running_requests=1,
-            waiting_requests=0,
-            kv_cache_usage=observation.kv_cache_usage,
-            context_tokens=tokens,
-            oldest_wait_s=0.0,
+    def _decision(
+        self, observation: Observation, plan: PrefillPlan, clock_mhz: int, reason: DecisionReason, urgent: bool
+    ) -> ClockDecision:
+        base_s = self.offline.prefill_s(plan.batch_tokens, plan.squared_tokens, clock_mhz)
+        predicted_s = base_s * self.predictor.factor("prefill", clock_mhz)
+        self._iterations.expect(
+            Expectation(clock_mhz, predicted_s, base_s, self.context.ttft_budget_s, observation.now_s)
         )
-        plan = self._mpc.plan(ready, self._prompt.tokens, anticipate_arrival=True)
-        return current_mhz if plan is None else plan.sm_clock_mhz
+        return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 
+    def _estimate_tokens(self) -> float:
+        long = self._long.tokens
+        if long is None:
+            return self._mean.tokens
+        return max(self._mean.tokens, float(long))
 
-def prefill_sweet_spot_mhz(context: PolicyContext, predictor: LatencyPredictor) -> float:
-    """The lowest clock that is energy-optimal (above idle power) for some batch size: clocks
-    below it are slower *and* costlier for every batch, so the MPC need not consider them."""
-    profile = context.profile
-    clocks = context.allowed_mhz
-    idle_watts = profile.idle_power_watts
-    best = float(clocks[-1])
-    tokens = 128
-    while tokens <= context.max_batch_tokens:
+    def _track_batch(self, observation: Observation) -> None:
+        """Metrics-only view: when the batch in flight was first seen running (it started in the
+        interval before), so its elapsed time is known to within a scrape period, from below."""
+        if not observation.running_requests:
+            self._batch_seen_s = None
+        elif self._batch_seen_s is None or observation.iterations_delta > 0:
+            self._batch_seen_s = observation.now_s
 
-        def net_energy_j(clock_mhz: int, batch_tokens: int = tokens) -> float:
-            watts = physics.busy_power_watts(profile, "prefill", clock_mhz) - idle_watts
-            return watts * predictor.prefill_s(
-                batch_tokens, float(batch_tokens * min(batch_tokens, 2048)), clock_mhz
-            )
+    def _plan(self, observation: Observation) -> PrefillPlan | None:
+        """The MPC's plan, reused while nothing it depends on changed (scrapes repeat a lot)."""
+        estimate = self._estimate_tokens()
+        if observation.queue is not None:
+            shape: object = observation.queue
+        else:
+            shape = (observation.running_requests, observation.waiting_requests,
+                     observation.context_tokens, observation.oldest_wait_s)
+        busy_s = observation.now_s if observation.running_requests or observation.waiting_requests else None
+        key = (shape, observation.sm_clock_mhz, estimate, self.predictor.version, busy_s)
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        elapsed_s = 0.0
+        if observation.queue is None and self._batch_seen_s is not None:
+            elapsed_s = observation.now_s - self._batch_seen_s
+        plan = self._mpc.plan(observation, estimate, in_flight_elapsed_s=elapsed_s)
+        self._cached = (key, plan)
+        return plan
 
-        best = min(best, clocks[lowest_energy_index(clocks, net_energy_j)])
-        tokens *= 2
-    return best
+    def _ready_mhz(self) -> int:
+        """Between batches: the lowest clock that serves a lone prompt of the ready quantile of
+        recent lengths (until enough were seen, of the engine's batch budget) within TTFT, at least
+        the steady clock. Idle power does not depend on the clock, so waiting there is free."""
+        long = self._long.tokens_at(self.context.joulescale_ready_quantile, _READY_MIN_PROMPTS)
+        tokens = self.context.max_batch_tokens if long is None else long
+        key = (tokens, self.predictor.version)
+        if self._ready is not None and self._ready[0] == key:
+            return self._ready[1]
+        budget_s = self.context.ttft_budget_s - self._reserve_s
+        # The learnt correction may slow the ready clock's model down, never speed it up: a
+        # lone long prompt has no later batch to catch up in.
+        predictors = (self.offline, self.predictor)
+        ready = max(self.steady_mhz, lone_prompt_mhz(self.context.allowed_mhz, predictors, tokens, budget_s))
+        self._ready = (key, ready)
+        return ready

@@ -44,6 +44,7 @@ class PrefillMpc:
         solver: Solver,
         include_idle: bool,
         reserve_s: float = 0.0,
+        separate_in_flight: bool = False,
     ) -> None:
         self.context = context
         self.predictor = predictor
@@ -51,6 +52,9 @@ class PrefillMpc:
         self.solver = solver
         self.reserve_s = reserve_s
         """Time kept back from every TTFT budget (e.g. the clock settle time)."""
+        self.separate_in_flight = separate_in_flight
+        """Plan the running requests as a batch of their own (BiScale's projection merges them
+        with the waiting ones, so its first batch is larger than the one in flight)."""
         profile = context.profile
         idle_watts = profile.idle_power_watts if include_idle else 0.0
         self._net_watts = [
@@ -59,18 +63,24 @@ class PrefillMpc:
         ]
 
     def plan(
-        self, observation: Observation, prompt_tokens_estimate: float, anticipate_arrival: bool = False
+        self,
+        observation: Observation,
+        prompt_tokens_estimate: float,
+        anticipate_arrival: bool = False,
+        in_flight_elapsed_s: float = 0.0,
     ) -> PrefillPlan | None:
         """None when there is nothing to prefill.
 
         ``anticipate_arrival`` adds one prompt of the estimated length arriving now, after the
         queue in a batch of its own: a request that arrives while this batch runs cannot join
-        it, so a slow batch must still leave it its TTFT.
+        it, so a slow batch must still leave it its TTFT. ``in_flight_elapsed_s``: how long the
+        running batch has run already (with ``separate_in_flight``), so only its rest is planned.
         """
         context = self.context
         prompts = queued_prompts(observation, prompt_tokens_estimate, _QUEUE_LIMIT)
         budget_s = context.ttft_budget_s - self.reserve_s
-        batches = project_batches(prompts, budget_s, context.max_batch_tokens, context.mpc_horizon)
+        in_flight = observation.running_requests if self.separate_in_flight else 0
+        batches = project_batches(prompts, budget_s, context.max_batch_tokens, context.mpc_horizon, in_flight)
         if not batches:
             return None
         if anticipate_arrival and len(batches) < context.mpc_horizon:
@@ -78,6 +88,10 @@ class PrefillMpc:
             batches.append(PlannedBatch(tokens, float(tokens * tokens), budget_s))
         predict = self.predictor.prefill_s
         times = [[predict(b.tokens, b.squared_tokens, f) for f in self.levels_mhz] for b in batches]
+        if in_flight and in_flight_elapsed_s > 0:
+            first_s = predict(batches[0].tokens, batches[0].squared_tokens, observation.sm_clock_mhz)
+            left = max(0.0, 1.0 - in_flight_elapsed_s / first_s) if first_s > 0 else 1.0
+            times[0] = [t * left for t in times[0]]
         costs = [[w * t for w, t in zip(self._net_watts, row, strict=True)] for row in times]
         problem = MpcProblem(times, costs, [b.deadline_s for b in batches])
         first = batches[0]

@@ -49,14 +49,27 @@ def queued_prompts(
 
 
 def project_batches(
-    prompts: list[tuple[int, float]], ttft_budget_s: float, max_batch_tokens: int, horizon: int
+    prompts: list[tuple[int, float]],
+    ttft_budget_s: float,
+    max_batch_tokens: int,
+    horizon: int,
+    in_flight: int = 0,
 ) -> list[PlannedBatch]:
-    """Up to ``horizon`` batches of the queue in arrival order, chunked at the token budget."""
+    """Up to ``horizon`` batches of the queue in arrival order, chunked at the token budget.
+
+    The first ``in_flight`` prompts are the batch already running: it is closed after them,
+    since a waiting prompt cannot join an iteration in flight.
+    """
     batches: list[PlannedBatch] = []
     tokens = 0
     squared = 0.0
     deadline = math.inf
-    for prompt_tokens, waited_s in prompts:
+    for index, (prompt_tokens, waited_s) in enumerate(prompts):
+        if index == in_flight and tokens > 0:
+            batches.append(PlannedBatch(tokens, squared, deadline))
+            if len(batches) == horizon:
+                return batches
+            tokens, squared, deadline = 0, 0.0, math.inf
         remaining = max(1, prompt_tokens)
         while remaining > 0:
             chunk = min(remaining, max_batch_tokens - tokens)

@@ -59,6 +59,10 @@ class IterationTracker:
         pending = self._pending
         if pending is None or observation.iterations_delta <= 0:
             return None
+        if observation.phase == "prefill" and observation.iterations_delta > 1:
+            # Several batches ended since the prediction: the last is not the one predicted.
+            self._pending = None
+            return None
         measured = observation.last_iteration_s
         if measured is None:
             measured = observation.mean_iteration_s
@@ -90,26 +94,46 @@ class PromptLengthEstimate:
             self.tokens += self.alpha * (sample - self.tokens)
 
 
-class BatchSizeWindow:
-    """Token counts of recent prefill batches, for a high quantile of what comes next."""
+class PromptLengthQuantile:
+    """A high quantile of recent prompt lengths, so a long prompt is planned for before it shows.
 
-    def __init__(self, size: int = 64, quantile: float = 1.0) -> None:
+    Rich view: every queued prompt once. Metrics-only view: the tokens in flight per running
+    request, once per distinct batch (exact for a lone prompt, a batch mean otherwise).
+    """
+
+    def __init__(self, size: int = 256, quantile: float = 0.95) -> None:
         self._tokens: deque[int] = deque(maxlen=size)
         self.quantile = quantile
+        self._last_arrival_s = float("-inf")
+        self._last_batch: tuple[int, int] | None = None
+        self._cached: int | None = None
 
-    def update(self, observation: Observation, max_batch_tokens: int) -> None:
-        if observation.queue:
-            tokens = 0
+    def update(self, observation: Observation) -> None:
+        if observation.queue is not None:
             for prompt in observation.queue:
-                tokens += prompt.prompt_tokens
-                if tokens >= max_batch_tokens:
-                    break
-            self._tokens.append(min(tokens, max_batch_tokens))
-        elif observation.running_requests and observation.context_tokens > 0:
-            self._tokens.append(min(observation.context_tokens, max_batch_tokens))
+                if prompt.arrival_s > self._last_arrival_s:
+                    self._last_arrival_s = prompt.arrival_s
+                    self._add(prompt.prompt_tokens)
+            return
+        running, tokens = observation.running_requests, observation.context_tokens
+        if running and tokens > 0 and (running, tokens) != self._last_batch:
+            self._last_batch = (running, tokens)
+            self._add(max(1, round(tokens / running)))
 
-    def typical_large_tokens(self) -> int | None:
-        if not self._tokens:
+    def _add(self, tokens: int) -> None:
+        self._tokens.append(tokens)
+        self._cached = None
+
+    @property
+    def tokens(self) -> int | None:
+        """None until the window holds enough prompts (``tokens_at``)."""
+        if self._cached is None:
+            self._cached = self.tokens_at(self.quantile)
+        return self._cached
+
+    def tokens_at(self, quantile: float, min_samples: int = 1) -> int | None:
+        """Another quantile of the same window; None until it holds ``min_samples`` prompts."""
+        if len(self._tokens) < max(1, min_samples):
             return None
         ordered = sorted(self._tokens)
-        return ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]

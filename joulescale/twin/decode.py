@@ -27,6 +27,7 @@ class DecodeInstance:
         "_offset",
         "_recompute_s2",
         "_recompute_tokens",
+        "_running_s",
         "busy",
         "counters",
         "gpu",
@@ -61,6 +62,7 @@ class DecodeInstance:
         self._offset = 0
         self._recompute_tokens = 0
         self._recompute_s2 = 0
+        self._running_s = 0.0
 
     @property
     def context_tokens(self) -> int:
@@ -136,12 +138,13 @@ class DecodeInstance:
 
         duration_s = self.gpu.run(now_s, latency_s)
         self.busy = True
-        self.counters.note_iteration(duration_s)
+        self._running_s = duration_s
         return duration_s
 
     def finish_iteration(self, now_s: float) -> list[SimRequest]:
         """Book the iteration's tokens; returns the requests that completed."""
         self.busy = False
+        self.counters.note_iteration(self._running_s)
         self.counters.generation_tokens += len(self.running)
         self.iteration += 1
         n = self.iteration

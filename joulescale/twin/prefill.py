@@ -17,7 +17,7 @@ from joulescale.twin.request import SimRequest
 
 
 class PrefillInstance:
-    __slots__ = ("_s2", "batch", "batch_log", "counters", "gpu", "index", "queued_tokens", "token_budget", "waiting")
+    __slots__ = ("_running_s", "_s2", "batch", "batch_log", "counters", "gpu", "index", "queued_tokens", "token_budget", "waiting")
 
     def __init__(self, index: int, gpu: SimGpuGroup, token_budget: int) -> None:
         self.index = index
@@ -31,6 +31,7 @@ class PrefillInstance:
         self.batch_log: list[tuple[int, int]] = []
         """(N, S2) of every batch run, for the oracle."""
         self._s2 = 0
+        self._running_s = 0.0
 
     @property
     def busy(self) -> bool:
@@ -73,12 +74,14 @@ class PrefillInstance:
         self.batch_log.append((tokens, squared))
         duration_s = self.gpu.run(
             now_s, lambda mhz: physics.prefill_latency_from_sums_s(profile, tokens, squared, mhz))
-        self.counters.note_iteration(duration_s)
+        self._running_s = duration_s
         return duration_s
 
     def finish_batch(self) -> list[SimRequest]:
         done = self.batch
         self.batch = []
+        # Engines count a step when it ends, so a scrape never shows a step still running.
+        self.counters.note_iteration(self._running_s)
         self.queued_tokens -= sum(r.prompt_tokens for r in done)
         self.counters.generation_tokens += len(done)
         return done

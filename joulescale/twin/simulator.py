@@ -130,6 +130,7 @@ class _Run:
         ctl = self.prefill_ctl[inst.index]
         if not ctl.control.observes:
             return
+        inst.gpu.settle(now_s)  # the hook reads the clock in force now, not one already replaced
         obs = ctl.rich_view.observe_prefill(inst, now_s, self.prefill_kv_tokens)
         self.decide(ctl, inst.gpu, obs, now_s)
 
@@ -137,6 +138,7 @@ class _Run:
         ctl = self.decode_ctl[inst.index]
         if not ctl.control.observes:
             return
+        inst.gpu.settle(now_s)
         self.decide(ctl, inst.gpu, ctl.rich_view.observe_decode(inst, now_s), now_s)
 
     # --- phases ------------------------------------------------------------------------------

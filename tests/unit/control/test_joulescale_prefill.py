@@ -1,12 +1,17 @@
-"""JouleScale's prefill refinements: anticipating an arrival and a ready clock between batches."""
+"""JouleScale's prefill refinements: the steady clock, the hold at f_max, the long-prompt quantile and
+the ready clock between batches."""
 
 from __future__ import annotations
 
 from joulescale.control import Observation, make_policy
 from joulescale.control.mpc import priced_plan
+from joulescale.control.policy import DecisionReason as R
 from joulescale.control.predictor import ProfilePredictor
+from joulescale.control.prefill_clocks import prefill_steady_mhz, prefill_sweet_spot_mhz
 from joulescale.control.prefill_mpc import PrefillMpc
-from joulescale.control.prefill_plan import queued_prompts
+from joulescale.control.prefill_plan import project_batches, queued_prompts
+from joulescale.control.tracking import ClockTracker, Expectation, IterationTracker, PromptLengthQuantile
+from joulescale.profiles import physics as ph
 
 from .helpers import TP4, context, prefill_obs, queue
 
@@ -31,24 +36,118 @@ def _idle(now_s: float) -> Observation:
     return prefill_obs(waiting=0, running=0, oldest_wait_s=None, now_s=now_s, sm_clock_mhz=1155)
 
 
-def test_an_idle_prefill_instance_readies_a_clock_for_the_large_batches_it_has_seen() -> None:
+def _lone(tokens: int, now_s: float) -> Observation:
+    return prefill_obs(waiting=0, running=1, context_tokens=tokens, now_s=now_s)
+
+
+def test_an_idle_prefill_instance_waits_at_a_clock_that_serves_the_long_prompts_it_has_seen() -> None:
     small, large = (
         make_policy("joulescale", context(profile=TP4)),
         make_policy("joulescale", context(profile=TP4)),
     )
+    for i in range(40):
+        small.decide(_lone(500 + i, i * 0.05))
+        large.decide(_lone(5500 + i, i * 0.05))
+    ready = large.decide(_idle(3.0)).sm_clock_mhz
+    assert small.decide(_idle(3.0)).sm_clock_mhz < ready
+    budget_s = context(profile=TP4).ttft_budget_s - TP4.clock_settle_ms / 1000.0
+    assert ph.prefill_latency_s(TP4, [5540], ready) <= budget_s
+
+
+def test_a_fresh_prefill_instance_is_ready_for_a_lone_prompt_of_the_batch_budget() -> None:
+    ctx = context(profile=TP4, max_batch_tokens=4096)
+    fresh = make_policy("joulescale", ctx).decide(_idle(0.0))
+    budget_s = ctx.ttft_budget_s - TP4.clock_settle_ms / 1000.0
+    assert ph.prefill_latency_s(TP4, [4096], fresh.sm_clock_mhz) <= budget_s
+    assert fresh.urgent
+    assert not make_policy("joulescale", ctx).decide(
+        prefill_obs(waiting=0, running=0, oldest_wait_s=None, sm_clock_mhz=ctx.allowed_mhz[-1])
+    ).urgent
+    few_short = make_policy("joulescale", ctx)
     for i in range(5):
-        small.decide(prefill_obs(waiting=0, running=1, context_tokens=500, now_s=i * 0.05))
-        large.decide(prefill_obs(waiting=0, running=1, context_tokens=4500, now_s=i * 0.05))
-    assert small.decide(_idle(1.0)).sm_clock_mhz < large.decide(_idle(1.0)).sm_clock_mhz
+        few_short.decide(_lone(100 + i, i * 0.05))
+    assert few_short.decide(_idle(1.0)).sm_clock_mhz == fresh.sm_clock_mhz
 
 
 def test_seen_through_scrapes_a_small_batch_in_flight_does_not_lower_the_clock_below_ready() -> None:
     policy = make_policy("joulescale", context(profile=TP4))
-    policy.decide(prefill_obs(waiting=0, running=1, context_tokens=4500, now_s=0.0))
-    ready = policy.decide(_idle(0.5)).sm_clock_mhz
+    for i in range(40):
+        policy.decide(_lone(5500 + i, i * 0.05))
+    ready = policy.decide(_idle(3.0)).sm_clock_mhz
     small = policy.decide(
-        prefill_obs(waiting=0, running=1, context_tokens=300, now_s=1.0, sm_clock_mhz=ready)
+        prefill_obs(waiting=0, running=1, context_tokens=300, now_s=3.5, sm_clock_mhz=ready)
     )
     assert small.sm_clock_mhz >= ready
+    seen_short = make_policy("joulescale", context(profile=TP4))
+    for i in range(40):
+        seen_short.decide(_lone(300 + i, i * 0.05))
+    assert seen_short.decide(_lone(300, 3.5)).sm_clock_mhz < ready
+
+
+def test_a_relaxed_queue_never_runs_below_the_steady_clock_nor_at_the_top() -> None:
+    ctx = context(profile=TP4)
+    steady = prefill_steady_mhz(ctx, ProfilePredictor(TP4), ctx.joulescale_prefill_flat_tolerance)
+    for lengths in ([300], [2000, 2000], [4000]):
+        decision = make_policy("joulescale", ctx).decide(prefill_obs(queue=queue(lengths, [0.0] * len(lengths))))
+        assert steady <= decision.sm_clock_mhz < ctx.allowed_mhz[-1]
+    assert prefill_sweet_spot_mhz(ctx, ProfilePredictor(TP4)) < steady < ctx.allowed_mhz[-1]
+
+
+def test_the_steady_clock_costs_at_most_the_tolerance_more_than_the_least_energy_clock() -> None:
+    ctx = context(profile=TP4)
+    steady = prefill_steady_mhz(ctx, ProfilePredictor(TP4), 0.01)
+    above = ctx.allowed_mhz[ctx.allowed_mhz.index(steady) + 1]
+
+    def net_j(clock: int) -> float:
+        latency = ph.prefill_latency_s(TP4, [4096], clock)
+        return ph.iteration_energy_j(TP4, "prefill", latency, clock) - ph.idle_energy_j(TP4, latency)
+
+    least = min(net_j(f) for f in ctx.allowed_mhz)
+    assert net_j(steady) <= 1.01 * least < net_j(above)
+    assert prefill_steady_mhz(ctx, ProfilePredictor(TP4), 10.0) == ctx.allowed_mhz[-1]
+
+
+def test_once_at_risk_the_top_clock_is_held_until_the_queue_drains() -> None:
+    policy = make_policy("joulescale", context(profile=TP4))
+    for i in range(40):
+        policy.decide(_lone(800 + i, i * 0.02))
+    at_risk = policy.decide(prefill_obs(waiting=3, running=1, oldest_wait_s=0.6, now_s=1.0))
+    assert (at_risk.sm_clock_mhz, at_risk.reason) == (1980, R.SLO_AT_RISK)
+    draining = policy.decide(prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5))
+    assert (draining.sm_clock_mhz, draining.reason) == (1980, R.QUEUE_PRESSURE)
+    drained = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=2.0))
+    assert drained.sm_clock_mhz < 1980
     fresh = make_policy("joulescale", context(profile=TP4))
-    assert fresh.decide(prefill_obs(waiting=0, running=1, context_tokens=300, now_s=1.0)).sm_clock_mhz < ready
+    assert fresh.decide(prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5)).sm_clock_mhz < 1980
+
+
+def test_the_running_batch_is_planned_apart_from_the_prompts_waiting_behind_it() -> None:
+    prompts = [(1000, 0.0), (1000, 0.0), (500, 0.0)]
+    assert [b.tokens for b in project_batches(prompts, 0.5, 8192, 8)] == [2500]
+    assert [b.tokens for b in project_batches(prompts, 0.5, 8192, 8, in_flight=2)] == [2000, 500]
+
+
+def test_the_long_prompt_quantile_sees_a_lone_long_prompt_through_the_kv_gauge() -> None:
+    quantile = PromptLengthQuantile(quantile=0.9)
+    assert quantile.tokens is None
+    for i, tokens in enumerate([800] * 18 + [6000, 6000]):
+        quantile.update(_lone(tokens + i, float(i)))
+    assert quantile.tokens is not None
+    assert quantile.tokens >= 6000
+    rich = PromptLengthQuantile(quantile=0.5)
+    rich.update(prefill_obs(queue=queue([100, 300, 500], [0.2, 0.1, 0.0])))
+    rich.update(prefill_obs(queue=queue([300, 500], [0.1, 0.0])))
+    assert rich.tokens == 300
+
+
+def test_a_prefill_prediction_is_not_judged_against_a_later_batch() -> None:
+    clocks = ClockTracker(settle_s=0.05)
+    tracker = IterationTracker()
+    expectation = Expectation(1380, 0.2, 0.2, 0.54, 1.0)
+    for ended, paired in ((1, True), (2, False)):
+        tracker.expect(expectation)
+        observation = prefill_obs(
+            sm_clock_mhz=1380, now_s=2.0, iterations_delta=ended, last_iteration_s=0.04
+        )
+        clocks.update(observation)
+        assert (tracker.outcome(observation, clocks) is not None) == paired

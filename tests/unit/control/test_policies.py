@@ -172,10 +172,17 @@ def test_an_iteration_measured_before_the_clock_settled_does_not_trip_the_guard(
     assert decision.reason != R.MISPREDICTION_GUARD
 
 
-@pytest.mark.parametrize("name", ["biscale", "joulescale"])
-def test_an_empty_prefill_queue_keeps_the_current_clock(name: str) -> None:
-    decision = make_policy(name, context()).decide(prefill_obs(waiting=0, running=0, sm_clock_mhz=1200))
+def test_an_empty_prefill_queue_keeps_the_current_clock_for_biscale() -> None:
+    decision = make_policy("biscale", context()).decide(prefill_obs(waiting=0, running=0, sm_clock_mhz=1200))
     assert decision == ClockDecision(1200, R.IDLE)
+
+
+def test_an_empty_prefill_queue_leaves_joulescale_idle_at_its_ready_clock() -> None:
+    policy = make_policy("joulescale", context())
+    first = policy.decide(prefill_obs(waiting=0, running=0, sm_clock_mhz=1200))
+    again = policy.decide(prefill_obs(waiting=0, running=0, sm_clock_mhz=first.sm_clock_mhz, now_s=10.05))
+    assert first.reason == again.reason == R.IDLE
+    assert again.sm_clock_mhz == first.sm_clock_mhz
 
 
 @pytest.mark.parametrize("name", ["biscale", "joulescale"])

@@ -6,6 +6,7 @@ from joulescale.profiles import physics
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
 from joulescale.twin.kv_transfer import KvLink, kv_medium
+from joulescale.twin.prefill import PrefillInstance
 from joulescale.twin.request import SimRequest
 from joulescale.twin.routing import CapacityWeighted, EcoRoute
 
@@ -86,3 +87,20 @@ def test_ecoroute_prefers_the_lowest_clock_below_one_tile_then_avoids_crossing_a
     # one instance past a tile: fill the fullest tile without crossing a multiple of 128
     assert router.pick_decode([_decode(0, 130, 900), _decode(1, 127, 900)]) == 0
     assert router.pick_decode([_decode(0, 255, 900), _decode(1, 140, 900)]) == 1
+
+
+def test_engine_counters_count_a_step_when_it_ends_not_when_it_starts() -> None:
+    prefill = PrefillInstance(0, _gpu(), 8192)
+    prefill.enqueue(SimRequest(1, 0.0, 2000, 10))
+    prefill.form_batch(0.0)
+    duration_s = prefill.run_batch(0.0)
+    assert (prefill.counters.iterations, prefill.counters.last_iteration_s) == (0, None)
+    prefill.finish_batch()
+    assert (prefill.counters.iterations, prefill.counters.last_iteration_s) == (1, duration_s)
+    decode = DecodeInstance(0, SimGpuGroup(profile(), "decode", 1980, 0.05), 400_000, 512, 0.01)
+    decode.enqueue(SimRequest(2, 0.0, 100, 50))
+    assert decode.prepare_iteration()
+    step_s = decode.run_iteration(0.0)
+    assert decode.counters.iterations == 0
+    decode.finish_iteration(step_s)
+    assert (decode.counters.iterations, decode.counters.busy_s) == (1, step_s)
