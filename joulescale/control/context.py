@@ -60,6 +60,12 @@ class PolicyContext:
     joulescale_ready_quantile: float = 0.995
     """Between batches JouleScale's prefill waits at the clock that serves a lone prompt of this
     quantile of recent prompt lengths within TTFT (idle power does not depend on the clock)."""
+    joulescale_kv_soft_usage: float = 0.7
+    """JouleScale's decode tightens its latency budget linearly from this KV usage up to the hard
+    guard (kv_guard_usage), so the batch drains before the guard forces f_max: slower steps grow
+    the batch and its KV (continuous batching), and f_max bursts cost more than a steady rise."""
+    joulescale_kv_tight_share: float = 0.5
+    """At the hard guard the tightened decode budget is this share of the TPOT budget."""
     decode_idle_window_s: float | None = None
     """JouleScale: a decode instance idle within this long is not continuously busy, so its
     clock stays at or above the batch's least-energy clock (above idle power)."""

@@ -78,13 +78,18 @@ class JouleScaleDecode:
         else:
             budget_s = min(self._bank.budget_s(target_s), _MAX_STRETCH * target_s)
 
+        slo_budget_s = budget_s
+        budget_s *= _kv_budget_share(observation.kv_cache_usage, self.context)
+
         def latency(clock_mhz: int) -> float:
             return self.predictor.decode_s(batch_size, context_tokens, clock_mhz)
 
         def decision(clock_mhz: int, reason: DecisionReason, urgent: bool) -> ClockDecision:
             base_s = self.offline.decode_s(batch_size, context_tokens, clock_mhz)
             predicted_s = base_s * self.predictor.factor("decode", clock_mhz)
-            self._iterations.expect(Expectation(clock_mhz, predicted_s, base_s, budget_s, observation.now_s))
+            self._iterations.expect(
+                Expectation(clock_mhz, predicted_s, base_s, slo_budget_s, observation.now_s)
+            )
             return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 
         if mispredicted is not None and mispredicted.measured_s > mispredicted.expectation.budget_s:
@@ -106,7 +111,7 @@ class JouleScaleDecode:
         if gappy and chosen == floor:
             reason = DecisionReason.ENERGY_OPTIMAL
         else:
-            reason = DecisionReason.SLACK_SPENT if budget_s > target_s else DecisionReason.SLO_FIT
+            reason = DecisionReason.SLACK_SPENT if slo_budget_s > target_s else DecisionReason.SLO_FIT
         clock = self.allowed_mhz[chosen]
         urgent = clock > observation.sm_clock_mhz and latency(observation.sm_clock_mhz) > budget_s
         return decision(clock, reason, urgent)
@@ -135,3 +140,12 @@ def _has_gaps(observation: Observation) -> bool:
     if mean_s is None or observation.interval_s <= 0 or observation.iterations_delta <= 0:
         return False
     return observation.iterations_delta * mean_s < _BUSY_SHARE * observation.interval_s
+
+
+def _kv_budget_share(kv_usage: float, context: PolicyContext) -> float:
+    """1 below the soft KV usage, falling linearly to the tight share at the hard guard."""
+    soft, guard = context.joulescale_kv_soft_usage, context.kv_guard_usage
+    if kv_usage <= soft or guard <= soft:
+        return 1.0
+    progress = min(1.0, (kv_usage - soft) / (guard - soft))
+    return 1.0 - progress * (1.0 - context.joulescale_kv_tight_share)

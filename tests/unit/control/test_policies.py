@@ -62,6 +62,27 @@ def test_joulescale_decode_runs_the_lowest_fitting_clock_while_continuously_busy
     assert (joulescale.sm_clock_mhz, joulescale.reason) == (TP8.min_sm_clock_mhz, R.SLO_FIT)
 
 
+def test_joulescale_decode_tightens_its_budget_as_the_kv_cache_fills_and_biscale_does_not() -> None:
+    """Between the soft KV usage and the hard guard, JouleScale raises the clock step by step so
+    the batch drains before the guard forces f_max; below the soft usage nothing changes."""
+    slo = Slo(ttft_ms=600, tpot_ms=40)
+
+    def clock(name: str, usage: float) -> int:
+        return make_policy(name, context(slo=slo)).decide(decode_obs(kv_cache_usage=usage)).sm_clock_mhz
+
+    low, soft, mid, near = (clock("joulescale", u) for u in (0.3, 0.7, 0.8, 0.89))
+    tight = 0.036 * 0.75
+    expected_mid = min(
+        f for f in TP8.supported_sm_clocks_mhz if ph.decode_latency_s(TP8, 64, 64_000, f) <= tight
+    )
+
+    assert low == soft
+    assert low < mid <= near < TP8.max_sm_clock_mhz
+    assert mid == expected_mid
+    assert clock("joulescale", 0.9) == TP8.max_sm_clock_mhz
+    assert clock("biscale", 0.3) == clock("biscale", 0.89)
+
+
 def _energy_above_idle_j(clock: int) -> float:
     latency = ph.decode_latency_s(TP8, 64, 64_000, clock)
     return _decode_energy_j(clock) - ph.idle_energy_j(TP8, latency)
