@@ -27,9 +27,9 @@ class DecodeInstance:
         "_offset",
         "_recompute_s2",
         "_recompute_tokens",
-        "_running_s",
         "busy",
         "counters",
+        "end_seq",
         "gpu",
         "incoming",
         "index",
@@ -62,7 +62,8 @@ class DecodeInstance:
         self._offset = 0
         self._recompute_tokens = 0
         self._recompute_s2 = 0
-        self._running_s = 0.0
+        self.end_seq = 0
+        """The simulator's number for the event that ends the running step; others are stale."""
 
     @property
     def context_tokens(self) -> int:
@@ -121,6 +122,7 @@ class DecodeInstance:
         return bool(self.running)
 
     def run_iteration(self, now_s: float) -> float:
+        """Run the next step; returns its duration as planned now (``gpu.end_s`` may move)."""
         profile = self.gpu.profile
         batch = len(self.running)
         context = self.context_tokens
@@ -138,13 +140,12 @@ class DecodeInstance:
 
         duration_s = self.gpu.run(now_s, latency_s)
         self.busy = True
-        self._running_s = duration_s
         return duration_s
 
     def finish_iteration(self, now_s: float) -> list[SimRequest]:
         """Book the iteration's tokens; returns the requests that completed."""
         self.busy = False
-        self.counters.note_iteration(self._running_s)
+        self.counters.note_iteration(self.gpu.iteration_s)
         self.counters.generation_tokens += len(self.running)
         self.iteration += 1
         n = self.iteration

@@ -17,7 +17,8 @@ from joulescale.twin.request import SimRequest
 
 
 class PrefillInstance:
-    __slots__ = ("_running_s", "_s2", "batch", "batch_log", "counters", "gpu", "index", "queued_tokens", "token_budget", "waiting")
+    __slots__ = ("_s2", "batch", "batch_log", "counters", "end_seq", "gpu", "index", "queued_tokens", "token_budget",
+                 "waiting")
 
     def __init__(self, index: int, gpu: SimGpuGroup, token_budget: int) -> None:
         self.index = index
@@ -31,7 +32,8 @@ class PrefillInstance:
         self.batch_log: list[tuple[int, int]] = []
         """(N, S2) of every batch run, for the oracle."""
         self._s2 = 0
-        self._running_s = 0.0
+        self.end_seq = 0
+        """The simulator's number for the event that ends the running batch; others are stale."""
 
     @property
     def busy(self) -> bool:
@@ -67,21 +69,19 @@ class PrefillInstance:
         counters.max_queue_wait_s = max(counters.max_queue_wait_s, oldest_wait_s)
 
     def run_batch(self, now_s: float) -> float:
-        """Run the formed batch at the instance's clock; returns its duration."""
+        """Run the formed batch at the instance's clock; returns its duration as planned now (a
+        clock change requested while it runs may move its end: ``gpu.end_s``)."""
         profile = self.gpu.profile
         tokens = self.batch_tokens
         squared = self._s2
         self.batch_log.append((tokens, squared))
-        duration_s = self.gpu.run(
-            now_s, lambda mhz: physics.prefill_latency_from_sums_s(profile, tokens, squared, mhz))
-        self._running_s = duration_s
-        return duration_s
+        return self.gpu.run(now_s, lambda mhz: physics.prefill_latency_from_sums_s(profile, tokens, squared, mhz))
 
     def finish_batch(self) -> list[SimRequest]:
         done = self.batch
         self.batch = []
         # Engines count a step when it ends, so a scrape never shows a step still running.
-        self.counters.note_iteration(self._running_s)
+        self.counters.note_iteration(self.gpu.iteration_s)
         self.queued_tokens -= sum(r.prompt_tokens for r in done)
         self.counters.generation_tokens += len(done)
         return done

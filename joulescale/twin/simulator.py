@@ -1,7 +1,9 @@
 """The discrete-event loop of a P/D cluster: arrivals, prefill batches, KV transfers, decode steps.
 
 One heap of ``(time, sequence, kind, payload)``; the sequence number breaks ties so a run is
-deterministic. Arrivals are read from the sorted request list instead of the heap. Policies
+deterministic, and names an iteration's end event: a clock change that settles inside a running
+iteration moves its end, so a new event is pushed and the instance's ``end_seq`` marks the old
+one stale. Arrivals are read from the sorted request list instead of the heap. Policies
 decide at scrape visibility (metrics view) or at iteration boundaries (rich view), never per
 token, which keeps the loop at a few events per iteration.
 """
@@ -118,13 +120,19 @@ class _Run:
         heapq.heappush(self.heap, (at_s, self.seq, kind, payload))
 
     # --- control -----------------------------------------------------------------------------
-    def decide(self, ctl: _Instance, gpu: SimGpuGroup, observation: Observation, now_s: float) -> None:
+    def decide(self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation,
+               now_s: float) -> None:
         decision = ctl.control.policy.decide(observation)
         self.decisions += 1
         self.reasons[decision.reason.value] += 1
+        gpu = inst.gpu
         target = ctl.control.actuator.target_mhz(decision, now_s, gpu.target_mhz)
         if target is not None:
+            end_s = gpu.end_s
             gpu.request(now_s, target)
+            if gpu.end_s != end_s:
+                self.push(gpu.end_s, _PREFILL_DONE if isinstance(inst, PrefillInstance) else _DECODE_DONE, inst)
+                inst.end_seq = self.seq
 
     def decide_prefill_rich(self, inst: PrefillInstance, now_s: float) -> None:
         ctl = self.prefill_ctl[inst.index]
@@ -132,14 +140,14 @@ class _Run:
             return
         inst.gpu.settle(now_s)  # the hook reads the clock in force now, not one already replaced
         obs = ctl.rich_view.observe_prefill(inst, now_s, self.prefill_kv_tokens)
-        self.decide(ctl, inst.gpu, obs, now_s)
+        self.decide(ctl, inst, obs, now_s)
 
     def decide_decode_rich(self, inst: DecodeInstance, now_s: float) -> None:
         ctl = self.decode_ctl[inst.index]
         if not ctl.control.observes:
             return
         inst.gpu.settle(now_s)
-        self.decide(ctl, inst.gpu, ctl.rich_view.observe_decode(inst, now_s), now_s)
+        self.decide(ctl, inst, ctl.rich_view.observe_decode(inst, now_s), now_s)
 
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
@@ -147,6 +155,7 @@ class _Run:
         if self.rich:
             self.decide_prefill_rich(inst, now_s)
         self.push(now_s + inst.run_batch(now_s), _PREFILL_DONE, inst)
+        inst.end_seq = self.seq
 
     def prefill_done(self, inst: PrefillInstance, now_s: float) -> None:
         link = self.links[inst.index]
@@ -179,6 +188,7 @@ class _Run:
         if self.rich:
             self.decide_decode_rich(inst, now_s)
         self.push(now_s + inst.run_iteration(now_s), _DECODE_DONE, inst)
+        inst.end_seq = self.seq
 
     def complete(self, request: SimRequest) -> None:
         self.finished += 1
@@ -201,12 +211,14 @@ class _Run:
 
     def scrape_visible(self, payload: tuple[str, int, Scrape], now_s: float) -> None:
         phase, index, snap = payload
+        inst: PrefillInstance | DecodeInstance
         if phase == "prefill":
-            ctl, gpu = self.prefill_ctl[index], self.prefill[index].gpu
+            ctl, inst = self.prefill_ctl[index], self.prefill[index]
         else:
-            ctl, gpu = self.decode_ctl[index], self.decode[index].gpu
+            ctl, inst = self.decode_ctl[index], self.decode[index]
+        gpu = inst.gpu
         gpu.settle(now_s)
-        self.decide(ctl, gpu, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
+        self.decide(ctl, inst, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
 
     # --- loop --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -222,13 +234,14 @@ class _Run:
                 else:
                     self.decide_decode_rich(self.decode[index], 0.0)
                 continue
+            inst: PrefillInstance | DecodeInstance
             if phase == "prefill":
-                snap = scrape_prefill(self.prefill[index], 0.0, self.prefill_kv_tokens)
-                gpu = self.prefill[index].gpu
+                inst = self.prefill[index]
+                snap = scrape_prefill(inst, 0.0, self.prefill_kv_tokens)
             else:
-                snap = scrape_decode(self.decode[index], 0.0)
-                gpu = self.decode[index].gpu
-            self.decide(ctl, gpu, ctl.metrics_view.observe(snap, 0.0, gpu.clock_mhz), 0.0)
+                inst = self.decode[index]
+                snap = scrape_decode(inst, 0.0)
+            self.decide(ctl, inst, ctl.metrics_view.observe(snap, 0.0, inst.gpu.clock_mhz), 0.0)
             if not self.rich and ctl.control.observes:
                 self.push(period * k / len(names), _SCRAPE, (phase, index))
 
@@ -254,9 +267,11 @@ class _Run:
                 if not inst.busy:
                     self.start_prefill(inst, now_s)
                 continue
-            now_s, _, kind, payload = pop(heap)
+            now_s, seq, kind, payload = pop(heap)
             if kind == _DECODE_DONE:
                 assert isinstance(payload, DecodeInstance)
+                if seq != payload.end_seq:
+                    continue  # the step was retimed; a newer event ends it
                 for request in payload.finish_iteration(now_s):
                     self.complete(request)
                 self.start_decode(payload, now_s)
@@ -266,9 +281,13 @@ class _Run:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
             elif kind == _PREFILL_DONE:
                 assert isinstance(payload, PrefillInstance)
+                if seq != payload.end_seq:
+                    continue
                 self.prefill_done(payload, now_s)
             else:
                 landed: tuple[SimRequest, DecodeInstance] = payload  # type: ignore[assignment]
                 self.kv_landed(landed[0], landed[1], now_s)
         end_s = max(self.last_s, requests[-1].arrival_s if requests else 0.0)
+        for gpu in (*(p.gpu for p in self.prefill), *(d.gpu for d in self.decode)):
+            gpu.settle(end_s)  # a clock that settled during the last iteration shows in the trace
         return RunResult(self.requests, self.prefill, self.decode, end_s, aborted, self.decisions, self.reasons)

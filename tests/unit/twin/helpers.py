@@ -45,3 +45,24 @@ def fixed_control(prefill_mhz: int, decode_mhz: int) -> ControlFactory:
 
 def small_cluster(prefill: int = 2, decode: int = 1, **changes: object) -> ClusterConfig:
     return ClusterConfig(profile(), prefill, decode, **changes)  # type: ignore[arg-type]
+
+
+class AlternatingClock:
+    """A policy double that asks for ``low`` and ``high`` in turn, so clocks change mid-iteration."""
+
+    name = "alternating"
+
+    def __init__(self, low_mhz: int, high_mhz: int) -> None:
+        self.clocks_mhz = (low_mhz, high_mhz)
+        self.decisions = 0
+
+    def decide(self, observation: Observation) -> ClockDecision:
+        self.decisions += 1
+        return ClockDecision(self.clocks_mhz[self.decisions % 2], DecisionReason.STATIC)
+
+
+def alternating_control(low_mhz: int, high_mhz: int) -> ControlFactory:
+    def build(phase: Phase, index: int) -> InstanceControl:
+        return InstanceControl(AlternatingClock(low_mhz, high_mhz), PassThrough())
+
+    return build
