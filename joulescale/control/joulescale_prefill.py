@@ -4,6 +4,8 @@ queue drains once the SLO is at risk, and an idle clock ready for a lone long pr
 
 from __future__ import annotations
 
+import bisect
+
 from joulescale.control.clocks import levels_mhz
 from joulescale.control.context import PolicyContext
 from joulescale.control.mpc import priced_plan
@@ -61,6 +63,11 @@ class JouleScalePrefill:
     def levels_mhz(self) -> tuple[int, ...]:
         return self._mpc.levels_mhz
 
+    def _at_least_mhz(self, sm_clock_mhz: int) -> int:
+        """The lowest allowed clock not below ``sm_clock_mhz`` (the top one when none is)."""
+        index = bisect.bisect_left(self.context.allowed_mhz, sm_clock_mhz)
+        return self.context.allowed_mhz[min(index, len(self.context.allowed_mhz) - 1)]
+
     def decide(self, observation: Observation, current_mhz: int, mispredicted: bool) -> ClockDecision:
         self._mean.update(observation)
         self._long.update(observation)
@@ -85,18 +92,27 @@ class JouleScalePrefill:
         self._holding = False
         clock = max(self.steady_mhz, plan.sm_clock_mhz)
         if observation.queue is None and observation.running_requests:
-            # Seen through scrapes, the batch in flight is usually past the point where a new
-            # clock would settle within it: the decision is really for the next batch.
+            # Seen through scrapes, the batch in flight is often well under way: the clock chosen
+            # now settles within it and carries on into the next batch.
             if plan.next_sm_clock_mhz and observation.waiting_requests:
                 clock = max(clock, plan.next_sm_clock_mhz)
             elif not observation.waiting_requests:
                 clock = max(clock, self._ready_mhz())
+            # A clock settles within the batch in flight, whose size the scrape does not tell:
+            # while requests queue behind it, never slow it down.
+            if observation.waiting_requests:
+                clock = max(clock, self._at_least_mhz(observation.sm_clock_mhz))
         reason = DecisionReason.ENERGY_OPTIMAL if plan.energy_optimal else DecisionReason.SLO_FIT
         urgent = plan.current_misses and clock > observation.sm_clock_mhz
         return self._decision(observation, plan, clock, reason, urgent)
 
     def _decision(
-        self, observation: Observation, plan: PrefillPlan, clock_mhz: int, reason: DecisionReason, urgent: bool
+        self,
+        observation: Observation,
+        plan: PrefillPlan,
+        clock_mhz: int,
+        reason: DecisionReason,
+        urgent: bool,
     ) -> ClockDecision:
         base_s = self.offline.prefill_s(plan.batch_tokens, plan.squared_tokens, clock_mhz)
         predicted_s = base_s * self.predictor.factor("prefill", clock_mhz)
@@ -125,8 +141,12 @@ class JouleScalePrefill:
         if observation.queue is not None:
             shape: object = observation.queue
         else:
-            shape = (observation.running_requests, observation.waiting_requests,
-                     observation.context_tokens, observation.oldest_wait_s)
+            shape = (
+                observation.running_requests,
+                observation.waiting_requests,
+                observation.context_tokens,
+                observation.oldest_wait_s,
+            )
         busy_s = observation.now_s if observation.running_requests or observation.waiting_requests else None
         key = (shape, observation.sm_clock_mhz, estimate, self.predictor.version, busy_s)
         if self._cached is not None and self._cached[0] == key:

@@ -60,9 +60,11 @@ def test_a_fresh_prefill_instance_is_ready_for_a_lone_prompt_of_the_batch_budget
     budget_s = ctx.ttft_budget_s - TP4.clock_settle_ms / 1000.0
     assert ph.prefill_latency_s(TP4, [4096], fresh.sm_clock_mhz) <= budget_s
     assert fresh.urgent
-    assert not make_policy("joulescale", ctx).decide(
-        prefill_obs(waiting=0, running=0, oldest_wait_s=None, sm_clock_mhz=ctx.allowed_mhz[-1])
-    ).urgent
+    assert (
+        not make_policy("joulescale", ctx)
+        .decide(prefill_obs(waiting=0, running=0, oldest_wait_s=None, sm_clock_mhz=ctx.allowed_mhz[-1]))
+        .urgent
+    )
     few_short = make_policy("joulescale", ctx)
     for i in range(5):
         few_short.decide(_lone(100 + i, i * 0.05))
@@ -88,7 +90,9 @@ def test_a_relaxed_queue_never_runs_below_the_steady_clock_nor_at_the_top() -> N
     ctx = context(profile=TP4)
     steady = prefill_steady_mhz(ctx, ProfilePredictor(TP4), ctx.joulescale_prefill_flat_tolerance)
     for lengths in ([300], [2000, 2000], [4000]):
-        decision = make_policy("joulescale", ctx).decide(prefill_obs(queue=queue(lengths, [0.0] * len(lengths))))
+        decision = make_policy("joulescale", ctx).decide(
+            prefill_obs(queue=queue(lengths, [0.0] * len(lengths)))
+        )
         assert steady <= decision.sm_clock_mhz < ctx.allowed_mhz[-1]
     assert prefill_sweet_spot_mhz(ctx, ProfilePredictor(TP4)) < steady < ctx.allowed_mhz[-1]
 
@@ -118,7 +122,13 @@ def test_once_at_risk_the_top_clock_is_held_until_the_queue_drains() -> None:
     drained = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=2.0))
     assert drained.sm_clock_mhz < 1980
     fresh = make_policy("joulescale", context(profile=TP4))
-    assert fresh.decide(prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5)).sm_clock_mhz < 1980
+    # Without a hold, a queue behind a batch running below f_max does not send it there.
+    assert (
+        fresh.decide(
+            prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, sm_clock_mhz=1275)
+        ).sm_clock_mhz
+        < 1980
+    )
 
 
 def test_the_running_batch_is_planned_apart_from_the_prompts_waiting_behind_it() -> None:
@@ -146,8 +156,22 @@ def test_a_prefill_prediction_is_not_judged_against_a_later_batch() -> None:
     expectation = Expectation(1380, 0.2, 0.2, 0.54, 1.0)
     for ended, paired in ((1, True), (2, False)):
         tracker.expect(expectation)
-        observation = prefill_obs(
-            sm_clock_mhz=1380, now_s=2.0, iterations_delta=ended, last_iteration_s=0.04
-        )
+        observation = prefill_obs(sm_clock_mhz=1380, now_s=2.0, iterations_delta=ended, last_iteration_s=0.04)
         clocks.update(observation)
         assert (tracker.outcome(observation, clocks) is not None) == paired
+
+
+def test_a_batch_in_flight_is_not_slowed_while_requests_queue_behind_it() -> None:
+    """A new clock settles within the running batch (ALGORITHMS 1): slowing it would delay every
+    request queued behind it, so in the metrics-only view a lower clock waits for a free queue."""
+    policy = make_policy("joulescale", context(profile=TP4))
+    for i in range(40):
+        policy.decide(_lone(800 + i, i * 0.02))
+
+    queued = policy.decide(
+        prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, sm_clock_mhz=1740)
+    )
+    alone = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=1.6, sm_clock_mhz=1740))
+
+    assert queued.sm_clock_mhz == 1740
+    assert alone.sm_clock_mhz < 1740

@@ -167,7 +167,8 @@ def test_joulescale_learns_a_15_percent_slower_gpu_and_then_fits_the_budget() ->
 @pytest.mark.parametrize("name", ["biscale", "joulescale"])
 def test_a_mispredicted_prefill_iteration_sends_the_next_one_to_the_top_clock(name: str) -> None:
     policy = make_policy(name, context())
-    first = policy.decide(prefill_obs(now_s=0.0, oldest_wait_s=0.0))
+    # Start below every policy's choice, so the first decision is a real change of clock.
+    first = policy.decide(prefill_obs(now_s=0.0, oldest_wait_s=0.0, sm_clock_mhz=990))
     clock = first.sm_clock_mhz
     assert clock < 1980
     second = policy.decide(prefill_obs(now_s=0.5, sm_clock_mhz=clock, oldest_wait_s=0.0))
@@ -184,7 +185,7 @@ def test_a_mispredicted_prefill_iteration_sends_the_next_one_to_the_top_clock(na
 @pytest.mark.parametrize("name", ["biscale", "joulescale"])
 def test_an_iteration_measured_before_the_clock_settled_does_not_trip_the_guard(name: str) -> None:
     policy = make_policy(name, context())
-    clock = policy.decide(prefill_obs(now_s=0.0, oldest_wait_s=0.0)).sm_clock_mhz
+    clock = policy.decide(prefill_obs(now_s=0.0, oldest_wait_s=0.0, sm_clock_mhz=990)).sm_clock_mhz
     decision = policy.decide(
         prefill_obs(
             now_s=0.3, sm_clock_mhz=clock, oldest_wait_s=0.0, iterations_delta=1, last_iteration_s=1.0
