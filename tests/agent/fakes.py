@@ -10,7 +10,7 @@ from typing import cast
 from aiohttp import web
 
 from joulescale.control.observation import Observation
-from joulescale.control.policy import DecisionReason
+from joulescale.control.policy import DecisionReason, Slo
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 
 PAGE = """# TYPE vllm:num_requests_running gauge
@@ -106,3 +106,10 @@ class ScriptedBrains:
         brain = ScriptedBrain(policy.base_clock_mhz)
         self.brains.append(brain)
         return brain
+
+
+CLOCKS = tuple(range(345, 1981, 15))
+"""The H100's SM clocks in 15 MHz steps, as the fake GPUs report them."""
+SCRIPTED_POLICY = InstancePolicy(
+    "scripted", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", base_clock_mhz=1005
+)

@@ -22,22 +22,11 @@ from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec
 from joulescale_agent.gpu.simulated import SimulatedBackend
 from joulescale_agent.safety.actuator import ClockActuator
 from joulescale_agent.safety.statefile import StateFile
-from tests.agent.fakes import MetricsServer, ScriptedBrains
+from tests.agent.fakes import CLOCKS, MetricsServer, ScriptedBrains
+from tests.agent.fakes import SCRIPTED_POLICY as POLICY
 
-CLOCKS = tuple(range(345, 1981, 15))
 GPUS = ("GPU-a", "GPU-b")
 SETTINGS = LoopSettings(scrape_hz=50.0, scrape_timeout_s=0.1, stale_after_s=0.3, readback_after_s=0.03)
-POLICY = InstancePolicy(
-    "scripted", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", base_clock_mhz=1005
-)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MetricsServer]:
-    srv = MetricsServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 class Rig:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
-from joulescale.control.policy import ClockBounds, Slo
+from joulescale.control.policy import ClockBounds
 from joulescale_agent.clock import monotonic
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.control.loop import InstanceLoop
@@ -23,20 +20,8 @@ from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec
 from joulescale_agent.gpu.simulated import SimulatedBackend
 from joulescale_agent.safety.actuator import ClockActuator
 from joulescale_agent.safety.statefile import StateFile
-from tests.agent.fakes import MetricsServer, ScriptedBrains
-
-CLOCKS = tuple(range(345, 1981, 15))
-POLICY = InstancePolicy(
-    "scripted", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", base_clock_mhz=1005
-)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MetricsServer]:
-    srv = MetricsServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
+from tests.agent.fakes import CLOCKS, MetricsServer, ScriptedBrains
+from tests.agent.fakes import SCRIPTED_POLICY as POLICY
 
 
 async def settle(predicate: object, timeout_s: float = 2.0) -> None:
