@@ -13,8 +13,9 @@ from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.control.predictor import LatencyPredictor
-from joulescale.control.prefill_clocks import lone_prompt_mhz, prefill_steady_mhz
+from joulescale.control.prefill_clocks import prefill_steady_mhz
 from joulescale.control.prefill_mpc import PrefillMpc, PrefillPlan
+from joulescale.control.prefill_ready import ReactionTime, ReadyClock
 from joulescale.control.tracking import (
     Expectation,
     IterationTracker,
@@ -23,9 +24,6 @@ from joulescale.control.tracking import (
 )
 
 _PlanKey = tuple[object, ...]
-_READY_MIN_PROMPTS = 20
-"""Prompts seen before the ready clock trusts their quantile: a few short prompts say little
-about the long ones to come, so a fresh instance is ready for the engine's batch budget."""
 
 
 class JouleScalePrefill:
@@ -57,7 +55,8 @@ class JouleScalePrefill:
         self._holding = False
         self._batch_seen_s: float | None = None
         self._cached: tuple[_PlanKey, PrefillPlan | None] | None = None
-        self._ready: tuple[tuple[int, int], int] | None = None
+        self._reaction = ReactionTime(self._reserve_s)
+        self._ready = ReadyClock(context, offline, predictor, self._long, self.steady_mhz)
 
     @property
     def levels_mhz(self) -> tuple[int, ...]:
@@ -72,6 +71,8 @@ class JouleScalePrefill:
         self._mean.update(observation)
         self._long.update(observation)
         self._track_batch(observation)
+        self._reaction.update(observation)
+        reaction_s = self._reaction.seconds(observation)
         plan = self._plan(observation)
         if plan is None:
             self._holding = False
@@ -79,7 +80,7 @@ class JouleScalePrefill:
             # Below the ready clock a long prompt arriving now would miss its TTFT: an urgent
             # raise, so the governor's hold does not keep a low clock while idle (the engine hook
             # decides only at iteration boundaries, so nothing would raise it later).
-            ready = self._ready_mhz()
+            ready = self._ready.mhz(reaction_s)
             return ClockDecision(ready, DecisionReason.IDLE, ready > observation.sm_clock_mhz)
         if plan.at_risk or mispredicted:
             self._holding = True
@@ -97,7 +98,7 @@ class JouleScalePrefill:
             if plan.next_sm_clock_mhz and observation.waiting_requests:
                 clock = max(clock, plan.next_sm_clock_mhz)
             elif not observation.waiting_requests:
-                clock = max(clock, self._ready_mhz())
+                clock = self._in_flight_clock(observation, plan, clock, reaction_s)
             # A clock settles within the batch in flight, whose size the scrape does not tell:
             # while requests queue behind it, never slow it down.
             if observation.waiting_requests:
@@ -120,6 +121,18 @@ class JouleScalePrefill:
             Expectation(clock_mhz, predicted_s, base_s, self.context.ttft_budget_s, observation.now_s)
         )
         return ClockDecision(clock_mhz, reason, urgent, predicted_s)
+
+    def _in_flight_clock(self, observation: Observation, plan: PrefillPlan, clock_mhz: int, reaction_s: float) -> int:
+        """Metrics-only view, nothing waiting: the plan's clock for the batch in flight (its tokens
+        from the KV usage, its deadline net of the time it has run), but the ready clock once the
+        batch ends before a clock picked at the next scrape could settle, so that a lone long
+        prompt arriving after it does not start low."""
+        ready = self._ready.mhz(reaction_s)
+        if clock_mhz >= ready or self._batch_seen_s is None:
+            return max(clock_mhz, ready)
+        elapsed_s = observation.now_s - self._batch_seen_s
+        left_s = self.predictor.prefill_s(plan.batch_tokens, plan.squared_tokens, observation.sm_clock_mhz) - elapsed_s
+        return ready if left_s < reaction_s else clock_mhz
 
     def _estimate_tokens(self) -> float:
         long = self._long.tokens
@@ -157,20 +170,3 @@ class JouleScalePrefill:
         plan = self._mpc.plan(observation, estimate, in_flight_elapsed_s=elapsed_s)
         self._cached = (key, plan)
         return plan
-
-    def _ready_mhz(self) -> int:
-        """Between batches: the lowest clock that serves a lone prompt of the ready quantile of
-        recent lengths (until enough were seen, of the engine's batch budget) within TTFT, at least
-        the steady clock. Idle power does not depend on the clock, so waiting there is free."""
-        long = self._long.tokens_at(self.context.joulescale_ready_quantile, _READY_MIN_PROMPTS)
-        tokens = self.context.max_batch_tokens if long is None else long
-        key = (tokens, self.predictor.version)
-        if self._ready is not None and self._ready[0] == key:
-            return self._ready[1]
-        budget_s = self.context.ttft_budget_s - self._reserve_s
-        # The learnt correction may slow the ready clock's model down, never speed it up: a
-        # lone long prompt has no later batch to catch up in.
-        predictors = (self.offline, self.predictor)
-        ready = max(self.steady_mhz, lone_prompt_mhz(self.context.allowed_mhz, predictors, tokens, budget_s))
-        self._ready = (key, ready)
-        return ready

@@ -66,15 +66,30 @@ def prefill_steady_mhz(context: PolicyContext, predictor: LatencyPredictor, tole
 
 
 def lone_prompt_mhz(
-    clocks_mhz: Sequence[int], predictors: Sequence[LatencyPredictor], prompt_tokens: int, budget_s: float
+    clocks_mhz: Sequence[int],
+    predictors: Sequence[LatencyPredictor],
+    prompt_tokens: int,
+    budget_s: float,
+    raised_after_s: float,
 ) -> int:
-    """The lowest clock that prefills one prompt of ``prompt_tokens`` alone within the budget by
-    the slowest of ``predictors``' predictions (the top clock when none does)."""
+    """The lowest clock at which one prompt of ``prompt_tokens`` that starts alone is prefilled
+    within the budget, when the clock is raised to the top ``raised_after_s`` after it starts (the
+    policy's reaction: seeing the batch, then the clock's settle time), by the slowest of
+    ``predictors``' predictions; the top clock when none does."""
     tokens = max(1, prompt_tokens)
     squared = float(tokens * tokens)
+    top_mhz = clocks_mhz[-1]
+
+    def slowest_s(clock_mhz: int) -> float:
+        return max(p.prefill_s(tokens, squared, clock_mhz) for p in predictors)
+
+    at_top_s = slowest_s(top_mhz)
 
     def latency_s(clock_mhz: int) -> float:
-        return max(p.prefill_s(tokens, squared, clock_mhz) for p in predictors)
+        alone_s = slowest_s(clock_mhz)
+        if clock_mhz == top_mhz or alone_s <= raised_after_s:
+            return alone_s
+        return raised_after_s + (1.0 - raised_after_s / alone_s) * at_top_s
 
     index = lowest_feasible_index(clocks_mhz, latency_s, budget_s)
     return clocks_mhz[-1 if index is None else index]

@@ -7,9 +7,10 @@ from joulescale.control import Observation, make_policy
 from joulescale.control.mpc import priced_plan
 from joulescale.control.policy import DecisionReason as R
 from joulescale.control.predictor import ProfilePredictor
-from joulescale.control.prefill_clocks import prefill_steady_mhz, prefill_sweet_spot_mhz
+from joulescale.control.prefill_clocks import lone_prompt_mhz, prefill_steady_mhz, prefill_sweet_spot_mhz
 from joulescale.control.prefill_mpc import PrefillMpc
 from joulescale.control.prefill_plan import project_batches, queued_prompts
+from joulescale.control.prefill_ready import DEFAULT_SCRAPE_INTERVAL_S
 from joulescale.control.tracking import ClockTracker, Expectation, IterationTracker, PromptLengthQuantile
 from joulescale.profiles import physics as ph
 
@@ -36,29 +37,41 @@ def _idle(now_s: float) -> Observation:
     return prefill_obs(waiting=0, running=0, oldest_wait_s=None, now_s=now_s, sm_clock_mhz=1155)
 
 
-def _lone(tokens: int, now_s: float) -> Observation:
-    return prefill_obs(waiting=0, running=1, context_tokens=tokens, now_s=now_s)
+def _lone(tokens: int, now_s: float, new_batch: bool = True) -> Observation:
+    """One request running, nothing waiting; ``new_batch``: an iteration ended since the last scrape."""
+    return prefill_obs(waiting=0, running=1, context_tokens=tokens, now_s=now_s, iterations_delta=int(new_batch))
+
+
+_REACTION_S = TP4.clock_settle_ms / 1000.0 + DEFAULT_SCRAPE_INTERVAL_S
+"""Metrics-only, before any scrape interval is seen: a batch is seen one interval late, then the
+new clock settles."""
+
+
+def _raised_s(tokens: int, ready_mhz: int) -> float:
+    """A lone prompt that starts at ``ready_mhz`` and runs at the top clock after the reaction."""
+    at_ready_s = ph.prefill_latency_s(TP4, [tokens], ready_mhz)
+    if at_ready_s <= _REACTION_S:
+        return at_ready_s
+    return _REACTION_S + (1 - _REACTION_S / at_ready_s) * ph.prefill_latency_s(TP4, [tokens], 1980)
 
 
 def test_an_idle_prefill_instance_waits_at_a_clock_that_serves_the_long_prompts_it_has_seen() -> None:
-    small, large = (
-        make_policy("joulescale", context(profile=TP4)),
-        make_policy("joulescale", context(profile=TP4)),
-    )
+    ctx = context(profile=TP4)
+    small, large = make_policy("joulescale", ctx), make_policy("joulescale", ctx)
     for i in range(40):
         small.decide(_lone(500 + i, i * 0.05))
-        large.decide(_lone(5500 + i, i * 0.05))
+        large.decide(_lone(7000 + i, i * 0.05))
     ready = large.decide(_idle(3.0)).sm_clock_mhz
     assert small.decide(_idle(3.0)).sm_clock_mhz < ready
-    budget_s = context(profile=TP4).ttft_budget_s - TP4.clock_settle_ms / 1000.0
-    assert ph.prefill_latency_s(TP4, [5540], ready) <= budget_s
+    # The lowest clock from which the longest prompts seen still make their TTFT once raised.
+    assert _raised_s(7040, ready) <= ctx.ttft_budget_s
+    assert _raised_s(7040, ctx.allowed_mhz[ctx.allowed_mhz.index(ready) - 1]) > ctx.ttft_budget_s
 
 
 def test_a_fresh_prefill_instance_is_ready_for_a_lone_prompt_of_the_batch_budget() -> None:
     ctx = context(profile=TP4, max_batch_tokens=4096)
     fresh = make_policy("joulescale", ctx).decide(_idle(0.0))
-    budget_s = ctx.ttft_budget_s - TP4.clock_settle_ms / 1000.0
-    assert ph.prefill_latency_s(TP4, [4096], fresh.sm_clock_mhz) <= budget_s
+    assert _raised_s(4096, fresh.sm_clock_mhz) <= ctx.ttft_budget_s
     assert fresh.urgent
     assert (
         not make_policy("joulescale", ctx)
@@ -74,7 +87,7 @@ def test_a_fresh_prefill_instance_is_ready_for_a_lone_prompt_of_the_batch_budget
 def test_seen_through_scrapes_a_small_batch_in_flight_does_not_lower_the_clock_below_ready() -> None:
     policy = make_policy("joulescale", context(profile=TP4))
     for i in range(40):
-        policy.decide(_lone(5500 + i, i * 0.05))
+        policy.decide(_lone(7000 + i, i * 0.05))
     ready = policy.decide(_idle(3.0)).sm_clock_mhz
     small = policy.decide(
         prefill_obs(waiting=0, running=1, context_tokens=300, now_s=3.5, sm_clock_mhz=ready)
@@ -117,9 +130,9 @@ def test_once_at_risk_the_top_clock_is_held_until_the_queue_drains() -> None:
         policy.decide(_lone(800 + i, i * 0.02))
     at_risk = policy.decide(prefill_obs(waiting=3, running=1, oldest_wait_s=0.6, now_s=1.0))
     assert (at_risk.sm_clock_mhz, at_risk.reason) == (1980, R.SLO_AT_RISK)
-    draining = policy.decide(prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5))
+    draining = policy.decide(prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, iterations_delta=1))
     assert (draining.sm_clock_mhz, draining.reason) == (1980, R.QUEUE_PRESSURE)
-    drained = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=2.0))
+    drained = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=2.0, iterations_delta=1))
     assert drained.sm_clock_mhz < 1980
     fresh = make_policy("joulescale", context(profile=TP4))
     # Without a hold, a queue behind a batch running below f_max does not send it there.
@@ -169,9 +182,54 @@ def test_a_batch_in_flight_is_not_slowed_while_requests_queue_behind_it() -> Non
         policy.decide(_lone(800 + i, i * 0.02))
 
     queued = policy.decide(
-        prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, sm_clock_mhz=1740)
+        prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, sm_clock_mhz=1740, iterations_delta=1)
     )
     alone = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=1.6, sm_clock_mhz=1740))
 
     assert queued.sm_clock_mhz == 1740
     assert alone.sm_clock_mhz < 1740
+
+
+def test_a_lone_batch_in_flight_runs_at_its_own_clock_and_is_ready_again_before_it_ends() -> None:
+    """Metrics-only, nothing waiting: the KV gauge tells the batch's tokens, so a batch long enough
+    for a new clock to settle in it is slowed to its plan's clock; close to its predicted end the
+    clock goes back to the ready clock, so that a lone long prompt after it does not start low."""
+    policy = make_policy("joulescale", context(profile=TP4))
+    for i in range(40):
+        policy.decide(_lone(7000 + i, i * 0.05))
+    ready = policy.decide(_idle(3.0)).sm_clock_mhz
+    seen = policy.decide(_lone(3000, 3.5))
+    assert seen.sm_clock_mhz < ready
+    at_ready_s = ph.prefill_latency_s(TP4, [3000], ready)
+    ending = policy.decide(_lone(3000, 3.5 + at_ready_s - _REACTION_S / 2, new_batch=False))
+    assert ending.sm_clock_mhz == ready
+
+
+def test_seen_through_scrapes_the_time_a_batch_has_run_counts_against_its_deadline() -> None:
+    """A scrape tells how long the requests waited before their batch, not how long it has run:
+    the rest of the batch may be slowed only into what is left of the budget."""
+    ctx = context(profile=TP4)
+    mpc = PrefillMpc(ctx, ProfilePredictor(TP4), ctx.allowed_mhz[::8], priced_plan, include_idle=False,
+                     separate_in_flight=True)
+    observation = prefill_obs(waiting=0, running=1, oldest_wait_s=None, context_tokens=7000)
+    elapsed_s = 0.25
+    plan = mpc.plan(observation, 1000.0, in_flight_elapsed_s=elapsed_s)
+    assert plan is not None
+    assert not plan.at_risk
+    left = 1 - elapsed_s / ph.prefill_latency_s(TP4, [7000], 1980)
+    assert elapsed_s + left * ph.prefill_latency_s(TP4, [7000], plan.sm_clock_mhz) <= ctx.ttft_budget_s
+    assert plan.sm_clock_mhz < 1980
+
+
+def test_the_later_the_clock_is_raised_the_higher_a_lone_prompt_must_start() -> None:
+    ctx = context(profile=TP4)
+    predictors = (ProfilePredictor(TP4),)
+    clocks = [
+        lone_prompt_mhz(ctx.allowed_mhz, predictors, 7000, ctx.ttft_budget_s, raised_after_s=reaction_s)
+        for reaction_s in (0.0, 0.05, 0.15, 10.0)
+    ]
+    assert clocks[0] == ctx.allowed_mhz[0]
+    assert clocks[0] < clocks[1] < clocks[2] <= clocks[3]
+    # Never raised in time: the whole prompt must fit at the clock it starts at.
+    assert ph.prefill_latency_s(TP4, [7000], clocks[3]) <= ctx.ttft_budget_s
+    assert ph.prefill_latency_s(TP4, [7000], ctx.allowed_mhz[ctx.allowed_mhz.index(clocks[3]) - 1]) > ctx.ttft_budget_s

@@ -171,7 +171,7 @@ def test_a_mispredicted_prefill_iteration_sends_the_next_one_to_the_top_clock(na
     first = policy.decide(prefill_obs(now_s=0.0, oldest_wait_s=0.0, sm_clock_mhz=990))
     clock = first.sm_clock_mhz
     assert clock < 1980
-    second = policy.decide(prefill_obs(now_s=0.5, sm_clock_mhz=clock, oldest_wait_s=0.0))
+    second = policy.decide(prefill_obs(now_s=0.5, sm_clock_mhz=clock, oldest_wait_s=0.0, iterations_delta=1))
     assert second.predicted_iteration_s is not None
     slow = second.predicted_iteration_s * 1.5
     guarded = policy.decide(
