@@ -5,7 +5,8 @@ deterministic, and names an iteration's end event: a clock change that settles i
 iteration moves its end, so a new event is pushed and the instance's ``end_seq`` marks the old
 one stale. Arrivals are read from the sorted request list instead of the heap. Policies
 decide at scrape visibility (metrics view) or at iteration boundaries (rich view), never per
-token, which keeps the loop at a few events per iteration.
+token, which keeps the loop at a few events per iteration; their views, decisions and clock
+requests live in ``instance_controls``.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from joulescale.control.observation import Observation
-from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
-from joulescale.twin.counters import Scrape
+from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
+from joulescale.twin.instance_controls import InstanceControls
 from joulescale.twin.kv_transfer import KvLink, kv_medium
 from joulescale.twin.prefill import PrefillInstance
 from joulescale.twin.request import SimRequest
 from joulescale.twin.routing import Routers
 from joulescale.twin.traces import TraceRequest
-from joulescale.twin.views import MetricsView, RichView, scrape_decode, scrape_prefill
 
 _PREFILL_DONE = 0
 _DECODE_DONE = 1
@@ -59,17 +58,6 @@ class RunResult:
         return [p.gpu for p in self.prefill] + [d.gpu for d in self.decode]
 
 
-class _Instance:
-    """Per-instance control state: the policy, its actuator and the view that feeds it."""
-
-    __slots__ = ("control", "metrics_view", "rich_view")
-
-    def __init__(self, control: InstanceControl, metrics_view: MetricsView) -> None:
-        self.control = control
-        self.metrics_view = metrics_view
-        self.rich_view = RichView()
-
-
 def simulate(
     requests: Sequence[TraceRequest],
     cluster: ClusterConfig,
@@ -96,12 +84,8 @@ class _Run:
                                                      cluster.settle_s("decode")),
                                       profile.kv_capacity_tokens, cluster.decode_max_running, cluster.kv_watermark)
                        for i in range(cluster.decode_instances)]
-        kv = profile.kv_capacity_tokens
-        self.prefill_kv_tokens = prefill_profile.kv_capacity_tokens
-        self.prefill_ctl = [_Instance(control("prefill", i), MetricsView("prefill", self.prefill_kv_tokens))
-                            for i in range(cluster.prefill_instances)]
-        self.decode_ctl = [_Instance(control("decode", i), MetricsView("decode", kv))
-                           for i in range(cluster.decode_instances)]
+        self.controls = InstanceControls(control, self.prefill, self.decode, prefill_profile.kv_capacity_tokens,
+                                         profile.kv_capacity_tokens, self.retime)
         medium = kv_medium(cluster.kv_medium)
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
@@ -111,49 +95,22 @@ class _Run:
         self.finished = 0
         self.ttft_violations = 0
         self.tpot_violations = 0
-        self.decisions = 0
-        self.reasons: Counter[str] = Counter()
         self.last_s = 0.0
 
     def push(self, at_s: float, kind: int, payload: object) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (at_s, self.seq, kind, payload))
 
-    # --- control -----------------------------------------------------------------------------
-    def decide(self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation,
-               now_s: float) -> None:
-        decision = ctl.control.policy.decide(observation)
-        self.decisions += 1
-        self.reasons[decision.reason.value] += 1
-        gpu = inst.gpu
-        target = ctl.control.actuator.target_mhz(decision, now_s, gpu.target_mhz)
-        if target is not None:
-            end_s = gpu.end_s
-            gpu.request(now_s, target)
-            if gpu.end_s != end_s:
-                self.push(gpu.end_s, _PREFILL_DONE if isinstance(inst, PrefillInstance) else _DECODE_DONE, inst)
-                inst.end_seq = self.seq
-
-    def decide_prefill_rich(self, inst: PrefillInstance, now_s: float) -> None:
-        ctl = self.prefill_ctl[inst.index]
-        if not ctl.control.observes:
-            return
-        inst.gpu.settle(now_s)  # the hook reads the clock in force now, not one already replaced
-        obs = ctl.rich_view.observe_prefill(inst, now_s, self.prefill_kv_tokens)
-        self.decide(ctl, inst, obs, now_s)
-
-    def decide_decode_rich(self, inst: DecodeInstance, now_s: float) -> None:
-        ctl = self.decode_ctl[inst.index]
-        if not ctl.control.observes:
-            return
-        inst.gpu.settle(now_s)
-        self.decide(ctl, inst, ctl.rich_view.observe_decode(inst, now_s), now_s)
+    def retime(self, inst: PrefillInstance | DecodeInstance) -> None:
+        """A clock request moved the running iteration's end: push the new end, stale the old."""
+        self.push(inst.gpu.end_s, _PREFILL_DONE if isinstance(inst, PrefillInstance) else _DECODE_DONE, inst)
+        inst.end_seq = self.seq
 
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
         inst.form_batch(now_s)
         if self.rich:
-            self.decide_prefill_rich(inst, now_s)
+            self.controls.decide_prefill_rich(inst, now_s)
         self.push(now_s + inst.run_batch(now_s), _PREFILL_DONE, inst)
         inst.end_seq = self.seq
 
@@ -167,7 +124,7 @@ class _Run:
         if inst.waiting:
             self.start_prefill(inst, now_s)
         elif self.rich:
-            self.decide_prefill_rich(inst, now_s)
+            self.controls.decide_prefill_rich(inst, now_s)
 
     def kv_landed(self, request: SimRequest, inst: DecodeInstance, now_s: float) -> None:
         inst.incoming -= 1
@@ -183,10 +140,10 @@ class _Run:
     def start_decode(self, inst: DecodeInstance, now_s: float) -> None:
         if not inst.prepare_iteration():
             if self.rich:
-                self.decide_decode_rich(inst, now_s)
+                self.controls.decide_decode_rich(inst, now_s)
             return
         if self.rich:
-            self.decide_decode_rich(inst, now_s)
+            self.controls.decide_decode_rich(inst, now_s)
         self.push(now_s + inst.run_iteration(now_s), _DECODE_DONE, inst)
         inst.end_seq = self.seq
 
@@ -200,49 +157,19 @@ class _Run:
 
     def scrape(self, phase_index: tuple[str, int], now_s: float) -> None:
         phase, index = phase_index
-        snap: Scrape
-        if phase == "prefill":
-            snap = scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens)
-        else:
-            snap = scrape_decode(self.decode[index], now_s)
+        snap = self.controls.snapshot(phase, index, now_s)
         self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, snap))
         if self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
-    def scrape_visible(self, payload: tuple[str, int, Scrape], now_s: float) -> None:
-        phase, index, snap = payload
-        inst: PrefillInstance | DecodeInstance
-        if phase == "prefill":
-            ctl, inst = self.prefill_ctl[index], self.prefill[index]
-        else:
-            ctl, inst = self.decode_ctl[index], self.decode[index]
-        gpu = inst.gpu
-        gpu.settle(now_s)
-        self.decide(ctl, inst, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
-
     # --- loop --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Every policy decides once before traffic (the agent applies it when the pod starts);
-        observing policies are then fed scrapes (metrics view) or iteration boundaries (rich)."""
+        """Observing policies are fed scrapes (metrics view), staggered over one period so the
+        instances are not all seen at once, or iteration boundaries (rich)."""
         names = [("prefill", i) for i in range(len(self.prefill))] + [("decode", i) for i in range(len(self.decode))]
         period = self.cluster.scrape_period_s
         for k, (phase, index) in enumerate(names):
-            ctl = self.prefill_ctl[index] if phase == "prefill" else self.decode_ctl[index]
-            if self.rich and ctl.control.observes:
-                if phase == "prefill":
-                    self.decide_prefill_rich(self.prefill[index], 0.0)
-                else:
-                    self.decide_decode_rich(self.decode[index], 0.0)
-                continue
-            inst: PrefillInstance | DecodeInstance
-            if phase == "prefill":
-                inst = self.prefill[index]
-                snap = scrape_prefill(inst, 0.0, self.prefill_kv_tokens)
-            else:
-                inst = self.decode[index]
-                snap = scrape_decode(inst, 0.0)
-            self.decide(ctl, inst, ctl.metrics_view.observe(snap, 0.0, inst.gpu.clock_mhz), 0.0)
-            if not self.rich and ctl.control.observes:
+            if self.controls.first_decision(phase, index, self.rich):
                 self.push(period * k / len(names), _SCRAPE, (phase, index))
 
     def run(self) -> RunResult:
@@ -276,7 +203,7 @@ class _Run:
                     self.complete(request)
                 self.start_decode(payload, now_s)
             elif kind == _SCRAPE_VISIBLE:
-                self.scrape_visible(payload, now_s)  # type: ignore[arg-type]
+                self.controls.scrape_visible(payload, now_s)  # type: ignore[arg-type]
             elif kind == _SCRAPE:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
             elif kind == _PREFILL_DONE:
@@ -290,4 +217,5 @@ class _Run:
         end_s = max(self.last_s, requests[-1].arrival_s if requests else 0.0)
         for gpu in (*(p.gpu for p in self.prefill), *(d.gpu for d in self.decode)):
             gpu.settle(end_s)  # a clock that settled during the last iteration shows in the trace
-        return RunResult(self.requests, self.prefill, self.decode, end_s, aborted, self.decisions, self.reasons)
+        return RunResult(self.requests, self.prefill, self.decode, end_s, aborted, self.controls.decisions,
+                         self.controls.reasons)

@@ -1,0 +1,113 @@
+"""Each instance's policy, the views that feed it and the clock requests that follow its decisions.
+
+Kept apart from the event loop so the loop only orders events: this side turns an observation
+into a clock request and counts decisions, and hands a moved iteration end back through
+``retime`` because only the loop owns the event queue and its sequence numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from joulescale.control.observation import Observation
+from joulescale.twin.cluster import ControlFactory, InstanceControl
+from joulescale.twin.counters import Scrape
+from joulescale.twin.decode import DecodeInstance
+from joulescale.twin.prefill import PrefillInstance
+from joulescale.twin.views import MetricsView, RichView, scrape_decode, scrape_prefill
+
+Retime = Callable[[PrefillInstance | DecodeInstance], None]
+"""Reschedules the end of an instance's running iteration after its clock request moved it."""
+
+
+class _Instance:
+    """Per-instance control state: the policy, its actuator and the view that feeds it."""
+
+    __slots__ = ("control", "metrics_view", "rich_view")
+
+    def __init__(self, control: InstanceControl, metrics_view: MetricsView) -> None:
+        self.control = control
+        self.metrics_view = metrics_view
+        self.rich_view = RichView()
+
+
+class InstanceControls:
+    """The control of every instance of a run, indexed like the run's instance lists."""
+
+    def __init__(self, control: ControlFactory, prefill: list[PrefillInstance], decode: list[DecodeInstance],
+                 prefill_kv_tokens: int, decode_kv_tokens: int, retime: Retime) -> None:
+        self.prefill = prefill
+        self.decode = decode
+        self.prefill_kv_tokens = prefill_kv_tokens
+        self.retime = retime
+        self.prefill_ctl = [_Instance(control("prefill", i), MetricsView("prefill", prefill_kv_tokens))
+                            for i in range(len(prefill))]
+        self.decode_ctl = [_Instance(control("decode", i), MetricsView("decode", decode_kv_tokens))
+                           for i in range(len(decode))]
+        self.decisions = 0
+        self.reasons: Counter[str] = Counter()
+
+    def decide(self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation,
+               now_s: float) -> None:
+        decision = ctl.control.policy.decide(observation)
+        self.decisions += 1
+        self.reasons[decision.reason.value] += 1
+        gpu = inst.gpu
+        target = ctl.control.actuator.target_mhz(decision, now_s, gpu.target_mhz)
+        if target is not None:
+            end_s = gpu.end_s
+            gpu.request(now_s, target)
+            if gpu.end_s != end_s:
+                self.retime(inst)
+
+    def decide_prefill_rich(self, inst: PrefillInstance, now_s: float) -> None:
+        ctl = self.prefill_ctl[inst.index]
+        if not ctl.control.observes:
+            return
+        inst.gpu.settle(now_s)  # the hook reads the clock in force now, not one already replaced
+        obs = ctl.rich_view.observe_prefill(inst, now_s, self.prefill_kv_tokens)
+        self.decide(ctl, inst, obs, now_s)
+
+    def decide_decode_rich(self, inst: DecodeInstance, now_s: float) -> None:
+        ctl = self.decode_ctl[inst.index]
+        if not ctl.control.observes:
+            return
+        inst.gpu.settle(now_s)
+        self.decide(ctl, inst, ctl.rich_view.observe_decode(inst, now_s), now_s)
+
+    def snapshot(self, phase: str, index: int, now_s: float) -> Scrape:
+        if phase == "prefill":
+            return scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens)
+        return scrape_decode(self.decode[index], now_s)
+
+    def scrape_visible(self, payload: tuple[str, int, Scrape], now_s: float) -> None:
+        phase, index, snap = payload
+        inst: PrefillInstance | DecodeInstance
+        if phase == "prefill":
+            ctl, inst = self.prefill_ctl[index], self.prefill[index]
+        else:
+            ctl, inst = self.decode_ctl[index], self.decode[index]
+        gpu = inst.gpu
+        gpu.settle(now_s)
+        self.decide(ctl, inst, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
+
+    def first_decision(self, phase: str, index: int, rich: bool) -> bool:
+        """Every policy decides once before traffic (the agent applies it when the pod starts).
+        True when the instance is then to be scraped: an observing policy under the metrics view."""
+        ctl = self.prefill_ctl[index] if phase == "prefill" else self.decode_ctl[index]
+        if rich and ctl.control.observes:
+            if phase == "prefill":
+                self.decide_prefill_rich(self.prefill[index], 0.0)
+            else:
+                self.decide_decode_rich(self.decode[index], 0.0)
+            return False
+        inst: PrefillInstance | DecodeInstance
+        if phase == "prefill":
+            inst = self.prefill[index]
+            snap = scrape_prefill(inst, 0.0, self.prefill_kv_tokens)
+        else:
+            inst = self.decode[index]
+            snap = scrape_decode(inst, 0.0)
+        self.decide(ctl, inst, ctl.metrics_view.observe(snap, 0.0, inst.gpu.clock_mhz), 0.0)
+        return not rich and ctl.control.observes
