@@ -128,7 +128,9 @@ class JouleScalePrefill:
         batch ends before a clock picked at the next scrape could settle, so that a lone long
         prompt arriving after it does not start low."""
         ready = self._ready.mhz(reaction_s)
-        if clock_mhz >= ready or self._batch_seen_s is None:
+        if clock_mhz >= ready or self._batch_seen_s is None or observation.context_tokens <= 0:
+            # Without the KV gauge (an engine whose KV capacity the agent could not read) the
+            # batch's size is a guess: a long prompt in flight must not be slowed on it.
             return max(clock_mhz, ready)
         elapsed_s = observation.now_s - self._batch_seen_s
         left_s = self.predictor.prefill_s(plan.batch_tokens, plan.squared_tokens, observation.sm_clock_mhz) - elapsed_s

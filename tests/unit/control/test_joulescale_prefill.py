@@ -233,3 +233,19 @@ def test_the_later_the_clock_is_raised_the_higher_a_lone_prompt_must_start() -> 
     # Never raised in time: the whole prompt must fit at the clock it starts at.
     assert ph.prefill_latency_s(TP4, [7000], clocks[3]) <= ctx.ttft_budget_s
     assert ph.prefill_latency_s(TP4, [7000], ctx.allowed_mhz[ctx.allowed_mhz.index(clocks[3]) - 1]) > ctx.ttft_budget_s
+
+
+def test_without_a_kv_gauge_a_batch_in_flight_is_not_slowed_on_a_guessed_size() -> None:
+    """An engine whose KV capacity the agent cannot read gives no batch size (context_tokens 0):
+    the mean prompt length is only a guess, and a long prompt in flight must not be slowed on it."""
+    ctx = context(profile=TP4)
+    blind, gauged = make_policy("joulescale", ctx), make_policy("joulescale", ctx)
+    for i in range(40):
+        finished = prefill_obs(waiting=0, running=1, now_s=i * 0.5, iterations_delta=1,
+                               prompt_tokens_delta=3000, generation_tokens_delta=1)
+        blind.decide(finished)
+        gauged.decide(prefill_obs(waiting=0, running=1, context_tokens=3000, now_s=i * 0.5, iterations_delta=1,
+                                  prompt_tokens_delta=3000, generation_tokens_delta=1))
+    ready = blind.decide(_idle(30.0)).sm_clock_mhz
+    assert blind.decide(prefill_obs(waiting=0, running=1, now_s=30.5, iterations_delta=1)).sm_clock_mhz >= ready
+    assert gauged.decide(_lone(3000, 30.5)).sm_clock_mhz < gauged.decide(_idle(31.0)).sm_clock_mhz
