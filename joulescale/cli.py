@@ -88,7 +88,9 @@ def _twin_compare(args: argparse.Namespace, out: TextIO) -> int:
 
     comparison = compare(_settings(args))
     document = report.to_json(comparison)
-    text = "\n".join([report.preamble(comparison), "", report.table(comparison), "", report.conclusion(comparison)])
+    verdict = report.slo_verdict(comparison)
+    text = "\n".join([report.preamble(comparison), "", report.table(comparison), *([verdict] if verdict else []), "",
+                      report.conclusion(comparison)])
     print(text, file=out)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

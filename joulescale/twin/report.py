@@ -7,6 +7,9 @@ import math
 from joulescale.twin.compare import ORACLE, Comparison
 
 BASELINE = "static-max"
+SLO_TOLERANCE_POINTS = 0.5
+"""A policy holds the SLO when its attainment is at most this many points under static-max's: a
+saving bought with more missed requests than that is not a saving a user can take."""
 ORACLE_FORMULATION = (
     "Per phase, the smallest over the compared runs of: idle power x TP x instances x the common horizon "
     "+ for every realised iteration, min over the allowed clocks of (busy - idle power) x TP x latency; "
@@ -47,6 +50,18 @@ def savings(comparison: Comparison, policy: str, baseline: str = BASELINE) -> di
     }
 
 
+def slo_holding(comparison: Comparison) -> tuple[list[str], list[str]] | None:
+    """(policies that hold the SLO, least energy first; those that do not), static-max aside."""
+    base = comparison.summaries.get(BASELINE)
+    if base is None:
+        return None
+    floor = base.slo_attainment - SLO_TOLERANCE_POINTS / 100.0
+    others = [name for name in comparison.summaries if name != BASELINE]
+    holding = sorted((n for n in others if comparison.summaries[n].slo_attainment >= floor),
+                     key=lambda n: comparison.summaries[n].total_j)
+    return holding, [n for n in others if n not in holding]
+
+
 def to_json(comparison: Comparison) -> dict[str, object]:
     settings = comparison.settings
     doc: dict[str, object] = {
@@ -81,6 +96,13 @@ def to_json(comparison: Comparison) -> dict[str, object]:
         doc["joulescale_saving_vs_static_max"] = js
     if comparison.oracle is not None and "joulescale" in comparison.summaries:
         doc["joulescale_gap_to_oracle"] = comparison.summaries["joulescale"].total_j / comparison.oracle.total_j - 1.0
+    verdict = slo_holding(comparison)
+    if verdict is not None:
+        doc["slo_holding"] = {
+            "floor": comparison.summaries[BASELINE].slo_attainment - SLO_TOLERANCE_POINTS / 100.0,
+            "by_energy": verdict[0],
+            "below_floor": verdict[1],
+        }
     return doc
 
 
@@ -149,4 +171,23 @@ def conclusion(comparison: Comparison) -> str:
     return text + "."
 
 
-__all__ = ["BASELINE", "ORACLE_FORMULATION", "conclusion", "preamble", "savings", "table", "to_json"]
+def slo_verdict(comparison: Comparison) -> str:
+    """One line under the table: which policy saves the most while holding the SLO."""
+    verdict = slo_holding(comparison)
+    if verdict is None or not (verdict[0] or verdict[1]):
+        return ""
+    holding, short = verdict
+    s = comparison.summaries
+    text = f"Within {SLO_TOLERANCE_POINTS} points of static-max's SLO attainment, "
+    if holding:
+        text += f"the least energy is {holding[0]}'s ({s[holding[0]].total_j / 1e3:.1f} kJ)"
+    else:
+        text += "no adaptive policy holds"
+    if short:
+        text += "; below it: " + ", ".join(
+            f"{n} ({s[n].total_j / 1e3:.1f} kJ at {s[n].slo_attainment * 100:.2f}%)" for n in short)
+    return text + "."
+
+
+__all__ = ["BASELINE", "ORACLE_FORMULATION", "SLO_TOLERANCE_POINTS", "conclusion", "preamble", "savings", "slo_holding",
+           "slo_verdict", "table", "to_json"]
