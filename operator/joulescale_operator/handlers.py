@@ -18,6 +18,7 @@ from kubernetes.client import ApiClient
 
 from joulescale.api import GROUP, PLURAL, VERSION
 from joulescale_operator.connection import connection_info, load_configuration
+from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.resync import Resync
@@ -79,6 +80,15 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def track(body: kopf.Body, **kwargs: Any) -> None:
         """Async on purpose: it runs on the event loop, without a hop through the thread pool."""
         resync.observe(kwargs.get("type"), _plain(body))
+
+    # Owned children (kubebuilder's Owns()): their changes reach the status without waiting for
+    # the resync. A no-op apply does not bump resourceVersion, so reconciling writes no new event.
+    @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
+    @kopf.on.event("v1", "services", labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
+    def child_changed(body: kopf.Body, **_: Any) -> None:
+        service = body.metadata.labels.get(SERVICE_LABEL)
+        if service and body.metadata.namespace:
+            resync.child_changed((body.metadata.namespace, service))
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)

@@ -13,6 +13,7 @@ ENGINE_ROLES: tuple[Role, Role] = ("prefill", "decode")
 MANAGER = "joulescale-operator"
 """The value of app.kubernetes.io/managed-by and the server-side apply field manager."""
 
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 SERVICE_LABEL = "joulescale.io/service"
 ROLE_LABEL = "joulescale.io/role"
 LLMD_ROLE_LABEL = "llm-d.ai/role"
@@ -52,7 +53,7 @@ class ServiceIdentity:
             "app.kubernetes.io/name": engine,
             "app.kubernetes.io/instance": self.name,
             "app.kubernetes.io/component": role,
-            "app.kubernetes.io/managed-by": MANAGER,
+            MANAGED_BY_LABEL: MANAGER,
             SERVICE_LABEL: self.name,
             ROLE_LABEL: role,
             LLMD_ROLE_LABEL: role,

@@ -1,8 +1,10 @@
-"""Periodic drift correction and status refresh, outside kopf's timers.
+"""Drift correction and status refresh, outside kopf's timers.
 
 kopf timers put a finalizer on every object, which costs a write and a watch round trip per
 create and makes deletion wait for a live operator. Instead, an event handler keeps the
-latest body of every service here, and a thread reconciles them all every interval.
+latest body of every service here; a change of one of its children (a Deployment turning ready,
+a Service deleted by hand) reconciles that service at once, and a thread reconciles them all
+every interval, for what a watch can miss.
 """
 
 from __future__ import annotations
@@ -53,23 +55,32 @@ class Resync:
         """Reconcile every known service once; returns how many status patches were written."""
         with self._lock:
             bodies = list(self._services.values())
-        written = 0
-        for body in bodies:
-            meta = body["metadata"]
-            try:
-                patch = Reconciler(self._cluster, self._events_for(body), self._clock).reconcile(body)
-                if patch:
-                    ref = ChildRef(API_VERSION, KIND, meta["namespace"], meta["name"])
-                    self._cluster.patch_status(ref, patch)
-                    written += 1
-            except ClusterError as error:
-                logger.warning(
-                    "resync of %s/%s failed, retrying next interval: %s",
-                    meta["namespace"],
-                    meta["name"],
-                    error,
-                )
-        return written
+        return sum(self._reconcile(body) for body in bodies)
+
+    def child_changed(self, key: Key) -> bool:
+        """Reconcile the service that owns a changed child; False when the service is not known
+        (not seen yet, or deleted: its children go with it)."""
+        with self._lock:
+            body = self._services.get(key)
+        if body is None:
+            return False
+        self._reconcile(body)
+        return True
+
+    def _reconcile(self, body: dict[str, Any]) -> bool:
+        """True when a status patch was written; a cluster error is logged and left to the next pass."""
+        meta = body["metadata"]
+        try:
+            patch = Reconciler(self._cluster, self._events_for(body), self._clock).reconcile(body)
+            if not patch:
+                return False
+            self._cluster.patch_status(ChildRef(API_VERSION, KIND, meta["namespace"], meta["name"]), patch)
+            return True
+        except ClusterError as error:
+            logger.warning(
+                "reconcile of %s/%s failed, retrying next interval: %s", meta["namespace"], meta["name"], error
+            )
+            return False
 
     def run(self, interval_s: float, stop: threading.Event) -> None:
         """Resync every interval_s until stop is set (the wait is on the event, not a sleep)."""

@@ -78,3 +78,17 @@ def test_the_loop_stops_when_asked(memory_cluster: Any, events: Any, clock: Any)
     stop = threading.Event()
     stop.set()
     resync.run(3600.0, stop)  # returns at once instead of waiting an hour
+
+
+def test_a_changed_child_reconciles_only_its_own_known_service(
+    memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
+) -> None:
+    resync = resync_for(memory_cluster, events, clock)
+    resync.observe("ADDED", body_factory(name="a"))
+    resync.observe("ADDED", body_factory(name="b"))
+    assert not resync.child_changed(("ns", "gone"))
+    assert memory_cluster.objects == {}
+    assert resync.child_changed(("ns", "b"))
+    assert {ref.name for ref in memory_cluster.objects} == {"b-prefill", "b-decode"}
+    ((ref, _),) = memory_cluster.status_patches
+    assert ref.name == "b"

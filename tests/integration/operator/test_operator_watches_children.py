@@ -1,0 +1,99 @@
+"""Changes of owned children reach the service at once, not at the next resync.
+
+The operator here resyncs once an hour, so only its watch on the Deployments and Services it
+manages can explain a reaction within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.harness.controlplane import ControlPlane
+from joulescale_operator.testing import OperatorProcess, apply, condition, get, service_manifest
+
+pytestmark = pytest.mark.integration
+
+HOUR_S = 3600.0
+REACTION_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def watching_operator(crd_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator-watch") / "operator.log"
+    process = OperatorProcess(crd_plane.kubeconfig, log, resync_interval_s=HOUR_S)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _wait_deployments(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    def fetch() -> dict[str, dict[str, Any]] | None:
+        found = {role: get(plane, "deployment", f"{name}-{role}", namespace) for role in ("prefill", "decode")}
+        return found if all(found.values()) else None  # type: ignore[return-value]
+
+    deployments: dict[str, dict[str, Any]] = plane.wait_for(fetch, timeout_s=30)
+    return deployments
+
+
+def test_a_deployment_turning_ready_reaches_the_status_without_the_resync(
+    crd_plane: ControlPlane, watching_operator: OperatorProcess
+) -> None:
+    namespace = crd_plane.create_namespace("watch-ready")
+    apply(crd_plane, service_manifest("svc", namespace))
+    deployments = _wait_deployments(crd_plane, namespace, "svc")
+    not_ready = crd_plane.wait_for(lambda: condition(get(crd_plane, "eals", "svc", namespace), "Ready"), timeout_s=30)
+    assert not_ready["status"] == "False"
+    for role, deployment in deployments.items():
+        replicas = deployment["spec"]["replicas"]
+        status = {"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
+                  "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
+        # What kube-controller-manager would write once the pods are ready.
+        crd_plane.kubectl("patch", "deployment", f"svc-{role}", "-n", namespace, "--subresource=status",
+                          "--type=merge", "-p", json.dumps({"status": status}))
+
+    def ready() -> dict[str, Any] | None:
+        found = condition(get(crd_plane, "eals", "svc", namespace), "Ready")
+        return found if found and found["status"] == "True" else None
+
+    crd_plane.wait_for(ready, timeout_s=REACTION_S)
+
+
+def test_a_deleted_child_is_recreated_without_the_resync(
+    crd_plane: ControlPlane, watching_operator: OperatorProcess
+) -> None:
+    namespace = crd_plane.create_namespace("watch-drift")
+    apply(crd_plane, service_manifest("svc", namespace))
+    deployments = _wait_deployments(crd_plane, namespace, "svc")
+    crd_plane.kubectl("delete", "deployment", "svc-decode", "-n", namespace)
+
+    def recreated() -> dict[str, Any] | None:
+        found = get(crd_plane, "deployment", "svc-decode", namespace)
+        return found if found and found["metadata"]["uid"] != deployments["decode"]["metadata"]["uid"] else None
+
+    crd_plane.wait_for(recreated, timeout_s=REACTION_S)
+    crd_plane.kubectl("delete", "service", "svc-prefill", "-n", namespace)
+    crd_plane.wait_for(lambda: get(crd_plane, "service", "svc-prefill", namespace), timeout_s=REACTION_S)
+
+
+def test_a_child_of_a_deleted_service_is_not_brought_back(
+    crd_plane: ControlPlane, watching_operator: OperatorProcess
+) -> None:
+    """The service's DELETED event drops it, so the children's deletions do not resurrect them
+    (the apiserver has no garbage collector here, so the test deletes them as it would)."""
+    namespace = crd_plane.create_namespace("watch-gone")
+    apply(crd_plane, service_manifest("svc", namespace))
+    _wait_deployments(crd_plane, namespace, "svc")
+    crd_plane.kubectl("delete", "eals", "svc", "-n", namespace)
+    crd_plane.wait_for(lambda: get(crd_plane, "eals", "svc", namespace) is None, timeout_s=30)
+    time.sleep(1.0)  # the operator's watch delivers the DELETED event asynchronously
+    crd_plane.kubectl("delete", "deployment", "svc-decode", "-n", namespace)
+    # Long enough for the watch to have reacted (it does in well under a second above).
+    with pytest.raises(TimeoutError):
+        crd_plane.wait_for(lambda: get(crd_plane, "deployment", "svc-decode", namespace), timeout_s=5)
