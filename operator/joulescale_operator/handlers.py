@@ -7,6 +7,7 @@ outage or conflict becomes kopf.TemporaryError with a delay.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import threading
@@ -20,11 +21,15 @@ from joulescale.api import GROUP, PLURAL, VERSION
 from joulescale_operator.connection import connection_info, load_configuration
 from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
+from joulescale_operator.own_writes import OwnWrites
 from joulescale_operator.reconcile import Reconciler
+from joulescale_operator.render import ChildRef
 from joulescale_operator.resync import Resync
 from joulescale_operator.settings import OperatorSettings
 
 ANNOTATION_PREFIX = "joulescale.io"
+CHILD_EVENT_SETTLE_S = 0.2
+"""How long a child's event waits before it is checked against the operator's own applies."""
 
 
 class KopfEvents:
@@ -46,7 +51,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     configuration = load_configuration(settings.kubeconfig)
     configuration.connection_pool_maxsize = max(settings.max_workers, 4)
-    cluster = KubeCluster(ApiClient(configuration), settings.field_manager)
+    kube = KubeCluster(ApiClient(configuration), settings.field_manager)
+    cluster = OwnWrites(kube)
     resync = Resync(cluster, KopfEvents, utc_now)
     stop_resync = threading.Event()
     ours = settings  # kopf passes its own `settings` to activity handlers
@@ -55,7 +61,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         _tune(settings, max_workers=ours.max_workers)
         try:
-            cluster.ping()
+            kube.ping()
         except ClusterError as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
         # The thread inherits kopf's context, so that kopf.warn() can post events from it.
@@ -81,14 +87,25 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         """Async on purpose: it runs on the event loop, without a hop through the thread pool."""
         resync.observe(kwargs.get("type"), _plain(body))
 
-    # Owned children (kubebuilder's Owns()): their changes reach the status without waiting for
-    # the resync. A no-op apply does not bump resourceVersion, so reconciling writes no new event.
+    # Owned Deployments (kubebuilder's Owns()): readiness and drift reach the service without
+    # waiting for the resync. Services are left to the resync: they carry no status, and a second
+    # cluster-wide watch slowed bench/reconcile.py. Events of the operator's own applies are
+    # skipped (own_writes.py); a no-op apply does not bump resourceVersion, so no event follows.
     @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
-    @kopf.on.event("v1", "services", labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
-    def child_changed(body: kopf.Body, **_: Any) -> None:
-        service = body.metadata.labels.get(SERVICE_LABEL)
-        if service and body.metadata.namespace:
-            resync.child_changed((body.metadata.namespace, service))
+    async def child_changed(body: kopf.Body, **kwargs: Any) -> None:
+        meta = body.metadata
+        service = meta.labels.get(SERVICE_LABEL)
+        if not service or not meta.namespace or kwargs.get("type") is None:
+            return  # type None: kopf's initial listing; the resume handler reconciles every service
+        ref = ChildRef(str(body.get("apiVersion", "")), str(body.get("kind", "")), meta.namespace, str(meta.name))
+        if kwargs.get("type") == "DELETED":
+            cluster.forget(ref)
+        else:
+            # The watch may deliver the event of an apply before the apply's answer is read.
+            await asyncio.sleep(CHILD_EVENT_SETTLE_S)
+            if cluster.is_own(ref, meta.get("resourceVersion")):
+                return
+        await asyncio.to_thread(contextvars.copy_context().run, resync.child_changed, (meta.namespace, service))
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)

@@ -2,9 +2,9 @@
 
 kopf timers put a finalizer on every object, which costs a write and a watch round trip per
 create and makes deletion wait for a live operator. Instead, an event handler keeps the
-latest body of every service here; a change of one of its children (a Deployment turning ready,
-a Service deleted by hand) reconciles that service at once, and a thread reconciles them all
-every interval, for what a watch can miss.
+latest body of every service here; a change of one of its Deployments (its pods turning ready,
+a deletion by hand) reconciles that service at once, and a thread reconciles them all every
+interval, for the children not watched (Services) and whatever a watch missed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,49 @@
+"""Which child events the operator caused itself, so that watching its children does not make
+it reconcile after its own applies.
+
+Creating a service's children produces an ADDED event per child; reconciling on each would
+multiply the work of every create (and delay the next service) for nothing. Every applied
+child's resourceVersion is remembered here: an event carrying that version is the operator's
+own write. Anything else (a controller updating a Deployment's status, a user's edit, a
+deletion) bears a newer version and is reconciled.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from joulescale_operator.kube import Cluster
+from joulescale_operator.render import ChildRef
+
+
+class OwnWrites:
+    """A Cluster that forwards every call and remembers the resourceVersion of its applies."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._versions: dict[ChildRef, str] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        applied = self._cluster.apply(manifest, dry_run=dry_run)
+        version = applied.get("metadata", {}).get("resourceVersion")
+        if not dry_run and version:
+            with self._lock:
+                self._versions[ChildRef.of(manifest)] = str(version)
+        return applied
+
+    def delete(self, ref: ChildRef) -> None:
+        self._cluster.delete(ref)
+        self.forget(ref)
+
+    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
+        self._cluster.patch_status(ref, patch)
+
+    def is_own(self, ref: ChildRef, resource_version: str | None) -> bool:
+        with self._lock:
+            return resource_version is not None and self._versions.get(ref) == resource_version
+
+    def forget(self, ref: ChildRef) -> None:
+        with self._lock:
+            self._versions.pop(ref, None)
