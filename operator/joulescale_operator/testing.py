@@ -134,6 +134,17 @@ def get(plane: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any] 
     return parsed
 
 
+def mark_deployment_ready(plane: Kubectl, deployment: dict[str, Any]) -> None:
+    """Write the status kube-controller-manager would once every pod is ready (the integration
+    tier runs no controller-manager)."""
+    replicas = deployment["spec"]["replicas"]
+    status = {"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
+              "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
+    meta = deployment["metadata"]
+    plane.kubectl("patch", "deployment", meta["name"], "-n", meta["namespace"], "--subresource=status",
+                  "--type=merge", "-p", json.dumps({"status": status}))
+
+
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     if obj is None:
         return None

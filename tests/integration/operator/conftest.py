@@ -9,6 +9,7 @@ import pytest
 from e2e.harness.controlplane import ControlPlane
 from joulescale.api.crd import render_crd_yaml
 from joulescale_operator.testing import OperatorProcess
+from tests.integration.operator.operators import running_operator
 
 RESYNC_INTERVAL_S = 1.5
 """Short, so that a test sees a few drift corrections (and proves they write nothing) in seconds."""
@@ -27,10 +28,4 @@ def crd_plane(apiserver: ControlPlane) -> ControlPlane:
 
 @pytest.fixture(scope="module")
 def operator(crd_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(crd_plane.kubeconfig, log, resync_interval_s=RESYNC_INTERVAL_S)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from running_operator(crd_plane, tmp_path_factory, RESYNC_INTERVAL_S)

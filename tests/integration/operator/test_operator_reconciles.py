@@ -15,6 +15,7 @@ from joulescale_operator.testing import (
     condition,
     get,
     managed_resource_versions,
+    mark_deployment_ready,
     service_manifest,
 )
 
@@ -150,26 +151,7 @@ def test_the_resync_carries_deployment_readiness_into_the_status(
     apply(crd_plane, service_manifest("ready", namespace))
     children = wait_children(crd_plane, namespace, "ready")
     for role in ("prefill", "decode"):
-        deployment = children[f"deployment/ready-{role}"]
-        replicas = deployment["spec"]["replicas"]
-        status = {
-            "observedGeneration": deployment["metadata"]["generation"],
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        }
-        crd_plane.kubectl(
-            "patch",
-            "deployment",
-            f"ready-{role}",
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": status}),
-        )
+        mark_deployment_ready(crd_plane, children[f"deployment/ready-{role}"])
 
     def ready() -> dict[str, Any] | None:
         service = get(crd_plane, "eals", "ready", namespace)

@@ -6,7 +6,6 @@ explain a reaction within seconds.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,15 @@ from typing import Any
 import pytest
 
 from e2e.harness.controlplane import ControlPlane
-from joulescale_operator.testing import OperatorProcess, apply, condition, get, service_manifest
+from joulescale_operator.testing import (
+    OperatorProcess,
+    apply,
+    condition,
+    get,
+    mark_deployment_ready,
+    service_manifest,
+)
+from tests.integration.operator.operators import running_operator
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +31,7 @@ REACTION_S = 20.0
 
 @pytest.fixture(scope="module")
 def watching_operator(crd_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator-watch") / "operator.log"
-    process = OperatorProcess(crd_plane.kubeconfig, log, resync_interval_s=HOUR_S)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from running_operator(crd_plane, tmp_path_factory, HOUR_S)
 
 
 def _wait_deployments(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any]]:
@@ -50,13 +51,8 @@ def test_a_deployment_turning_ready_reaches_the_status_without_the_resync(
     deployments = _wait_deployments(crd_plane, namespace, "svc")
     not_ready = crd_plane.wait_for(lambda: condition(get(crd_plane, "eals", "svc", namespace), "Ready"), timeout_s=30)
     assert not_ready["status"] == "False"
-    for role, deployment in deployments.items():
-        replicas = deployment["spec"]["replicas"]
-        status = {"observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-                  "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
-        # What kube-controller-manager would write once the pods are ready.
-        crd_plane.kubectl("patch", "deployment", f"svc-{role}", "-n", namespace, "--subresource=status",
-                          "--type=merge", "-p", json.dumps({"status": status}))
+    for deployment in deployments.values():
+        mark_deployment_ready(crd_plane, deployment)
 
     def ready() -> dict[str, Any] | None:
         found = condition(get(crd_plane, "eals", "svc", namespace), "Ready")
