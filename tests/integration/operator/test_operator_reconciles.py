@@ -18,6 +18,7 @@ from joulescale_operator.testing import (
     mark_deployment_ready,
     service_manifest,
 )
+from tests.integration.operator.operators import wait_children
 
 pytestmark = pytest.mark.integration
 
@@ -26,19 +27,6 @@ def engine_command(deployment: dict[str, Any]) -> list[str]:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     command: list[str] = next(c for c in containers if c["name"] == "engine")["command"]
     return command
-
-
-def wait_children(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-    def fetch() -> dict[str, dict[str, Any]] | None:
-        found = {
-            f"{kind}/{name}-{role}": get(plane, kind, f"{name}-{role}", namespace)
-            for kind in ("deployment", "service")
-            for role in ("prefill", "decode")
-        }
-        return found if all(found.values()) else None  # type: ignore[return-value]
-
-    children: dict[str, dict[str, Any]] = plane.wait_for(fetch, timeout_s=30)
-    return children
 
 
 def test_create_makes_children_with_placement_labels_owner_and_status(

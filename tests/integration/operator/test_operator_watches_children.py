@@ -21,7 +21,7 @@ from joulescale_operator.testing import (
     mark_deployment_ready,
     service_manifest,
 )
-from tests.integration.operator.operators import running_operator
+from tests.integration.operator.operators import running_operator, wait_children
 
 pytestmark = pytest.mark.integration
 
@@ -34,21 +34,12 @@ def watching_operator(crd_plane: ControlPlane, tmp_path_factory: pytest.TempPath
     yield from running_operator(crd_plane, tmp_path_factory, HOUR_S)
 
 
-def _wait_deployments(plane: ControlPlane, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-    def fetch() -> dict[str, dict[str, Any]] | None:
-        found = {role: get(plane, "deployment", f"{name}-{role}", namespace) for role in ("prefill", "decode")}
-        return found if all(found.values()) else None  # type: ignore[return-value]
-
-    deployments: dict[str, dict[str, Any]] = plane.wait_for(fetch, timeout_s=30)
-    return deployments
-
-
 def test_a_deployment_turning_ready_reaches_the_status_without_the_resync(
     crd_plane: ControlPlane, watching_operator: OperatorProcess
 ) -> None:
     namespace = crd_plane.create_namespace("watch-ready")
     apply(crd_plane, service_manifest("svc", namespace))
-    deployments = _wait_deployments(crd_plane, namespace, "svc")
+    deployments = wait_children(crd_plane, namespace, "svc", kinds=("deployment",))
     not_ready = crd_plane.wait_for(lambda: condition(get(crd_plane, "eals", "svc", namespace), "Ready"), timeout_s=30)
     assert not_ready["status"] == "False"
     for deployment in deployments.values():
@@ -66,12 +57,12 @@ def test_a_deleted_deployment_is_recreated_without_the_resync(
 ) -> None:
     namespace = crd_plane.create_namespace("watch-drift")
     apply(crd_plane, service_manifest("svc", namespace))
-    deployments = _wait_deployments(crd_plane, namespace, "svc")
+    deployments = wait_children(crd_plane, namespace, "svc", kinds=("deployment",))
     crd_plane.kubectl("delete", "deployment", "svc-decode", "-n", namespace)
 
     def recreated() -> dict[str, Any] | None:
         found = get(crd_plane, "deployment", "svc-decode", namespace)
-        return found if found and found["metadata"]["uid"] != deployments["decode"]["metadata"]["uid"] else None
+        return found if found and found["metadata"]["uid"] != deployments["deployment/svc-decode"]["metadata"]["uid"] else None
 
     crd_plane.wait_for(recreated, timeout_s=REACTION_S)
 
@@ -83,7 +74,7 @@ def test_a_child_of_a_deleted_service_is_not_brought_back(
     (the apiserver has no garbage collector here, so the test deletes them as it would)."""
     namespace = crd_plane.create_namespace("watch-gone")
     apply(crd_plane, service_manifest("svc", namespace))
-    _wait_deployments(crd_plane, namespace, "svc")
+    wait_children(crd_plane, namespace, "svc", kinds=("deployment",))
     crd_plane.kubectl("delete", "eals", "svc", "-n", namespace)
     crd_plane.wait_for(lambda: get(crd_plane, "eals", "svc", namespace) is None, timeout_s=30)
     time.sleep(1.0)  # the operator's watch delivers the DELETED event asynchronously
