@@ -81,13 +81,14 @@ class InstanceControls:
             return scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens)
         return scrape_decode(self.decode[index], now_s)
 
+    def _pair(self, phase: str, index: int) -> tuple[_Instance, PrefillInstance | DecodeInstance]:
+        if phase == "prefill":
+            return self.prefill_ctl[index], self.prefill[index]
+        return self.decode_ctl[index], self.decode[index]
+
     def scrape_visible(self, payload: tuple[str, int, Scrape], now_s: float) -> None:
         phase, index, snap = payload
-        inst: PrefillInstance | DecodeInstance
-        if phase == "prefill":
-            ctl, inst = self.prefill_ctl[index], self.prefill[index]
-        else:
-            ctl, inst = self.decode_ctl[index], self.decode[index]
+        ctl, inst = self._pair(phase, index)
         gpu = inst.gpu
         gpu.settle(now_s)
         self.decide(ctl, inst, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
@@ -95,19 +96,13 @@ class InstanceControls:
     def first_decision(self, phase: str, index: int, rich: bool) -> bool:
         """Every policy decides once before traffic (the agent applies it when the pod starts).
         True when the instance is then to be scraped: an observing policy under the metrics view."""
-        ctl = self.prefill_ctl[index] if phase == "prefill" else self.decode_ctl[index]
+        ctl, inst = self._pair(phase, index)
         if rich and ctl.control.observes:
             if phase == "prefill":
                 self.decide_prefill_rich(self.prefill[index], 0.0)
             else:
                 self.decide_decode_rich(self.decode[index], 0.0)
             return False
-        inst: PrefillInstance | DecodeInstance
-        if phase == "prefill":
-            inst = self.prefill[index]
-            snap = scrape_prefill(inst, 0.0, self.prefill_kv_tokens)
-        else:
-            inst = self.decode[index]
-            snap = scrape_decode(inst, 0.0)
+        snap = self.snapshot(phase, index, 0.0)
         self.decide(ctl, inst, ctl.metrics_view.observe(snap, 0.0, inst.gpu.clock_mhz), 0.0)
         return not rich and ctl.control.observes

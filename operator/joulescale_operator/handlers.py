@@ -105,7 +105,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             await asyncio.sleep(CHILD_EVENT_SETTLE_S)
             if cluster.is_own(ref, meta.get("resourceVersion")):
                 return
-        await asyncio.to_thread(contextvars.copy_context().run, resync.child_changed, (meta.namespace, service))
+        # to_thread carries kopf's context along, so kopf.warn() still posts events from there.
+        await asyncio.to_thread(resync.child_changed, (meta.namespace, service))
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
