@@ -2,8 +2,8 @@
 
 A clock picked for a batch applies ``reaction`` after the batch starts: in the metrics-only view
 the batch shows in the next scrape (up to one scrape period, plus the scrape's delay), then the
-clock settles; with the engine hook only the settle time. Until then the batch runs at the clock
-the instance waited at (the *ready* clock).
+clock settles; with the engine hook only the settle time; with gauges published at step ends (vLLM
+V1, SGLang) never. Until then the batch runs at the clock the instance waited at (the *ready* clock).
 
 Over static-max's realised prefill batches, for each (reaction, ready clock): the least prefill
 energy when every batch runs its first ``reaction`` at the ready clock and the rest at the
@@ -29,9 +29,11 @@ from joulescale.profiles.model import GpuProfile
 from joulescale.twin.compare import CompareSettings, compare
 from joulescale.twin.request import SimRequest
 
-REACTIONS_MS = (0, 20, 60, 85, 110)
+REACTIONS_MS = (0, 20, 60, 85, 110, 60_000)
 """0: clairvoyant; 60: the engine hook with a 50 ms settle plus 10 ms; 85 and 110: metrics-only
-at a 50 ms scrape period, 10 ms delay and 50 ms settle, on average and at worst."""
+with live gauges (``--gauges live``) at a 50 ms scrape period, 10 ms delay and 50 ms settle, on
+average and at worst; 60000: never, metrics-only with the step-end gauges engines publish (a
+batch shows only once done, so it runs wholly at the clock it started at)."""
 READY_MHZ = (1980, 1800, 1650, 1500)
 
 

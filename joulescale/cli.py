@@ -15,7 +15,7 @@ from joulescale.twin.capacity import default_cache_dir
 from joulescale.twin.compare import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings, compare
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.traces import TraceError
-from joulescale.twin.views import VIEW_NAMES
+from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES
 
 _EXIT_USAGE = 2
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--clock-settle-ms", type=float, default=None, help="delay before a new clock applies")
     cmp.add_argument("--scrape-period-ms", type=float, default=50.0)
     cmp.add_argument("--scrape-delay-ms", type=float, default=10.0)
+    cmp.add_argument("--gauges", choices=GAUGE_TIMINGS, default="step-end",
+                     help="when a prefill instance's scheduler gauges change on /metrics: at the end of each "
+                          "step, as vLLM V1 and SGLang publish them (default), or live (optimistic)")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="capacity cache (default: user cache dir)")
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
     cmp.add_argument("--json", type=Path, default=None, help="write the comparison as JSON")
@@ -77,7 +80,7 @@ def _settings(args: argparse.Namespace) -> CompareSettings:
         slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms, args.percentile), seed=args.seed, policies=args.policies,
         view=args.view, prefill_instances=args.prefill_instances, kv_medium=args.kv_medium, bounds=bounds,
         scrape_period_s=args.scrape_period_ms / 1000.0, scrape_delay_s=args.scrape_delay_ms / 1000.0,
-        power_limit_watts=args.power_limit_watts,
+        gauges=args.gauges, power_limit_watts=args.power_limit_watts,
         clock_settle_s=args.clock_settle_ms / 1000.0 if args.clock_settle_ms is not None else None,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
     )

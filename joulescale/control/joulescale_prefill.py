@@ -5,6 +5,7 @@ queue drains once the SLO is at risk, and an idle clock ready for a lone long pr
 from __future__ import annotations
 
 import bisect
+import math
 
 from joulescale.control.clocks import levels_mhz
 from joulescale.control.context import PolicyContext
@@ -17,6 +18,7 @@ from joulescale.control.prefill_clocks import prefill_steady_mhz
 from joulescale.control.prefill_mpc import PrefillMpc, PrefillPlan
 from joulescale.control.prefill_ready import ReactionTime, ReadyClock
 from joulescale.control.tracking import (
+    EndedBatches,
     Expectation,
     IterationTracker,
     PromptLengthEstimate,
@@ -56,6 +58,7 @@ class JouleScalePrefill:
         self._batch_seen_s: float | None = None
         self._cached: tuple[_PlanKey, PrefillPlan | None] | None = None
         self._reaction = ReactionTime(self._reserve_s)
+        self._ended = EndedBatches()
         self._ready = ReadyClock(context, offline, predictor, self._long, self.steady_mhz)
 
     @property
@@ -72,6 +75,7 @@ class JouleScalePrefill:
         self._long.update(observation)
         self._track_batch(observation)
         self._reaction.update(observation)
+        self._ended.update(observation)
         reaction_s = self._reaction.seconds(observation)
         plan = self._plan(observation)
         if plan is None:
@@ -80,7 +84,7 @@ class JouleScalePrefill:
             # Below the ready clock a long prompt arriving now would miss its TTFT: an urgent
             # raise, so the governor's hold does not keep a low clock while idle (the engine hook
             # decides only at iteration boundaries, so nothing would raise it later).
-            ready = self._ready.mhz(reaction_s)
+            ready = self._ready_mhz(reaction_s)
             return ClockDecision(ready, DecisionReason.IDLE, ready > observation.sm_clock_mhz)
         if plan.at_risk or mispredicted:
             self._holding = True
@@ -127,7 +131,7 @@ class JouleScalePrefill:
         from the KV usage, its deadline net of the time it has run), but the ready clock once the
         batch ends before a clock picked at the next scrape could settle, so that a lone long
         prompt arriving after it does not start low."""
-        ready = self._ready.mhz(reaction_s)
+        ready = self._ready_mhz(reaction_s)
         if clock_mhz >= ready or self._batch_seen_s is None or observation.context_tokens <= 0:
             # Without the KV gauge (an engine whose KV capacity the agent could not read) the
             # batch's size is a guess: a long prompt in flight must not be slowed on it.
@@ -135,6 +139,13 @@ class JouleScalePrefill:
         elapsed_s = observation.now_s - self._batch_seen_s
         left_s = self.predictor.prefill_s(plan.batch_tokens, plan.squared_tokens, observation.sm_clock_mhz) - elapsed_s
         return ready if left_s < reaction_s else clock_mhz
+
+    def _ready_mhz(self, reaction_s: float) -> int:
+        """The ready clock; where batches are seen only once done (no reaction is possible), the
+        clock that keeps recent batches, their requests' queueing included, within the budget."""
+        if math.isinf(reaction_s):
+            return self._ready.blind_mhz(self._ended)
+        return self._ready.mhz(reaction_s)
 
     def _estimate_tokens(self) -> float:
         long = self._long.tokens

@@ -3,17 +3,21 @@
 Idle power does not depend on the clock (ALGORITHMS.md 1), so waiting at a high clock is free;
 but a short batch is over before the policy sees it and the new clock settles, so it runs
 entirely at the waiting clock. The ready clock is therefore the lowest clock from which a lone
-long prompt still meets its TTFT once the policy has seen it and raised the clock to the top.
+long prompt still meets its TTFT once the policy has seen it and raised the clock to the top;
+when the engine's gauges never show a batch in flight, the clock that serves it alone.
 """
 
 from __future__ import annotations
+
+import math
 
 from joulescale.control.context import PolicyContext
 from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.predictor import LatencyPredictor
 from joulescale.control.prefill_clocks import lone_prompt_mhz
-from joulescale.control.tracking import PromptLengthQuantile
+from joulescale.control.search import lowest_feasible_index
+from joulescale.control.tracking import EndedBatches, PromptLengthQuantile
 
 READY_MIN_PROMPTS = 20
 """Prompts seen before the ready clock trusts their quantile: a few short prompts say little
@@ -28,22 +32,33 @@ class ReactionTime:
     """How long a batch runs before a clock the policy picks for it has settled.
 
     Engine hook: the policy decides as the batch starts, so only the settle time. Metrics-only:
-    the batch is seen at the next scrape, up to one scrape interval later (the interval is
-    learnt from the observations, capped, so one stalled scrape does not inflate it).
+    vLLM V1 and SGLang publish a prefill instance's gauges at step boundaries, so a batch that
+    starts on an idle instance shows only once it is done: never in time. An engine whose gauges
+    do show a batch in flight (running requests while one runs) is seen at the next scrape, up to
+    one scrape interval later (learnt from the observations, capped, so one stalled scrape does
+    not inflate it).
     """
 
     def __init__(self, settle_s: float) -> None:
         self.settle_s = settle_s
         self.scrape_interval_s = DEFAULT_SCRAPE_INTERVAL_S
+        self.batches_visible = False
+        """Whether the engine's gauges have shown a prefill batch in flight."""
 
     def update(self, observation: Observation) -> None:
-        if observation.queue is None and observation.interval_s > 0:
+        if observation.queue is not None:
+            return
+        if observation.running_requests > 0:
+            self.batches_visible = True
+        if observation.interval_s > 0:
             sample = min(observation.interval_s, _MAX_SCRAPE_INTERVAL_S)
             self.scrape_interval_s += _INTERVAL_WEIGHT * (sample - self.scrape_interval_s)
 
     def seconds(self, observation: Observation) -> float:
         if observation.queue is not None:
             return self.settle_s
+        if not self.batches_visible:
+            return math.inf
         return self.settle_s + self.scrape_interval_s
 
 
@@ -68,6 +83,7 @@ class ReadyClock:
         self._lengths = lengths
         self._floor_mhz = floor_mhz
         self._cached: tuple[tuple[int, int, float], int] | None = None
+        self._blind: tuple[tuple[int, int], int] | None = None
 
     def mhz(self, reaction_s: float) -> int:
         long = self._lengths.tokens_at(self.context.joulescale_ready_quantile, READY_MIN_PROMPTS)
@@ -81,4 +97,29 @@ class ReadyClock:
                             raised_after_s=key[2]),
         )
         self._cached = (key, ready)
+        return ready
+
+    def blind_mhz(self, ended: EndedBatches) -> int:
+        """Where a batch shows only once done, its clock is the one it started at: the lowest
+        clock at which every recent batch would have met the budget, its requests' queueing
+        included (none can be caught up, so the worst of the window counts, not a quantile); the
+        engine's batch budget, alone, until enough were seen."""
+        key = (ended.version, self._version.version)
+        if self._blind is not None and self._blind[0] == key:
+            return self._blind[1]
+        batches = list(ended.batches)
+        budget_s = self.context.ttft_budget_s
+        clocks = self.context.allowed_mhz
+        if len(batches) < READY_MIN_PROMPTS:
+            tokens = self.context.max_batch_tokens
+            ready = lone_prompt_mhz(clocks, self._predictors, tokens, budget_s, raised_after_s=math.inf)
+        else:
+            def worst_s(clock_mhz: int) -> float:
+                return max(b.queued_s + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
+                           for b in batches)
+
+            index = lowest_feasible_index(clocks, worst_s, budget_s)
+            ready = clocks[-1 if index is None else index]
+        ready = max(self._floor_mhz, ready)
+        self._blind = (key, ready)
         return ready

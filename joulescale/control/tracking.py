@@ -97,15 +97,15 @@ class PromptLengthEstimate:
 class PromptLengthQuantile:
     """A high quantile of recent prompt lengths, so a long prompt is planned for before it shows.
 
-    Rich view: every queued prompt once. Metrics-only view: the tokens in flight per running
-    request, once per distinct batch (exact for a lone prompt, a batch mean otherwise).
+    Rich view: every queued prompt once. Metrics-only view: prompt tokens per finished request of
+    the batches that ended since the last scrape (a P/D prefill instance generates one token per
+    request), exact for a lone prompt and a batch mean otherwise.
     """
 
     def __init__(self, size: int = 256, quantile: float = 0.95) -> None:
         self._tokens: deque[int] = deque(maxlen=size)
         self.quantile = quantile
         self._last_arrival_s = float("-inf")
-        self._last_batch: tuple[int, int] | None = None
         self._cached: int | None = None
 
     def update(self, observation: Observation) -> None:
@@ -115,10 +115,9 @@ class PromptLengthQuantile:
                     self._last_arrival_s = prompt.arrival_s
                     self._add(prompt.prompt_tokens)
             return
-        running, tokens = observation.running_requests, observation.context_tokens
-        if running and tokens > 0 and (running, tokens) != self._last_batch:
-            self._last_batch = (running, tokens)
-            self._add(max(1, round(tokens / running)))
+        finished = observation.generation_tokens_delta
+        if finished > 0 and observation.prompt_tokens_delta > 0:
+            self._add(max(1, round(observation.prompt_tokens_delta / finished)))
 
     def _add(self, tokens: int) -> None:
         self._tokens.append(tokens)
@@ -137,3 +136,32 @@ class PromptLengthQuantile:
             return None
         ordered = sorted(self._tokens)
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+
+
+@dataclass(frozen=True, slots=True)
+class EndedBatch:
+    """A prefill batch seen once done (metrics-only view): how long its requests had queued
+    (the queue-time histogram's bucket edge, 0 when none queued) and its size."""
+
+    queued_s: float
+    tokens: int
+    squared_tokens: float
+
+
+class EndedBatches:
+    """Recent prefill batches as the metrics-only view reports them, once per scrape in which
+    batches ended (several in one interval count as one of their mean size)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.batches: deque[EndedBatch] = deque(maxlen=size)
+        self.version = 0
+
+    def update(self, observation: Observation) -> None:
+        steps, finished = observation.iterations_delta, observation.generation_tokens_delta
+        if observation.queue is not None or steps <= 0 or finished <= 0 or observation.prompt_tokens_delta <= 0:
+            return
+        tokens = max(1, round(observation.prompt_tokens_delta / steps))
+        per_request = max(1.0, observation.prompt_tokens_delta / finished)
+        self.batches.append(EndedBatch(observation.oldest_wait_s or 0.0, tokens, tokens * per_request))
+        self.version += 1

@@ -40,6 +40,9 @@ class VoltanaPolicy:
     def decide(self, observation: Observation) -> ClockDecision:
         if observation.phase == "prefill":
             self._prompt.update(observation)
+        if observation.iterations_delta > 0:
+            # Steps ended, so the engine worked, though gauges published at step ends may show it idle.
+            self._last_work_s = observation.now_s
         if observation.idle:
             idle_for = None if self._last_work_s is None else observation.now_s - self._last_work_s
             if idle_for is None or idle_for >= self.context.voltana_idle_s:

@@ -9,7 +9,7 @@ from typing import Protocol
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockDecision, ClockPolicy
 from joulescale.profiles.model import GpuProfile
-from joulescale.twin.views import ViewName
+from joulescale.twin.views import GaugeTiming, ViewName
 
 
 class Actuator(Protocol):
@@ -51,6 +51,8 @@ class ClusterConfig:
     """How often the agent scrapes /metrics in the metrics-only view (20 Hz)."""
     scrape_delay_s: float = 0.01
     """How long after the scrape the agent acts on it (HTTP + parsing)."""
+    gauges: GaugeTiming = "step-end"
+    """When a prefill instance's scheduler gauges change on /metrics (views.py)."""
     clock_settle_s: float | None = None
     """Delay before a new clock takes effect; None uses the profile's clock_settle_ms."""
     prefill_router: str = "capacity-weighted"
@@ -96,6 +98,7 @@ class ClusterConfig:
             "view": self.view,
             "scrape_period_s": self.scrape_period_s,
             "scrape_delay_s": self.scrape_delay_s,
+            "gauges": self.gauges,
             "clock_settle_s": self.settle_s("decode"),
             "power_limit_watts": self.profile.power_limit_watts,
             "prefill_router": self.prefill_router,

@@ -25,7 +25,7 @@ from joulescale.twin.oracle import OracleBound, oracle_bound
 from joulescale.twin.policies import POLICY_NAMES, policy_run_setup
 from joulescale.twin.simulator import AbortRule, RunResult, simulate
 from joulescale.twin.traces import Trace, TraceRequest, load_trace, scaled_window
-from joulescale.twin.views import ViewName
+from joulescale.twin.views import GaugeTiming, ViewName
 
 ORACLE = "oracle"
 DEFAULT_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
@@ -55,6 +55,8 @@ class CompareSettings:
     bounds: ClockBounds | None = None
     scrape_period_s: float = 0.05
     scrape_delay_s: float = 0.01
+    gauges: GaugeTiming = "step-end"
+    """When prefill scheduler gauges change on /metrics in the metrics view (twin/views.py)."""
     power_limit_watts: float | None = None
     """Board power cap per GPU; None keeps the profile's."""
     clock_settle_s: float | None = None
@@ -139,7 +141,7 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
         profile=profile, prefill_instances=prefill_instances,
         decode_instances=left // profile.tensor_parallel_size,
         kv_medium=settings.kv_medium, view=settings.view, scrape_period_s=settings.scrape_period_s,
-        scrape_delay_s=settings.scrape_delay_s, clock_settle_s=settings.clock_settle_s,
+        scrape_delay_s=settings.scrape_delay_s, gauges=settings.gauges, clock_settle_s=settings.clock_settle_s,
         prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 

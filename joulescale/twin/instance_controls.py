@@ -15,7 +15,7 @@ from joulescale.twin.cluster import ControlFactory, InstanceControl
 from joulescale.twin.counters import Scrape
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.prefill import PrefillInstance
-from joulescale.twin.views import MetricsView, RichView, scrape_decode, scrape_prefill
+from joulescale.twin.views import GaugeTiming, MetricsView, RichView, scrape_decode, scrape_prefill
 
 Retime = Callable[[PrefillInstance | DecodeInstance], None]
 """Reschedules the end of an instance's running iteration after its clock request moved it."""
@@ -36,8 +36,10 @@ class InstanceControls:
     """The control of every instance of a run, indexed like the run's instance lists."""
 
     def __init__(self, control: ControlFactory, prefill: list[PrefillInstance], decode: list[DecodeInstance],
-                 prefill_kv_tokens: int, decode_kv_tokens: int, retime: Retime) -> None:
+                 prefill_kv_tokens: int, decode_kv_tokens: int, retime: Retime,
+                 gauges: GaugeTiming = "step-end") -> None:
         self.prefill = prefill
+        self.gauges: GaugeTiming = gauges
         self.decode = decode
         self.prefill_kv_tokens = prefill_kv_tokens
         self.retime = retime
@@ -78,7 +80,7 @@ class InstanceControls:
 
     def snapshot(self, phase: str, index: int, now_s: float) -> Scrape:
         if phase == "prefill":
-            return scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens)
+            return scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens, self.gauges)
         return scrape_decode(self.decode[index], now_s)
 
     def _pair(self, phase: str, index: int) -> tuple[_Instance, PrefillInstance | DecodeInstance]:

@@ -17,8 +17,8 @@ from joulescale.twin.request import SimRequest
 
 
 class PrefillInstance:
-    __slots__ = ("_s2", "batch", "batch_log", "counters", "end_seq", "gpu", "index", "queued_tokens", "token_budget",
-                 "waiting")
+    __slots__ = ("_left_waiting", "_oldest_wait_s", "_s2", "batch", "batch_log", "counters", "end_seq", "gpu", "index",
+                 "queued_tokens", "step_end_kv_tokens", "step_end_waiting", "token_budget", "waiting")
 
     def __init__(self, index: int, gpu: SimGpuGroup, token_budget: int) -> None:
         self.index = index
@@ -32,6 +32,14 @@ class PrefillInstance:
         self.batch_log: list[tuple[int, int]] = []
         """(N, S2) of every batch run, for the oracle."""
         self._s2 = 0
+        self._left_waiting = 0
+        self._oldest_wait_s = 0.0
+        self.step_end_waiting = 0
+        """Waiting requests as the engine published them at the end of its last step: those its
+        scheduler held but did not batch (arrivals during a step reach it only after)."""
+        self.step_end_kv_tokens = 0
+        """KV tokens in use at the end of the last step: the finished batch, held for the decode
+        side to pull (a P/D prefill request ends with its prefill)."""
         self.end_seq = 0
         """The simulator's number for the event that ends the running batch; others are stale."""
 
@@ -64,9 +72,8 @@ class PrefillInstance:
             squared += head.prompt_tokens * head.prompt_tokens
             batch.append(head)
         self._s2 = squared
-        counters = self.counters
-        counters.prompt_tokens += tokens
-        counters.max_queue_wait_s = max(counters.max_queue_wait_s, oldest_wait_s)
+        self._left_waiting = len(waiting)
+        self._oldest_wait_s = oldest_wait_s
 
     def run_batch(self, now_s: float) -> float:
         """Run the formed batch at the instance's clock; returns its duration as planned now (a
@@ -80,10 +87,17 @@ class PrefillInstance:
     def finish_batch(self) -> list[SimRequest]:
         done = self.batch
         self.batch = []
-        # Engines count a step when it ends, so a scrape never shows a step still running.
-        self.counters.note_iteration(self.gpu.iteration_s)
-        self.queued_tokens -= sum(r.prompt_tokens for r in done)
-        self.counters.generation_tokens += len(done)
+        tokens = sum(r.prompt_tokens for r in done)
+        # Engines count a step, its tokens and its requests' queue times when it ends (vLLM V1
+        # books them from the step's outputs), so a scrape never shows a step still running.
+        counters = self.counters
+        counters.note_iteration(self.gpu.iteration_s)
+        counters.prompt_tokens += tokens
+        counters.generation_tokens += len(done)
+        counters.max_queue_wait_s = max(counters.max_queue_wait_s, self._oldest_wait_s)
+        self.queued_tokens -= tokens
+        self.step_end_waiting = self._left_waiting
+        self.step_end_kv_tokens = tokens
         return done
 
     def rich_queue(self) -> tuple[QueuedPrompt, ...]:

@@ -85,7 +85,7 @@ class _Run:
                                       profile.kv_capacity_tokens, cluster.decode_max_running, cluster.kv_watermark)
                        for i in range(cluster.decode_instances)]
         self.controls = InstanceControls(control, self.prefill, self.decode, prefill_profile.kv_capacity_tokens,
-                                         profile.kv_capacity_tokens, self.retime)
+                                         profile.kv_capacity_tokens, self.retime, cluster.gauges)
         medium = kv_medium(cluster.kv_medium)
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)

@@ -2,7 +2,9 @@
 
 ``metrics`` is what the node agent builds from a /metrics scrape taken every ``period`` and
 visible ``delay`` later: counts, KV usage, counter deltas and step times; the rich fields are
-None. ``rich`` is the engine hook: the queue's prompt lengths and arrival times and the
+None. A prefill instance's scheduler gauges are those of its last step end (``step-end``, what
+vLLM V1 and SGLang publish: a P/D prefill batch in flight shows in no gauge until it is done), or
+the live state (``live``, an engine that published every change; optimistic, for comparison). ``rich`` is the engine hook: the queue's prompt lengths and arrival times and the
 per-request decode progress, observed at every iteration boundary.
 """
 
@@ -17,17 +19,24 @@ from joulescale.twin.prefill import PrefillInstance
 
 ViewName = Literal["metrics", "rich"]
 VIEW_NAMES: tuple[ViewName, ...] = ("metrics", "rich")
+GaugeTiming = Literal["step-end", "live"]
+GAUGE_TIMINGS: tuple[GaugeTiming, ...] = ("step-end", "live")
 
 
-def scrape_prefill(instance: PrefillInstance, now_s: float, kv_capacity_tokens: int) -> Scrape:
+def scrape_prefill(instance: PrefillInstance, now_s: float, kv_capacity_tokens: int,
+                   gauges: GaugeTiming = "step-end") -> Scrape:
     counters = instance.counters
     wait = counters.max_queue_wait_s
     counters.max_queue_wait_s = 0.0
+    if gauges == "live":
+        running, waiting, kv_tokens = len(instance.batch), len(instance.waiting), instance.batch_tokens
+    else:
+        running, waiting, kv_tokens = 0, instance.step_end_waiting, instance.step_end_kv_tokens
     return Scrape(
         at_s=now_s,
-        running_requests=len(instance.batch),
-        waiting_requests=len(instance.waiting),
-        kv_cache_usage=min(1.0, instance.batch_tokens / kv_capacity_tokens),
+        running_requests=running,
+        waiting_requests=waiting,
+        kv_cache_usage=min(1.0, kv_tokens / kv_capacity_tokens),
         prompt_tokens=counters.prompt_tokens,
         generation_tokens=counters.generation_tokens,
         iterations=counters.iterations,

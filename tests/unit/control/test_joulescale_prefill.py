@@ -3,6 +3,10 @@ the ready clock between batches."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from joulescale.control import Observation, make_policy
 from joulescale.control.mpc import priced_plan
 from joulescale.control.policy import DecisionReason as R
@@ -10,7 +14,7 @@ from joulescale.control.predictor import ProfilePredictor
 from joulescale.control.prefill_clocks import lone_prompt_mhz, prefill_steady_mhz, prefill_sweet_spot_mhz
 from joulescale.control.prefill_mpc import PrefillMpc
 from joulescale.control.prefill_plan import project_batches, queued_prompts
-from joulescale.control.prefill_ready import DEFAULT_SCRAPE_INTERVAL_S
+from joulescale.control.prefill_ready import DEFAULT_SCRAPE_INTERVAL_S, ReactionTime
 from joulescale.control.tracking import ClockTracker, Expectation, IterationTracker, PromptLengthQuantile
 from joulescale.profiles import physics as ph
 
@@ -38,8 +42,11 @@ def _idle(now_s: float) -> Observation:
 
 
 def _lone(tokens: int, now_s: float, new_batch: bool = True) -> Observation:
-    """One request running, nothing waiting; ``new_batch``: an iteration ended since the last scrape."""
-    return prefill_obs(waiting=0, running=1, context_tokens=tokens, now_s=now_s, iterations_delta=int(new_batch))
+    """Live gauges: one request running, nothing waiting; ``new_batch``: a lone prompt of the same
+    length ended since the last scrape (the counters say so) and this one started."""
+    ended = int(new_batch)
+    return prefill_obs(waiting=0, running=1, context_tokens=tokens, now_s=now_s, iterations_delta=ended,
+                       prompt_tokens_delta=tokens * ended, generation_tokens_delta=ended)
 
 
 _REACTION_S = TP4.clock_settle_ms / 1000.0 + DEFAULT_SCRAPE_INTERVAL_S
@@ -241,11 +248,70 @@ def test_without_a_kv_gauge_a_batch_in_flight_is_not_slowed_on_a_guessed_size() 
     ctx = context(profile=TP4)
     blind, gauged = make_policy("joulescale", ctx), make_policy("joulescale", ctx)
     for i in range(40):
-        finished = prefill_obs(waiting=0, running=1, now_s=i * 0.5, iterations_delta=1,
-                               prompt_tokens_delta=3000, generation_tokens_delta=1)
-        blind.decide(finished)
-        gauged.decide(prefill_obs(waiting=0, running=1, context_tokens=3000, now_s=i * 0.5, iterations_delta=1,
-                                  prompt_tokens_delta=3000, generation_tokens_delta=1))
+        # Live gauges show each batch in flight; 7000-token prompts ended one by one.
+        blind.decide(prefill_obs(waiting=0, running=1, now_s=i * 0.5, iterations_delta=1,
+                                 prompt_tokens_delta=7000, generation_tokens_delta=1))
+        gauged.decide(prefill_obs(waiting=0, running=1, context_tokens=7000, now_s=i * 0.5, iterations_delta=1,
+                                  prompt_tokens_delta=7000, generation_tokens_delta=1))
     ready = blind.decide(_idle(30.0)).sm_clock_mhz
+    assert ready == gauged.decide(_idle(30.0)).sm_clock_mhz
     assert blind.decide(prefill_obs(waiting=0, running=1, now_s=30.5, iterations_delta=1)).sm_clock_mhz >= ready
-    assert gauged.decide(_lone(3000, 30.5)).sm_clock_mhz < gauged.decide(_idle(31.0)).sm_clock_mhz
+    assert gauged.decide(_lone(3000, 30.5, new_batch=False)).sm_clock_mhz < ready
+
+
+def _ended(tokens: int, now_s: float, queued_s: float | None = None) -> Observation:
+    """Step-end gauges (vLLM V1, SGLang): nothing shows running; a lone prompt ended since the last scrape."""
+    return prefill_obs(waiting=0, running=0, oldest_wait_s=queued_s, now_s=now_s, sm_clock_mhz=1155,
+                       iterations_delta=1, prompt_tokens_delta=tokens, generation_tokens_delta=1)
+
+
+def _blind_ready(tokens: int, queued_s: float | None = None, batches: int = 40) -> int:
+    policy = make_policy("joulescale", context(profile=TP4))
+    for i in range(batches):
+        policy.decide(_ended(tokens - i, i * 0.5, queued_s))
+    return policy.decide(_idle(batches * 0.5)).sm_clock_mhz
+
+
+def _below(ctx_clocks: tuple[int, ...], clock: int) -> int:
+    return ctx_clocks[ctx_clocks.index(clock) - 1]
+
+
+def test_where_no_batch_is_ever_seen_in_flight_the_ready_clock_serves_the_worst_recent_batch_alone() -> None:
+    ctx = context(profile=TP4)
+    blind = _blind_ready(7000)
+    # No reaction is possible: the longest prompt seen runs entirely at the clock it starts at.
+    assert ph.prefill_latency_s(TP4, [7000], blind) <= ctx.ttft_budget_s
+    assert ph.prefill_latency_s(TP4, [7000], _below(ctx.allowed_mhz, blind)) > ctx.ttft_budget_s
+    # Where gauges show batches in flight, the policy can raise the clock during one: it waits lower.
+    seen = make_policy("joulescale", ctx)
+    for i in range(40):
+        seen.decide(_lone(7000 - i, i * 0.5))
+    assert seen.decide(_idle(20.0)).sm_clock_mhz < blind
+
+
+def test_queueing_reported_for_ended_batches_raises_the_blind_ready_clock() -> None:
+    ctx = context(profile=TP4)
+    calm, queued = _blind_ready(4000), _blind_ready(4000, queued_s=0.2)
+    assert calm < queued
+    assert 0.2 + ph.prefill_latency_s(TP4, [4000], queued) <= ctx.ttft_budget_s
+    assert 0.2 + ph.prefill_latency_s(TP4, [4000], _below(ctx.allowed_mhz, queued)) > ctx.ttft_budget_s
+
+
+def test_until_enough_batches_ended_a_blind_instance_is_ready_for_the_batch_budget_alone() -> None:
+    ctx = context(profile=TP4, max_batch_tokens=6000)
+    policy = make_policy("joulescale", ctx)
+    for i in range(5):
+        policy.decide(_ended(200, i * 0.5))
+    fresh = policy.decide(_idle(3.0)).sm_clock_mhz
+    assert ph.prefill_latency_s(TP4, [6000], fresh) <= ctx.ttft_budget_s
+    assert ph.prefill_latency_s(TP4, [6000], _below(ctx.allowed_mhz, fresh)) > ctx.ttft_budget_s
+
+
+def test_the_reaction_time_is_unbounded_until_a_batch_shows_in_flight() -> None:
+    reaction = ReactionTime(settle_s=0.05)
+    assert reaction.seconds(_ended(500, 1.0)) == math.inf
+    reaction.update(_ended(500, 1.0))
+    assert reaction.seconds(_idle(1.1)) == math.inf
+    reaction.update(_lone(500, 1.2))
+    assert reaction.seconds(_idle(1.3)) == pytest.approx(0.05 + DEFAULT_SCRAPE_INTERVAL_S)
+    assert reaction.seconds(prefill_obs(queue=queue([500], [0.0]))) == 0.05  # the engine hook: settle only
