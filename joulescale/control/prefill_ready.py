@@ -9,7 +9,9 @@ when the engine's gauges never show a batch in flight, the clock that serves it 
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import deque
 
 from joulescale.control.context import PolicyContext
 from joulescale.control.observation import Observation
@@ -17,7 +19,7 @@ from joulescale.control.online import OnlineCorrection
 from joulescale.control.predictor import LatencyPredictor
 from joulescale.control.prefill_clocks import lone_prompt_mhz
 from joulescale.control.search import lowest_feasible_index
-from joulescale.control.tracking import EndedBatches, PromptLengthQuantile
+from joulescale.control.tracking import EndedBatch, EndedBatches, PromptLengthQuantile
 
 READY_MIN_PROMPTS = 20
 """Prompts seen before the ready clock trusts their quantile: a few short prompts say little
@@ -25,6 +27,7 @@ about the long ones to come, so a fresh instance is ready for the engine's batch
 DEFAULT_SCRAPE_INTERVAL_S = 0.1
 """Assumed until a scrape interval is observed: the slowest scrape rate the agent supports (10 Hz)."""
 _MAX_SCRAPE_INTERVAL_S = 0.2
+_WORST_BATCHES = 4
 _INTERVAL_WEIGHT = 0.2
 
 
@@ -84,6 +87,9 @@ class ReadyClock:
         self._floor_mhz = floor_mhz
         self._cached: tuple[tuple[int, int, float], int] | None = None
         self._blind: tuple[tuple[int, int], int] | None = None
+        self._offline = offline
+        self._severity: deque[float] = deque()
+        self._severity_version = 0
 
     def mhz(self, reaction_s: float) -> int:
         long = self._lengths.tokens_at(self.context.joulescale_ready_quantile, READY_MIN_PROMPTS)
@@ -107,19 +113,35 @@ class ReadyClock:
         key = (ended.version, self._version.version)
         if self._blind is not None and self._blind[0] == key:
             return self._blind[1]
-        batches = list(ended.batches)
         budget_s = self.context.ttft_budget_s
         clocks = self.context.allowed_mhz
-        if len(batches) < READY_MIN_PROMPTS:
+        if len(ended.batches) < READY_MIN_PROMPTS:
             tokens = self.context.max_batch_tokens
             ready = lone_prompt_mhz(clocks, self._predictors, tokens, budget_s, raised_after_s=math.inf)
         else:
+            worst = self._worst_batches(ended)
+
             def worst_s(clock_mhz: int) -> float:
                 return max(b.queued_s + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
-                           for b in batches)
+                           for b in worst)
 
             index = lowest_feasible_index(clocks, worst_s, budget_s)
             ready = clocks[-1 if index is None else index]
         ready = max(self._floor_mhz, ready)
         self._blind = (key, ready)
         return ready
+
+    def _worst_batches(self, ended: EndedBatches) -> list[EndedBatch]:
+        """The few batches that took longest at the top clock, queueing included: a batch's
+        latency scales alike with the clock whatever its size, so the worst at any clock is
+        among them, and the search does not price all 256 at every clock after every batch."""
+        batches = ended.batches
+        fresh = min(ended.version - self._severity_version, len(batches))
+        self._severity_version = ended.version
+        if self._severity.maxlen != batches.maxlen:
+            self._severity = deque(maxlen=batches.maxlen)
+        top_mhz = self.context.allowed_mhz[-1]
+        for batch in list(batches)[len(batches) - fresh:]:
+            self._severity.append(batch.queued_s + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
+        ranked = heapq.nlargest(_WORST_BATCHES, range(len(batches)), key=self._severity.__getitem__)
+        return [batches[i] for i in ranked]
