@@ -59,7 +59,7 @@ class JouleScalePrefill:
         self._cached: tuple[_PlanKey, PrefillPlan | None] | None = None
         self._reaction = ReactionTime(self._reserve_s)
         self._ended = EndedBatches()
-        self._ready = ReadyClock(context, offline, predictor, self._long, self.steady_mhz)
+        self._ready = ReadyClock(context, offline, predictor, self._long, self._ended, self.steady_mhz)
 
     @property
     def levels_mhz(self) -> tuple[int, ...]:
@@ -144,7 +144,7 @@ class JouleScalePrefill:
         """The ready clock; where batches are seen only once done (no reaction is possible), the
         clock that keeps recent batches, their requests' queueing included, within the budget."""
         if math.isinf(reaction_s):
-            return self._ready.blind_mhz(self._ended)
+            return self._ready.blind_mhz()
         return self._ready.mhz(reaction_s)
 
     def _estimate_tokens(self) -> float:

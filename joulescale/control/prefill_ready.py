@@ -10,6 +10,7 @@ when the engine's gauges never show a batch in flight, the clock that serves it 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import deque
 
@@ -76,6 +77,7 @@ class ReadyClock:
         offline: LatencyPredictor,
         predictor: OnlineCorrection,
         lengths: PromptLengthQuantile,
+        ended: EndedBatches,
         floor_mhz: int,
     ) -> None:
         self.context = context
@@ -88,7 +90,9 @@ class ReadyClock:
         self._cached: tuple[tuple[int, int, float], int] | None = None
         self._blind: tuple[tuple[int, int], int] | None = None
         self._offline = offline
-        self._severity: deque[float] = deque()
+        self._ended = ended
+        self._severity: deque[float] = deque(maxlen=ended.batches.maxlen)
+        """Each ended batch's latency at the top clock plus its queueing, aligned with ``ended``."""
         self._severity_version = 0
 
     def mhz(self, reaction_s: float) -> int:
@@ -105,11 +109,12 @@ class ReadyClock:
         self._cached = (key, ready)
         return ready
 
-    def blind_mhz(self, ended: EndedBatches) -> int:
+    def blind_mhz(self) -> int:
         """Where a batch shows only once done, its clock is the one it started at: the lowest
         clock at which every recent batch would have met the budget, its requests' queueing
         included (none can be caught up, so the worst of the window counts, not a quantile); the
         engine's batch budget, alone, until enough were seen."""
+        ended = self._ended
         key = (ended.version, self._version.version)
         if self._blind is not None and self._blind[0] == key:
             return self._blind[1]
@@ -119,7 +124,7 @@ class ReadyClock:
             tokens = self.context.max_batch_tokens
             ready = lone_prompt_mhz(clocks, self._predictors, tokens, budget_s, raised_after_s=math.inf)
         else:
-            worst = self._worst_batches(ended)
+            worst = self._worst_batches()
 
             def worst_s(clock_mhz: int) -> float:
                 return max(b.queued_s + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
@@ -131,17 +136,16 @@ class ReadyClock:
         self._blind = (key, ready)
         return ready
 
-    def _worst_batches(self, ended: EndedBatches) -> list[EndedBatch]:
+    def _worst_batches(self) -> list[EndedBatch]:
         """The few batches that took longest at the top clock, queueing included: a batch's
         latency scales alike with the clock whatever its size, so the worst at any clock is
         among them, and the search does not price all 256 at every clock after every batch."""
+        ended = self._ended
         batches = ended.batches
         fresh = min(ended.version - self._severity_version, len(batches))
         self._severity_version = ended.version
-        if self._severity.maxlen != batches.maxlen:
-            self._severity = deque(maxlen=batches.maxlen)
         top_mhz = self.context.allowed_mhz[-1]
-        for batch in list(batches)[len(batches) - fresh:]:
+        for batch in itertools.islice(batches, len(batches) - fresh, None):
             self._severity.append(batch.queued_s + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
         ranked = heapq.nlargest(_WORST_BATCHES, range(len(batches)), key=self._severity.__getitem__)
         return [batches[i] for i in ranked]

@@ -77,20 +77,27 @@ class IterationTracker:
         self._pending = None
 
 
-class PromptLengthEstimate:
-    """Mean prompt length for the metrics-only view: prompt tokens per finished prefill request.
+def prompt_tokens_per_request(observation: Observation) -> float | None:
+    """Metrics-only: prompt tokens per request of the batches that ended since the last scrape.
 
     A prefill instance of a P/D pair generates one token per request, so the generation-token
-    counter counts finished requests.
+    counter counts finished requests. None when none finished.
     """
+    if observation.generation_tokens_delta > 0 and observation.prompt_tokens_delta > 0:
+        return observation.prompt_tokens_delta / observation.generation_tokens_delta
+    return None
+
+
+class PromptLengthEstimate:
+    """Mean prompt length for the metrics-only view: prompt tokens per finished prefill request."""
 
     def __init__(self, default_tokens: int, alpha: float = 0.2) -> None:
         self.tokens = float(default_tokens)
         self.alpha = alpha
 
     def update(self, observation: Observation) -> None:
-        if observation.generation_tokens_delta > 0 and observation.prompt_tokens_delta > 0:
-            sample = observation.prompt_tokens_delta / observation.generation_tokens_delta
+        sample = prompt_tokens_per_request(observation)
+        if sample is not None:
             self.tokens += self.alpha * (sample - self.tokens)
 
 
@@ -115,9 +122,9 @@ class PromptLengthQuantile:
                     self._last_arrival_s = prompt.arrival_s
                     self._add(prompt.prompt_tokens)
             return
-        finished = observation.generation_tokens_delta
-        if finished > 0 and observation.prompt_tokens_delta > 0:
-            self._add(max(1, round(observation.prompt_tokens_delta / finished)))
+        per_request = prompt_tokens_per_request(observation)
+        if per_request is not None:
+            self._add(max(1, round(per_request)))
 
     def _add(self, tokens: int) -> None:
         self._tokens.append(tokens)
@@ -158,10 +165,10 @@ class EndedBatches:
         self.version = 0
 
     def update(self, observation: Observation) -> None:
-        steps, finished = observation.iterations_delta, observation.generation_tokens_delta
-        if observation.queue is not None or steps <= 0 or finished <= 0 or observation.prompt_tokens_delta <= 0:
+        steps = observation.iterations_delta
+        per_request = prompt_tokens_per_request(observation)
+        if observation.queue is not None or steps <= 0 or per_request is None:
             return
         tokens = max(1, round(observation.prompt_tokens_delta / steps))
-        per_request = max(1.0, observation.prompt_tokens_delta / finished)
-        self.batches.append(EndedBatch(observation.oldest_wait_s or 0.0, tokens, tokens * per_request))
+        self.batches.append(EndedBatch(observation.oldest_wait_s or 0.0, tokens, tokens * max(1.0, per_request)))
         self.version += 1
