@@ -189,13 +189,27 @@ def desired_instances(
             decision.refused[key] = found
         elif found is not None:
             candidates.append((_seniority(key, pod, controlled), key, found))
+    ordered = [(key, found) for _, key, found in sorted(candidates, key=lambda c: c[0])]
+    claimed, conflicts = claim_gpus(ordered)
+    decision.instances.update(claimed)
+    decision.refused.update(conflicts)
+    return decision
+
+
+def claim_gpus(
+    ordered: list[tuple[str, tuple[EngineInstance, InstancePolicy]]],
+) -> tuple[Instances, dict[str, Refusal]]:
+    """Instances in order of seniority claim their GPUs; one that finds a GPU taken is refused."""
+    instances: Instances = {}
+    refused: dict[str, Refusal] = {}
     holders: dict[str, str] = {}
-    for _, key, (instance, policy) in sorted(candidates, key=lambda c: c[0]):
+    for key, (instance, policy) in ordered:
         taken = [gpu for gpu in instance.gpus if gpu in holders]
         if taken:
-            detail = f"GPU {taken[0]:.80} is controlled for {holders[taken[0]]}"
-            decision.refused[key] = Refusal("gpu-conflict", detail)
+            refused[key] = Refusal(
+                "gpu-conflict", f"GPU {taken[0]:.80} is controlled for {holders[taken[0]]}"
+            )
             continue
         holders.update(dict.fromkeys(instance.gpus, key))
-        decision.instances[key] = (instance, policy)
-    return decision
+        instances[key] = (instance, policy)
+    return instances, refused

@@ -10,6 +10,7 @@ import pytest
 from joulescale.control.policy import ClockBounds
 from joulescale_agent.discovery.desired import Decision, desired_instances, parse_service
 from joulescale_agent.discovery.gpus import KubeletAssignments, PodSpecAssignments
+from joulescale_agent.discovery.static import parse_instances, without_conflicts
 
 SERVICE: dict[str, Any] = {
     "apiVersion": "joulescale.io/v1alpha1",
@@ -361,3 +362,18 @@ def test_the_unsafe_pod_spec_source_reads_the_annotation_or_an_explicit_env() ->
     with_env["metadata"]["annotations"] = {}
     with_env["spec"]["containers"][0]["env"][0]["value"] = "all"
     assert source.gpus_for(with_env) is None
+
+
+def test_a_static_file_naming_one_gpu_twice_controls_it_once() -> None:
+    def entry(pod: str, gpus: list[str]) -> dict[str, Any]:
+        return {
+            "pod": pod,
+            "role": "decode",
+            "metrics_url": "http://127.0.0.1:1/metrics",
+            "gpus": gpus,
+            "policy": {"policy": "static", "profile": "p", "slo": {"ttft_ms": 1, "tpot_ms": 1}},
+        }
+
+    parsed = parse_instances({"instances": [entry("a", ["GPU-1"]), entry("b", ["GPU-2", "GPU-1"])]})
+    assert list(without_conflicts(parsed, ())) == ["default/a"]
+    assert list(without_conflicts(parsed, ("default/b",))) == ["default/b"]
