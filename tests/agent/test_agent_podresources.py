@@ -145,3 +145,23 @@ async def test_discovery_reads_the_gpu_source_off_the_loop_within_its_budget() -
         stop.set()
         source.release.set()
         await tick
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"\x0a\xff\xff\xff\xff\x0f",  # a pod of 4 GiB in a few bytes
+        b"\x0b",  # wire type 3 (groups)
+        b"\x80" * 64,  # a varint that never ends
+        b"\x0a\x04\x0a\x02\xff\xfe",  # a pod name that is not UTF-8
+        pod_resources("ns", "d0", {"nvidia.com/gpu": ["GPU-1"]})[:-1],
+    ],
+    ids=["huge-length", "group", "endless-varint", "not-utf8", "truncated"],
+)
+def test_a_malformed_kubelet_answer_means_unknown_gpus(kubelet: Kubelet, answer: bytes) -> None:
+    kubelet.answer = answer
+    source = PodResourcesSource(kubelet.socket)
+    try:
+        assert source.read().error in ("ValueError", "UnicodeDecodeError")
+    finally:
+        source.close()
