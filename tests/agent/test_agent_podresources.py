@@ -134,6 +134,7 @@ async def test_discovery_reads_the_gpu_source_off_the_loop_within_its_budget() -
         stale = await discovery._read_gpus()  # hangs: the last good answer serves a while
         assert time.monotonic() - started < 0.6
         assert stale.gpus_for(meta("ns", "d0")) == ("GPU-1",)
+        assert discovery.gpus_failing, "a failing source must be asked again soon"
         assert max(gaps) < 0.15, "the event loop was blocked"
         # past the grace, a kubelet without an answer means no GPU is known
         discovery._good_gpus = (good, asyncio.get_running_loop().time() - STALE_GPUS_OK_S)

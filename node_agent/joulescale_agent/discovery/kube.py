@@ -110,6 +110,8 @@ class KubeDiscovery:
         self._events = PodEvents(self._core, node_name)
         self._pods_now: dict[str, dict[str, Any]] = {}
         self._good_gpus: tuple[GpuAssignments, float] | None = None
+        self.gpus_failing = False
+        """The last read of the GPU source failed (its last good answer may still serve)."""
         self.refusals = RefusalReport(self._post_event if events else None)
         if registry is not None:
             registry.register(self.refusals)
@@ -198,7 +200,8 @@ class KubeDiscovery:
         except TimeoutError:
             answer = KubeletAssignments({}, f"no answer within {self._gpu_read_budget_s:.1f} s")
         now_s = loop.time()
-        if not isinstance(answer, KubeletAssignments) or answer.error is None:
+        self.gpus_failing = isinstance(answer, KubeletAssignments) and answer.error is not None
+        if not self.gpus_failing:
             self._good_gpus = (answer, now_s)
             return answer
         log.warning("GPU source: %s", answer.unknown_because())
@@ -248,7 +251,7 @@ class KubeDiscovery:
                 )
                 self.refusals.update(decision.refused)
                 transient = any(r.reason in ("gpus-unknown", "no-pod-ip") for r in decision.refused.values())
-                recheck = self._recheck_s if transient else None
+                recheck = self._recheck_s if transient or self.gpus_failing else None
                 if decision.instances != last:
                     last = decision.instances
                     yield decision.instances
