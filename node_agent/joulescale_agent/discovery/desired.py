@@ -110,7 +110,6 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _candidate(
-    key: str,
     pod: Mapping[str, Any],
     services: Mapping[str, EnergyAwareLLMService],
     replicasets: Objects,
@@ -184,7 +183,7 @@ def desired_instances(
     decision = Decision()
     candidates: list[tuple[tuple[bool, str, str], str, tuple[EngineInstance, InstancePolicy]]] = []
     for key, pod in pods.items():
-        found = _candidate(key, pod, services, replicasets, deployments, gpus, choose_profile)
+        found = _candidate(pod, services, replicasets, deployments, gpus, choose_profile)
         if isinstance(found, Refusal):
             decision.refused[key] = found
         elif found is not None:
