@@ -5,69 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.agent_tenants import create, engine_pod, owner_chain, service, set_running
 from e2e.harness.controlplane import ControlPlane
 from joulescale_agent.discovery.base import Desired
 from joulescale_agent.discovery.kube import KubeDiscovery
+from joulescale_agent.discovery.podresources import PodResourcesSource
+from tests.agent.kubelet import Kubelet, pod_resources
 
 pytestmark = pytest.mark.integration
 
 CRD = Path(__file__).resolve().parents[1] / "crds" / "joulescale.io_energyawarellmservices.yaml"
-GPU = {"products": ["NVIDIA-H100-80GB-HBM3"]}
-
-
-def service(namespace: str, tpot_ms: int = 50) -> dict[str, Any]:
-    return {
-        "apiVersion": "joulescale.io/v1alpha1",
-        "kind": "EnergyAwareLLMService",
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
-            "engine": {"name": "vllm", "image": "vllm/vllm-openai:v0.11.0"},
-            "prefill": {"replicas": 1, "tensorParallelSize": 1, "gpu": GPU},
-            "decode": {"replicas": 1, "tensorParallelSize": 1, "gpu": GPU},
-            "slo": {"ttftMs": 600, "tpotMs": tpot_ms},
-            "energy": {"policy": "joulescale"},
-        },
-    }
-
-
-def pod(namespace: str, name: str, node: str, role: str = "decode") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"joulescale.io/role": role, "joulescale.io/service": "chat"},
-            "annotations": {"joulescale.io/gpus": f"GPU-{name}"},
-        },
-        "spec": {
-            "nodeName": node,
-            "automountServiceAccountToken": False,
-            "containers": [{"name": "engine", "image": "engine:sim"}],
-        },
-    }
-
-
-def set_running(plane: ControlPlane, namespace: str, name: str) -> None:
-    status = {"status": {"phase": "Running", "podIP": "10.1.2.3"}}
-    plane.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "pod",
-        name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(status),
-    )
 
 
 async def next_matching(updates: AsyncIterator[Desired], predicate: Any, timeout_s: float = 20.0) -> Desired:
@@ -115,20 +68,39 @@ def install_crd(plane: ControlPlane) -> None:
         plane.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(PERMISSIVE_CRD))
 
 
-async def test_discovery_follows_pods_on_this_node_and_their_service(apiserver: ControlPlane) -> None:
+@pytest.fixture
+def kubelet() -> Iterator[Kubelet]:
+    k = Kubelet()
+    yield k
+    k.stop()
+
+
+async def test_discovery_follows_pods_on_this_node_and_their_service(
+    apiserver: ControlPlane, kubelet: Kubelet
+) -> None:
     install_crd(apiserver)
     apiserver.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
     ns = apiserver.create_namespace("agent-disc")
     # No controller-manager in this tier: create the default service account pods need.
     apiserver.kubectl("-n", ns, "create", "serviceaccount", "default", check=False)
-    apiserver.kubectl("apply", "-f", "-", input=json.dumps(service(ns)))
-    for name, node in (("dec-0", "gpu-node-a"), ("dec-far", "gpu-node-b")):
-        apiserver.kubectl("apply", "-f", "-", input=json.dumps(pod(ns, name, node)))
-        set_running(apiserver, ns, name)
+    svc = create(apiserver, service(ns))
+    replicaset = owner_chain(apiserver, svc)
+    for name, node, owned_by in (
+        ("dec-0", "gpu-node-a", replicaset),
+        ("dec-far", "gpu-node-b", replicaset),
+        ("dec-stray", "gpu-node-a", None),  # labelled like the others, but nobody's child
+    ):
+        apiserver.kubectl("apply", "-f", "-", input=json.dumps(engine_pod(ns, name, node, owned_by=owned_by)))
+        set_running(apiserver, ns, name, "10.1.2.3")
+    kubelet.answer = b"".join(
+        pod_resources(ns, name, {"nvidia.com/gpu": [f"GPU-{name}"]}) for name in ("dec-0", "dec-stray")
+    )
 
+    gpus = PodResourcesSource(kubelet.socket)
     discovery = KubeDiscovery(
         apiserver.api_client(),
         "gpu-node-a",
+        gpus=gpus,
         choose_profile=lambda model, tp: "h100-sxm-llama-8b-tp1",
         watch_timeout_s=5,
     )
@@ -137,6 +109,8 @@ async def test_discovery_follows_pods_on_this_node_and_their_service(apiserver: 
         key = f"{ns}/dec-0"
         first = await next_matching(updates, lambda d: key in d)
         assert f"{ns}/dec-far" not in first, "a pod of another node must be ignored"
+        assert f"{ns}/dec-stray" not in first, "a pod outside the owner chain must be ignored"
+        assert discovery.refusals.current[f"{ns}/dec-stray"].reason == "not-owned"
         instance, policy = first[key]
         assert instance.gpus == ("GPU-dec-0",)
         assert instance.metrics_url == "http://10.1.2.3:8000/metrics"
@@ -173,3 +147,4 @@ async def test_discovery_follows_pods_on_this_node_and_their_service(apiserver: 
         await next_matching(updates, lambda d: key not in d)
     finally:
         await updates.aclose()  # type: ignore[attr-defined]
+        gpus.close()

@@ -51,6 +51,9 @@ def test_the_chart_installs_and_its_agent_runs_on_every_gpu_node(cluster: Contro
     assert can_i(cluster, agent, "watch", "pods", "default")
     assert can_i(cluster, agent, "watch", "energyawarellmservices.joulescale.io", "default")
     assert not can_i(cluster, agent, "patch", "energyawarellmservices.joulescale.io", "default")
+    assert can_i(cluster, agent, "watch", "replicasets.apps", "default")  # the owner chain
+    assert can_i(cluster, agent, "watch", "deployments.apps", "default")
+    assert not can_i(cluster, agent, "update", "replicasets.apps", "default")
     assert not can_i(cluster, agent, "create", "deployments.apps", "default")
 
 

@@ -12,18 +12,21 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from joulescale_agent import clock, errors
 from joulescale_agent.agent import Agent
 from joulescale_agent.control.corebrain import CoreBrainFactory
 from joulescale_agent.control.instance import LoopSettings
 from joulescale_agent.discovery.base import Discovery
+from joulescale_agent.discovery.gpus import GPU_SOURCES, POD_SPEC_UNSAFE, PODRESOURCES
 from joulescale_agent.discovery.static import StaticDiscovery
-from joulescale_agent.exporter import make_app
+from joulescale_agent.exporter import AgentMetrics, make_app
 from joulescale_agent.gpu.backend import GpuBackend
 from joulescale_agent.safety.statefile import StateFile
 
 log = logging.getLogger("joulescale_agent")
+DEFAULT_POD_RESOURCES_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,10 +43,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""))
     p.add_argument("--kubeconfig", type=Path, help="default: in-cluster configuration")
     p.add_argument(
+        "--gpu-source",
+        choices=GPU_SOURCES,
+        default=PODRESOURCES,
+        help=f"where a pod's GPUs come from: the kubelet's PodResources API, or ({POD_SPEC_UNSAFE}) "
+        "the pod's own annotation or NVIDIA_VISIBLE_DEVICES, which any tenant can forge: only for "
+        "nodes without the kubelet API that serve one trusted tenant",
+    )
+    p.add_argument(
         "--pod-resources-socket",
         type=Path,
         default=None,
-        help="kubelet PodResources socket (not implemented yet: GPU ids come from the pod)",
+        help=f"kubelet PodResources socket (default {DEFAULT_POD_RESOURCES_SOCKET})",
     )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=9400, help="metrics, /healthz and /readyz")
@@ -73,24 +84,29 @@ def make_backend(args: argparse.Namespace) -> GpuBackend:
     return NvmlBackend()
 
 
-def make_discovery(args: argparse.Namespace, backend: GpuBackend) -> Discovery:
+def make_discovery(args: argparse.Namespace, backend: GpuBackend, registry: CollectorRegistry) -> Discovery:
     if args.instances is not None:
         return StaticDiscovery(args.instances)
-    from joulescale_agent.discovery.gpus import AnnotationResolver, ChainedResolver, EnvResolver, GpuResolver
+    from joulescale_agent.discovery.gpus import GpuSource, PodSpecSource
     from joulescale_agent.discovery.kube import KubeDiscovery
 
     if not args.node_name:
         raise SystemExit("--node-name (or NODE_NAME) is required for Kubernetes discovery")
-    resolvers: list[GpuResolver] = []
-    if args.pod_resources_socket is not None:
-        from joulescale_agent.discovery.podresources import PodResourcesResolver
+    gpus: GpuSource
+    if args.gpu_source == POD_SPEC_UNSAFE:
+        if args.pod_resources_socket is not None:
+            raise SystemExit(f"--pod-resources-socket and --gpu-source={POD_SPEC_UNSAFE} exclude each other")
+        log.warning(
+            "GPU ids come from the pods themselves (%s): any tenant can name any GPU", POD_SPEC_UNSAFE
+        )
+        gpus = PodSpecSource()
+    else:
+        from joulescale_agent.discovery.podresources import PodResourcesSource
 
         by_index = {str(d.index): d.uuid for d in backend.devices()}
-        resolvers.append(
-            PodResourcesResolver(args.pod_resources_socket, index_to_uuid=lambda i: by_index.get(i, i))
-        )
-    resolvers += [AnnotationResolver(), EnvResolver()]
-    return KubeDiscovery.from_config(args.node_name, args.kubeconfig, ChainedResolver(resolvers))
+        socket = args.pod_resources_socket or DEFAULT_POD_RESOURCES_SOCKET
+        gpus = PodResourcesSource(socket, index_to_uuid=lambda i: by_index.get(i, i))
+    return KubeDiscovery.from_config(args.node_name, args.kubeconfig, gpus, registry)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -105,10 +121,12 @@ async def serve(args: argparse.Namespace) -> int:
     except errors.GpuError as error:
         log.error("no GPU backend: %s", error)
         return 2
+    metrics = AgentMetrics()
     agent = Agent(
         backend=backend,
         state=StateFile(args.state_file),
-        discovery=make_discovery(args, backend),
+        discovery=make_discovery(args, backend, metrics.registry),
+        metrics=metrics,
         brains=CoreBrainFactory(args.min_hold_s),
         settings=settings,
         clock=clock.monotonic,

@@ -22,7 +22,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def agent_env() -> dict[str, str]:
+    """The environment of the repo's processes: its packages on the path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "node_agent"), env.get("PYTHONPATH", "")])
     return env
@@ -47,7 +48,7 @@ def start_engine(
         profile,
     ]
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=REPO, env=agent_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def start_agent(
@@ -72,7 +73,7 @@ def start_agent(
         *extra,
     ]
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=REPO, env=agent_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def http_get(url: str, timeout_s: float = 1.0) -> tuple[int, str]:

@@ -1,58 +1,26 @@
-"""The PodResources resolver against a real gRPC server on a unix socket."""
+"""The PodResources source against a real gRPC server on a unix socket, and the discovery's
+reading of it off the event loop within a time budget."""
 
 from __future__ import annotations
 
-import shutil
+import asyncio
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from joulescale_agent.clock import ManualClock
-from joulescale_agent.discovery.podresources import PodResourcesResolver, parse_list_response
+from joulescale_agent.discovery.gpus import KubeletAssignments
+from joulescale_agent.discovery.kube import STALE_GPUS_OK_S, KubeDiscovery
+from joulescale_agent.discovery.podresources import PodResourcesSource, parse_list_response
+from tests.agent.kubelet import Kubelet, pod_resources
 
-grpc: Any = pytest.importorskip("grpc")
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (lengths < 128 suffice here)."""
-    assert len(payload) < 128
-    return bytes([(number << 3) | 2, len(payload)]) + payload
-
-
-def pod_resources(namespace: str, name: str, devices: dict[str, list[str]]) -> bytes:
-    container = _field(1, b"engine")
-    for resource, ids in devices.items():
-        container += _field(2, _field(1, resource.encode()) + b"".join(_field(2, i.encode()) for i in ids))
-    container += bytes([(3 << 3) | 0, 7])  # cpu_ids = 7: a varint field the parser must skip
-    return _field(1, _field(1, name.encode()) + _field(2, namespace.encode()) + _field(3, container))
-
-
-class Kubelet:
-    def __init__(self) -> None:
-        self.answer = b""
-        self.calls = 0
-        self.dir = Path(tempfile.mkdtemp(prefix="podres"))  # short: unix socket paths are limited
-        self.socket = self.dir / "kubelet.sock"
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
-
-        def list_pods(request: bytes, context: Any) -> bytes:
-            self.calls += 1
-            return self.answer
-
-        handler = grpc.method_handlers_generic_handler(
-            "v1.PodResourcesLister", {"List": grpc.unary_unary_rpc_method_handler(list_pods)}
-        )
-        self.server.add_generic_rpc_handlers((handler,))
-        self.server.add_insecure_port(f"unix://{self.socket}")
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop(grace=None)
-        shutil.rmtree(self.dir, ignore_errors=True)
+pytest.importorskip("grpc")
 
 
 @pytest.fixture
@@ -77,34 +45,124 @@ def test_a_truncated_response_is_an_error() -> None:
         parse_list_response(pod_resources("ns", "d0", {"nvidia.com/gpu": ["GPU-1"]})[:-3])
 
 
-def test_the_resolver_asks_the_kubelet_and_caches_briefly(kubelet: Kubelet) -> None:
+def test_one_list_answers_every_pod_and_is_reused_briefly(kubelet: Kubelet) -> None:
     kubelet.answer = pod_resources("ns", "d0", {"nvidia.com/gpu": ["GPU-1"]})
     clock = ManualClock()
-    resolver = PodResourcesResolver(kubelet.socket, clock=clock, max_age_s=1.0)
+    source = PodResourcesSource(kubelet.socket, clock=clock, max_age_s=1.0)
     try:
-        assert resolver.gpus_for(meta("ns", "d0")) == ("GPU-1",)
-        assert resolver.gpus_for(meta("ns", "d0")) == ("GPU-1",)
+        answer = source.read()
+        assert answer.gpus_for(meta("ns", "d0")) == ("GPU-1",)
+        for i in range(50):  # unknown pods never make a call of their own
+            assert answer.gpus_for(meta("ns", f"unknown-{i}")) is None
+        assert source.read() is answer
         assert kubelet.calls == 1
         kubelet.answer += pod_resources("ns", "p0", {"nvidia.com/gpu": ["0", "1"]})
-        assert resolver.gpus_for(meta("ns", "p0")) is None  # still cached: unknown for now
-        assert resolver.gpus_for(meta("ns", "p0")) == ("0", "1")  # an unknown pod forces a refresh
+        clock.advance(1.0)
+        assert source.read().gpus_for(meta("ns", "p0")) == ("0", "1")
         assert kubelet.calls == 2
     finally:
-        resolver.close()
+        source.close()
 
 
 def test_device_indices_map_to_uuids(kubelet: Kubelet) -> None:
     kubelet.answer = pod_resources("ns", "p0", {"nvidia.com/gpu": ["0", "GPU-x"]})
-    resolver = PodResourcesResolver(kubelet.socket, index_to_uuid={"0": "GPU-zero"}.__getitem__)
+    source = PodResourcesSource(kubelet.socket, index_to_uuid={"0": "GPU-zero"}.__getitem__)
     try:
-        assert resolver.gpus_for(meta("ns", "p0")) == ("GPU-zero", "GPU-x")
+        assert source.read().gpus_for(meta("ns", "p0")) == ("GPU-zero", "GPU-x")
     finally:
-        resolver.close()
+        source.close()
 
 
 def test_an_unreachable_kubelet_means_unknown_gpus_not_an_exception() -> None:
-    resolver = PodResourcesResolver(Path(tempfile.gettempdir()) / "no-such-kubelet.sock", timeout_s=0.2)
+    source = PodResourcesSource(Path(tempfile.gettempdir()) / "no-such-kubelet.sock", timeout_s=0.2)
     try:
-        assert resolver.gpus_for(meta("ns", "d0")) is None
+        answer = source.read()
+        assert answer.gpus_for(meta("ns", "d0")) is None
+        assert answer.error is not None
+        assert "no answer" in answer.unknown_because()
     finally:
-        resolver.close()
+        source.close()
+
+
+def test_a_hanging_kubelet_costs_at_most_the_timeout(kubelet: Kubelet) -> None:
+    kubelet.answer = pod_resources("ns", "d0", {"nvidia.com/gpu": ["GPU-1"]})
+    kubelet.delay_s = 3.0
+    source = PodResourcesSource(kubelet.socket, timeout_s=0.3)
+    try:
+        started = time.monotonic()
+        answer = source.read()
+        assert time.monotonic() - started < 1.0
+        assert answer.gpus_for(meta("ns", "d0")) is None
+    finally:
+        source.close()
+
+
+class _HangingSource:
+    """A GPU source whose read blocks until released (a kubelet that never answers)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+        self.answer = KubeletAssignments({"ns/d0": ("GPU-1",)})
+
+    def read(self) -> KubeletAssignments:
+        self.calls += 1
+        if self.calls > 1:
+            self.release.wait(10)
+        return self.answer
+
+
+async def test_discovery_reads_the_gpu_source_off_the_loop_within_its_budget() -> None:
+    source = _HangingSource()
+    discovery = KubeDiscovery(client.ApiClient(), "n1", gpus=source, gpu_read_budget_s=0.3)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    try:
+        good = await discovery._read_gpus()
+        assert good.gpus_for(meta("ns", "d0")) == ("GPU-1",)
+        started = time.monotonic()
+        stale = await discovery._read_gpus()  # hangs: the last good answer serves a while
+        assert time.monotonic() - started < 0.6
+        assert stale.gpus_for(meta("ns", "d0")) == ("GPU-1",)
+        assert discovery.gpus_failing, "a failing source must be asked again soon"
+        assert max(gaps) < 0.15, "the event loop was blocked"
+        # past the grace, a kubelet without an answer means no GPU is known
+        discovery._good_gpus = (good, asyncio.get_running_loop().time() - STALE_GPUS_OK_S)
+        gone = await discovery._read_gpus()
+        assert gone.gpus_for(meta("ns", "d0")) is None
+        assert "no answer within 0.3 s" in gone.unknown_because()
+        assert max(gaps) < 0.15, "the event loop was blocked"
+    finally:
+        stop.set()
+        source.release.set()
+        await tick
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"\x0a\xff\xff\xff\xff\x0f",  # a pod of 4 GiB in a few bytes
+        b"\x0b",  # wire type 3 (groups)
+        b"\x80" * 64,  # a varint that never ends
+        b"\x0a\x04\x0a\x02\xff\xfe",  # a pod name that is not UTF-8
+        pod_resources("ns", "d0", {"nvidia.com/gpu": ["GPU-1"]})[:-1],
+    ],
+    ids=["huge-length", "group", "endless-varint", "not-utf8", "truncated"],
+)
+def test_a_malformed_kubelet_answer_means_unknown_gpus(kubelet: Kubelet, answer: bytes) -> None:
+    kubelet.answer = answer
+    source = PodResourcesSource(kubelet.socket)
+    try:
+        assert source.read().error in ("ValueError", "UnicodeDecodeError")
+    finally:
+        source.close()

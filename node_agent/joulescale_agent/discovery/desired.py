@@ -1,14 +1,23 @@
-"""Pods + services -> the instances to control (pure; the watch code only feeds it).
+"""Pods + services + their owners -> the instances to control (pure; the watch code feeds it).
 
-A pod is controlled when it runs on this node, carries ``joulescale.io/role`` = prefill|decode
-and ``joulescale.io/service``, is Running with an IP, its service exists and parses, its GPUs
-are known and a profile matches. Anything else is skipped with a reason, never guessed.
+A pod is controlled only when all of this holds, each from a source the tenant cannot write:
+- it is Running, not terminating, with role ``prefill`` or ``decode`` (routers hold no GPUs);
+- the service its ``joulescale.io/service`` label names exists, parses, and is the end of the
+  pod's owner chain (``ownership.check_owner_chain``: UIDs read from the apiserver);
+- its GPUs are known to the configured source (the kubelet by default, ``gpus.py``);
+- a profile matches the node's GPU product and the service's model and TP size;
+- it has a pod IP: the metrics URL is ``http://<podIP>:<spec.engine.port>/metrics``, nothing else;
+- none of its GPUs is controlled for another pod (``_claim_gpus``).
+Anything else is refused with a reason (a metric label) and a detail (the log line), never
+guessed. Nothing here reads a pod annotation.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,19 +25,37 @@ from pydantic import ValidationError
 from joulescale.api import EnergyAwareLLMService
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
-from joulescale_agent.discovery.gpus import GpuResolver
+from joulescale_agent.discovery.gpus import GpuAssignments
+from joulescale_agent.discovery.ownership import (
+    ROLE_LABEL,
+    SERVICE_LABEL,
+    NotOwned,
+    Objects,
+    check_owner_chain,
+)
 
 log = logging.getLogger(__name__)
 
-ROLE_LABEL = "joulescale.io/role"
-SERVICE_LABEL = "joulescale.io/service"
-PROFILE_ANNOTATION = "joulescale.io/profile"
-METRICS_URL_ANNOTATION = "joulescale.io/metrics-url"
-"""Overrides http://<podIP>:<spec.engine.port>/metrics (tests, sidecars, non-standard ports)."""
 ROLES = ("prefill", "decode")
 
 ProfileChooser = Callable[[str, int], str | None]
 """(model name, tensor parallel size) -> profile name for this node's GPU, or None."""
+
+Instances = dict[str, tuple[EngineInstance, InstancePolicy]]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    """A short constant, the metric's ``reason`` label: not-owned, no-service, gpus-unknown,
+    gpu-conflict, no-profile, no-pod-ip."""
+    detail: str
+
+
+@dataclass(slots=True)
+class Decision:
+    instances: Instances = field(default_factory=dict)
+    refused: dict[str, Refusal] = field(default_factory=dict)
 
 
 def _bounds(service: EnergyAwareLLMService) -> ClockBounds | None:
@@ -66,65 +93,122 @@ def parse_service(obj: Mapping[str, Any]) -> EnergyAwareLLMService | None:
         return None
 
 
+def metrics_url(pod_ip: Any, port: int) -> str | None:
+    """The engine's endpoint from the pod IP (validated: it is only ever an address) and port."""
+    try:
+        address = ipaddress.ip_address(pod_ip) if isinstance(pod_ip, str) else None
+    except ValueError:
+        return None
+    if address is None:
+        return None
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{host}:{port}/metrics"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _candidate(
+    pod: Mapping[str, Any],
+    services: Mapping[str, EnergyAwareLLMService],
+    replicasets: Objects,
+    deployments: Objects,
+    gpus: GpuAssignments,
+    choose_profile: ProfileChooser,
+) -> tuple[EngineInstance, InstancePolicy] | Refusal | None:
+    """One pod alone: an instance, a refusal, or None for pods that are simply not engines now."""
+    meta = _mapping(pod.get("metadata"))
+    labels = _mapping(meta.get("labels"))
+    role = labels.get(ROLE_LABEL)
+    status = _mapping(pod.get("status"))
+    if role not in ROLES or status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+        return None
+    namespace, name, service_name = meta.get("namespace"), meta.get("name"), labels.get(SERVICE_LABEL)
+    if not isinstance(namespace, str) or not isinstance(name, str) or not isinstance(service_name, str):
+        return Refusal("no-service", "the pod has no service label")
+    service = services.get(f"{namespace}/{service_name}")
+    if service is None:
+        return Refusal("no-service", f"no valid EnergyAwareLLMService {service_name:.63} in {namespace}")
+    try:
+        uid = service.metadata.get("uid")
+        check_owner_chain(
+            pod, role, service_name, uid if isinstance(uid, str) else "", replicasets, deployments
+        )
+    except NotOwned as error:
+        return Refusal("not-owned", f"not created by service {service_name}: {error}")
+    gpu_ids = gpus.gpus_for(pod)
+    if not gpu_ids:
+        return Refusal("gpus-unknown", gpus.unknown_because())
+    spec = service.spec
+    role_spec = spec.prefill if role == "prefill" else spec.decode
+    profile = choose_profile(spec.model.name, role_spec.tensor_parallel_size)
+    if profile is None:
+        detail = f"no profile for {spec.model.name} TP{role_spec.tensor_parallel_size} on this node's GPU"
+        return Refusal("no-profile", detail)
+    url = metrics_url(status.get("podIP"), spec.engine.port)
+    if url is None:
+        return Refusal("no-pod-ip", "the pod has no valid IP yet")
+    instance = EngineInstance(
+        namespace, name, role, spec.engine.name, url, tuple(dict.fromkeys(gpu_ids)), service=service_name
+    )
+    policy = InstancePolicy(
+        policy=spec.energy.policy,
+        slo=Slo(float(spec.slo.ttft_ms), float(spec.slo.tpot_ms), int(spec.slo.percentile)),
+        profile=profile,
+        bounds=_bounds(service),
+        base_clock_mhz=_base_clock(service, role),
+    )
+    return instance, policy
+
+
+def _seniority(key: str, pod: Mapping[str, Any], controlled: Collection[str]) -> tuple[bool, str, str]:
+    """The order in which pods claim GPUs: controlled now first, then the oldest, then by name."""
+    created = _mapping(pod.get("metadata")).get("creationTimestamp")
+    # RFC 3339 in UTC as the apiserver writes it sorts as time; a pod without one goes last.
+    return (key not in controlled, created if isinstance(created, str) else "\uffff", key)
+
+
 def desired_instances(
     pods: Mapping[str, Mapping[str, Any]],
     services: Mapping[str, EnergyAwareLLMService],
-    gpus: GpuResolver,
+    replicasets: Objects,
+    deployments: Objects,
+    gpus: GpuAssignments,
     choose_profile: ProfileChooser,
-) -> dict[str, tuple[EngineInstance, InstancePolicy]]:
-    """``pods`` by ns/name (API dicts), ``services`` by ns/name."""
-    desired: dict[str, tuple[EngineInstance, InstancePolicy]] = {}
+    controlled: Collection[str] = (),
+) -> Decision:
+    """``pods``, ``replicasets``, ``deployments`` by ns/name (API dicts); ``services`` by ns/name;
+    ``controlled``: the keys controlled now (they keep their GPUs in a conflict)."""
+    decision = Decision()
+    candidates: list[tuple[tuple[bool, str, str], str, tuple[EngineInstance, InstancePolicy]]] = []
     for key, pod in pods.items():
-        meta = pod.get("metadata", {})
-        labels = meta.get("labels") or {}
-        annotations = meta.get("annotations") or {}
-        role = labels.get(ROLE_LABEL)
-        if role not in ROLES:
-            continue  # routers and unknown roles have no GPUs to control
-        status = pod.get("status") or {}
-        if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
-            continue
-        namespace = meta.get("namespace", "")
-        service = services.get(f"{namespace}/{labels.get(SERVICE_LABEL, '')}")
-        if service is None:
-            continue
-        gpu_ids = gpus.gpus_for(pod)
-        if not gpu_ids:
-            log.warning("%s: GPUs unknown; not controlling it", key)
-            continue
-        spec = service.spec
-        role_spec = spec.prefill if role == "prefill" else spec.decode
-        profile = annotations.get(PROFILE_ANNOTATION) or choose_profile(
-            spec.model.name, role_spec.tensor_parallel_size
-        )
-        if profile is None:
-            log.warning(
-                "%s: no profile for %s TP%d on this node",
-                key,
-                spec.model.name,
-                role_spec.tensor_parallel_size,
+        found = _candidate(pod, services, replicasets, deployments, gpus, choose_profile)
+        if isinstance(found, Refusal):
+            decision.refused[key] = found
+        elif found is not None:
+            candidates.append((_seniority(key, pod, controlled), key, found))
+    ordered = [(key, found) for _, key, found in sorted(candidates, key=lambda c: c[0])]
+    claimed, conflicts = claim_gpus(ordered)
+    decision.instances.update(claimed)
+    decision.refused.update(conflicts)
+    return decision
+
+
+def claim_gpus(
+    ordered: list[tuple[str, tuple[EngineInstance, InstancePolicy]]],
+) -> tuple[Instances, dict[str, Refusal]]:
+    """Instances in order of seniority claim their GPUs; one that finds a GPU taken is refused."""
+    instances: Instances = {}
+    refused: dict[str, Refusal] = {}
+    holders: dict[str, str] = {}
+    for key, (instance, policy) in ordered:
+        taken = [gpu for gpu in instance.gpus if gpu in holders]
+        if taken:
+            refused[key] = Refusal(
+                "gpu-conflict", f"GPU {taken[0]:.80} is controlled for {holders[taken[0]]}"
             )
             continue
-        url = annotations.get(METRICS_URL_ANNOTATION)
-        if not url:
-            if not status.get("podIP"):
-                continue
-            url = f"http://{status['podIP']}:{spec.engine.port}/metrics"
-        instance = EngineInstance(
-            namespace,
-            meta["name"],
-            role,
-            spec.engine.name,
-            url,
-            gpu_ids,
-            service=labels.get(SERVICE_LABEL, ""),
-        )
-        policy = InstancePolicy(
-            policy=spec.energy.policy,
-            slo=Slo(float(spec.slo.ttft_ms), float(spec.slo.tpot_ms), int(spec.slo.percentile)),
-            profile=profile,
-            bounds=_bounds(service),
-            base_clock_mhz=_base_clock(service, role),
-        )
-        desired[key] = (instance, policy)
-    return desired
+        holders.update(dict.fromkeys(instance.gpus, key))
+        instances[key] = (instance, policy)
+    return instances, refused

@@ -1,16 +1,22 @@
-"""Kubernetes discovery: watches this node's labelled pods and the services (read-only).
+"""Kubernetes discovery: watches this node's engine pods, the services, and the ReplicaSets and
+Deployments between them (all read-only), and asks the GPU source which GPUs the pods hold.
 
 The kubernetes client is synchronous, so each watch runs in a daemon thread that updates a
 snapshot and wakes the event loop; ``updates`` recomputes the desired set after each wake-up
-(coalescing bursts). Watches relist after errors and on 410 Gone, with a short back-off.
+(coalescing bursts). Watches relist after errors and on 410 Gone, with a short back-off. The GPU
+source (a kubelet gRPC call) is read once per recompute in a thread of its own, within
+``gpu_read_budget_s``: nothing here blocks the event loop. Pods refused for a reason that
+passes by itself (GPUs not yet known) are looked at again after ``recheck_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +24,16 @@ from kubernetes import client
 from kubernetes import config as _config
 from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 
 from joulescale.api import GROUP, PLURAL, VERSION, EnergyAwareLLMService
 from joulescale_agent.discovery.base import Desired
-from joulescale_agent.discovery.desired import ROLE_LABEL, ProfileChooser, desired_instances, parse_service
-from joulescale_agent.discovery.gpus import GpuResolver, default_resolver
+from joulescale_agent.discovery.desired import ProfileChooser, Refusal, desired_instances, parse_service
+from joulescale_agent.discovery.events import PodEvents
+from joulescale_agent.discovery.gpus import GpuAssignments, GpuSource, KubeletAssignments
+from joulescale_agent.discovery.ownership import ROLE_LABEL
 from joulescale_agent.discovery.profiles import profile_chooser
+from joulescale_agent.discovery.refusals import RefusalReport
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,7 @@ config: Any = _config
 watch: Any = _watch
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 Lister = Callable[..., Any]
+STALE_GPUS_OK_S = 10.0
 
 
 class _Mirror:
@@ -73,40 +84,62 @@ class KubeDiscovery:
         api: client.ApiClient,
         node_name: str,
         *,
-        gpus: GpuResolver | None = None,
+        gpus: GpuSource,
         choose_profile: ProfileChooser | None = None,
+        registry: CollectorRegistry | None = None,
+        events: bool = True,
         watch_timeout_s: int = 30,
         retry_s: float = 1.0,
+        gpu_read_budget_s: float = 2.0,
+        recheck_s: float = 2.0,
     ) -> None:
         self._api = api
         self._core = client.CoreV1Api(api)
+        self._apps = client.AppsV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._node = node_name
-        self._gpus = gpus or default_resolver()
+        self._gpus = gpus
         self._choose_profile = choose_profile
         self._watch_timeout_s = watch_timeout_s
         self._retry_s = retry_s
+        self._gpu_read_budget_s = gpu_read_budget_s
+        self._recheck_s = recheck_s
         self._stop = threading.Event()
+        # One thread for the GPU source: a slow kubelet never piles up calls.
+        self._gpu_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-source")
+        self._events = PodEvents(self._core, node_name)
+        self._pods_now: dict[str, dict[str, Any]] = {}
+        self._good_gpus: tuple[GpuAssignments, float] | None = None
+        self.gpus_failing = False
+        """The last read of the GPU source failed (its last good answer may still serve)."""
+        self.refusals = RefusalReport(self._post_event if events else None)
+        if registry is not None:
+            registry.register(self.refusals)
 
     @classmethod
     def from_config(
-        cls, node_name: str, kubeconfig: Path | None, gpus: GpuResolver | None = None
+        cls,
+        node_name: str,
+        kubeconfig: Path | None,
+        gpus: GpuSource,
+        registry: CollectorRegistry | None = None,
     ) -> KubeDiscovery:
         if kubeconfig is not None:
             api = config.new_client_from_config(config_file=str(kubeconfig))
         else:
             config.load_incluster_config()
             api = client.ApiClient()
-        return cls(api, node_name, gpus=gpus)
+        return cls(api, node_name, gpus=gpus, registry=registry)
 
     def _node_gpu_product(self) -> str:
         try:
             node = self._core.read_node(self._node)
         except ApiException as error:
             log.warning(
-                "cannot read node %s (%s); profiles need the joulescale.io/profile annotation",
+                "cannot read node %s (%s); without its %s label no pod gets a profile",
                 self._node,
                 error.reason,
+                GPU_PRODUCT_LABEL,
             )
             return ""
         labels = node.metadata.labels if node.metadata is not None else None
@@ -119,6 +152,13 @@ class KubeDiscovery:
 
     def _services(self, **kw: Any) -> Any:
         return self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
+
+    def _replicasets(self, **kw: Any) -> Any:
+        # The operator's ReplicaSets carry the role label (from the pod template).
+        return self._apps.list_replica_set_for_all_namespaces(label_selector=ROLE_LABEL, **kw)
+
+    def _deployments(self, **kw: Any) -> Any:
+        return self._apps.list_deployment_for_all_namespaces(label_selector=ROLE_LABEL, **kw)
 
     def _as_dict(self, obj: Any) -> dict[str, Any]:
         api: Any = self._api
@@ -143,6 +183,32 @@ class KubeDiscovery:
                 log.warning("%s watch failed (%s); relisting in %.1f s", what, error, self._retry_s)
                 self._stop.wait(self._retry_s)
 
+    def _post_event(self, key: str, refusal: Refusal) -> None:
+        pod = self._pods_now.get(key)
+        if pod is not None:
+            self._events.post(pod, refusal)
+
+    async def _read_gpus(self) -> GpuAssignments:
+        """The source's answer within the budget. Without one, the last good answer serves for
+        ``STALE_GPUS_OK_S`` (a running pod keeps its devices; its deletion still shows in the
+        pod watch), so a kubelet blip does not release every clock; then nothing is known."""
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await asyncio.wait_for(
+                loop.run_in_executor(self._gpu_reader, self._gpus.read), self._gpu_read_budget_s
+            )
+        except TimeoutError:
+            answer = KubeletAssignments({}, f"no answer within {self._gpu_read_budget_s:.1f} s")
+        now_s = loop.time()
+        self.gpus_failing = isinstance(answer, KubeletAssignments) and answer.error is not None
+        if not self.gpus_failing:
+            self._good_gpus = (answer, now_s)
+            return answer
+        log.warning("GPU source: %s", answer.unknown_because())
+        if self._good_gpus is not None and now_s - self._good_gpus[1] < STALE_GPUS_OK_S:
+            return self._good_gpus[0]
+        return answer
+
     async def updates(self) -> AsyncIterator[Desired]:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -150,29 +216,65 @@ class KubeDiscovery:
         def notify() -> None:
             loop.call_soon_threadsafe(wake.set)
 
-        pods, services = _Mirror(notify), _Mirror(notify)
+        mirrors = {what: _Mirror(notify) for what in ("pod", "service", "replicaset", "deployment")}
+        listers = {
+            "pod": self._pods,
+            "service": self._services,
+            "replicaset": self._replicasets,
+            "deployment": self._deployments,
+        }
         choose = self._choose_profile or profile_chooser(await asyncio.to_thread(self._node_gpu_product))
-        threads = [
-            threading.Thread(target=self._run_watch, args=(self._pods, pods, "pod"), daemon=True),
-            threading.Thread(target=self._run_watch, args=(self._services, services, "service"), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
+        for what, mirror in mirrors.items():
+            threading.Thread(target=self._run_watch, args=(listers[what], mirror, what), daemon=True).start()
+        parsed_cache: dict[str, tuple[Any, EnergyAwareLLMService | None]] = {}
         last: Desired | None = None
+        recheck: float | None = None
         try:
             while True:
-                await wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), recheck)
                 wake.clear()
-                if not (pods.synced and services.synced):
+                if not all(m.synced for m in mirrors.values()):
                     continue
-                parsed: dict[str, EnergyAwareLLMService] = {}
-                for key, obj in services.snapshot().items():
-                    service = parse_service(obj)
-                    if service is not None:
-                        parsed[key] = service
-                desired = desired_instances(pods.snapshot(), parsed, self._gpus, choose)
-                if desired != last:
-                    last = desired
-                    yield desired
+                pods = mirrors["pod"].snapshot()
+                self._pods_now = pods
+                services = _parse_services(mirrors["service"].snapshot(), parsed_cache)
+                gpus = await self._read_gpus() if pods else KubeletAssignments({})
+                decision = desired_instances(
+                    pods,
+                    services,
+                    mirrors["replicaset"].snapshot(),
+                    mirrors["deployment"].snapshot(),
+                    gpus,
+                    choose,
+                    controlled=last.keys() if last is not None else (),
+                )
+                self.refusals.update(decision.refused)
+                transient = any(r.reason in ("gpus-unknown", "no-pod-ip") for r in decision.refused.values())
+                recheck = self._recheck_s if transient or self.gpus_failing else None
+                if decision.instances != last:
+                    last = decision.instances
+                    yield decision.instances
         finally:
             self._stop.set()
+            self._gpu_reader.shutdown(wait=False, cancel_futures=True)
+            self._events.close()
+
+
+def _parse_services(
+    raw: dict[str, dict[str, Any]], cache: dict[str, tuple[Any, EnergyAwareLLMService | None]]
+) -> dict[str, EnergyAwareLLMService]:
+    """Services that parse, by ns/name; each version is parsed (and warned about) once."""
+    parsed: dict[str, EnergyAwareLLMService] = {}
+    for key in list(cache):
+        if key not in raw:
+            del cache[key]
+    for key, obj in raw.items():
+        version = obj.get("metadata", {}).get("resourceVersion")
+        cached = cache.get(key)
+        if cached is None or cached[0] != version or version is None:
+            cached = (version, parse_service(obj))
+            cache[key] = cached
+        if cached[1] is not None:
+            parsed[key] = cached[1]
+    return parsed

@@ -4,18 +4,19 @@ The kubelet serves ``v1.PodResourcesLister/List`` on
 ``/var/lib/kubelet/pod-resources/kubelet.sock`` (mount it read-only into the agent). The few
 protobuf messages needed are decoded by hand (wire format: tag varints and length-delimited
 fields) so that the agent needs grpcio only, without generated code. grpcio is imported
-lazily: nodes that use the annotation fallback do not need it.
+lazily: nodes in ``--gpu-source=pod-spec-unsafe`` mode do not need it.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from joulescale_agent.clock import Clock, monotonic
+from joulescale_agent.discovery.gpus import NO_GPUS, KubeletAssignments
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,16 @@ def parse_list_response(data: bytes, resource: str = GPU_RESOURCE) -> dict[str, 
     return pods
 
 
-class PodResourcesResolver:
-    """A GpuResolver backed by the kubelet; the List answer is cached for ``max_age_s``."""
+class PodResourcesSource:
+    """``--gpu-source=podresources``: one kubelet List per ``read``, at most every
+    ``max_age_s`` (a burst of recomputes shares one answer), each within ``timeout_s``.
+    ``read`` blocks for up to ``timeout_s``: the caller runs it off the event loop."""
 
     def __init__(
         self,
         socket_path: Path,
         *,
-        timeout_s: float = 2.0,
+        timeout_s: float = 1.0,
         max_age_s: float = 1.0,
         clock: Clock = monotonic,
         index_to_uuid: Callable[[str], str] | None = None,
@@ -111,31 +114,29 @@ class PodResourcesResolver:
         self._max_age_s = max_age_s
         self._clock = clock
         self._index_to_uuid = index_to_uuid
-        self._cache: dict[str, tuple[str, ...]] = {}
+        self._last: KubeletAssignments = NO_GPUS
         self._fetched_at_s: float | None = None
+        self.calls = 0
 
-    def _refresh(self) -> None:
+    def _uuids(self, ids: tuple[str, ...]) -> tuple[str, ...]:
+        if self._index_to_uuid is None:
+            return ids
+        return tuple(self._index_to_uuid(i) if i.isdigit() else i for i in ids)
+
+    def read(self) -> KubeletAssignments:
         now_s = self._clock()
         if self._fetched_at_s is not None and now_s - self._fetched_at_s < self._max_age_s:
-            return
-        try:
-            self._cache = parse_list_response(self._list(b"", timeout=self._timeout_s))
-        except (self._error, ValueError) as error:
-            log.warning("kubelet PodResources List failed: %s", error)
-            return
+            return self._last
         self._fetched_at_s = now_s
-
-    def gpus_for(self, pod: Mapping[str, Any]) -> tuple[str, ...] | None:
-        meta = pod.get("metadata", {})
-        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-        self._refresh()
-        ids = self._cache.get(key)
-        if ids is None:
-            self._fetched_at_s = None  # a pod we do not know yet: ask again next time
-            return None
-        if self._index_to_uuid is not None:
-            ids = tuple(self._index_to_uuid(i) if i.isdigit() else i for i in ids)
-        return ids
+        self.calls += 1
+        try:
+            answer = parse_list_response(self._list(b"", timeout=self._timeout_s))
+        except (self._error, ValueError) as error:  # UnicodeDecodeError is a ValueError
+            log.warning("kubelet PodResources List failed: %s", error)
+            self._last = KubeletAssignments({}, type(error).__name__)
+            return self._last
+        self._last = KubeletAssignments({key: self._uuids(ids) for key, ids in answer.items()})
+        return self._last
 
     def close(self) -> None:
         self._channel.close()

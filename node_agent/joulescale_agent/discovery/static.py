@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 from joulescale_agent.discovery.base import Desired
+from joulescale_agent.discovery.desired import claim_gpus
+
+log = logging.getLogger(__name__)
 
 
 def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy]]:
@@ -44,6 +48,15 @@ def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy
     return desired
 
 
+def without_conflicts(desired: Desired, controlled: Collection[str]) -> Desired:
+    """One GPU, one instance, in a file too: the instances controlled now first, then file order."""
+    ordered = sorted(desired.items(), key=lambda item: item[0] not in controlled)
+    instances, refused = claim_gpus(ordered)
+    for key, refusal in refused.items():
+        log.warning("%s: not controlling it (%s): %s", key, refusal.reason, refusal.detail)
+    return instances
+
+
 class StaticDiscovery:
     def __init__(self, path: Path, poll_s: float = 0.5) -> None:
         self._path = path
@@ -51,6 +64,7 @@ class StaticDiscovery:
 
     async def updates(self) -> AsyncIterator[Desired]:
         seen: float | None = None
+        last: Desired = {}
         while True:
             try:
                 mtime = self._path.stat().st_mtime_ns
@@ -58,5 +72,7 @@ class StaticDiscovery:
                 mtime = -1
             if mtime != seen:
                 seen = mtime
-                yield parse_instances(json.loads(self._path.read_text())) if mtime >= 0 else {}
+                parsed = parse_instances(json.loads(self._path.read_text())) if mtime >= 0 else {}
+                last = without_conflicts(parsed, last.keys())
+                yield last
             await asyncio.sleep(self._poll_s)
