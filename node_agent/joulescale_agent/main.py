@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import gc
 import logging
+import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -21,52 +24,119 @@ from joulescale_agent.discovery.base import Discovery
 from joulescale_agent.discovery.static import StaticDiscovery
 from joulescale_agent.exporter import make_app
 from joulescale_agent.gpu.backend import GpuBackend
+from joulescale_agent.safety.actuator import ClockActuator
 from joulescale_agent.safety.statefile import StateFile
 
 log = logging.getLogger("joulescale_agent")
 
+EXIT_USAGE = 2
+"""Bad command line, no GPU backend, or a port that cannot be bound."""
+EXIT_STATE_LOCKED = 3
+"""Another agent holds the state file: this one touches no GPU and exits."""
+MAX_SCRAPE_HZ = 1000.0
+MAX_DURATION_S = 3600.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that refuses bad input with one line naming the argument, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message[:300]}\n")
+
+
+def _number(low: float, high: float, *, low_open: bool = True) -> Callable[[str], float]:
+    """A finite float in (low, high] (or [low, high]), for durations and rates."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        inside = (value > low if low_open else value >= low) and value <= high
+        if not math.isfinite(value) or not inside:
+            raise argparse.ArgumentTypeError(f"must be a finite number in {shown}, got {text[:40]!r}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text[:40]!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port in [1, 65535], got {text[:40]!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(
+            f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text[:40]!r}"
+        )
+    return level
+
+
+def _path(text: str) -> Path:
+    if not text or "\x00" in text:
+        raise argparse.ArgumentTypeError("must be a non-empty path")
+    return Path(text)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="joulescale-agent", description=__doc__)
+    """Parse and validate the command line; bad input exits 2 with one line naming the argument."""
+    p = _Parser(prog="joulescale-agent", description=__doc__)
     p.add_argument("--backend", choices=("nvml", "simulated"), default="nvml")
-    p.add_argument("--sim-dir", type=Path, help="directory of the simulated GPUs (backend=simulated)")
+    p.add_argument("--sim-dir", type=_path, help="directory of the simulated GPUs (backend=simulated)")
     p.add_argument(
         "--state-file",
-        type=Path,
+        type=_path,
         default=Path("/var/lib/joulescale/locked-gpus.json"),
-        help="host path naming the GPUs this agent locked (reset after a crash)",
+        help="host path naming the GPUs this agent locked (reset after a crash); locked by one agent",
     )
-    p.add_argument("--instances", type=Path, help="static instances file instead of Kubernetes discovery")
+    p.add_argument("--instances", type=_path, help="static instances file instead of Kubernetes discovery")
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""))
-    p.add_argument("--kubeconfig", type=Path, help="default: in-cluster configuration")
+    p.add_argument("--kubeconfig", type=_path, help="default: in-cluster configuration")
     p.add_argument(
         "--pod-resources-socket",
-        type=Path,
+        type=_path,
         default=None,
         help="kubelet PodResources socket (not implemented yet: GPU ids come from the pod)",
     )
     p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=9400, help="metrics, /healthz and /readyz")
-    p.add_argument("--scrape-hz", type=float, default=20.0)
-    p.add_argument("--scrape-timeout-s", type=float, default=0.2)
-    p.add_argument("--stale-after-s", type=float, default=1.0)
-    p.add_argument("--readback-after-s", type=float, default=0.2)
+    p.add_argument("--port", type=_port, default=9400, help="metrics, /healthz and /readyz")
+    p.add_argument("--scrape-hz", type=_number(0.0, MAX_SCRAPE_HZ), default=20.0)
+    p.add_argument("--scrape-timeout-s", type=_number(0.0, MAX_DURATION_S), default=0.2)
+    p.add_argument("--stale-after-s", type=_number(0.0, MAX_DURATION_S), default=1.0)
+    p.add_argument("--readback-after-s", type=_number(0.0, MAX_DURATION_S), default=0.2)
     p.add_argument(
         "--min-hold-s",
-        type=float,
+        type=_number(0.0, MAX_DURATION_S),
         default=None,
         help="minimum time a new clock is held (default: the core governor's, 0.1 s)",
     )
-    p.add_argument("--log-level", default="INFO")
-    return p.parse_args(argv)
+    p.add_argument("--log-level", type=_log_level, default="INFO")
+    args = p.parse_args(argv)
+    if args.backend == "simulated" and args.sim_dir is None:
+        p.error("argument --sim-dir: required with --backend simulated")
+    if args.instances is None and not args.node_name:
+        p.error("argument --node-name: required (or NODE_NAME) for Kubernetes discovery")
+    if args.stale_after_s < 1.0 / args.scrape_hz:
+        p.error("argument --stale-after-s: must be at least one scrape period (1 / --scrape-hz)")
+    if args.state_file.is_dir():
+        p.error(f"argument --state-file: {str(args.state_file)[:200]!r} is a directory")
+    if not args.host or len(args.host) > 255:
+        p.error("argument --host: must be a host name or address")
+    return args
 
 
 def make_backend(args: argparse.Namespace) -> GpuBackend:
     if args.backend == "simulated":
         from joulescale_agent.gpu.simulated import SimulatedBackend
 
-        if args.sim_dir is None:
-            raise SystemExit("--sim-dir is required with --backend simulated")
         return SimulatedBackend(args.sim_dir)
     from joulescale_agent.gpu.nvml import NvmlBackend
 
@@ -94,42 +164,75 @@ def make_discovery(args: argparse.Namespace, backend: GpuBackend) -> Discovery:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    """Run the agent; the exit status says why it stopped (see EXIT_* and agent.EXIT_*)."""
     settings = LoopSettings(
         scrape_hz=args.scrape_hz,
         scrape_timeout_s=args.scrape_timeout_s,
         stale_after_s=args.stale_after_s,
         readback_after_s=args.readback_after_s,
     )
+    state = StateFile(args.state_file)
+    try:
+        state.acquire()  # before any GPU is touched: a second agent must not reset the first's locks
+    except errors.StateFileLockedError as error:
+        log.error("%s: refusing to start", error)
+        return EXIT_STATE_LOCKED
+    try:
+        return await _serve(args, settings, state)
+    finally:
+        state.release_lock()
+
+
+async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateFile) -> int:
     try:
         backend = make_backend(args)
     except errors.GpuError as error:
         log.error("no GPU backend: %s", error)
-        return 2
-    agent = Agent(
-        backend=backend,
-        state=StateFile(args.state_file),
-        discovery=make_discovery(args, backend),
-        brains=CoreBrainFactory(args.min_hold_s),
-        settings=settings,
-        clock=clock.monotonic,
-    )
+        return EXIT_USAGE
+    try:
+        try:
+            discovery = make_discovery(args, backend)
+        except Exception as error:  # a kubeconfig that is missing or malformed, no in-cluster config
+            log.error("no discovery: %s: %s", type(error).__name__, str(error)[:300])
+            ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
+            return EXIT_USAGE
+        agent = Agent(
+            backend=backend,
+            state=state,
+            discovery=discovery,
+            brains=CoreBrainFactory(args.min_hold_s),
+            settings=settings,
+            clock=clock.monotonic,
+        )
+        runner = web.AppRunner(make_app(agent.metrics, agent.health), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+        except OSError as error:
+            await runner.cleanup()
+            log.error("argument --host/--port: cannot serve on %s:%d: %s", args.host, args.port, error)
+            # Nothing is controlled yet, but a predecessor's leftovers must not wait for us.
+            ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
+            return EXIT_USAGE
+    except BaseException:
+        backend.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(make_app(agent.metrics, agent.health), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
     log.info("agent up: backend=%s, %d GPUs, port %d", backend.name, len(backend.devices()), args.port)
     # Start-up objects live for the whole run: moving them out of the collector's generations
     # spares the 20 Hz control loops full collections of multiple milliseconds.
     gc.freeze()
     try:
-        await agent.run(stop)
+        return await agent.run(stop)
     finally:
         await runner.cleanup()
-        backend.close()
-    return 0
+        try:
+            backend.close()
+        except errors.GpuError as error:
+            log.warning("closing the GPU backend: %s", error)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,8 @@ class SimGpuSpec:
     allow_lock: bool = True
     """False models a process without NVML permission to lock clocks."""
     mig_enabled: bool = False
+    lock_supported: bool = True
+    """False models a GPU whose driver answers NotSupported to clock locking."""
 
     @property
     def default_mhz(self) -> int:
@@ -93,10 +95,19 @@ class SimGpuDir:
         if data is None:
             raise errors.GpuUnavailableError(f"no simulated GPUs in {self.root}")
         specs = []
-        for item in data["gpus"]:
-            item = dict(item)
-            item["supported_sm_clocks_mhz"] = tuple(sorted(item["supported_sm_clocks_mhz"]))
-            specs.append(SimGpuSpec(**item))
+        try:
+            for item in data["gpus"]:
+                item = dict(item)
+                item["supported_sm_clocks_mhz"] = tuple(
+                    sorted(int(c) for c in item["supported_sm_clocks_mhz"])
+                )
+                specs.append(SimGpuSpec(**item))
+        except (KeyError, TypeError, ValueError) as error:
+            raise errors.GpuUnavailableError(
+                f"simulated GPUs in {self.root}: malformed gpus.json: {error}"
+            ) from None
+        if not specs or any(not spec.supported_sm_clocks_mhz for spec in specs):
+            raise errors.GpuUnavailableError(f"simulated GPUs in {self.root}: no GPU with supported clocks")
         return specs
 
     def read_lock(self, uuid: str) -> LockState | None:
