@@ -8,6 +8,7 @@ import gc
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -33,8 +34,10 @@ EXIT_USAGE = 2
 """Bad command line, no GPU backend, or a port that cannot be bound."""
 EXIT_STATE_LOCKED = 3
 """Another agent holds the state file: this one touches no GPU and exits."""
-MAX_SCRAPE_HZ = 1000.0
-MAX_DURATION_S = 3600.0
+SCRAPE_HZ = (0.1, 1000.0)
+DURATION_S = (0.001, 3600.0)
+"""Accepted ranges: a period or duration below 1 ms or above an hour is a typo, not a setting."""
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,18 +47,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message[:300]}\n")
 
 
-def _number(low: float, high: float, *, low_open: bool = True) -> Callable[[str], float]:
-    """A finite float in (low, high] (or [low, high]), for durations and rates."""
-    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+def _number(low: float, high: float) -> Callable[[str], float]:
+    """A finite float in [low, high], for rates and durations."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
-        inside = (value > low if low_open else value >= low) and value <= high
-        if not math.isfinite(value) or not inside:
-            raise argparse.ArgumentTypeError(f"must be a finite number in {shown}, got {text[:40]!r}")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number in [{low:g}, {high:g}], got {text[:40]!r}"
+            )
         return value
 
     return parse
@@ -108,13 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=_port, default=9400, help="metrics, /healthz and /readyz")
-    p.add_argument("--scrape-hz", type=_number(0.0, MAX_SCRAPE_HZ), default=20.0)
-    p.add_argument("--scrape-timeout-s", type=_number(0.0, MAX_DURATION_S), default=0.2)
-    p.add_argument("--stale-after-s", type=_number(0.0, MAX_DURATION_S), default=1.0)
-    p.add_argument("--readback-after-s", type=_number(0.0, MAX_DURATION_S), default=0.2)
+    p.add_argument("--scrape-hz", type=_number(*SCRAPE_HZ), default=20.0)
+    p.add_argument("--scrape-timeout-s", type=_number(*DURATION_S), default=0.2)
+    p.add_argument("--stale-after-s", type=_number(*DURATION_S), default=1.0)
+    p.add_argument("--readback-after-s", type=_number(*DURATION_S), default=0.2)
     p.add_argument(
         "--min-hold-s",
-        type=_number(0.0, MAX_DURATION_S),
+        type=_number(*DURATION_S),
         default=None,
         help="minimum time a new clock is held (default: the core governor's, 0.1 s)",
     )
@@ -124,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("argument --sim-dir: required with --backend simulated")
     if args.instances is None and not args.node_name:
         p.error("argument --node-name: required (or NODE_NAME) for Kubernetes discovery")
+    if args.node_name and not _NODE_NAME.fullmatch(args.node_name):
+        p.error(f"argument --node-name: not a Kubernetes node name: {args.node_name[:60]!r}")
     if args.stale_after_s < 1.0 / args.scrape_hz:
         p.error("argument --stale-after-s: must be at least one scrape period (1 / --scrape-hz)")
     if args.state_file.is_dir():
