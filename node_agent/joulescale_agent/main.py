@@ -20,6 +20,7 @@ from aiohttp import web
 from joulescale_agent import clock, errors
 from joulescale_agent.agent import Agent
 from joulescale_agent.control.corebrain import CoreBrainFactory
+from joulescale_agent.control.events import EventRecorder, NullEventRecorder
 from joulescale_agent.control.instance import LoopSettings
 from joulescale_agent.discovery.base import Discovery
 from joulescale_agent.discovery.static import StaticDiscovery
@@ -168,6 +169,15 @@ def make_discovery(args: argparse.Namespace, backend: GpuBackend) -> Discovery:
     return KubeDiscovery.from_config(args.node_name, args.kubeconfig, ChainedResolver(resolvers))
 
 
+def make_events(args: argparse.Namespace) -> EventRecorder:
+    """Events on pods with Kubernetes discovery; nobody to tell with a static instances file."""
+    if args.instances is not None:
+        return NullEventRecorder()
+    from joulescale_agent.kube_events import KubeEventRecorder, api_client
+
+    return KubeEventRecorder(api_client(args.kubeconfig), args.node_name)
+
+
 async def serve(args: argparse.Namespace) -> int:
     """Run the agent; the exit status says why it stopped (see EXIT_* and agent.EXIT_*)."""
     settings = LoopSettings(
@@ -205,6 +215,7 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
             backend=backend,
             state=state,
             discovery=discovery,
+            events=make_events(args),
             brains=CoreBrainFactory(args.min_hold_s),
             settings=settings,
             clock=clock.monotonic,
