@@ -10,6 +10,7 @@ import math
 import os
 import re
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +91,24 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _file_problem(path: Path, required: bool, max_bytes: int | None) -> str | None:
+    """Why ``path`` cannot serve as a small regular file the agent reads (None: it can)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "does not exist" if required else None
+    except OSError as error:
+        return f"cannot be checked: {error.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return "exists and is not a regular file"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return f"is larger than {max_bytes} bytes"
+    return None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and validate the command line; bad input exits 2 with one line naming the argument."""
     p = _Parser(prog="joulescale-agent", description=__doc__)
@@ -132,8 +151,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"argument --node-name: not a Kubernetes node name: {args.node_name[:60]!r}")
     if args.stale_after_s < 1.0 / args.scrape_hz:
         p.error("argument --stale-after-s: must be at least one scrape period (1 / --scrape-hz)")
-    if args.state_file.is_dir():
-        p.error(f"argument --state-file: {str(args.state_file)[:200]!r} is a directory")
+    # Files the agent reads whole or replaces: a device (/dev/zero) or a FIFO would hang it, or
+    # be replaced by a root process; a missing file is fine (created, or "no instances").
+    files = (
+        ("--state-file", args.state_file, False, None),  # a huge one is foreign: every GPU is reset
+        ("--instances", args.instances, False, None),
+        ("--kubeconfig", args.kubeconfig, True, MAX_CONFIG_BYTES),
+    )
+    for flag, path, required, max_bytes in files:
+        problem = _file_problem(path, required, max_bytes) if path is not None else None
+        if problem is not None:
+            p.error(f"argument {flag}: {str(path)[:200]!r} {problem}")
     if not args.host or len(args.host) > 255:
         p.error("argument --host: must be a host name or address")
     return args

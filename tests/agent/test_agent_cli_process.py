@@ -60,6 +60,9 @@ def test_hostile_command_lines_are_refused_by_the_real_process(tmp_path: Path, s
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "gpus.json").write_text('{"gpus": [{"uuid": 5}]}')
+    endless = tmp_path / "endless"
+    endless.mkdir()
+    (endless / "gpus.json").symlink_to("/dev/zero")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -68,6 +71,7 @@ def test_hostile_command_lines_are_refused_by_the_real_process(tmp_path: Path, s
         (_agent_args(tmp_path, sim_dir, "--min-hold-s", "-1"), "--min-hold-s"),
         (_agent_args(tmp_path, tmp_path / "no-such-dir"), "no GPU backend"),
         (_agent_args(tmp_path, garbage), "malformed gpus.json"),
+        (_agent_args(tmp_path, endless), "larger than"),
         (_agent_args(tmp_path, sim_dir, "--host", "256.0.0.1"), "--host/--port"),
         (_agent_args(tmp_path, sim_dir, "--port", str(busy.getsockname()[1])), "--host/--port"),
     ]

@@ -65,12 +65,19 @@ def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+MAX_STATE_BYTES = 1 << 20
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_STATE_BYTES + 1)
+        if len(raw) > MAX_STATE_BYTES:
+            raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+        data = json.loads(raw)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise errors.GpuUnavailableError(f"simulated GPU state {path.name}: {error}") from error
     if not isinstance(data, dict):
         raise errors.GpuUnavailableError(f"simulated GPU state {path.name} is not an object")

@@ -52,20 +52,32 @@ def test_hostile_arguments_exit_2_with_one_line_naming_the_argument(
     assert len(err) < 400
 
 
-def test_refusals_that_depend_on_other_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refusals_that_depend_on_other_arguments_or_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big = tmp_path / "kubeconfig"
+    big.write_bytes(b"#" * (2 << 20))
     cases = [
         (["--backend", "simulated", "--instances", "i.json"], "--sim-dir"),
         (["--backend", "simulated", "--sim-dir", "d"], "--node-name"),
         (["--node-name", "Not_A_Node!", "--backend", "nvml"], "--node-name"),
         ([*BASE, "--state-file", str(tmp_path)], "--state-file"),
+        ([*BASE, "--state-file", "/dev/zero"], "--state-file"),
+        ([*BASE, "--state-file", "x" * 5000], "--state-file"),
+        ([*BASE[:-1], "/dev/zero"], "--instances"),
+        ([*BASE[:-1], str(tmp_path)], "--instances"),
+        (["--node-name", "n1", "--kubeconfig", str(tmp_path / "missing")], "--kubeconfig"),
+        (["--node-name", "n1", "--kubeconfig", "/dev/zero"], "--kubeconfig"),
+        (["--node-name", "n1", "--kubeconfig", str(big)], "--kubeconfig"),
+        (["--node-name", "n" * 300], "--node-name"),
     ]
     for argv, named in cases:
         with pytest.raises(SystemExit) as exited:
             parse_args(argv)
         assert exited.value.code == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1
-        assert named in err
+        assert err.count("\n") == 1, err
+        assert named in err, err
 
 
 def test_valid_arguments_parse_with_their_units(monkeypatch: pytest.MonkeyPatch) -> None:
