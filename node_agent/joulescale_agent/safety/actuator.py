@@ -54,7 +54,12 @@ class ClockActuator:
         return self.no_permission or bool(self.read_only_gpus)
 
     def supported(self, uuid: str) -> tuple[int, ...]:
-        return self.backend.supported_sm_clocks_mhz(uuid)
+        """The GPU's supported clocks; a GPU that cannot say (MIG, NotSupported) turns read-only."""
+        try:
+            return self.backend.supported_sm_clocks_mhz(uuid)
+        except errors.GpuNotSupportedError as error:
+            self._gpu_read_only(uuid, error)
+            raise
 
     def recover(self, candidates: Iterable[str]) -> list[str]:
         """Reset GPUs that a crashed predecessor left locked; returns the ones reset.

@@ -265,3 +265,16 @@ def test_a_gpu_that_cannot_lock_goes_read_only_alone(
     assert metrics.registry.get_sample_value("joulescale_gpu_read_only", {"gpu": "GPU-1"}) == 1
     assert metrics.registry.get_sample_value("joulescale_read_only") == 1
     assert actuator.state.locked == {"GPU-0"}
+
+
+def test_a_gpu_that_cannot_list_its_clocks_is_read_only_too(tmp_path: Path) -> None:
+    fake = FakeNvml([FakeDevice("GPU-0"), FakeDevice("GPU-1")])
+    unsupported = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    fake.device_failures[("nvmlDeviceGetSupportedMemoryClocks", 1)] = unsupported
+    metrics = AgentMetrics()
+    actuator = ClockActuator(NvmlBackend(fake), StateFile(tmp_path / "locked.json"), metrics)
+    assert actuator.supported("GPU-0") == tuple(sorted(NVML_CLOCKS))
+    with pytest.raises(errors.GpuNotSupportedError):
+        actuator.supported("GPU-1")
+    assert set(actuator.read_only_gpus) == {"GPU-1"}
+    assert metrics.registry.get_sample_value("joulescale_gpu_read_only", {"gpu": "GPU-1"}) == 1
