@@ -230,7 +230,8 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
     try:
         backend = make_backend(args)
     except errors.GpuError as error:
-        log.error("no GPU backend: %s", error)
+        flag = "--sim-dir" if args.backend == "simulated" else "--backend"
+        log.error("argument %s: no GPU backend: %s", flag, str(error)[:300].replace("\n", " "))
         return EXIT_USAGE
     try:
         try:
@@ -254,7 +255,9 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
             await web.TCPSite(runner, args.host, args.port).start()
         except OSError as error:
             await runner.cleanup()
-            log.error("argument --host/--port: cannot serve on %s:%d: %s", args.host, args.port, error)
+            log.error(
+                "argument --host/--port: cannot serve on %r port %d: %s", args.host[:100], args.port, error
+            )
             # Nothing is controlled yet, but a predecessor's leftovers must not wait for us.
             ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
             return EXIT_USAGE

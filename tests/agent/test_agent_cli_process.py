@@ -69,9 +69,10 @@ def test_hostile_command_lines_are_refused_by_the_real_process(tmp_path: Path, s
     cases = [
         (_agent_args(tmp_path, sim_dir, "--scrape-hz", "nan"), "--scrape-hz"),
         (_agent_args(tmp_path, sim_dir, "--min-hold-s", "-1"), "--min-hold-s"),
-        (_agent_args(tmp_path, tmp_path / "no-such-dir"), "no GPU backend"),
-        (_agent_args(tmp_path, garbage), "malformed gpus.json"),
-        (_agent_args(tmp_path, endless), "larger than"),
+        (_agent_args(tmp_path, tmp_path / "no-such-dir"), "--sim-dir"),
+        (_agent_args(tmp_path, garbage), "--sim-dir"),
+        (_agent_args(tmp_path, endless), "--sim-dir"),
+        (_agent_args(tmp_path, sim_dir, "--host", "127.0.0.1\nFORGED"), "--host/--port"),
         (_agent_args(tmp_path, sim_dir, "--host", "256.0.0.1"), "--host/--port"),
         (_agent_args(tmp_path, sim_dir, "--port", str(busy.getsockname()[1])), "--host/--port"),
     ]
@@ -80,6 +81,7 @@ def test_hostile_command_lines_are_refused_by_the_real_process(tmp_path: Path, s
             code, out, took_s = _run(*argv)
             assert code == 2, out
             assert "Traceback" not in out
+            assert "\nFORGED" not in out, "an argument must not forge a log line"
             assert named in out
             assert len([line for line in out.splitlines() if "error" in line.lower()]) == 1, out
             assert took_s < 20
