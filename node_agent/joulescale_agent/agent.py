@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_DISCOVERY_FAILED = 1
+"""Also when some clock could not be reset: the state file names it for the next agent."""
 
 
 class Agent:
@@ -80,7 +81,8 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> int:
         """Run until ``stop`` is set (EXIT_OK) or discovery fails (EXIT_DISCOVERY_FAILED).
 
-        Every clock this agent locked is reset before returning.
+        Every clock this agent locked is reset before returning; one that cannot be also makes
+        the status EXIT_DISCOVERY_FAILED, so that the failure shows.
         """
         status = EXIT_OK
         try:
@@ -99,8 +101,8 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await watcher
         finally:
-            await self._shut_down()
-        return status
+            still_locked = await self._shut_down()
+        return EXIT_DISCOVERY_FAILED if still_locked else status
 
     def _recover(self) -> None:
         try:
@@ -110,7 +112,8 @@ class Agent:
             candidates = []
         self.actuator.recover(candidates)
 
-    async def _shut_down(self) -> None:
+    async def _shut_down(self) -> list[str]:
+        """Stop the loops and reset every clock; returns the GPUs still locked."""
         self.health.ready = False
         self.health.detail = "shutting down"
         try:
@@ -129,6 +132,7 @@ class Agent:
             )
         else:
             log.info("all clocks reset; agent stopped")
+        return failed
 
     async def _follow_discovery(self) -> None:
         async for desired in self.discovery.updates():

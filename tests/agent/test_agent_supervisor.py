@@ -20,12 +20,14 @@ from joulescale_agent.discovery.base import Desired
 from joulescale_agent.discovery.static import StaticDiscovery
 from joulescale_agent.engines.scrape import Scraper
 from joulescale_agent.exporter import AgentMetrics, Health
+from joulescale_agent.gpu.nvml import NvmlBackend
 from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec
 from joulescale_agent.gpu.simulated import SimulatedBackend
 from joulescale_agent.safety.actuator import ClockActuator
 from joulescale_agent.safety.statefile import StateFile
 from tests.agent.fakes import CLOCKS, MetricsServer, ScriptedBrain, ScriptedBrains
 from tests.agent.fakes import SCRIPTED_POLICY as POLICY
+from tests.unit.agent.fake_pynvml import FakeDevice, FakeNvml
 
 
 async def settle(predicate: object, timeout_s: float = 2.0) -> None:
@@ -232,3 +234,35 @@ async def test_discovery_dying_resets_every_clock_and_exits_non_zero(
     assert await asyncio.wait_for(run, 5) == EXIT_DISCOVERY_FAILED != 0
     assert [backend.locked_mhz(g) for g in ("GPU-a", "GPU-b")] == [None, None]
     assert not agent.health.status()[0]
+
+
+class OneShotDiscovery:
+    def __init__(self, desired: Desired) -> None:
+        self.desired = desired
+
+    async def updates(self) -> AsyncIterator[Desired]:
+        yield self.desired
+        await asyncio.Event().wait()
+
+
+async def test_a_clock_that_cannot_be_reset_at_shutdown_skips_no_other_and_exits_non_zero(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    fake = FakeNvml([FakeDevice(f"GPU-{i}") for i in range(4)])
+    instance = EngineInstance("ns", "d0", "decode", "vllm", server.url, tuple(d.uuid for d in fake.devices))
+    agent = Agent(
+        backend=NvmlBackend(fake),
+        state=StateFile(tmp_path / "state.json"),
+        discovery=OneShotDiscovery({instance.key: (instance, POLICY)}),
+        brains=ScriptedBrains(),
+        settings=LoopSettings(scrape_hz=50.0),
+        clock=monotonic,
+    )
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await settle(lambda: [d.locked_mhz for d in fake.devices] == [1005] * 4)
+    fake.device_failures[("nvmlDeviceResetGpuLockedClocks", 1)] = OSError("EIO from the driver")
+    stop.set()
+    assert await asyncio.wait_for(run, 5) == EXIT_DISCOVERY_FAILED
+    assert [d.locked_mhz for d in fake.devices] == [1005 if i == 1 else None for i in range(4)]
+    assert StateFile(tmp_path / "state.json").locked == {"GPU-1"}, "named for the next agent"
