@@ -77,7 +77,7 @@ def _port(text: str) -> int:
 
 
 def _log_level(text: str) -> str:
-    level = text.upper()
+    level = {"WARN": "WARNING"}.get(text.upper(), text.upper())
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise argparse.ArgumentTypeError(
             f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text[:40]!r}"

@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -89,12 +90,21 @@ class StateFile:
 
     def _read(self) -> list[str]:
         try:
-            with self.path.open("rb") as handle:
-                raw = handle.read(MAX_BYTES + 1)
+            # O_NONBLOCK: a FIFO put in the file's place must not hang the start-up.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return []
         except OSError as error:
             return self._unknown(f"unreadable: {error}")
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return self._unknown("not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                raw = handle.read(MAX_BYTES + 1)
+        except OSError as error:
+            return self._unknown(f"unreadable: {error}")
+        finally:
+            os.close(fd)
         if len(raw) > MAX_BYTES:
             return self._unknown(f"larger than {MAX_BYTES} bytes")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,15 @@ def test_any_unexpected_state_file_shape_resets_every_gpu_at_start_up(tmp_path: 
     assert actuator.recover(TP4) == TP4
     assert _locks(fake) == [None] * 4
     assert StateFile(tmp_path / "locked.json").locked == frozenset()
+
+
+def test_a_fifo_in_place_of_the_state_file_resets_every_gpu_without_hanging(tmp_path: Path) -> None:
+    fake, backend = _nvml()
+    backend.lock_sm_clock("GPU-2", 990, 990)
+    os.mkfifo(tmp_path / "locked.json")
+    actuator = ClockActuator(backend, StateFile(tmp_path / "locked.json"))
+    assert actuator.recover(TP4) == TP4
+    assert _locks(fake) == [None] * 4
 
 
 def test_a_state_file_that_is_a_directory_resets_every_gpu_and_does_not_crash(tmp_path: Path) -> None:
