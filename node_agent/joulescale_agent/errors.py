@@ -29,7 +29,16 @@ class GpuNotFoundError(GpuError):
 
 
 class GpuUnavailableError(GpuError):
-    """The GPU library or driver is missing, uninitialised, or the GPU fell off the bus."""
+    """The GPU library or driver is missing or uninitialised, or the GPU fell off the bus."""
+
+
+class GpuLostError(GpuUnavailableError):
+    """The GPU fell off the bus (NVML GpuIsLost): nothing can be reset there; the driver resets
+    its clocks when it comes back."""
+
+
+class StateFileLockedError(AgentError):
+    """Another agent holds the node's state file: two agents would reset each other's locks."""
 
 
 class MetricsError(AgentError):

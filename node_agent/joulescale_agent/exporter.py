@@ -4,11 +4,11 @@ names) and the HTTP endpoints /metrics, /healthz and /readyz."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import prometheus_client
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 POD_LABELS = ("namespace", "pod", "role")
@@ -30,6 +30,30 @@ class _EnergyCollector(Collector):
         for labels, value in self.energy_j.items():
             family.add_metric(list(labels), value)
         yield family
+
+
+class _StateFileCollector(Collector):
+    """Health of the state file, read from it at scrape time (see safety/statefile)."""
+
+    def __init__(self, failures: Callable[[], int], ok: Callable[[], bool]) -> None:
+        self._failures = failures
+        self._ok = ok
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily(
+            "joulescale_state_file_write_failures",
+            "Writes of the locked-GPU state file that failed (full disk, EIO, permission).",
+            value=self._failures(),
+        )
+        yield GaugeMetricFamily(
+            "joulescale_state_file_ok",
+            "1 when the state file on disk names every GPU the agent may have locked.",
+            value=1 if self._ok() else 0,
+        )
+
+
+INSTANCE_STATES = ("controlled", "policy_error", "crash_backoff")
+"""States of a discovered instance in the supervisor (joulescale_engine_instances_by_state)."""
 
 
 class AgentMetrics:
@@ -82,13 +106,44 @@ class AgentMetrics:
             "joulescale_scrape_errors", "Failed metric scrapes by kind.", (*POD_LABELS, "kind"), registry=r
         )
         self.read_only = prometheus_client.Gauge(
-            "joulescale_read_only", "1 when the agent lacks permission to change clocks.", registry=r
+            "joulescale_read_only",
+            "1 when the agent cannot change some clock: no permission, or a read-only GPU.",
+            registry=r,
+        )
+        self.gpu_read_only = prometheus_client.Gauge(
+            "joulescale_gpu_read_only",
+            "1 for a GPU that cannot lock clocks (MIG-partitioned, NotSupported).",
+            ("gpu",),
+            registry=r,
+        )
+        self.instances_by_state = prometheus_client.Gauge(
+            "joulescale_engine_instances_by_state",
+            "Discovered engine instances by supervisor state.",
+            ("state",),
+            registry=r,
+        )
+        for state in INSTANCE_STATES:
+            self.instances_by_state.labels(state).set(0)
+        self.policy_errors = prometheus_client.Counter(
+            "joulescale_instance_policy_errors",
+            "Policies that could not be built for an instance (its GPUs stay at default clocks).",
+            POD_LABELS,
+            registry=r,
+        )
+        self.instance_restarts = prometheus_client.Counter(
+            "joulescale_instance_restarts",
+            "Restarts of an instance loop after it crashed.",
+            POD_LABELS,
+            registry=r,
         )
         self.instances = prometheus_client.Gauge(
             "joulescale_engine_instances", "Engine instances the agent controls.", registry=r
         )
         self._energy = _EnergyCollector()
         r.register(self._energy)
+
+    def watch_state_file(self, failures: Callable[[], int], ok: Callable[[], bool]) -> None:
+        self.registry.register(_StateFileCollector(failures, ok))
 
     def set_energy(self, labels: tuple[str, ...], energy_j: float) -> None:
         self._energy.energy_j[labels] = energy_j
@@ -104,12 +159,27 @@ class AgentMetrics:
 
 
 class Health:
-    """Liveness and readiness, set by the agent."""
+    """Liveness and readiness, set by the agent.
+
+    ``/readyz`` is 503 while starting, shutting down, or while any instance loop waits to be
+    restarted after a crash (``crashing``); instances whose policy cannot be built are listed
+    (``policy_errors``) but do not make the agent unready: that is one tenant's spec, not the
+    agent's health.
+    """
 
     def __init__(self) -> None:
         self.ready = False
         self.live = True
         self.detail = "starting"
+        self.crashing: dict[str, str] = {}
+        self.policy_errors: dict[str, str] = {}
+
+    def status(self) -> tuple[bool, str]:
+        ready = self.ready and not self.crashing
+        lines = [self.detail]
+        lines += [f"crashing {key}: {why}" for key, why in sorted(self.crashing.items())]
+        lines += [f"policy error {key}: {why}" for key, why in sorted(self.policy_errors.items())]
+        return ready, "\n".join(lines) + "\n"
 
 
 def make_app(metrics: AgentMetrics, health: Health) -> web.Application:
@@ -120,7 +190,8 @@ def make_app(metrics: AgentMetrics, health: Health) -> web.Application:
         return web.Response(status=200 if health.live else 503, text="ok\n" if health.live else "dead\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(status=200 if health.ready else 503, text=f"{health.detail}\n")
+        ready, text = health.status()
+        return web.Response(status=200 if ready else 503, text=text)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)

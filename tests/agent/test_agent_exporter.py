@@ -29,6 +29,15 @@ async def test_metrics_health_and_readiness_are_served() -> None:
             health.ready = True
             async with http.get(f"{base}/readyz") as r:
                 assert r.status == 200
+            health.policy_errors = {"ns/decode-1": "ProfileError: unknown profile"}
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 200, "one tenant's spec is not the agent's health"
+                assert "policy error ns/decode-1: ProfileError" in await r.text()
+            health.crashing = {"ns/decode-0": "RuntimeError: bug"}
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 503
+                assert "crashing ns/decode-0: RuntimeError: bug" in await r.text()
+            health.crashing = {}
             async with http.get(f"{base}/healthz") as r:
                 assert r.status == 200
             async with http.get(f"{base}/metrics") as r:

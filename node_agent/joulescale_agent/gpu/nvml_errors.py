@@ -16,14 +16,17 @@ NVML_ERROR_MAP: dict[str, type[errors.GpuError]] = {
     "NVMLError_NoPermission": errors.GpuPermissionError,
     "NVMLError_NotSupported": errors.GpuNotSupportedError,
     "NVMLError_NotFound": errors.GpuNotFoundError,
-    "NVMLError_InvalidArgument": errors.GpuNotFoundError,
     "NVMLError_LibraryNotFound": errors.GpuUnavailableError,
     "NVMLError_DriverNotLoaded": errors.GpuUnavailableError,
     "NVMLError_Uninitialized": errors.GpuUnavailableError,
-    "NVMLError_GpuIsLost": errors.GpuUnavailableError,
+    "NVMLError_GpuIsLost": errors.GpuLostError,
     "NVMLError_FunctionNotFound": errors.GpuNotSupportedError,
 }
-"""NVML exception class name -> agent exception; anything else becomes a plain GpuError."""
+"""NVML exception class name -> agent exception; anything else becomes a plain GpuError.
+
+Only NotFound and GpuIsLost mean "that GPU is gone" to the actuator. InvalidArgument is a plain
+GpuError on purpose: a bad handle or argument says nothing about the GPU's clock, which may
+still be locked, so the GPU stays in the state file."""
 
 
 def map_nvml_error(nvml: Any, error: BaseException, operation: str) -> errors.GpuError:

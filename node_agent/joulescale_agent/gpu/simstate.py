@@ -35,6 +35,8 @@ class SimGpuSpec:
     allow_lock: bool = True
     """False models a process without NVML permission to lock clocks."""
     mig_enabled: bool = False
+    lock_supported: bool = True
+    """False models a GPU whose driver answers NotSupported to clock locking."""
 
     @property
     def default_mhz(self) -> int:
@@ -63,12 +65,19 @@ def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+MAX_STATE_BYTES = 1 << 20
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_STATE_BYTES + 1)
+        if len(raw) > MAX_STATE_BYTES:
+            raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+        data = json.loads(raw)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise errors.GpuUnavailableError(f"simulated GPU state {path.name}: {error}") from error
     if not isinstance(data, dict):
         raise errors.GpuUnavailableError(f"simulated GPU state {path.name} is not an object")
@@ -93,10 +102,19 @@ class SimGpuDir:
         if data is None:
             raise errors.GpuUnavailableError(f"no simulated GPUs in {self.root}")
         specs = []
-        for item in data["gpus"]:
-            item = dict(item)
-            item["supported_sm_clocks_mhz"] = tuple(sorted(item["supported_sm_clocks_mhz"]))
-            specs.append(SimGpuSpec(**item))
+        try:
+            for item in data["gpus"]:
+                item = dict(item)
+                item["supported_sm_clocks_mhz"] = tuple(
+                    sorted(int(c) for c in item["supported_sm_clocks_mhz"])
+                )
+                specs.append(SimGpuSpec(**item))
+        except (KeyError, TypeError, ValueError) as error:
+            raise errors.GpuUnavailableError(
+                f"simulated GPUs in {self.root}: malformed gpus.json: {error}"
+            ) from None
+        if not specs or any(not spec.supported_sm_clocks_mhz for spec in specs):
+            raise errors.GpuUnavailableError(f"simulated GPUs in {self.root}: no GPU with supported clocks")
         return specs
 
     def read_lock(self, uuid: str) -> LockState | None:

@@ -41,6 +41,8 @@ class SimulatedBackend:
             raise errors.GpuPermissionError(f"simulated GPU {uuid}: no permission to change clocks")
         if spec.mig_enabled:
             raise errors.GpuMigError(f"simulated GPU {uuid} is MIG-partitioned")
+        if not spec.lock_supported:
+            raise errors.GpuNotSupportedError(f"simulated GPU {uuid}: clock locking is not supported")
         now_s = self._clock()
         current = effective_clock_mhz(spec, self._dir.read_lock(uuid), now_s)
         self._dir.write_lock(uuid, LockState(locked_mhz, current, now_s))

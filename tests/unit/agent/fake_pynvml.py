@@ -22,6 +22,8 @@ class FakeDevice:
     power_mw: int = 350_500
     reasons: int = 0x4 | 0x1000
     mig_mode: int = 0
+    locked_mhz: int | None = None
+    """The locked range's top while a lock is in force (what a reset must clear)."""
 
 
 class FakeNvml:
@@ -43,10 +45,14 @@ class FakeNvml:
         self.mig_supported = mig_supported
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.failures: dict[str, BaseException] = {}
+        self.device_failures: dict[tuple[str, int], BaseException] = {}
+        """(call name, device index) -> exception: one GPU misbehaving among others."""
 
     def _record(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
         failure = self.failures.get(name)
+        if failure is None and args and isinstance(args[0], tuple) and args[0][:1] == ("handle",):
+            failure = self.device_failures.get((name, args[0][1]))
         if failure is not None:
             raise failure
 
@@ -95,10 +101,12 @@ class FakeNvml:
     def nvmlDeviceSetGpuLockedClocks(self, handle: Any, min_mhz: int, max_mhz: int) -> None:
         self._record("nvmlDeviceSetGpuLockedClocks", handle, min_mhz, max_mhz)
         self._dev(handle).sm_clock_mhz = max_mhz
+        self._dev(handle).locked_mhz = max_mhz
 
     def nvmlDeviceResetGpuLockedClocks(self, handle: Any) -> None:
         self._record("nvmlDeviceResetGpuLockedClocks", handle)
         self._dev(handle).sm_clock_mhz = 1980
+        self._dev(handle).locked_mhz = None
 
     def nvmlDeviceGetClockInfo(self, handle: Any, clock_type: int) -> int:
         self._record("nvmlDeviceGetClockInfo", handle, clock_type)

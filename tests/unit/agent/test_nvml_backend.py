@@ -111,11 +111,11 @@ def test_unknown_uuid_is_not_found_without_touching_nvml(nvml: FakeNvml) -> None
         (pynvml.NVML_ERROR_NO_PERMISSION, errors.GpuPermissionError),
         (pynvml.NVML_ERROR_NOT_SUPPORTED, errors.GpuNotSupportedError),
         (pynvml.NVML_ERROR_NOT_FOUND, errors.GpuNotFoundError),
-        (pynvml.NVML_ERROR_INVALID_ARGUMENT, errors.GpuNotFoundError),
+        (pynvml.NVML_ERROR_INVALID_ARGUMENT, errors.GpuError),  # not "gone": may still be locked
         (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, errors.GpuUnavailableError),
         (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, errors.GpuUnavailableError),
         (pynvml.NVML_ERROR_UNINITIALIZED, errors.GpuUnavailableError),
-        (pynvml.NVML_ERROR_GPU_IS_LOST, errors.GpuUnavailableError),
+        (pynvml.NVML_ERROR_GPU_IS_LOST, errors.GpuLostError),
         (pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, errors.GpuNotSupportedError),
         (pynvml.NVML_ERROR_TIMEOUT, errors.GpuError),
     ],
