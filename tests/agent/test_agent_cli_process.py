@@ -14,7 +14,7 @@ import pytest
 
 from joulescale.profiles import load_profile
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
-from tests.agent.procs import REPO, _env, free_port
+from tests.agent.procs import REPO, agent_env, free_port
 
 
 def _run(*argv: str) -> tuple[int, str, float]:
@@ -22,7 +22,7 @@ def _run(*argv: str) -> tuple[int, str, float]:
     done = subprocess.run(
         [sys.executable, "-m", "joulescale_agent.main", *argv],
         cwd=REPO,
-        env=_env(),
+        env=agent_env(),
         capture_output=True,
         text=True,
         timeout=60,
