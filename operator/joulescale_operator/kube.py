@@ -29,6 +29,8 @@ _PLURALS = {
 }
 _RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT_S = 30.0
+_ABSENT_IS_FINE = frozenset({"GET", "DELETE"})
+"""Methods for which a 404 is an answer (nothing there), not an error."""
 
 
 class ClusterError(Exception):
@@ -45,6 +47,8 @@ class Rejected(ClusterError):
 
 class Cluster(Protocol):
     """The reconciler's view of the cluster; tests use an in-memory implementation."""
+
+    def get(self, ref: ChildRef) -> dict[str, Any] | None: ...
 
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]: ...
 
@@ -83,6 +87,11 @@ class KubeCluster:
     def __init__(self, api_client: ApiClient, field_manager: str = MANAGER) -> None:
         self._api = api_client
         self._field_manager = field_manager
+
+    def get(self, ref: ChildRef) -> dict[str, Any] | None:
+        """The object as stored, or None when there is none."""
+        result = self._call("GET", ref, [], None)
+        return result if isinstance(result, dict) else None
 
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         ref = ChildRef.of(manifest)
@@ -135,6 +144,8 @@ class KubeCluster:
             )
             data = response.read()  # type: ignore[no-untyped-call]
         except ApiException as error:
+            if error.status == 404 and method in _ABSENT_IS_FINE:
+                return None
             raise map_api_error(
                 int(error.status or 0), _detail(error.body, str(error.reason)), what
             ) from error
@@ -142,6 +153,6 @@ class KubeCluster:
             raise map_api_error(0, str(error), what) from error
         if 200 <= response.status < 300:
             return json.loads(data) if data else None
-        if response.status == 404 and method == "DELETE":
+        if response.status == 404 and method in _ABSENT_IS_FINE:
             return None
         raise map_api_error(response.status, _detail(data, str(response.reason)), what)
