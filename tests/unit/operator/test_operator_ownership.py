@@ -22,15 +22,24 @@ def ready(patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def foreign(kind: str, api_version: str, name: str, owner_references: Any = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": "ns", "labels": {"app.kubernetes.io/managed-by": "joulescale-operator"}}
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": "ns",
+        "labels": {"app.kubernetes.io/managed-by": "joulescale-operator"},
+    }
     if owner_references is not None:
         meta["ownerReferences"] = owner_references
     return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": {"admin": True}}
 
 
 def our_reference(uid: str = "uid-1", controller: bool = True) -> dict[str, Any]:
-    return {"apiVersion": "joulescale.io/v1alpha1", "kind": "EnergyAwareLLMService", "name": "llama",
-            "uid": uid, "controller": controller}
+    return {
+        "apiVersion": "joulescale.io/v1alpha1",
+        "kind": "EnergyAwareLLMService",
+        "name": "llama",
+        "uid": uid,
+        "controller": controller,
+    }
 
 
 @pytest.mark.parametrize(
@@ -81,8 +90,9 @@ def test_our_own_children_are_reconciled_as_before(
 def test_a_disabled_router_deletes_only_what_is_ours(
     memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
 ) -> None:
-    body = body_factory(engine={"name": "sglang", "image": "lmsysorg/sglang:v0.5.3"},
-                        router={"enabled": False})
+    body = body_factory(
+        engine={"name": "sglang", "image": "lmsysorg/sglang:v0.5.3"}, router={"enabled": False}
+    )
     body["status"] = {"router": {"replicas": 1}}
     theirs = foreign("Role", "rbac.authorization.k8s.io/v1", "llama-router")
     memory_cluster.objects[ChildRef.of(theirs)] = theirs
