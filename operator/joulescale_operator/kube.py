@@ -29,6 +29,9 @@ _PLURALS = {
 }
 _RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT_S = 30.0
+_TYPE_ERROR = "failed to create typed"
+"""Server-side apply answers HTTP 500 "failed to create typed patch object" when a manifest does
+not fit the kind's schema (a string where a list belongs): a refusal, not an outage."""
 _ABSENT_IS_FINE = frozenset({"GET", "DELETE"})
 """Methods for which a 404 is an answer (nothing there), not an error."""
 
@@ -66,6 +69,8 @@ def object_path(ref: ChildRef) -> str:
 def map_api_error(status: int, detail: str, what: str) -> ClusterError:
     """The single translation of apiserver answers into the operator's two kinds of error;
     status 0 means no answer at all (connection refused, TLS failure, timeout)."""
+    if status == 500 and _TYPE_ERROR in detail:
+        return Rejected(f"{what}: {detail}")  # retrying the same manifest fails the same way
     if status in _RETRYABLE_STATUSES or status == 0:
         return ClusterUnavailable(f"{what}: HTTP {status}: {detail}")
     return Rejected(f"{what}: {detail}")
