@@ -11,6 +11,7 @@ stays exercised whatever the schema lets through.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from typing import Any
 
@@ -67,15 +68,8 @@ def test_malformed_services_fail_alone_and_the_good_ones_children_come_back(
     apply(crd_plane, service_manifest("good", namespace))
     children = wait_children(crd_plane, namespace, "good")
 
-    for name in stored:
-        ready = crd_plane.wait_for(lambda name=name: failed(crd_plane, namespace, name), timeout_s=REACTION_S)
-        assert ready["message"], name
-        assert any(e["reason"] == ready["reason"] for e in events_of(crd_plane, namespace, name)), name
-        for role in ("prefill", "decode"):
-            assert get(crd_plane, "deployment", f"{name}-{role}", namespace) is None, name
-            assert get(crd_plane, "service", f"{name}-{role}", namespace) is None, name
-
     # Services are not watched: only the resync, which meets every bad service, brings one back.
+    time.sleep(2 * operator.resync_interval_s)  # a few passes over the bad services first
     old = children["service/good-decode"]["metadata"]["uid"]
     crd_plane.kubectl("delete", "service", "good-decode", "-n", namespace)
 
@@ -84,6 +78,14 @@ def test_malformed_services_fail_alone_and_the_good_ones_children_come_back(
         return found if found and found["metadata"]["uid"] != old else None
 
     crd_plane.wait_for(recreated, timeout_s=REACTION_S)
+    for name in stored:
+        ready = crd_plane.wait_for(lambda name=name: failed(crd_plane, namespace, name), timeout_s=REACTION_S)
+        assert ready["message"], name
+        assert any(e["reason"] == ready["reason"] for e in events_of(crd_plane, namespace, name)), name
+        for role in ("prefill", "decode"):
+            assert get(crd_plane, "deployment", f"{name}-{role}", namespace) is None, name
+            assert get(crd_plane, "service", f"{name}-{role}", namespace) is None, name
+
     url = f"http://127.0.0.1:{operator.liveness_port}/healthz"
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200
