@@ -89,3 +89,5 @@ def test_malformed_services_fail_alone_and_the_good_ones_children_come_back(
     url = f"http://127.0.0.1:{operator.liveness_port}/healthz"
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200
+        # The liveness endpoint runs the probe that goes red if the resync thread dies.
+        assert json.loads(response.read())["resync"] is True
