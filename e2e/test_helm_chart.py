@@ -25,6 +25,28 @@ def can_i(plane: ControlPlane, service_account: str, verb: str, resource: str, n
 
 def test_the_chart_installs_and_its_agent_runs_on_every_gpu_node(cluster: ControlPlane) -> None:
     namespace = cluster.create_namespace("chart")
+    # The agent's pods name the nvidia runtime (the GPU Operator creates this RuntimeClass).
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "node.k8s.io/v1",
+                "kind": "RuntimeClass",
+                "metadata": {"name": "nvidia"},
+                "handler": "nvidia",
+            }
+        ),
+    )
+    cluster.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=privileged",
+        "pod-security.kubernetes.io/warn=baseline",
+        "pod-security.kubernetes.io/audit=baseline",
+    )
     cluster.helm("lint", "--strict", str(CHART))
     cluster.helm("install", "js", str(CHART), "-n", namespace, "--timeout", "120s")
     cluster.kubectl(
@@ -92,4 +114,7 @@ def test_the_kustomize_base_grants_and_runs_what_the_chart_does(cluster: Control
     assert chart_agent["containers"][0]["args"] == base_agent["containers"][0]["args"]
     assert chart_agent["nodeSelector"] == base_agent["nodeSelector"]
     assert chart_agent["tolerations"] == base_agent["tolerations"]
-    assert chart_agent["containers"][0]["securityContext"] == base_agent["containers"][0]["securityContext"]
+    for key in ("runtimeClassName", "volumes"):
+        assert chart_agent[key] == base_agent[key], key
+    for key in ("securityContext", "env", "volumeMounts"):
+        assert chart_agent["containers"][0][key] == base_agent["containers"][0][key], key

@@ -8,7 +8,6 @@ outage or conflict becomes kopf.TemporaryError with a delay.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import threading
 from datetime import UTC, datetime
@@ -64,15 +63,13 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             kube.ping()
         except ClusterError as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
-        # The thread inherits kopf's context, so that kopf.warn() can post events from it.
-        context = contextvars.copy_context()
-        thread = threading.Thread(
-            target=context.run,
-            args=(resync.run, ours.resync_interval_s, stop_resync),
-            name="resync",
-            daemon=True,
-        )
-        thread.start()
+        resync.start(ours.resync_interval_s, stop_resync)
+
+    # A failing probe turns kopf's liveness endpoint red (HTTP 500) at once (errors=PERMANENT).
+    @kopf.on.probe(id="resync", errors=kopf.ErrorsMode.PERMANENT, registry=registry)
+    def resync_alive(**_: Any) -> bool:
+        resync.check_alive()
+        return True
 
     @kopf.on.cleanup(registry=registry)
     def stop(**_: Any) -> None:
@@ -113,8 +110,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
     def reconcile_service(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         plain = _plain(body)
+        service_key = (str(body.metadata.namespace), str(body.metadata.name))
         try:
-            status_patch = Reconciler(cluster, KopfEvents(plain), utc_now).reconcile(plain)
+            with resync.locks.hold(service_key):  # never at the same time as the resync of this service
+                status_patch = Reconciler(cluster, KopfEvents(plain), utc_now).reconcile(plain)
         except ClusterUnavailable as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
         for key, value in status_patch.items():

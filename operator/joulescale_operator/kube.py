@@ -29,6 +29,11 @@ _PLURALS = {
 }
 _RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT_S = 30.0
+_TYPE_ERROR = "failed to create typed"
+"""Server-side apply answers HTTP 500 "failed to create typed patch object" when a manifest does
+not fit the kind's schema (a string where a list belongs): a refusal, not an outage."""
+_ABSENT_IS_FINE = frozenset({"GET", "DELETE"})
+"""Methods for which a 404 is an answer (nothing there), not an error."""
 
 
 class ClusterError(Exception):
@@ -46,6 +51,8 @@ class Rejected(ClusterError):
 class Cluster(Protocol):
     """The reconciler's view of the cluster; tests use an in-memory implementation."""
 
+    def get(self, ref: ChildRef) -> dict[str, Any] | None: ...
+
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]: ...
 
     def delete(self, ref: ChildRef) -> None: ...
@@ -62,6 +69,8 @@ def object_path(ref: ChildRef) -> str:
 def map_api_error(status: int, detail: str, what: str) -> ClusterError:
     """The single translation of apiserver answers into the operator's two kinds of error;
     status 0 means no answer at all (connection refused, TLS failure, timeout)."""
+    if status == 500 and _TYPE_ERROR in detail:
+        return Rejected(f"{what}: {detail}")  # retrying the same manifest fails the same way
     if status in _RETRYABLE_STATUSES or status == 0:
         return ClusterUnavailable(f"{what}: HTTP {status}: {detail}")
     return Rejected(f"{what}: {detail}")
@@ -83,6 +92,11 @@ class KubeCluster:
     def __init__(self, api_client: ApiClient, field_manager: str = MANAGER) -> None:
         self._api = api_client
         self._field_manager = field_manager
+
+    def get(self, ref: ChildRef) -> dict[str, Any] | None:
+        """The object as stored, or None when there is none."""
+        result = self._call("GET", ref, [], None)
+        return result if isinstance(result, dict) else None
 
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         ref = ChildRef.of(manifest)
@@ -135,6 +149,8 @@ class KubeCluster:
             )
             data = response.read()  # type: ignore[no-untyped-call]
         except ApiException as error:
+            if error.status == 404 and method in _ABSENT_IS_FINE:
+                return None
             raise map_api_error(
                 int(error.status or 0), _detail(error.body, str(error.reason)), what
             ) from error
@@ -142,6 +158,6 @@ class KubeCluster:
             raise map_api_error(0, str(error), what) from error
         if 200 <= response.status < 300:
             return json.loads(data) if data else None
-        if response.status == 404 and method == "DELETE":
+        if response.status == 404 and method in _ABSENT_IS_FINE:
             return None
         raise map_api_error(response.status, _detail(data, str(response.reason)), what)

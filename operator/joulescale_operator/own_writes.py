@@ -25,6 +25,9 @@ class OwnWrites:
         self._versions: dict[ChildRef, str] = {}
         self._lock = threading.Lock()
 
+    def get(self, ref: ChildRef) -> dict[str, Any] | None:
+        return self._cluster.get(ref)
+
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         applied = self._cluster.apply(manifest, dry_run=dry_run)
         version = applied.get("metadata", {}).get("resourceVersion")

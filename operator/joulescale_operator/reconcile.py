@@ -1,12 +1,18 @@
 """One reconcile of one service: validate, render, apply, reduce the status (no kopf here).
 
-The cluster, the event sink and the clock are injected, so the whole flow runs in unit
-tests against an in-memory cluster. Retryable failures (ClusterUnavailable) propagate to
-the handler boundary, which turns them into kopf.TemporaryError.
+The cluster, the event sink, the clock and the renderer are injected, so the whole flow runs
+in unit tests against an in-memory cluster. Retryable failures (ClusterUnavailable) propagate
+to the handler boundary, which turns them into kopf.TemporaryError.
+
+This is also the error boundary of one service: whatever validating or rendering it raises
+(an InvalidSpec, or any exception a shape the model let through provokes) becomes Ready=False
+with a reason and a Warning event, before any child is touched. One bad service never takes
+the handlers or the resync of the others down with it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,11 +23,17 @@ from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
 from joulescale_operator import reasons
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
+from joulescale_operator.ownership import describe, foreign_objects, is_controlled_by
 from joulescale_operator.render import ChildRef, render_children, router_discovery_rbac
 from joulescale_operator.status import DeploymentObservation, failed_status, reduce_status, status_patch
 from joulescale_operator.validation import InvalidSpec, validated_spec
 
 Clock = Callable[[], datetime]
+Renderer = Callable[[ServiceIdentity, EnergyAwareLLMServiceSpec, PlanStatus | None], list[dict[str, Any]]]
+"""Spec -> child manifests; render_children in production, a seam for tests."""
+
+MESSAGE_MAX_CHARS = 1000
+logger = logging.getLogger(__name__)
 
 
 class Events(Protocol):
@@ -33,24 +45,39 @@ class Events(Protocol):
 class Reconciler:
     """Brings the children of one service to its spec and says how far they are."""
 
-    def __init__(self, cluster: Cluster, events: Events, clock: Clock) -> None:
+    def __init__(
+        self, cluster: Cluster, events: Events, clock: Clock, render: Renderer = render_children
+    ) -> None:
         self._cluster = cluster
         self._events = events
         self._clock = clock
+        self._render = render
 
     def reconcile(self, body: dict[str, Any]) -> dict[str, Any]:
         """Returns the status merge patch; empty when the status is already right."""
         identity = ServiceIdentity.from_body(body)
-        previous: dict[str, Any] = dict(body.get("status") or {})
+        previous = _readable_status(body.get("status"))
         try:
-            spec = validated_spec(identity, dict(body.get("spec") or {}))
-            children = render_children(identity, spec, _plan(previous))
-            if _has_override(spec):
-                self._dry_run(children)
+            spec = validated_spec(identity, _mapping(body.get("spec")))
+            children = self._render(identity, spec, _plan(previous))
         except InvalidSpec as invalid:
             return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
+        except Exception as error:  # the boundary of one service: see the module's docstring
+            message = f"the children could not be rendered from the spec: {type(error).__name__}: {error}"
+            # Every resync meets the same failure again: the traceback only when debugging.
+            logger.warning(
+                "%s/%s: %s", identity.namespace, identity.name, message, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
+            return self._fail(identity, previous, reasons.RENDER_FAILED, message)
         try:
+            foreign = foreign_objects(self._cluster, identity, children)
+            if foreign:
+                return self._fail(identity, previous, reasons.NOT_OWNED, describe(foreign))
+            if _has_override(spec):
+                self._dry_run(children)
             applied = [self._cluster.apply(child) for child in children]
+        except InvalidSpec as invalid:
+            return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
         except Rejected as rejected:
             return self._fail(identity, previous, reasons.APPLY_FAILED, str(rejected))
         if not spec.router.enabled and previous.get("router") is not None:
@@ -72,21 +99,45 @@ class Reconciler:
 
     def _remove_router(self, identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec) -> None:
         for kind, api_version in (("Deployment", "apps/v1"), ("Service", "v1")):
-            self._cluster.delete(
-                ChildRef(api_version, kind, identity.namespace, identity.child_name("router"))
-            )
+            ref = ChildRef(api_version, kind, identity.namespace, identity.child_name("router"))
+            self._delete_own(identity, ref)
         for manifest in router_discovery_rbac(identity, spec):
-            self._cluster.delete(ChildRef.of(manifest))
+            self._delete_own(identity, ChildRef.of(manifest))
+
+    def _delete_own(self, identity: ServiceIdentity, ref: ChildRef) -> None:
+        """Delete a child only while it is still ours: an object of that name may be someone else's."""
+        existing = self._cluster.get(ref)
+        if existing is not None and is_controlled_by(existing, identity):
+            self._cluster.delete(ref)
 
     def _fail(
         self, identity: ServiceIdentity, previous: dict[str, Any], reason: str, message: str
     ) -> dict[str, Any]:
+        message = message[:MESSAGE_MAX_CHARS]
         patch = status_patch(
             previous, failed_status(previous, identity.generation, reason, message, self._clock())
         )
         if patch:
             self._events.warning(reason, message)
         return patch
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _readable_status(raw: Any) -> dict[str, Any]:
+    """The previous status, minus what is not ours to trust: others write status too (the planner,
+    anyone allowed to patch the subresource), and a mangled condition must not break the reconcile."""
+    status = _mapping(raw)
+    conditions = status.get("conditions")
+    if conditions is not None:
+        status["conditions"] = (
+            [c for c in conditions if isinstance(c, dict) and isinstance(c.get("type"), str)]
+            if isinstance(conditions, list)
+            else []
+        )
+    return status
 
 
 def _has_override(spec: EnergyAwareLLMServiceSpec) -> bool:

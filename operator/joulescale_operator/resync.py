@@ -5,10 +5,16 @@ create and makes deletion wait for a live operator. Instead, an event handler ke
 latest body of every service here; a change of one of its Deployments (its pods turning ready,
 a deletion by hand) reconciles that service at once, and a thread reconciles them all every
 interval, for the children not watched (Services) and whatever a watch missed.
+
+Errors stay with their service: whatever one reconcile raises is logged and the pass goes on
+to the next service, and the loop itself outlives any pass (`alive` says whether it runs, for
+the liveness probe). Reconciles of one service are serialized with kopf's handlers through
+the shared ServiceLocks, and always use the newest body seen on the watch.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import threading
@@ -17,25 +23,35 @@ from typing import Any
 
 from joulescale.api import API_VERSION, KIND
 from joulescale_operator.kube import Cluster, ClusterError
-from joulescale_operator.reconcile import Clock, Events, Reconciler
-from joulescale_operator.render import ChildRef
+from joulescale_operator.locks import Key, ServiceLocks
+from joulescale_operator.reconcile import Clock, Events, Reconciler, Renderer
+from joulescale_operator.render import ChildRef, render_children
 
 logger = logging.getLogger(__name__)
-
-Key = tuple[str, str]
 
 
 class Resync:
     """The services seen on the watch, and the loop that reconciles them periodically."""
 
     def __init__(
-        self, cluster: Cluster, events_for: Callable[[dict[str, Any]], Events], clock: Clock
+        self,
+        cluster: Cluster,
+        events_for: Callable[[dict[str, Any]], Events],
+        clock: Clock,
+        *,
+        locks: ServiceLocks | None = None,
+        render: Renderer = render_children,
     ) -> None:
         self._cluster = cluster
         self._events_for = events_for
         self._clock = clock
+        self._render = render
+        self.locks = locks if locks is not None else ServiceLocks()
+        """Shared with kopf's handlers: one reconcile of a service at a time."""
         self._services: dict[Key, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Track a watch event: remember the newest body, forget deleted services."""
@@ -53,36 +69,63 @@ class Resync:
 
     def resync_once(self) -> int:
         """Reconcile every known service once; returns how many status patches were written."""
-        with self._lock:
-            bodies = list(self._services.values())
-        return sum(self._reconcile(body) for body in bodies)
+        return sum(self._reconcile(key) for key in self.known())
 
     def child_changed(self, key: Key) -> bool:
         """Reconcile the service that owns a changed child; False when the service is not known
         (not seen yet, or deleted: its children go with it)."""
         with self._lock:
-            body = self._services.get(key)
-        if body is None:
-            return False
-        self._reconcile(body)
-        return True
+            known = key in self._services
+        if known:
+            self._reconcile(key)
+        return known
 
-    def _reconcile(self, body: dict[str, Any]) -> bool:
-        """True when a status patch was written; a cluster error is logged and left to the next pass."""
-        meta = body["metadata"]
+    def _reconcile(self, key: Key) -> bool:
+        """True when a status patch was written. Any error is logged and left to the next pass:
+        one service's failure never reaches the others."""
+        namespace, name = key
         try:
-            patch = Reconciler(self._cluster, self._events_for(body), self._clock).reconcile(body)
-            if not patch:
-                return False
-            self._cluster.patch_status(ChildRef(API_VERSION, KIND, meta["namespace"], meta["name"]), patch)
-            return True
+            with self.locks.hold(key):
+                with self._lock:
+                    body = self._services.get(key)  # the newest body, read under the service's lock
+                if body is None:
+                    return False
+                reconciler = Reconciler(self._cluster, self._events_for(body), self._clock, self._render)
+                patch = reconciler.reconcile(body)
+                if not patch:
+                    return False
+                self._cluster.patch_status(ChildRef(API_VERSION, KIND, namespace, name), patch)
+                return True
         except ClusterError as error:
-            logger.warning(
-                "reconcile of %s/%s failed, retrying next interval: %s", meta["namespace"], meta["name"], error
-            )
-            return False
+            logger.warning("reconcile of %s/%s failed, retrying next interval: %s", namespace, name, error)
+        except Exception:
+            logger.exception("reconcile of %s/%s failed, retrying next interval", namespace, name)
+        return False
 
     def run(self, interval_s: float, stop: threading.Event) -> None:
         """Resync every interval_s until stop is set (the wait is on the event, not a sleep)."""
         while not stop.wait(interval_s):
-            self.resync_once()
+            try:
+                self.resync_once()
+            except Exception:  # resync_once already keeps errors per service; never die
+                logger.exception("a resync pass failed; the next one runs in %s s", interval_s)
+
+    def start(self, interval_s: float, stop: threading.Event) -> None:
+        """Run the loop in a daemon thread, which inherits the caller's context (so that
+        kopf.warn() can post events from it)."""
+        self._stop = stop
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self.run, interval_s, stop), name="resync", daemon=True
+        )
+        self._thread.start()
+
+    def check_alive(self) -> None:
+        """Raise ResyncDied when the loop was started, is not being stopped, and is gone: the
+        liveness probe calls this, so a dead loop restarts the operator instead of hiding."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            raise ResyncDied("the resync thread is not running: drift is no longer corrected")
+
+
+class ResyncDied(Exception):
+    """The drift-correction loop is gone."""

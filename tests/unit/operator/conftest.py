@@ -51,6 +51,12 @@ class MemoryCluster:
         self.unavailable = False
         self.deployment_status: dict[str, Any] = {}
 
+    def get(self, ref: ChildRef) -> dict[str, Any] | None:
+        if self.unavailable:
+            raise ClusterUnavailable("apiserver down")
+        found = self.objects.get(ref)
+        return copy.deepcopy(found) if found is not None else None
+
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         if self.unavailable:
             raise ClusterUnavailable("apiserver down")

@@ -34,3 +34,12 @@ def test_refusals_are_not_retried_and_keep_the_apiserver_message(status: int) ->
     error = map_api_error(status, "spec.replicas: Invalid value", "PATCH Deployment ns/x")
     assert isinstance(error, Rejected)
     assert "spec.replicas: Invalid value" in str(error)
+
+
+def test_a_manifest_that_does_not_fit_the_schema_is_refused_not_retried() -> None:
+    """Server-side apply reports a type error as HTTP 500; retrying the same manifest cannot help."""
+    detail = (
+        "failed to create typed patch object (ns/x-decode; apps/v1, Kind=Deployment): "
+        ".spec.template.spec.containers: expected list, got &{x}"
+    )
+    assert isinstance(map_api_error(500, detail, "PATCH Deployment ns/x-decode"), Rejected)
