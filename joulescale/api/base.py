@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 GROUP = "joulescale.io"
 VERSION = "v1alpha1"
@@ -50,3 +53,47 @@ def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
 def validations(*rules: JsonDict) -> ConfigDict:
     """A model config carrying CEL rules, so the CRD enforces cross-field rules server-side."""
     return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+class AllowlistModel(ApiModel):
+    """A model of the core API that is also an allowlist: `REFUSED` names the fields of the core
+    object that a tenant may not set, each with the reason.
+
+    Unknown fields would only be pruned by the apiserver (rejected only when the client asks for
+    strict field validation); a refused field is declared in the schema instead, so that a CEL rule
+    rejects it, for every client, with a message that names it. The same check runs here, so that
+    the operator never renders a refused field even from an object stored before the CRD changed.
+    """
+
+    REFUSED: ClassVar[Mapping[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            refused = [refusal_message(key, cls.REFUSED[key]) for key in cls.REFUSED if key in data]
+            if refused:
+                raise ValueError("; ".join(refused))
+        return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        properties = target.setdefault("properties", {})
+        rules = list(target.get("x-kubernetes-validations", []))
+        for key, reason in cls.REFUSED.items():
+            properties[key] = {
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": f"Refused: {reason}.",
+            }
+            rules.append(cel(f"!has(self.{key})", refusal_message(key, reason), f".{key}"))
+        if rules:
+            target["x-kubernetes-validations"] = rules
+        return schema
+
+
+def refusal_message(key: str, reason: str) -> str:
+    return f"{key} is not allowed here: {reason}"
