@@ -43,8 +43,8 @@ class Capabilities(AllowlistModel):
 
     REFUSED: ClassVar[Mapping[str, str]] = {"add": "containers may drop capabilities, never add them"}
 
-    drop: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=list, max_length=64, description="Capabilities to drop, e.g. ALL."
+    drop: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=64, description="Capabilities to drop, e.g. ALL."
     )
 
 
@@ -190,23 +190,21 @@ class Container(AllowlistModel):
     command: list[Text] | None = Field(default=None, max_length=128, description="The sidecar's command.")
     args: list[Text] | None = Field(default=None, max_length=128, description="The sidecar's arguments.")
     working_dir: Path | None = Field(default=None, description="The sidecar's working directory.")
-    env: list[EnvVar] = Field(
-        default_factory=list,
+    env: list[EnvVar] | None = Field(
+        default=None,
         max_length=128,
         description="Environment variables, merged by name.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    env_from: list[EnvFromSource] = Field(
-        default_factory=list, max_length=32, description="ConfigMaps and Secrets as environment variables."
+    env_from: list[EnvFromSource] | None = Field(
+        default=None, max_length=32, description="ConfigMaps and Secrets as environment variables."
     )
-    ports: list[ContainerPort] = Field(
-        default_factory=list, max_length=32, description="The sidecar's ports."
-    )
+    ports: list[ContainerPort] | None = Field(default=None, max_length=32, description="The sidecar's ports.")
     resources: ResourceRequirements | None = Field(
         default=None, description="Non-GPU resources; the engine's GPUs come from tensorParallelSize."
     )
-    volume_mounts: list[VolumeMount] = Field(
-        default_factory=list, max_length=64, description="Volumes of the pod to mount, merged by name."
+    volume_mounts: list[VolumeMount] | None = Field(
+        default=None, max_length=64, description="Volumes of the pod to mount, merged by name."
     )
     security_context: SecurityContext | None = Field(
         default=None, description="Less privilege only: no privileged, escalation or added capabilities."

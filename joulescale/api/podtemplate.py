@@ -127,25 +127,25 @@ class PodSpecOverride(AllowlistModel):
 
     REFUSED = REFUSED_POD_FIELDS
 
-    containers: list[Container] = Field(
-        default_factory=list,
+    containers: list[Container] | None = Field(
+        default=None,
         max_length=8,
         description=f"Patches of the {ENGINE_CONTAINER} container and sidecars, merged by name.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    volumes: list[Volume] = Field(
-        default_factory=list,
+    volumes: list[Volume] | None = Field(
+        default=None,
         max_length=32,
         description="Extra volumes of safe types, merged by name.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    tolerations: list[Toleration] = Field(
-        default_factory=list, max_length=32, description="Tolerations added to the operator's."
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=32, description="Tolerations added to the operator's."
     )
     affinity: Affinity | None = Field(default=None, description="Affinity added to the GPU product affinity.")
     priority_class_name: ObjectName | None = Field(default=None, description="The pods' priority class.")
-    image_pull_secrets: list[LocalObjectReference] = Field(
-        default_factory=list, max_length=16, description="Secrets to pull the images with."
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None, max_length=16, description="Secrets to pull the images with."
     )
 
 
