@@ -85,14 +85,52 @@ class AllowlistModel(ApiModel):
         properties = target.setdefault("properties", {})
         rules = list(target.get("x-kubernetes-validations", []))
         for key, reason in cls.REFUSED.items():
-            properties[key] = {
-                "x-kubernetes-preserve-unknown-fields": True,
-                "description": f"Refused: {reason}.",
-            }
+            properties[key] = {**_core_api_schema(key), "description": f"Refused: {reason}."}
             rules.append(cel(f"!has(self.{key})", refusal_message(key, reason), f".{key}"))
         if rules:
             target["x-kubernetes-validations"] = rules
         return schema
+
+
+_BOOLEANS = frozenset(
+    {
+        "hostPID", "hostIPC", "hostNetwork", "hostUsers", "shareProcessNamespace", "automountServiceAccountToken",
+        "setHostnameAsFQDN", "enableServiceLinks", "stdin", "stdinOnce", "tty",
+    }
+)  # fmt: skip
+_STRINGS = frozenset(
+    {
+        "serviceAccountName", "serviceAccount", "nodeName", "schedulerName", "runtimeClassName", "preemptionPolicy",
+        "restartPolicy", "hostname", "hostnameOverride", "subdomain", "dnsPolicy", "procMount", "mountPropagation",
+        "hostIP", "name", "generateName", "namespace", "terminationMessagePath", "terminationMessagePolicy",
+    }
+)  # fmt: skip
+_INTEGERS = frozenset({"priority", "activeDeadlineSeconds", "terminationGracePeriodSeconds", "hostPort"})
+_STRING_LISTS = frozenset({"add", "finalizers"})
+_OBJECT_LISTS = frozenset(
+    {
+        "initContainers", "ephemeralContainers", "resourceClaims", "readinessGates", "hostAliases",
+        "topologySpreadConstraints", "schedulingGates", "volumeDevices", "ownerReferences", "resizePolicy",
+        "restartPolicyRules",
+    }
+)  # fmt: skip
+_ANY_OBJECT: JsonDict = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+def _core_api_schema(key: str) -> JsonDict:
+    """The type a refused field has in the core API: a CEL rule only sees declared, typed fields,
+    and a value of the right type must reach the rule so that its message is the one reported."""
+    if key in _BOOLEANS:
+        return {"type": "boolean"}
+    if key in _STRINGS:
+        return {"type": "string"}
+    if key in _INTEGERS:
+        return {"type": "integer"}
+    if key in _STRING_LISTS:
+        return {"type": "array", "items": {"type": "string"}}
+    if key in _OBJECT_LISTS:
+        return {"type": "array", "items": _ANY_OBJECT}
+    return _ANY_OBJECT
 
 
 def refusal_message(key: str, reason: str) -> str:

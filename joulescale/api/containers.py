@@ -30,6 +30,7 @@ ENGINE_OWNED_FIELDS: dict[str, str] = {
 """Fields of the engine container the operator writes, and where the spec sets them instead."""
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_OPERATOR = "the operator writes it"
 _PROBES = "the operator writes the engine's probes; a probe's host makes the kubelet call any address"
 
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
@@ -176,6 +177,10 @@ class Container(AllowlistModel):
         "stdin": "interactive containers are not offered",
         "stdinOnce": "interactive containers are not offered",
         "tty": "interactive containers are not offered",
+        "resizePolicy": _OPERATOR,
+        "restartPolicyRules": "init-style sidecars are not offered",
+        "terminationMessagePath": _OPERATOR,
+        "terminationMessagePolicy": _OPERATOR,
     }
 
     name: Name = Field(

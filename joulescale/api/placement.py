@@ -53,7 +53,8 @@ def _no_gpu_rule(field: str) -> str:
 
 
 _GPU_MESSAGE = (
-    "GPU resources ({resources}) are set by the operator from tensorParallelSize; remove them from {field}"
+    "GPU resources ({resources} and any name containing gpu) are set by the operator from "
+    "tensorParallelSize; remove them from {field}"
 )
 
 ResourceName = Annotated[str, Field(min_length=1, max_length=253)]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from e2e.harness.controlplane import ControlPlane
-from joulescale_operator.testing import OperatorProcess, apply, service_manifest
+from joulescale_operator.testing import OperatorProcess, apply, get, service_manifest
 from tests.integration.operator.operators import wait_children
 
 pytestmark = pytest.mark.integration
@@ -236,7 +236,14 @@ def server_dry_run(plane: ControlPlane, manifest: dict[str, Any]) -> tuple[int, 
 
 
 def with_override(name: str, override: Any) -> dict[str, Any]:
-    return service_manifest(name, "default", decode={"replicas": 1, "gpu": GPU, "podTemplate": override})
+    return service_manifest(
+        object_name(name), "default", decode={"replicas": 1, "gpu": GPU, "podTemplate": override}
+    )
+
+
+def object_name(case: str) -> str:
+    """A valid object name, so that the only thing wrong with a manifest is the case itself."""
+    return "".join(c if c.isalnum() else "-" for c in case.lower())
 
 
 @pytest.mark.parametrize(("name", "override", "field"), HOSTILE, ids=[case[0] for case in HOSTILE])
@@ -254,7 +261,7 @@ def test_a_hostile_pod_template_is_refused_naming_the_field(
 def test_clock_bounds_no_gpu_supports_are_refused(
     crd_plane: ControlPlane, name: str, clocks: dict[str, Any], field: str
 ) -> None:
-    manifest = service_manifest(name, "default", energy={"clocks": clocks})
+    manifest = service_manifest(object_name(name), "default", energy={"clocks": clocks})
     returncode, stderr = server_dry_run(crd_plane, manifest)
     assert returncode != 0, f"{name} was accepted"
     assert field in stderr, stderr
@@ -263,6 +270,23 @@ def test_clock_bounds_no_gpu_supports_are_refused(
 def test_clock_bounds_of_the_shipped_gpus_are_accepted(crd_plane: ControlPlane) -> None:
     manifest = service_manifest("clocks-ok", "default", energy={"clocks": {"minMHz": 210, "maxMHz": 1980}})
     assert server_dry_run(crd_plane, manifest) == (0, "")
+
+
+def test_a_field_the_core_api_does_not_know_is_never_stored(crd_plane: ControlPlane) -> None:
+    """Default deny: a made-up field is refused under kubectl's strict field validation and
+    dropped (never stored, never rendered) for a client that asks for none."""
+    namespace = crd_plane.create_namespace("unknown")
+    override = {"spec": {"hostPid": True, "containers": [{"name": "engine", "priviledged": True}]}}
+    manifest = service_manifest(
+        "unknown", namespace, decode={"replicas": 1, "gpu": GPU, "podTemplate": override}
+    )
+    strict = apply(crd_plane, manifest, check=False)
+    assert strict.returncode != 0
+    assert 'unknown field "spec.decode.podTemplate.spec.hostPid"' in strict.stderr
+    crd_plane.kubectl("create", "--validate=false", "-f", "-", input=yaml.safe_dump(manifest))
+    stored = get(crd_plane, "eals", "unknown", namespace)
+    assert stored is not None
+    assert stored["spec"]["decode"]["podTemplate"] == {"spec": {"containers": [{"name": "engine"}]}}
 
 
 ALLOWED: dict[str, Any] = {
