@@ -34,45 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
     twin = commands.add_parser("twin", help="the digital twin")
     twin_commands = twin.add_subparsers(dest="twin_command", required=True)
     cmp = twin_commands.add_parser("compare", help="replay a trace under every policy and compare energy")
-    cmp.add_argument(
-        "--trace", default="azure-conv", help="azure-conv, azure-code, or a CSV / JSON-lines file"
-    )
+    cmp.add_argument("--trace", default="azure-conv", help="azure-conv, azure-code, or a CSV / JSON-lines file")
     cmp.add_argument("--load", type=float, default=0.67, help="fraction of the static-max SLO capacity")
-    cmp.add_argument(
-        "--duration",
-        type=float,
-        default=DEFAULT_DURATION_S,
-        help=f"simulated seconds of traffic (default {DEFAULT_DURATION_S:.0f})",
-    )
+    cmp.add_argument("--duration", type=float, default=DEFAULT_DURATION_S,
+                     help=f"simulated seconds of traffic (default {DEFAULT_DURATION_S:.0f})")
     cmp.add_argument("--gpus", type=int, default=16)
     cmp.add_argument("--profile", default="h100-sxm-llama-70b-tp4")
-    cmp.add_argument(
-        "--prefill-profile",
-        default=None,
-        help="profile of the prefill instances when it differs (e.g. h100-sxm-llama-70b-tp8)",
-    )
+    cmp.add_argument("--prefill-profile", default=None,
+                     help="profile of the prefill instances when it differs (e.g. h100-sxm-llama-70b-tp8)")
     cmp.add_argument("--slo-ttft-ms", type=float, default=600.0)
     cmp.add_argument("--slo-tpot-ms", type=float, default=100.0)
     cmp.add_argument("--percentile", type=int, default=99)
     cmp.add_argument("--seed", type=int, default=0, help="0: the trace from its start; else a random window")
-    cmp.add_argument(
-        "--policies",
-        type=_policies,
-        default=DEFAULT_POLICIES,
-        help=f"comma-separated subset of {','.join(DEFAULT_POLICIES)}",
-    )
-    cmp.add_argument(
-        "--view",
-        choices=VIEW_NAMES,
-        default="metrics",
-        help="what policies observe: /metrics scrapes (default) or the engine hook",
-    )
-    cmp.add_argument(
-        "--prefill-instances",
-        type=int,
-        default=None,
-        help="P/D split; default: the split with the highest static-max capacity",
-    )
+    cmp.add_argument("--policies", type=_policies, default=DEFAULT_POLICIES,
+                     help=f"comma-separated subset of {','.join(DEFAULT_POLICIES)}")
+    cmp.add_argument("--view", choices=VIEW_NAMES, default="metrics",
+                     help="what policies observe: /metrics scrapes (default) or the engine hook")
+    cmp.add_argument("--prefill-instances", type=int, default=None,
+                     help="P/D split; default: the split with the highest static-max capacity")
     cmp.add_argument("--kv-medium", choices=sorted(kv_media()), default="infiniband")
     cmp.add_argument("--min-mhz", type=int, default=None, help="lowest SM clock a policy may set")
     cmp.add_argument("--max-mhz", type=int, default=None, help="highest SM clock a policy may set")
@@ -80,13 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--clock-settle-ms", type=float, default=None, help="delay before a new clock applies")
     cmp.add_argument("--scrape-period-ms", type=float, default=50.0)
     cmp.add_argument("--scrape-delay-ms", type=float, default=10.0)
-    cmp.add_argument(
-        "--gauges",
-        choices=GAUGE_TIMINGS,
-        default="step-end",
-        help="when a prefill instance's scheduler gauges change on /metrics: at the end of each "
-        "step, as vLLM V1 and SGLang publish them (default), or live (optimistic)",
-    )
+    cmp.add_argument("--gauges", choices=GAUGE_TIMINGS, default="step-end",
+                     help="when a prefill instance's scheduler gauges change on /metrics: at the end of each "
+                          "step, as vLLM V1 and SGLang publish them (default), or live (optimistic)")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="capacity cache (default: user cache dir)")
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
     cmp.add_argument("--json", type=Path, default=None, help="write the comparison as JSON")
@@ -97,28 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> CompareSettings:
     bounds = None
     if args.min_mhz is not None or args.max_mhz is not None:
-        bounds = ClockBounds(
-            args.min_mhz if args.min_mhz is not None else 0,
-            args.max_mhz if args.max_mhz is not None else 1_000_000,
-        )
+        bounds = ClockBounds(args.min_mhz if args.min_mhz is not None else 0,
+                             args.max_mhz if args.max_mhz is not None else 1_000_000)
     return CompareSettings(
-        trace=args.trace,
-        load=args.load,
-        duration_s=args.duration,
-        gpus=args.gpus,
-        profile=args.profile,
+        trace=args.trace, load=args.load, duration_s=args.duration, gpus=args.gpus, profile=args.profile,
         prefill_profile=args.prefill_profile,
-        slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms, args.percentile),
-        seed=args.seed,
-        policies=args.policies,
-        view=args.view,
-        prefill_instances=args.prefill_instances,
-        kv_medium=args.kv_medium,
-        bounds=bounds,
-        scrape_period_s=args.scrape_period_ms / 1000.0,
-        scrape_delay_s=args.scrape_delay_ms / 1000.0,
-        gauges=args.gauges,
-        power_limit_watts=args.power_limit_watts,
+        slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms, args.percentile), seed=args.seed, policies=args.policies,
+        view=args.view, prefill_instances=args.prefill_instances, kv_medium=args.kv_medium, bounds=bounds,
+        scrape_period_s=args.scrape_period_ms / 1000.0, scrape_delay_s=args.scrape_delay_ms / 1000.0,
+        gauges=args.gauges, power_limit_watts=args.power_limit_watts,
         clock_settle_s=args.clock_settle_ms / 1000.0 if args.clock_settle_ms is not None else None,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
     )
@@ -130,16 +92,8 @@ def _twin_compare(args: argparse.Namespace, out: TextIO) -> int:
     comparison = compare(_settings(args))
     document = report.to_json(comparison)
     verdict = report.slo_verdict(comparison)
-    text = "\n".join(
-        [
-            report.preamble(comparison),
-            "",
-            report.table(comparison),
-            *([verdict] if verdict else []),
-            "",
-            report.conclusion(comparison),
-        ]
-    )
+    text = "\n".join([report.preamble(comparison), "", report.table(comparison), *([verdict] if verdict else []), "",
+                      report.conclusion(comparison)])
     print(text, file=out)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

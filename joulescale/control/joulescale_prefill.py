@@ -126,9 +126,7 @@ class JouleScalePrefill:
         )
         return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 
-    def _in_flight_clock(
-        self, observation: Observation, plan: PrefillPlan, clock_mhz: int, reaction_s: float
-    ) -> int:
+    def _in_flight_clock(self, observation: Observation, plan: PrefillPlan, clock_mhz: int, reaction_s: float) -> int:
         """Metrics-only view, nothing waiting: the plan's clock for the batch in flight (its tokens
         from the KV usage, its deadline net of the time it has run), but the ready clock once the
         batch ends before a clock picked at the next scrape could settle, so that a lone long
@@ -139,10 +137,7 @@ class JouleScalePrefill:
             # batch's size is a guess: a long prompt in flight must not be slowed on it.
             return max(clock_mhz, ready)
         elapsed_s = observation.now_s - self._batch_seen_s
-        left_s = (
-            self.predictor.prefill_s(plan.batch_tokens, plan.squared_tokens, observation.sm_clock_mhz)
-            - elapsed_s
-        )
+        left_s = self.predictor.prefill_s(plan.batch_tokens, plan.squared_tokens, observation.sm_clock_mhz) - elapsed_s
         return ready if left_s < reaction_s else clock_mhz
 
     def _ready_mhz(self, reaction_s: float) -> int:

@@ -28,9 +28,7 @@ def _batch_sizes(context: PolicyContext) -> list[int]:
     return sizes or [context.max_batch_tokens]
 
 
-def _net_energy(
-    context: PolicyContext, predictor: LatencyPredictor, batch_tokens: int
-) -> Callable[[int], float]:
+def _net_energy(context: PolicyContext, predictor: LatencyPredictor, batch_tokens: int) -> Callable[[int], float]:
     profile = context.profile
     idle_watts = profile.idle_power_watts
     squared = float(batch_tokens * min(batch_tokens, 2048))

@@ -92,9 +92,7 @@ class PrefillMpc:
             if observation.queue is None:
                 # A scrape tells how long the batch's requests waited, not how long it has run.
                 first = batches[0]
-                batches[0] = PlannedBatch(
-                    first.tokens, first.squared_tokens, first.deadline_s - in_flight_elapsed_s
-                )
+                batches[0] = PlannedBatch(first.tokens, first.squared_tokens, first.deadline_s - in_flight_elapsed_s)
             first_s = predict(batches[0].tokens, batches[0].squared_tokens, observation.sm_clock_mhz)
             left = max(0.0, 1.0 - in_flight_elapsed_s / first_s) if first_s > 0 else 1.0
             times[0] = [t * left for t in times[0]]

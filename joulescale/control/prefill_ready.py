@@ -103,13 +103,8 @@ class ReadyClock:
             return self._cached[1]
         ready = max(
             self._floor_mhz,
-            lone_prompt_mhz(
-                self.context.allowed_mhz,
-                self._predictors,
-                tokens,
-                self.context.ttft_budget_s,
-                raised_after_s=key[2],
-            ),
+            lone_prompt_mhz(self.context.allowed_mhz, self._predictors, tokens, self.context.ttft_budget_s,
+                            raised_after_s=key[2]),
         )
         self._cached = (key, ready)
         return ready
@@ -132,11 +127,8 @@ class ReadyClock:
             worst = self._worst_batches()
 
             def worst_s(clock_mhz: int) -> float:
-                return max(
-                    b.queued_s
-                    + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
-                    for b in worst
-                )
+                return max(b.queued_s + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
+                           for b in worst)
 
             index = lowest_feasible_index(clocks, worst_s, budget_s)
             ready = clocks[-1 if index is None else index]
@@ -154,8 +146,6 @@ class ReadyClock:
         self._severity_version = ended.version
         top_mhz = self.context.allowed_mhz[-1]
         for batch in itertools.islice(batches, len(batches) - fresh, None):
-            self._severity.append(
-                batch.queued_s + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz)
-            )
+            self._severity.append(batch.queued_s + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
         ranked = heapq.nlargest(_WORST_BATCHES, range(len(batches)), key=self._severity.__getitem__)
         return [batches[i] for i in ranked]

@@ -145,6 +145,7 @@ class PromptLengthQuantile:
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
+
 @dataclass(frozen=True, slots=True)
 class EndedBatch:
     """A prefill batch seen once done (metrics-only view): how long its requests had queued
@@ -169,7 +170,5 @@ class EndedBatches:
         if observation.queue is not None or steps <= 0 or per_request is None:
             return
         tokens = max(1, round(observation.prompt_tokens_delta / steps))
-        self.batches.append(
-            EndedBatch(observation.oldest_wait_s or 0.0, tokens, tokens * max(1.0, per_request))
-        )
+        self.batches.append(EndedBatch(observation.oldest_wait_s or 0.0, tokens, tokens * max(1.0, per_request)))
         self.version += 1

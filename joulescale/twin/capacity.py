@@ -31,9 +31,8 @@ class Capacity:
     cached: bool = False
 
 
-def find_capacity_scale(
-    meets_slo: Callable[[float], bool], start_scale: float = 1.0, rel_tolerance: float = 0.03
-) -> tuple[float, int]:
+def find_capacity_scale(meets_slo: Callable[[float], bool], start_scale: float = 1.0,
+                        rel_tolerance: float = 0.03) -> tuple[float, int]:
     """Largest scale for which ``meets_slo`` holds, within ``rel_tolerance``; (scale, probes).
 
     Brackets by doubling or halving from ``start_scale``, then bisects geometrically.

@@ -80,20 +80,16 @@ class ClusterConfig:
 
     @property
     def gpus(self) -> int:
-        return (
-            self.prefill_instances * self.profile_of("prefill").tensor_parallel_size
-            + self.decode_instances * self.profile.tensor_parallel_size
-        )
+        return (self.prefill_instances * self.profile_of("prefill").tensor_parallel_size
+                + self.decode_instances * self.profile.tensor_parallel_size)
 
     def describe(self) -> dict[str, object]:
         return {
             "profile": self.profile.name,
             "prefill_profile": self.profile_of("prefill").name,
             "gpus": self.gpus,
-            "tensor_parallel_size": {
-                "prefill": self.profile_of("prefill").tensor_parallel_size,
-                "decode": self.profile.tensor_parallel_size,
-            },
+            "tensor_parallel_size": {"prefill": self.profile_of("prefill").tensor_parallel_size,
+                                     "decode": self.profile.tensor_parallel_size},
             "prefill_instances": self.prefill_instances,
             "decode_instances": self.decode_instances,
             "prefill_token_budget": self.prefill_token_budget,

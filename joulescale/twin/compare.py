@@ -106,25 +106,16 @@ def _window_start(trace: Trace, seed: int) -> float:
     return random.Random(seed).uniform(0.0, trace.duration_s)
 
 
-def _capacity(
-    trace: Trace, cluster: ClusterConfig, settings: CompareSettings, start_s: float, cache: CapacityCache
-) -> Capacity:
-    key = CapacityCache.key(
-        {
-            "trace": trace.digest,
-            "duration_s": settings.duration_s,
-            "start_s": start_s,
-            "cluster": replace(cluster, view="metrics").describe(),
-            "slo": [settings.slo.ttft_ms, settings.slo.tpot_ms, settings.slo.percentile],
-            "bounds": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
-            "power_limit_watts": [
-                cluster.profile.power_limit_watts,
-                cluster.profile_of("prefill").power_limit_watts,
-            ],
-            "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
-            "version": 2,
-        }
-    )
+def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, start_s: float,
+              cache: CapacityCache) -> Capacity:
+    key = CapacityCache.key({
+        "trace": trace.digest, "duration_s": settings.duration_s, "start_s": start_s,
+        "cluster": replace(cluster, view="metrics").describe(), "slo": [settings.slo.ttft_ms, settings.slo.tpot_ms, settings.slo.percentile],
+        "bounds": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
+        "power_limit_watts": [cluster.profile.power_limit_watts, cluster.profile_of("prefill").power_limit_watts],
+        "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
+        "version": 2,
+    })
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -143,22 +134,15 @@ def _capacity(
     return capacity
 
 
-def _cluster(
-    settings: CompareSettings, profile: GpuProfile, prefill_profile: GpuProfile, prefill_instances: int
-) -> ClusterConfig:
+def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: GpuProfile,
+             prefill_instances: int) -> ClusterConfig:
     left = settings.gpus - prefill_instances * prefill_profile.tensor_parallel_size
     return ClusterConfig(
-        profile=profile,
-        prefill_instances=prefill_instances,
+        profile=profile, prefill_instances=prefill_instances,
         decode_instances=left // profile.tensor_parallel_size,
-        kv_medium=settings.kv_medium,
-        view=settings.view,
-        scrape_period_s=settings.scrape_period_s,
-        scrape_delay_s=settings.scrape_delay_s,
-        gauges=settings.gauges,
-        clock_settle_s=settings.clock_settle_s,
-        prefill_profile=prefill_profile if prefill_profile.name != profile.name else None,
-    )
+        kv_medium=settings.kv_medium, view=settings.view, scrape_period_s=settings.scrape_period_s,
+        scrape_delay_s=settings.scrape_delay_s, gauges=settings.gauges, clock_settle_s=settings.clock_settle_s,
+        prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 
 def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
@@ -167,20 +151,15 @@ def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
     return profile.model_copy(update={"power_limit_watts": settings.power_limit_watts})
 
 
-def choose_split(
-    trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float, cache: CapacityCache
-) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
+def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
+                 cache: CapacityCache) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
     """The given split, or the one whose static-max capacity is highest (ties: fewer prefill)."""
-    prefill_profile = (
-        _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
-    )
+    prefill_profile = _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
     tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
     most = (settings.gpus - tp_decode) // tp_prefill
     if most < 1:
-        raise ValueError(
-            f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one TP{tp_decode} "
-            "decode instance; a P/D cluster needs at least 2 instances"
-        )
+        raise ValueError(f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one TP{tp_decode} "
+                         "decode instance; a P/D cluster needs at least 2 instances")
     candidates = [settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))
     found: dict[int, tuple[ClusterConfig, Capacity]] = {}
     for prefill in candidates:
@@ -192,23 +171,14 @@ def choose_split(
     return found[best][0], found[best][1], {p: c.requests_per_second for p, (_, c) in found.items()}
 
 
-def _run(
-    name: str,
-    cluster: ClusterConfig,
-    settings: CompareSettings,
-    window: list[TraceRequest],
-    static_mhz: dict[Phase, int] | None = None,
-) -> RunResult:
+def _run(name: str, cluster: ClusterConfig, settings: CompareSettings, window: list[TraceRequest],
+         static_mhz: dict[Phase, int] | None = None) -> RunResult:
     setup = policy_run_setup(name, cluster, settings.slo, settings.bounds, static_mhz)
     return simulate(window, setup.cluster, setup.control)
 
 
-def choose_static_best(
-    cluster: ClusterConfig,
-    settings: CompareSettings,
-    window: list[TraceRequest],
-    runner: Callable[[dict[Phase, int]], RunResult] | None = None,
-) -> dict[Phase, int]:
+def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window: list[TraceRequest],
+                       runner: Callable[[dict[Phase, int]], RunResult] | None = None) -> dict[Phase, int]:
     """Per phase, the lowest-energy fixed clock whose own latency meets the SLO percentile.
 
     Sweeps each phase's clock with the other phase at the top clock (so a slow prefill does not
@@ -225,11 +195,8 @@ def choose_static_best(
         best_j, best_mhz = float("inf"), top
         for mhz in levels:
             summary = summarise(run({phase: mhz, other: top}), slo)
-            latency_ms, target_ms = (
-                (summary.ttft_ms_at_percentile, slo.ttft_ms)
-                if phase == "prefill"
-                else (summary.tpot_ms_at_percentile, slo.tpot_ms)
-            )
+            latency_ms, target_ms = ((summary.ttft_ms_at_percentile, slo.ttft_ms) if phase == "prefill"
+                                     else (summary.tpot_ms_at_percentile, slo.tpot_ms))
             energy_j = summary.prefill.total_j if phase == "prefill" else summary.decode.total_j
             if summary.finished == summary.requests and latency_ms <= target_ms and energy_j < best_j:
                 best_j, best_mhz = energy_j, mhz
@@ -262,21 +229,8 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     if ORACLE in settings.policies and runs:
         allowed = allowed_clocks_mhz(profile.supported_sm_clocks_mhz, settings.bounds)
         oracle = oracle_bound(runs, allowed, horizon_s)
-    return Comparison(
-        settings,
-        trace,
-        cluster,
-        capacity,
-        rate_scale,
-        window,
-        summaries,
-        runs,
-        static_best,
-        oracle,
-        start_s,
-        clock() - started,
-        split_capacities,
-    )
+    return Comparison(settings, trace, cluster, capacity, rate_scale, window, summaries, runs,
+                      static_best, oracle, start_s, clock() - started, split_capacities)
 
 
 def with_view(settings: CompareSettings, view: ViewName) -> CompareSettings:

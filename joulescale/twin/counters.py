@@ -52,23 +52,8 @@ class Scrape:
     """Upper edge of the highest queue-time histogram bucket that grew since the last scrape."""
 
 
-QUEUE_TIME_BUCKETS_S: tuple[float, ...] = (
-    0.05,
-    0.1,
-    0.2,
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    5.0,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-)
+QUEUE_TIME_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 20.0,
+                                           40.0, 80.0)
 """Bucket edges of the queue-time histogram the simulated engine exports."""
 
 

@@ -41,9 +41,8 @@ class DecodeInstance:
         "waiting",
     )
 
-    def __init__(
-        self, index: int, gpu: SimGpuGroup, kv_capacity_tokens: int, max_running: int, watermark: float
-    ) -> None:
+    def __init__(self, index: int, gpu: SimGpuGroup, kv_capacity_tokens: int, max_running: int,
+                 watermark: float) -> None:
         self.index = index
         self.gpu = gpu
         self.kv_capacity_tokens = kv_capacity_tokens

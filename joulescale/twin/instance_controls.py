@@ -35,35 +35,23 @@ class _Instance:
 class InstanceControls:
     """The control of every instance of a run, indexed like the run's instance lists."""
 
-    def __init__(
-        self,
-        control: ControlFactory,
-        prefill: list[PrefillInstance],
-        decode: list[DecodeInstance],
-        prefill_kv_tokens: int,
-        decode_kv_tokens: int,
-        retime: Retime,
-        gauges: GaugeTiming = "step-end",
-    ) -> None:
+    def __init__(self, control: ControlFactory, prefill: list[PrefillInstance], decode: list[DecodeInstance],
+                 prefill_kv_tokens: int, decode_kv_tokens: int, retime: Retime,
+                 gauges: GaugeTiming = "step-end") -> None:
         self.prefill = prefill
         self.gauges: GaugeTiming = gauges
         self.decode = decode
         self.prefill_kv_tokens = prefill_kv_tokens
         self.retime = retime
-        self.prefill_ctl = [
-            _Instance(control("prefill", i), MetricsView("prefill", prefill_kv_tokens))
-            for i in range(len(prefill))
-        ]
-        self.decode_ctl = [
-            _Instance(control("decode", i), MetricsView("decode", decode_kv_tokens))
-            for i in range(len(decode))
-        ]
+        self.prefill_ctl = [_Instance(control("prefill", i), MetricsView("prefill", prefill_kv_tokens))
+                            for i in range(len(prefill))]
+        self.decode_ctl = [_Instance(control("decode", i), MetricsView("decode", decode_kv_tokens))
+                           for i in range(len(decode))]
         self.decisions = 0
         self.reasons: Counter[str] = Counter()
 
-    def decide(
-        self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation, now_s: float
-    ) -> None:
+    def decide(self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation,
+               now_s: float) -> None:
         decision = ctl.control.policy.decide(observation)
         self.decisions += 1
         self.reasons[decision.reason.value] += 1

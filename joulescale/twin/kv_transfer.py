@@ -23,9 +23,7 @@ class KvMedium:
     overhead_ms: float
 
     def transfer_s(self, tokens: int, kv_bytes_per_token: int) -> float:
-        return self.overhead_ms / 1000.0 + tokens * kv_bytes_per_token / (
-            self.bandwidth_gb_per_s * _BYTES_PER_GB
-        )
+        return self.overhead_ms / 1000.0 + tokens * kv_bytes_per_token / (self.bandwidth_gb_per_s * _BYTES_PER_GB)
 
 
 @functools.cache

@@ -69,11 +69,7 @@ class RunSummary:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "energy_j": {
-                "prefill": self.prefill.total_j,
-                "decode": self.decode.total_j,
-                "total": self.total_j,
-            },
+            "energy_j": {"prefill": self.prefill.total_j, "decode": self.decode.total_j, "total": self.total_j},
             "busy_energy_j": {"prefill": self.prefill.busy_j, "decode": self.decode.busy_j},
             "idle_energy_j": {"prefill": self.prefill.idle_j, "decode": self.decode.idle_j},
             "joules_per_output_token": self.joules_per_output_token,
@@ -91,10 +87,8 @@ class RunSummary:
             "requests": self.requests,
             "output_tokens": self.output_tokens,
             "duration_s": self.duration_s,
-            "time_at_clock_s": {
-                phase: {str(k): v for k, v in sorted(clocks.items())}
-                for phase, clocks in self.time_at_clock_s.items()
-            },
+            "time_at_clock_s": {phase: {str(k): v for k, v in sorted(clocks.items())}
+                                for phase, clocks in self.time_at_clock_s.items()},
         }
 
 
@@ -114,9 +108,7 @@ def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> Ru
     total = len(result.requests)
     ttft_ok = sum(1 for r in finished if r.ttft_s * 1000.0 <= slo.ttft_ms)
     tpot_ok = sum(1 for r in finished if r.tpot_s * 1000.0 <= slo.tpot_ms)
-    both_ok = sum(
-        1 for r in finished if r.ttft_s * 1000.0 <= slo.ttft_ms and r.tpot_s * 1000.0 <= slo.tpot_ms
-    )
+    both_ok = sum(1 for r in finished if r.ttft_s * 1000.0 <= slo.ttft_ms and r.tpot_s * 1000.0 <= slo.tpot_ms)
     horizon = max(result.end_s, horizon_s or 0.0)
     prefill_gpus = [p.gpu for p in result.prefill]
     decode_gpus = [d.gpu for d in result.decode]
@@ -141,8 +133,5 @@ def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> Ru
 
 def meets_slo(summary: RunSummary, slo: Slo) -> bool:
     """Both latencies at the SLO percentile within their targets, and every request served."""
-    return (
-        summary.finished == summary.requests
-        and summary.ttft_ms_at_percentile <= slo.ttft_ms
-        and summary.tpot_ms_at_percentile <= slo.tpot_ms
-    )
+    return (summary.finished == summary.requests
+            and summary.ttft_ms_at_percentile <= slo.ttft_ms and summary.tpot_ms_at_percentile <= slo.tpot_ms)

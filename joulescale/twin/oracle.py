@@ -54,23 +54,17 @@ class _ExcessFactors:
 
     def _best(self, power_phase: Phase, latency_s: dict[int, float], at_fmax_s: float) -> float:
         idle = self.profile.idle_power_watts
-        return min(
-            (physics.busy_power_watts(self.profile, power_phase, f) - idle) * latency_s[f] / at_fmax_s
-            for f in self.clocks_mhz
-        )
+        return min((physics.busy_power_watts(self.profile, power_phase, f) - idle) * latency_s[f] / at_fmax_s
+                   for f in self.clocks_mhz)
 
     def prefill(self, batch_tokens: int, power_phase: Phase = "prefill") -> float:
         """Prefill work; ``power_phase`` is decode for a recompute run on a decode instance."""
         key = (power_phase, physics.prefill_sensitivity(self.profile, batch_tokens))
         cached = self._prefill.get(key)
         if cached is None:
-            lat = {
-                f: physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, f)
-                for f in self.clocks_mhz
-            }
-            at_fmax = physics.prefill_latency_from_sums_s(
-                self.profile, batch_tokens, _PROBE_SQUARED, self.f_max
-            )
+            lat = {f: physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, f)
+                   for f in self.clocks_mhz}
+            at_fmax = physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, self.f_max)
             cached = self._best(power_phase, lat, at_fmax)
             self._prefill[key] = cached
         return cached
@@ -78,19 +72,15 @@ class _ExcessFactors:
     def decode(self, batch_size: int) -> float:
         cached = self._decode.get(batch_size)
         if cached is None:
-            lat = {
-                f: physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, f)
-                for f in self.clocks_mhz
-            }
+            lat = {f: physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, f)
+                   for f in self.clocks_mhz}
             at_fmax = physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, self.f_max)
             cached = self._best("decode", lat, at_fmax)
             self._decode[batch_size] = cached
         return cached
 
 
-def run_bound(
-    result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | None = None
-) -> tuple[float, float]:
+def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | None = None) -> tuple[float, float]:
     """(prefill J, decode J) lower bound for the iterations ``result`` realised."""
     horizon = result.end_s if horizon_s is None else horizon_s
     factors: dict[str, _ExcessFactors] = {}
@@ -123,9 +113,8 @@ def run_bound(
     return prefill, decode
 
 
-def oracle_bound(
-    runs: dict[str, RunResult], clocks_mhz: Sequence[int], horizon_s: float | None = None
-) -> OracleBound:
+def oracle_bound(runs: dict[str, RunResult], clocks_mhz: Sequence[int],
+                 horizon_s: float | None = None) -> OracleBound:
     """Per phase, the smallest bound over the runs, all taken to one horizon.
 
     ``horizon_s`` must be the horizon the runs' energies are measured over (the comparison's

@@ -30,9 +30,7 @@ def write_plots(comparison: Comparison, directory: Path) -> list[Path]:
     ax.bar(labels, prefill, label="prefill")
     ax.bar(labels, decode, bottom=prefill, label="decode")
     ax.set_ylabel("energy (kJ)")
-    ax.set_title(
-        f"Energy per policy and phase ({comparison.settings.trace}, load {comparison.settings.load})"
-    )
+    ax.set_title(f"Energy per policy and phase ({comparison.settings.trace}, load {comparison.settings.load})")
     ax.legend()
     fig.autofmt_xdate(rotation=20)
     written.append(_save(fig, directory / "energy_by_phase.png"))
@@ -40,10 +38,7 @@ def write_plots(comparison: Comparison, directory: Path) -> list[Path]:
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for name in names:
         run = comparison.runs[name]
-        for ax, gpu, phase in (
-            (axes[0], run.prefill[0].gpu, "prefill"),
-            (axes[1], run.decode[0].gpu, "decode"),
-        ):
+        for ax, gpu, phase in ((axes[0], run.prefill[0].gpu, "prefill"), (axes[1], run.decode[0].gpu, "decode")):
             times = [t for t, _ in gpu.clock_trace] + [run.end_s]
             clocks = [c for _, c in gpu.clock_trace] + [gpu.clock_trace[-1][1]]
             ax.step(times, clocks, where="post", label=name, linewidth=0.8)
@@ -56,15 +51,10 @@ def write_plots(comparison: Comparison, directory: Path) -> list[Path]:
     for metric, target, title in (("ttft", slo.ttft_ms, "TTFT"), ("tpot", slo.tpot_ms, "TPOT")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name in names:
-            values = sorted(
-                (r.ttft_s if metric == "ttft" else r.tpot_s) * 1000.0
-                for r in comparison.runs[name].requests
-                if r.finish_s >= 0
-            )
+            values = sorted((r.ttft_s if metric == "ttft" else r.tpot_s) * 1000.0
+                            for r in comparison.runs[name].requests if r.finish_s >= 0)
             if values:
-                ax.plot(
-                    values, [(i + 1) / len(values) for i in range(len(values))], label=name, linewidth=0.9
-                )
+                ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=name, linewidth=0.9)
         ax.axvline(target, color="black", linestyle="--", linewidth=0.8, label=f"SLO {target:.0f} ms")
         ax.set_xlabel(f"{title} (ms)")
         ax.set_ylabel("fraction of requests")

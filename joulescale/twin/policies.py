@@ -16,13 +16,8 @@ from joulescale.control.policy import ClockBounds, ClockDecision, Slo
 from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
 
 POLICY_NAMES: tuple[str, ...] = ("static-max", "static-best", "voltana", "biscale", "joulescale")
-_CORE_NAME = {
-    "static-max": "static",
-    "static-best": "static",
-    "voltana": "voltana",
-    "biscale": "biscale",
-    "joulescale": "joulescale",
-}
+_CORE_NAME = {"static-max": "static", "static-best": "static", "voltana": "voltana", "biscale": "biscale",
+              "joulescale": "joulescale"}
 
 
 class GovernorActuator:
@@ -44,13 +39,8 @@ class RunSetup:
     control: ControlFactory
 
 
-def policy_run_setup(
-    name: str,
-    cluster: ClusterConfig,
-    slo: Slo,
-    bounds: ClockBounds | None,
-    static_mhz: dict[Phase, int] | None = None,
-) -> RunSetup:
+def policy_run_setup(name: str, cluster: ClusterConfig, slo: Slo, bounds: ClockBounds | None,
+                     static_mhz: dict[Phase, int] | None = None) -> RunSetup:
     """The cluster (with the policy's routers) and the per-instance control for policy ``name``.
 
     ``static_mhz`` gives static-best its per-phase clocks; static-max runs the top allowed clock.
@@ -64,16 +54,13 @@ def policy_run_setup(
     def control(phase: Phase, index: int) -> InstanceControl:
         profile = cluster.profile_of(phase)
         context = PolicyContext(
-            profile=profile,
-            slo=slo,
-            bounds=bounds,
+            profile=profile, slo=slo, bounds=bounds,
             static_clock_mhz=static_mhz[phase] if static_mhz is not None and name == "static-best" else None,
             max_batch_tokens=cluster.prefill_token_budget,
         )
         governor = ClockGovernor(profile.supported_sm_clocks_mhz, bounds)
-        return InstanceControl(
-            make_policy(core_name, context), GovernorActuator(governor), observes=core_name != "static"
-        )
+        return InstanceControl(make_policy(core_name, context), GovernorActuator(governor),
+                               observes=core_name != "static")
 
     routed = replace(cluster, decode_router="ecoroute") if name == "voltana" else cluster
     return RunSetup(routed, control)

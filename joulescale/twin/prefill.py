@@ -17,22 +17,8 @@ from joulescale.twin.request import SimRequest
 
 
 class PrefillInstance:
-    __slots__ = (
-        "_left_waiting",
-        "_oldest_wait_s",
-        "_s2",
-        "batch",
-        "batch_log",
-        "counters",
-        "end_seq",
-        "gpu",
-        "index",
-        "queued_tokens",
-        "step_end_kv_tokens",
-        "step_end_waiting",
-        "token_budget",
-        "waiting",
-    )
+    __slots__ = ("_left_waiting", "_oldest_wait_s", "_s2", "batch", "batch_log", "counters", "end_seq", "gpu", "index",
+                 "queued_tokens", "step_end_kv_tokens", "step_end_waiting", "token_budget", "waiting")
 
     def __init__(self, index: int, gpu: SimGpuGroup, token_budget: int) -> None:
         self.index = index
@@ -96,9 +82,7 @@ class PrefillInstance:
         tokens = self.batch_tokens
         squared = self._s2
         self.batch_log.append((tokens, squared))
-        return self.gpu.run(
-            now_s, lambda mhz: physics.prefill_latency_from_sums_s(profile, tokens, squared, mhz)
-        )
+        return self.gpu.run(now_s, lambda mhz: physics.prefill_latency_from_sums_s(profile, tokens, squared, mhz))
 
     def finish_batch(self) -> list[SimRequest]:
         done = self.batch

@@ -57,10 +57,8 @@ def slo_holding(comparison: Comparison) -> tuple[list[str], list[str]] | None:
         return None
     floor = base.slo_attainment - SLO_TOLERANCE_POINTS / 100.0
     others = [name for name in comparison.summaries if name != BASELINE]
-    holding = sorted(
-        (n for n in others if comparison.summaries[n].slo_attainment >= floor),
-        key=lambda n: comparison.summaries[n].total_j,
-    )
+    holding = sorted((n for n in others if comparison.summaries[n].slo_attainment >= floor),
+                     key=lambda n: comparison.summaries[n].total_j)
     return holding, [n for n in others if n not in holding]
 
 
@@ -76,14 +74,9 @@ def to_json(comparison: Comparison) -> dict[str, object]:
             "duration_s": settings.duration_s,
             "window_start_s": comparison.window_start_s,
             "requests": len(comparison.requests),
-            "slo": {
-                "ttft_ms": settings.slo.ttft_ms,
-                "tpot_ms": settings.slo.tpot_ms,
-                "percentile": settings.slo.percentile,
-            },
-            "clock_bounds_mhz": None
-            if settings.bounds is None
-            else [settings.bounds.min_mhz, settings.bounds.max_mhz],
+            "slo": {"ttft_ms": settings.slo.ttft_ms, "tpot_ms": settings.slo.tpot_ms,
+                    "percentile": settings.slo.percentile},
+            "clock_bounds_mhz": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
             "seed": settings.seed,
             "capacity_requests_per_second": comparison.capacity.requests_per_second,
             "capacity_rate_scale": comparison.capacity.rate_scale,
@@ -102,9 +95,7 @@ def to_json(comparison: Comparison) -> dict[str, object]:
     if js is not None:
         doc["joulescale_saving_vs_static_max"] = js
     if comparison.oracle is not None and "joulescale" in comparison.summaries:
-        doc["joulescale_gap_to_oracle"] = (
-            comparison.summaries["joulescale"].total_j / comparison.oracle.total_j - 1.0
-        )
+        doc["joulescale_gap_to_oracle"] = comparison.summaries["joulescale"].total_j / comparison.oracle.total_j - 1.0
     verdict = slo_holding(comparison)
     if verdict is not None:
         doc["slo_holding"] = {
@@ -123,65 +114,27 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def table(comparison: Comparison) -> str:
     base = comparison.summaries.get(BASELINE)
-    header = (
-        "policy",
-        "prefill kJ",
-        "decode kJ",
-        "total kJ",
-        "J/token",
-        "vs max",
-        "TTFT p ms",
-        "TPOT p ms",
-        "SLO %",
-        "chg/s",
-    )
+    header = ("policy", "prefill kJ", "decode kJ", "total kJ", "J/token", "vs max", "TTFT p ms", "TPOT p ms",
+              "SLO %", "chg/s")
     rows: list[tuple[str, ...]] = []
     for name in comparison.settings.policies:
         if name in comparison.summaries:
             s = comparison.summaries[name]
             delta = f"{(s.total_j / base.total_j - 1.0) * 100:+.1f}%" if base else "-"
-            rows.append(
-                (
-                    name,
-                    _fmt(s.prefill.total_j / 1e3),
-                    _fmt(s.decode.total_j / 1e3),
-                    _fmt(s.total_j / 1e3),
-                    _fmt(s.joules_per_output_token, 2),
-                    delta,
-                    _fmt(s.ttft_ms_at_percentile, 0),
-                    _fmt(s.tpot_ms_at_percentile, 0),
-                    _fmt(s.slo_attainment * 100, 2),
-                    _fmt(s.clock_changes_per_second, 2),
-                )
-            )
+            rows.append((name, _fmt(s.prefill.total_j / 1e3), _fmt(s.decode.total_j / 1e3), _fmt(s.total_j / 1e3),
+                         _fmt(s.joules_per_output_token, 2), delta, _fmt(s.ttft_ms_at_percentile, 0),
+                         _fmt(s.tpot_ms_at_percentile, 0), _fmt(s.slo_attainment * 100, 2),
+                         _fmt(s.clock_changes_per_second, 2)))
         elif name == ORACLE and comparison.oracle is not None:
             o = comparison.oracle
             tokens = base.output_tokens if base else 0
             delta = f"{(o.total_j / base.total_j - 1.0) * 100:+.1f}%" if base else "-"
-            rows.append(
-                (
-                    name + " (bound)",
-                    _fmt(o.prefill_j / 1e3),
-                    _fmt(o.decode_j / 1e3),
-                    _fmt(o.total_j / 1e3),
-                    _fmt(o.total_j / tokens if tokens else None, 2),
-                    delta,
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                )
-            )
+            rows.append((name + " (bound)", _fmt(o.prefill_j / 1e3), _fmt(o.decode_j / 1e3), _fmt(o.total_j / 1e3),
+                         _fmt(o.total_j / tokens if tokens else None, 2), delta, "-", "-", "-", "-"))
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    ]
-    lines += [
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-        for r in rows
-    ]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+              for r in rows]
     return "\n".join(lines)
 
 
@@ -199,12 +152,8 @@ def preamble(comparison: Comparison) -> str:
         + ("" if c.prefill_profile is None else f" (prefill: {c.prefill_profile.name})")
         + f", KV over {c.kv_medium}; SLO P{slo.percentile} "
         f"TTFT {slo.ttft_ms:.0f} ms / TPOT {slo.tpot_ms:.0f} ms; policy view: {c.view}"
-        + (
-            f", scrape every {c.scrape_period_s * 1000:.0f} ms + {c.scrape_delay_s * 1000:.0f} ms delay, "
-            f"{c.gauges} gauges"
-            if c.view == "metrics"
-            else " (engine hook)"
-        )
+        + (f", scrape every {c.scrape_period_s * 1000:.0f} ms + {c.scrape_delay_s * 1000:.0f} ms delay, "
+           f"{c.gauges} gauges" if c.view == "metrics" else " (engine hook)")
     )
 
 
@@ -214,15 +163,11 @@ def conclusion(comparison: Comparison) -> str:
         return "(include static-max and joulescale in --policies for a conclusion)"
     ours = comparison.summaries["joulescale"]
     base = comparison.summaries[BASELINE]
-    text = (
-        f"joulescale uses {js['total'] * 100:.1f}% less energy than static-max (prefill "
-        f"{js['prefill'] * 100:.1f}%, decode {js['decode'] * 100:.1f}%) at {ours.slo_attainment * 100:.2f}% SLO "
-        f"attainment (static-max {base.slo_attainment * 100:.2f}%)"
-    )
+    text = (f"joulescale uses {js['total'] * 100:.1f}% less energy than static-max (prefill "
+            f"{js['prefill'] * 100:.1f}%, decode {js['decode'] * 100:.1f}%) at {ours.slo_attainment * 100:.2f}% SLO "
+            f"attainment (static-max {base.slo_attainment * 100:.2f}%)")
     if comparison.oracle is not None:
-        text += (
-            f"; it is {(ours.total_j / comparison.oracle.total_j - 1.0) * 100:.1f}% above the oracle bound"
-        )
+        text += f"; it is {(ours.total_j / comparison.oracle.total_j - 1.0) * 100:.1f}% above the oracle bound"
     return text + "."
 
 
@@ -240,20 +185,9 @@ def slo_verdict(comparison: Comparison) -> str:
         text += "no adaptive policy holds"
     if short:
         text += "; below it: " + ", ".join(
-            f"{n} ({s[n].total_j / 1e3:.1f} kJ at {s[n].slo_attainment * 100:.2f}%)" for n in short
-        )
+            f"{n} ({s[n].total_j / 1e3:.1f} kJ at {s[n].slo_attainment * 100:.2f}%)" for n in short)
     return text + "."
 
 
-__all__ = [
-    "BASELINE",
-    "ORACLE_FORMULATION",
-    "SLO_TOLERANCE_POINTS",
-    "conclusion",
-    "preamble",
-    "savings",
-    "slo_holding",
-    "slo_verdict",
-    "table",
-    "to_json",
-]
+__all__ = ["BASELINE", "ORACLE_FORMULATION", "SLO_TOLERANCE_POINTS", "conclusion", "preamble", "savings", "slo_holding",
+           "slo_verdict", "table", "to_json"]

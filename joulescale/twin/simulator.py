@@ -69,49 +69,23 @@ def simulate(
 
 
 class _Run:
-    def __init__(
-        self,
-        requests: Sequence[TraceRequest],
-        cluster: ClusterConfig,
-        control: ControlFactory,
-        abort: AbortRule | None,
-    ) -> None:
+    def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: ControlFactory,
+                 abort: AbortRule | None) -> None:
         profile = cluster.profile
         prefill_profile = cluster.profile_of("prefill")
         self.cluster = cluster
         self.abort = abort
-        self.requests = [
-            SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens) for i, r in enumerate(requests)
-        ]
-        self.prefill = [
-            PrefillInstance(
-                i,
-                SimGpuGroup(
-                    prefill_profile, "prefill", prefill_profile.max_sm_clock_mhz, cluster.settle_s("prefill")
-                ),
-                cluster.prefill_token_budget,
-            )
-            for i in range(cluster.prefill_instances)
-        ]
-        self.decode = [
-            DecodeInstance(
-                i,
-                SimGpuGroup(profile, "decode", profile.max_sm_clock_mhz, cluster.settle_s("decode")),
-                profile.kv_capacity_tokens,
-                cluster.decode_max_running,
-                cluster.kv_watermark,
-            )
-            for i in range(cluster.decode_instances)
-        ]
-        self.controls = InstanceControls(
-            control,
-            self.prefill,
-            self.decode,
-            prefill_profile.kv_capacity_tokens,
-            profile.kv_capacity_tokens,
-            self.retime,
-            cluster.gauges,
-        )
+        self.requests = [SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens)
+                         for i, r in enumerate(requests)]
+        self.prefill = [PrefillInstance(i, SimGpuGroup(prefill_profile, "prefill", prefill_profile.max_sm_clock_mhz,
+                                                       cluster.settle_s("prefill")),
+                                        cluster.prefill_token_budget) for i in range(cluster.prefill_instances)]
+        self.decode = [DecodeInstance(i, SimGpuGroup(profile, "decode", profile.max_sm_clock_mhz,
+                                                     cluster.settle_s("decode")),
+                                      profile.kv_capacity_tokens, cluster.decode_max_running, cluster.kv_watermark)
+                       for i in range(cluster.decode_instances)]
+        self.controls = InstanceControls(control, self.prefill, self.decode, prefill_profile.kv_capacity_tokens,
+                                         profile.kv_capacity_tokens, self.retime, cluster.gauges)
         medium = kv_medium(cluster.kv_medium)
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
@@ -192,9 +166,7 @@ class _Run:
     def start(self) -> None:
         """Observing policies are fed scrapes (metrics view), staggered over one period so the
         instances are not all seen at once, or iteration boundaries (rich)."""
-        names = [("prefill", i) for i in range(len(self.prefill))] + [
-            ("decode", i) for i in range(len(self.decode))
-        ]
+        names = [("prefill", i) for i in range(len(self.prefill))] + [("decode", i) for i in range(len(self.decode))]
         period = self.cluster.scrape_period_s
         for k, (phase, index) in enumerate(names):
             if self.controls.first_decision(phase, index, self.rich):
@@ -245,12 +217,5 @@ class _Run:
         end_s = max(self.last_s, requests[-1].arrival_s if requests else 0.0)
         for gpu in (*(p.gpu for p in self.prefill), *(d.gpu for d in self.decode)):
             gpu.settle(end_s)  # a clock that settled during the last iteration shows in the trace
-        return RunResult(
-            self.requests,
-            self.prefill,
-            self.decode,
-            end_s,
-            aborted,
-            self.controls.decisions,
-            self.controls.reasons,
-        )
+        return RunResult(self.requests, self.prefill, self.decode, end_s, aborted, self.controls.decisions,
+                         self.controls.reasons)

@@ -108,13 +108,8 @@ def parse_azure_csv(text: str, origin: str) -> Trace:
             # Python < 3.12 accepts at most 6 fractional digits; the trace has 7.
             head, dot, fraction = stamp.partition(".")
             when = datetime.fromisoformat(head + (dot + fraction[:6] if dot else ""))
-            raw.append(
-                (
-                    when.timestamp(),
-                    _positive_int(row[1], "ContextTokens"),
-                    _positive_int(row[2], "GeneratedTokens"),
-                )
-            )
+            raw.append((when.timestamp(), _positive_int(row[1], "ContextTokens"),
+                        _positive_int(row[2], "GeneratedTokens")))
         except ValueError as error:
             problems.append(f"line {line}: {error}")
     if problems:
@@ -136,13 +131,8 @@ def parse_jsonl(text: str, origin: str) -> Trace:
             stamp = item.get("timestamp")
             if isinstance(stamp, bool) or not isinstance(stamp, int | float):
                 raise ValueError("timestamp (ms) must be a number")
-            raw.append(
-                (
-                    float(stamp) / 1000.0,
-                    _positive_int(item.get("input_length"), "input_length"),
-                    _positive_int(item.get("output_length"), "output_length"),
-                )
-            )
+            raw.append((float(stamp) / 1000.0, _positive_int(item.get("input_length"), "input_length"),
+                        _positive_int(item.get("output_length"), "output_length")))
         except (ValueError, TypeError) as error:
             problems.append(f"line {line}: {error}")
     if problems:
@@ -153,11 +143,8 @@ def parse_jsonl(text: str, origin: str) -> Trace:
 def load_trace(name_or_path: str) -> Trace:
     """A shipped trace by name (``azure-conv``, ``azure-code``) or a CSV / JSON-lines file."""
     if name_or_path in SHIPPED_TRACES:
-        text = (
-            resources.files(_DATA_PACKAGE)
-            .joinpath("data", SHIPPED_TRACES[name_or_path])
-            .read_text(encoding="utf-8")
-        )
+        text = resources.files(_DATA_PACKAGE).joinpath("data", SHIPPED_TRACES[name_or_path]).read_text(
+            encoding="utf-8")
         return parse_azure_csv(text, name_or_path)
     path = Path(name_or_path)
     try:
@@ -192,9 +179,7 @@ def synthetic_trace(
     return _finish(f"synthetic-{arrivals}-{rate_per_s:g}", raw)
 
 
-def scaled_window(
-    trace: Trace, rate_scale: float, duration_s: float, start_s: float = 0.0
-) -> list[TraceRequest]:
+def scaled_window(trace: Trace, rate_scale: float, duration_s: float, start_s: float = 0.0) -> list[TraceRequest]:
     """Requests of ``duration_s`` simulated seconds at ``rate_scale`` x the trace's rate.
 
     Arrival gaps are divided by the scale (so bursts keep their shape); the source window is

@@ -23,9 +23,8 @@ GaugeTiming = Literal["step-end", "live"]
 GAUGE_TIMINGS: tuple[GaugeTiming, ...] = ("step-end", "live")
 
 
-def scrape_prefill(
-    instance: PrefillInstance, now_s: float, kv_capacity_tokens: int, gauges: GaugeTiming = "step-end"
-) -> Scrape:
+def scrape_prefill(instance: PrefillInstance, now_s: float, kv_capacity_tokens: int,
+                   gauges: GaugeTiming = "step-end") -> Scrape:
     counters = instance.counters
     wait = counters.max_queue_wait_s
     counters.max_queue_wait_s = 0.0
@@ -102,14 +101,7 @@ class MetricsView:
 class RichView:
     """Builds engine-hook observations at iteration boundaries (deltas since the previous one)."""
 
-    __slots__ = (
-        "_last_at_s",
-        "_last_busy_s",
-        "_last_gen",
-        "_last_iterations",
-        "_last_preempt",
-        "_last_prompt",
-    )
+    __slots__ = ("_last_at_s", "_last_busy_s", "_last_gen", "_last_iterations", "_last_preempt", "_last_prompt")
 
     def __init__(self) -> None:
         self._last_at_s: float | None = None
@@ -119,45 +111,29 @@ class RichView:
         self._last_preempt = 0
         self._last_busy_s = 0.0
 
-    def _deltas(
-        self, instance: PrefillInstance | DecodeInstance, now_s: float
-    ) -> tuple[int, int, int, int, float, float | None]:
+    def _deltas(self, instance: PrefillInstance | DecodeInstance, now_s: float) -> tuple[int, int, int, int,
+                                                                                         float, float | None]:
         c = instance.counters
-        out = (
-            c.prompt_tokens - self._last_prompt,
-            c.generation_tokens - self._last_gen,
-            c.iterations - self._last_iterations,
-            c.preemptions - self._last_preempt,
-            now_s - self._last_at_s if self._last_at_s is not None else 0.0,
-            (c.busy_s - self._last_busy_s) / (c.iterations - self._last_iterations)
-            if c.iterations > self._last_iterations
-            else None,
-        )
+        out = (c.prompt_tokens - self._last_prompt, c.generation_tokens - self._last_gen,
+               c.iterations - self._last_iterations, c.preemptions - self._last_preempt,
+               now_s - self._last_at_s if self._last_at_s is not None else 0.0,
+               (c.busy_s - self._last_busy_s) / (c.iterations - self._last_iterations)
+               if c.iterations > self._last_iterations else None)
         self._last_at_s = now_s
         self._last_prompt, self._last_gen = c.prompt_tokens, c.generation_tokens
         self._last_iterations, self._last_preempt, self._last_busy_s = c.iterations, c.preemptions, c.busy_s
         return out
 
-    def observe_prefill(
-        self, instance: PrefillInstance, now_s: float, kv_capacity_tokens: int
-    ) -> Observation:
+    def observe_prefill(self, instance: PrefillInstance, now_s: float, kv_capacity_tokens: int) -> Observation:
         prompt, gen, its, pre, interval, mean = self._deltas(instance, now_s)
         queue = instance.rich_queue()
         tokens = instance.batch_tokens
         return Observation(
-            phase="prefill",
-            now_s=now_s,
-            sm_clock_mhz=instance.gpu.clock_mhz,
-            running_requests=len(instance.batch),
-            waiting_requests=len(instance.waiting),
-            kv_cache_usage=min(1.0, tokens / kv_capacity_tokens),
-            context_tokens=tokens,
-            prompt_tokens_delta=prompt,
-            generation_tokens_delta=gen,
-            iterations_delta=its,
-            preemptions_delta=pre,
-            interval_s=interval,
-            last_iteration_s=instance.counters.last_iteration_s,
+            phase="prefill", now_s=now_s, sm_clock_mhz=instance.gpu.clock_mhz,
+            running_requests=len(instance.batch), waiting_requests=len(instance.waiting),
+            kv_cache_usage=min(1.0, tokens / kv_capacity_tokens), context_tokens=tokens,
+            prompt_tokens_delta=prompt, generation_tokens_delta=gen, iterations_delta=its,
+            preemptions_delta=pre, interval_s=interval, last_iteration_s=instance.counters.last_iteration_s,
             mean_iteration_s=mean,
             oldest_wait_s=max((now_s - q.arrival_s for q in queue), default=None),
             queue=queue,
@@ -167,19 +143,11 @@ class RichView:
         prompt, gen, its, pre, interval, mean = self._deltas(instance, now_s)
         waiting = instance.waiting
         return Observation(
-            phase="decode",
-            now_s=now_s,
-            sm_clock_mhz=instance.gpu.clock_mhz,
-            running_requests=len(instance.running),
-            waiting_requests=len(waiting),
-            kv_cache_usage=instance.kv_cache_usage,
-            context_tokens=instance.context_tokens,
-            prompt_tokens_delta=prompt,
-            generation_tokens_delta=gen,
-            iterations_delta=its,
-            preemptions_delta=pre,
-            interval_s=interval,
-            last_iteration_s=instance.counters.last_iteration_s,
+            phase="decode", now_s=now_s, sm_clock_mhz=instance.gpu.clock_mhz,
+            running_requests=len(instance.running), waiting_requests=len(waiting),
+            kv_cache_usage=instance.kv_cache_usage, context_tokens=instance.context_tokens,
+            prompt_tokens_delta=prompt, generation_tokens_delta=gen, iterations_delta=its,
+            preemptions_delta=pre, interval_s=interval, last_iteration_s=instance.counters.last_iteration_s,
             mean_iteration_s=mean,
             oldest_wait_s=max((now_s - r.first_token_s for r in waiting), default=None),
             decoding=instance.rich_progress(now_s),
