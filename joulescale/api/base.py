@@ -111,7 +111,7 @@ _OBJECT_LISTS = frozenset(
     {
         "initContainers", "ephemeralContainers", "resourceClaims", "readinessGates", "hostAliases",
         "topologySpreadConstraints", "schedulingGates", "volumeDevices", "ownerReferences", "resizePolicy",
-        "restartPolicyRules",
+        "restartPolicyRules", "claims",
     }
 )  # fmt: skip
 _ANY_OBJECT: JsonDict = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}

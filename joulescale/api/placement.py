@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from joulescale.api.base import ApiModel, cel, validations
+from joulescale.api.base import AllowlistModel, ApiModel, cel, validations
 
 GPU_RESOURCE = "nvidia.com/gpu"
 """The extended resource of the NVIDIA device plugin; the operator sets it from tensorParallelSize."""
@@ -60,7 +61,7 @@ _GPU_MESSAGE = (
 ResourceName = Annotated[str, Field(min_length=1, max_length=253)]
 
 
-class ResourceRequirements(ApiModel):
+class ResourceRequirements(AllowlistModel):
     """CPU, memory and other non-GPU resources of a container; the GPU count is not set here."""
 
     model_config = validations(
@@ -73,6 +74,10 @@ class ResourceRequirements(ApiModel):
             for field in ("limits", "requests")
         )
     )
+
+    REFUSED: ClassVar[Mapping[str, str]] = {
+        "claims": "dynamic resource claims (DRA) could claim GPUs; GPUs come from tensorParallelSize"
+    }
 
     limits: dict[ResourceName, Quantity] | None = Field(
         default=None, max_length=32, description="Resource limits (cpu, memory, ...)."

@@ -9,6 +9,7 @@ another identity, or to GPUs the operator did not assign.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -68,17 +69,29 @@ REFUSED_POD_FIELDS: dict[str, str] = {
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
 
 
+RESERVED_KEY_PATTERNS = (
+    "^([^/]*[.])?" + RESERVED_DOMAIN.replace(".", "[.]") + "/",
+    "^[^/]*security[^/]*[.]kubernetes[.]io/",
+)
+"""Keys in the joulescale.io domain (and subdomains), and keys of Kubernetes' security domains
+such as container.apparmor.security.beta.kubernetes.io/, which would lift a confinement."""
+
+_RESERVED_MESSAGE = (
+    "{field} in the " + RESERVED_DOMAIN + " domain (the operator's: they select and steer the pods) "
+    "or in a Kubernetes security domain (they lift a confinement) are refused"
+)
+
+
 def is_reserved_key(key: str) -> bool:
-    """True for joulescale.io/... and <sub>.joulescale.io/... keys."""
-    prefix, slash, _ = key.lower().partition("/")
-    return bool(slash) and (prefix == RESERVED_DOMAIN or prefix.endswith("." + RESERVED_DOMAIN))
+    """True for joulescale.io/..., <sub>.joulescale.io/... and *security*.kubernetes.io/... keys."""
+    return any(re.match(pattern, key.lower()) for pattern in RESERVED_KEY_PATTERNS)
 
 
 def _unreserved_rule(field: str) -> dict[str, Any]:
-    domain = RESERVED_DOMAIN.replace(".", "[.]")
+    matches = " || ".join(f"k.lowerAscii().matches('{pattern}')" for pattern in RESERVED_KEY_PATTERNS)
     return cel(
-        f"!has(self.{field}) || self.{field}.all(k, !k.lowerAscii().matches('^([^/]*[.])?{domain}/'))",
-        f"{field} in the {RESERVED_DOMAIN} domain are the operator's (they select and steer the pods)",
+        f"!has(self.{field}) || self.{field}.all(k, !({matches}))",
+        _RESERVED_MESSAGE.format(field=field),
         f".{field}",
     )
 
@@ -101,7 +114,7 @@ class PodMetadata(AllowlistModel):
     def _unreserved(cls, values: dict[str, str] | None) -> dict[str, str] | None:
         reserved = sorted(key for key in values or {} if is_reserved_key(key))
         if reserved:
-            raise ValueError(f"{', '.join(reserved)}: the {RESERVED_DOMAIN} domain is the operator's")
+            raise ValueError(f"{', '.join(reserved)}: " + _RESERVED_MESSAGE.format(field="keys"))
         return values
 
 

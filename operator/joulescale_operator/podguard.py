@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from joulescale.api import ENGINE_CONTAINER, is_gpu_resource
+from joulescale.api.engine import GPU_RUNTIME_ENV_PREFIX
 from joulescale.api.volumes import SAFE_SOURCES
+
+SIDECAR_GPU_ENV: dict[str, str] = {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
+"""The NVIDIA container runtime's "no GPU": the operator sets it last on every sidecar."""
 
 POD_SPEC_KEYS = frozenset(
     {
@@ -88,6 +92,12 @@ def _container_problems(container: dict[str, Any], engine: dict[str, Any] | None
     for mount in container.get("volumeMounts", []):
         if "mountPropagation" in mount:
             problems.append(f"{where}.volumeMounts.mountPropagation")
+    gpu_env = [
+        e for e in container.get("env", []) if str(e.get("name", "")).startswith(GPU_RUNTIME_ENV_PREFIX)
+    ]
+    allowed_env = [] if engine is not None else [SIDECAR_GPU_ENV]
+    if gpu_env != allowed_env:
+        problems.append(f"{where}.env: {GPU_RUNTIME_ENV_PREFIX}* variables")
     resources = container.get("resources") or {}
     for kind in ("limits", "requests"):
         gpus = {k: v for k, v in (resources.get(kind) or {}).items() if is_gpu_resource(k)}

@@ -15,7 +15,7 @@ from joulescale.api import (
 )
 from joulescale_operator.engines import EngineLaunch
 from joulescale_operator.identity import Role
-from joulescale_operator.podguard import ForbiddenPodTemplate, host_access_problems
+from joulescale_operator.podguard import SIDECAR_GPU_ENV, ForbiddenPodTemplate, host_access_problems
 
 __all__ = ["ENGINE_CONTAINER", "ForbiddenPodTemplate", "engine_pod_template", "merge_override", "role_spec"]
 HEALTH_PATH = "/health"
@@ -103,6 +103,7 @@ def merge_override(template: dict[str, Any], override: PodTemplateOverride) -> d
     for key in ("containers", "volumes"):
         if key in pod_override:
             pod[key] = _merge_named(pod.get(key, []), pod_override[key])
+    pod["containers"] = [_without_gpus(c) if c["name"] != ENGINE_CONTAINER else c for c in pod["containers"]]
     if "tolerations" in pod_override:
         pod["tolerations"] = [*pod["tolerations"], *pod_override["tolerations"]]
     if "affinity" in pod_override:
@@ -111,6 +112,13 @@ def merge_override(template: dict[str, Any], override: PodTemplateOverride) -> d
         if key in pod_override:
             pod[key] = pod_override[key]
     return merged
+
+
+def _without_gpus(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar sees no GPU through the NVIDIA container runtime, whatever its envFrom holds:
+    an explicit env entry wins over envFrom keys."""
+    env = [e for e in sidecar.get("env", []) if e.get("name") != SIDECAR_GPU_ENV["name"]]
+    return {**sidecar, "env": [*env, SIDECAR_GPU_ENV]}
 
 
 def _merge_named(base: list[dict[str, Any]], override: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -175,6 +175,36 @@ HOSTILE: list[tuple[str, Any, str]] = [
         {"spec": {"containers": [{"name": "engine"}, {"name": "engine"}]}},
         f"{POD}.containers[1]",
     ),
+    ("engine-privileged", engine(securityContext={"privileged": True}), "securityContext.privileged"),
+    (
+        "engine-gpu-uppercase",
+        engine(resources={"limits": {"NVIDIA.COM/GPU": 8}}),
+        f"{POD}.containers[0].resources.limits",
+    ),
+    (
+        "engine-resource-claims",
+        engine(resources={"claims": [{"name": "gpus"}]}),
+        f"{POD}.containers[0].resources.claims",
+    ),
+    (
+        "engine-env-visible-devices",
+        engine(env=[{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]),
+        f"{POD}.containers[0].env[0].name",
+    ),
+    (
+        "sidecar-env-driver-capabilities",
+        sidecar(env=[{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"}]),
+        f"{POD}.containers[0].env[0].name",
+    ),
+    (
+        "annotation-apparmor",
+        {
+            "metadata": {
+                "annotations": {"container.apparmor.security.beta.kubernetes.io/engine": "unconfined"}
+            }
+        },
+        f"{OVERRIDE}.metadata.annotations",
+    ),
     (
         "label-role",
         {"metadata": {"labels": {"joulescale.io/role": "prefill"}}},
@@ -219,6 +249,14 @@ HOSTILE_CLOCKS: list[tuple[str, dict[str, Any], str]] = [
     ("clocks-negative", {"minMHz": -1}, "spec.energy.clocks.minMHz"),
     ("clocks-string", {"minMHz": "fast"}, "spec.energy.clocks.minMHz"),
 ]
+
+
+def test_the_engine_env_may_not_steer_the_nvidia_container_runtime(crd_plane: ControlPlane) -> None:
+    env = [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
+    manifest = service_manifest("engine-env", "default", engine={"image": "vllm/vllm-openai", "env": env})
+    returncode, stderr = server_dry_run(crd_plane, manifest)
+    assert returncode != 0
+    assert "spec.engine.env[0].name" in stderr, stderr
 
 
 def server_dry_run(plane: ControlPlane, manifest: dict[str, Any]) -> tuple[int, str]:
@@ -360,6 +398,7 @@ def test_an_allowed_override_is_stored_and_rendered(
     assert [m["mountPath"] for m in engine_container["volumeMounts"]] == ["/cache", "/dev/shm"]
     assert shipper["image"] == "fluent/fluent-bit:3.0"
     assert shipper["securityContext"]["privileged"] is False
+    assert shipper["env"] == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
     assert [v["name"] for v in pod["volumes"]] == ["shm", "config", "token", "cache"]
     assert pod["priorityClassName"] == "llm-serving"
     assert pod["imagePullSecrets"] == [{"name": "registry"}]

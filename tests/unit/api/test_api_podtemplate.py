@@ -101,6 +101,20 @@ def test_containers_get_no_privilege_no_gpu_and_leave_the_engine_command_alone(
         {"metadata": {"namespace": "kube-system"}},
         {"spec": {"volumes": [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]}},
         {"spec": {"unknownField": 1}},
+        {
+            "metadata": {
+                "annotations": {"container.apparmor.security.beta.kubernetes.io/engine": "unconfined"}
+            }
+        },
+        {
+            "spec": {
+                "containers": [
+                    {"name": "engine", "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]}
+                ]
+            }
+        },
+        {"spec": {"containers": [{"name": "engine", "resources": {"claims": [{"name": "gpus"}]}}]}},
+        {"spec": {"containers": [{"name": "engine", "resources": {"limits": {"NVIDIA.COM/GPU": 8}}}]}},
     ],
 )
 def test_malformed_and_reserved_overrides_are_refused(override: Any) -> None:
@@ -167,3 +181,9 @@ def test_clock_bounds_are_those_of_the_shipped_gpus() -> None:
     for clocks in ({"minMHz": 3000, "maxMHz": 5000}, {"maxMHz": ceiling + 1}, {"minMHz": floor - 1}):
         with pytest.raises(pydantic.ValidationError):
             parse_spec(spec_with(energy={"clocks": clocks}))
+
+
+def test_the_engine_env_may_not_steer_the_nvidia_container_runtime() -> None:
+    spec = spec_with(engine={"image": "i", "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]})
+    with pytest.raises(pydantic.ValidationError, match="NVIDIA_VISIBLE_DEVICES"):
+        parse_spec(spec)

@@ -18,7 +18,7 @@ from joulescale.api import (
 )
 from joulescale_operator.engines import engine_launch
 from joulescale_operator.identity import ServiceIdentity
-from joulescale_operator.podguard import host_access_problems
+from joulescale_operator.podguard import SIDECAR_GPU_ENV, host_access_problems
 from joulescale_operator.pods import ForbiddenPodTemplate, engine_pod_template
 from joulescale_operator.validation import InvalidSpec, validated_spec
 
@@ -68,7 +68,7 @@ def test_the_override_adds_to_the_placement_and_patches_the_engine_by_name(
     }
     assert engine["resources"]["limits"] == {"memory": "1Gi", "nvidia.com/gpu": "4"}
     assert engine["env"][-1] == {"name": "A", "value": "b"}
-    assert shipper == {"name": "shipper", "image": "busybox"}
+    assert shipper == {"name": "shipper", "image": "busybox", "env": [SIDECAR_GPU_ENV]}
     assert template["spec"]["tolerations"] == [
         *plain["spec"]["tolerations"],
         {"key": "dedicated", "operator": "Exists"},
@@ -152,3 +152,13 @@ def test_the_guard_names_host_access_in_a_merged_template(body_factory: Callable
     for named in ("namespace", "hostPID", "hostPath", "resources.limits", "capabilities.add", "hostPort"):
         assert named in problems
     assert host_access_problems(rendered, rendered) == []
+
+
+def test_a_sidecar_never_sees_gpus_through_the_container_runtime(body_factory: Callable[..., Any]) -> None:
+    """envFrom may bring NVIDIA_VISIBLE_DEVICES=all from a ConfigMap; an explicit env entry wins."""
+    body = body_factory()
+    sidecar = {"name": "s", "image": "i", "envFrom": [{"configMapRef": {"name": "gpus-all"}}]}
+    body["spec"]["decode"]["podTemplate"] = {"spec": {"containers": [sidecar]}}
+    (_, rendered) = decode_template(body)["spec"]["containers"]
+    assert rendered["env"][-1] == {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
+    assert [e["name"] for e in rendered["env"]].count("NVIDIA_VISIBLE_DEVICES") == 1
