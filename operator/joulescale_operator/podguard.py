@@ -33,9 +33,38 @@ POD_METADATA_KEYS = frozenset({"labels", "annotations"})
 
 ENGINE_OWNED = ("image", "command", "args", "ports", "readinessProbe", "startupProbe")
 
-CONTAINER_REFUSED = ("livenessProbe", "lifecycle", "volumeDevices", "restartPolicy", "stdin", "tty")
+CONTAINER_KEYS = frozenset(
+    {
+        "name",
+        "image",
+        "imagePullPolicy",
+        "command",
+        "args",
+        "workingDir",
+        "env",
+        "envFrom",
+        "ports",
+        "resources",
+        "volumeMounts",
+        "securityContext",
+        "readinessProbe",
+        "startupProbe",
+    }
+)
+"""Every key a rendered container may hold (the probes only as the operator wrote them)."""
 
-SECURITY_REFUSED = ("procMount", "seLinuxOptions", "windowsOptions", "appArmorProfile")
+SECURITY_KEYS = frozenset(
+    {
+        "privileged",
+        "allowPrivilegeEscalation",
+        "capabilities",
+        "runAsUser",
+        "runAsGroup",
+        "runAsNonRoot",
+        "readOnlyRootFilesystem",
+        "seccompProfile",
+    }
+)
 
 
 class ForbiddenPodTemplate(ValueError):
@@ -75,9 +104,9 @@ def _volume_problem(volume: Any) -> str:
 
 def _container_problems(container: dict[str, Any], engine: dict[str, Any] | None) -> list[str]:
     where = f"spec.containers[{container.get('name')}]"
-    problems = [f"{where}.{key}" for key in CONTAINER_REFUSED if key in container]
-    if engine is not None:
-        problems += [f"{where}.{key}" for key in ENGINE_OWNED if container.get(key) != engine.get(key)]
+    problems = [f"{where}.{key}" for key in sorted(set(container) - CONTAINER_KEYS)]
+    owned = ENGINE_OWNED if engine is not None else ("readinessProbe", "startupProbe")
+    problems += [f"{where}.{key}" for key in owned if container.get(key) != (engine or {}).get(key)]
     security = container.get("securityContext") or {}
     if security.get("privileged") or security.get("allowPrivilegeEscalation"):
         problems.append(f"{where}.securityContext: privileges")
@@ -85,7 +114,7 @@ def _container_problems(container: dict[str, Any], engine: dict[str, Any] | None
         problems.append(f"{where}.securityContext.capabilities.add")
     if (security.get("seccompProfile") or {}).get("type") == "Unconfined":
         problems.append(f"{where}.securityContext.seccompProfile: Unconfined")
-    problems += [f"{where}.securityContext.{key}" for key in SECURITY_REFUSED if key in security]
+    problems += [f"{where}.securityContext.{key}" for key in sorted(set(security) - SECURITY_KEYS)]
     for port in container.get("ports", []):
         if "hostPort" in port or "hostIP" in port:
             problems.append(f"{where}.ports: hostPort")

@@ -251,6 +251,16 @@ HOSTILE_CLOCKS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+def test_the_prefill_role_refuses_host_access_too(crd_plane: ControlPlane) -> None:
+    override = {"spec": {"hostNetwork": True}}
+    manifest = service_manifest(
+        "prefill-host", "default", prefill={"replicas": 1, "gpu": GPU, "podTemplate": override}
+    )
+    returncode, stderr = server_dry_run(crd_plane, manifest)
+    assert returncode != 0
+    assert "spec.prefill.podTemplate.spec.hostNetwork" in stderr, stderr
+
+
 def test_the_engine_env_may_not_steer_the_nvidia_container_runtime(crd_plane: ControlPlane) -> None:
     env = [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
     manifest = service_manifest("engine-env", "default", engine={"image": "vllm/vllm-openai", "env": env})
