@@ -135,8 +135,21 @@ class LocalObjectReference(ApiModel):
     name: ObjectName = Field(description="The name.")
 
 
+SYSTEM_PRIORITY_PREFIX = "system-"
+"""Kubernetes reserves these priority classes (system-node-critical, system-cluster-critical) for
+the components a node cannot run without; with one, a tenant's pods would preempt any other's."""
+
+
 class PodSpecOverride(AllowlistModel):
     """The allowed part of a PodSpec."""
+
+    model_config = validations(
+        cel(
+            f"!has(self.priorityClassName) || !self.priorityClassName.startsWith('{SYSTEM_PRIORITY_PREFIX}')",
+            f"{SYSTEM_PRIORITY_PREFIX}* priority classes are reserved for the cluster's own components",
+            ".priorityClassName",
+        )
+    )
 
     REFUSED = REFUSED_POD_FIELDS
 
@@ -160,6 +173,15 @@ class PodSpecOverride(AllowlistModel):
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         default=None, max_length=16, description="Secrets to pull the images with."
     )
+
+    @field_validator("priority_class_name")
+    @classmethod
+    def _not_system(cls, name: str | None) -> str | None:
+        if name is not None and name.startswith(SYSTEM_PRIORITY_PREFIX):
+            raise ValueError(
+                f"{name}: {SYSTEM_PRIORITY_PREFIX}* priority classes are reserved for the cluster"
+            )
+        return name
 
 
 class PodTemplateOverride(ApiModel):

@@ -175,6 +175,36 @@ HOSTILE: list[tuple[str, Any, str]] = [
         {"spec": {"containers": [{"name": "engine"}, {"name": "engine"}]}},
         f"{POD}.containers[1]",
     ),
+    (
+        "capabilities-add-empty",
+        secure(capabilities={"add": []}),
+        f"{POD}.containers[0].securityContext.capabilities.add",
+    ),
+    (
+        "annotation-seccomp",
+        {"metadata": {"annotations": {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}},
+        f"{OVERRIDE}.metadata.annotations",
+    ),
+    (
+        "safe-plus-host-path",
+        volume(configMap={"name": "c"}, hostPath={"path": "/"}),
+        f"{POD}.volumes[0].hostPath",
+    ),
+    (
+        "too-many-containers",
+        {"spec": {"containers": [{"name": f"s{i}", "image": "i"} for i in range(9)]}},
+        f"{POD}.containers",
+    ),
+    (
+        "sidecar-vgpu",
+        sidecar(resources={"limits": {"example.com/vgpu": 1}}),
+        f"{POD}.containers[0].resources.limits",
+    ),
+    (
+        "system-priority",
+        {"spec": {"priorityClassName": "system-node-critical"}},
+        f"{POD}.priorityClassName",
+    ),
     ("engine-privileged", engine(securityContext={"privileged": True}), "securityContext.privileged"),
     (
         "engine-gpu-uppercase",

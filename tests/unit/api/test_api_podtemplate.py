@@ -101,6 +101,7 @@ def test_containers_get_no_privilege_no_gpu_and_leave_the_engine_command_alone(
         {"metadata": {"namespace": "kube-system"}},
         {"spec": {"volumes": [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]}},
         {"spec": {"unknownField": 1}},
+        {"spec": {"priorityClassName": "system-cluster-critical"}},
         {
             "metadata": {
                 "annotations": {"container.apparmor.security.beta.kubernetes.io/engine": "unconfined"}
