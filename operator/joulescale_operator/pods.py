@@ -154,14 +154,18 @@ def _merge_affinity(base: dict[str, Any], override: dict[str, Any]) -> dict[str,
     if isinstance(required, dict) and isinstance(terms, list) and terms:
         node["requiredDuringSchedulingIgnoredDuringExecution"] = {
             **required,
-            "nodeSelectorTerms": [
-                {**term, "matchExpressions": [*term.get("matchExpressions", []), *gpu_expressions]}
-                if isinstance(term, dict)
-                else term
-                for term in terms
-            ],
+            "nodeSelectorTerms": [_and_gpu(term, gpu_expressions) for term in terms],
         }
     else:
         node["requiredDuringSchedulingIgnoredDuringExecution"] = gpu_required
     merged["nodeAffinity"] = node
     return merged
+
+
+def _and_gpu(term: Any, gpu_expressions: list[dict[str, Any]]) -> Any:
+    """The term with the GPU product expressions added; a malformed term is kept as it is, for
+    the apiserver's dry run of the Deployment to refuse."""
+    expressions = term.get("matchExpressions", []) if isinstance(term, dict) else None
+    if not isinstance(expressions, list):
+        return term
+    return {**term, "matchExpressions": [*expressions, *gpu_expressions]}

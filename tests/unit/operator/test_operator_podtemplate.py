@@ -162,3 +162,17 @@ def test_a_sidecar_never_sees_gpus_through_the_container_runtime(body_factory: C
     (_, rendered) = decode_template(body)["spec"]["containers"]
     assert rendered["env"][-1] == {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
     assert [e["name"] for e in rendered["env"]].count("NVIDIA_VISIBLE_DEVICES") == 1
+
+
+@pytest.mark.parametrize("term", [{"matchExpressions": 5}, "x", {"matchFields": "y"}])
+def test_a_malformed_node_term_is_left_for_the_apiserver_to_refuse(
+    body_factory: Callable[..., Any], term: Any
+) -> None:
+    body = body_factory()
+    required = {"nodeSelectorTerms": [term]}
+    body["spec"]["decode"]["podTemplate"] = {
+        "spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}}
+    }
+    affinity = decode_template(body)["spec"]["affinity"]["nodeAffinity"]
+    (rendered,) = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert rendered == term or rendered["matchExpressions"][-1]["key"] == "nvidia.com/gpu.product"
