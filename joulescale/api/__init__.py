@@ -4,6 +4,7 @@ The CRD under crds/ is generated from these models (`python -m joulescale.api.cr
 """
 
 from joulescale.api.base import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION
+from joulescale.api.containers import ENGINE_CONTAINER, Container, SecurityContext
 from joulescale.api.engine import EngineSpec, EnvVar, KvTransferSpec, RouterSpec
 from joulescale.api.placement import (
     GPU_PRODUCT_LABEL,
@@ -11,7 +12,9 @@ from joulescale.api.placement import (
     GpuSpec,
     ResourceRequirements,
     Toleration,
+    is_gpu_resource,
 )
+from joulescale.api.podtemplate import PodSpecOverride, PodTemplateOverride, is_reserved_key
 from joulescale.api.resource import EnergyAwareLLMService
 from joulescale.api.spec import (
     AutoscalingSpec,
@@ -25,9 +28,11 @@ from joulescale.api.spec import (
     parse_spec,
 )
 from joulescale.api.status import Condition, EnergyAwareLLMServiceStatus, EnergyStatus, PlanStatus, RoleStatus
+from joulescale.api.volumes import Volume
 
 __all__ = [
     "API_VERSION",
+    "ENGINE_CONTAINER",
     "GPU_PRODUCT_LABEL",
     "GPU_RESOURCE",
     "GROUP",
@@ -38,6 +43,7 @@ __all__ = [
     "AutoscalingSpec",
     "ClockBounds",
     "Condition",
+    "Container",
     "EnergyAwareLLMService",
     "EnergyAwareLLMServiceSpec",
     "EnergyAwareLLMServiceStatus",
@@ -50,11 +56,17 @@ __all__ = [
     "ModelSpec",
     "PlanStatus",
     "PlannerSpec",
+    "PodSpecOverride",
+    "PodTemplateOverride",
     "ResourceRequirements",
     "RoleSpec",
     "RoleStatus",
     "RouterSpec",
+    "SecurityContext",
     "SloSpec",
     "Toleration",
+    "Volume",
+    "is_gpu_resource",
+    "is_reserved_key",
     "parse_spec",
 ]

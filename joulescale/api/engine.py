@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from joulescale.api.base import ApiModel, cel, validations
 
@@ -16,8 +16,22 @@ DEFAULT_VLLM_CONNECTOR: VllmConnector = "NixlConnector"
 DEFAULT_SGLANG_BACKEND: SglangBackend = "mooncake"
 
 
+GPU_RUNTIME_ENV_PREFIX = "NVIDIA_"
+"""The NVIDIA container runtime reads NVIDIA_VISIBLE_DEVICES and its kin from a container's
+environment: set by a tenant, they could expose GPUs the device plugin did not assign."""
+
+
 class EnvVar(ApiModel):
-    """An environment variable of the engine container."""
+    """An environment variable of a container."""
+
+    model_config = validations(
+        cel(
+            f"!self.name.startsWith('{GPU_RUNTIME_ENV_PREFIX}')",
+            f"{GPU_RUNTIME_ENV_PREFIX}* variables select GPUs through the NVIDIA container runtime; "
+            "the GPUs come from tensorParallelSize",
+            ".name",
+        )
+    )
 
     name: str = Field(
         min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Name."
@@ -28,6 +42,16 @@ class EnvVar(ApiModel):
         description="A source for the value, as in the core API (secretKeyRef, configMapKeyRef, fieldRef).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_gpu_runtime(cls, name: str) -> str:
+        if name.startswith(GPU_RUNTIME_ENV_PREFIX):
+            raise ValueError(
+                f"{name}: {GPU_RUNTIME_ENV_PREFIX}* variables select GPUs through the NVIDIA container "
+                "runtime; the GPUs come from tensorParallelSize"
+            )
+        return name
 
 
 class EngineSpec(ApiModel):

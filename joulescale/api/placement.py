@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema, field_validator
 
-from joulescale.api.base import ApiModel, cel, validations
+from joulescale.api.base import AllowlistModel, ApiModel, cel, validations
 
 GPU_RESOURCE = "nvidia.com/gpu"
 """The extended resource of the NVIDIA device plugin; the operator sets it from tensorParallelSize."""
@@ -36,28 +37,64 @@ class GpuSpec(ApiModel):
     )
 
 
-class ResourceRequirements(ApiModel):
-    """CPU, memory and other resources of the engine container; the GPU count is not set here."""
+GPU_RESOURCE_DOMAINS = ("nvidia.com/", "amd.com/", "gpu.intel.com/", "habana.ai/")
+"""Resource names under these domains are accelerators (GPUs, MIG slices, shared GPUs): the
+operator alone decides them, from tensorParallelSize."""
+
+
+def is_gpu_resource(name: str) -> bool:
+    """True for nvidia.com/gpu, MIG slices, other vendors' GPUs and any resource naming a GPU."""
+    lowered = name.lower()
+    return lowered.startswith(GPU_RESOURCE_DOMAINS) or "gpu" in lowered
+
+
+def _no_gpu_rule(field: str) -> str:
+    domains = " || ".join(f"k.lowerAscii().startsWith('{domain}')" for domain in GPU_RESOURCE_DOMAINS)
+    return f"!has(self.{field}) || self.{field}.all(k, !({domains} || k.lowerAscii().contains('gpu')))"
+
+
+_GPU_MESSAGE = (
+    "GPU resources ({resources} and any name containing gpu) are set by the operator from "
+    "tensorParallelSize; remove them from {field}"
+)
+
+ResourceName = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class ResourceRequirements(AllowlistModel):
+    """CPU, memory and other non-GPU resources of a container; the GPU count is not set here."""
 
     model_config = validations(
-        cel(
-            f"!has(self.limits) || !('{GPU_RESOURCE}' in self.limits)",
-            f"{GPU_RESOURCE} is set by the operator from tensorParallelSize; remove it from limits",
-            ".limits",
-        ),
-        cel(
-            f"!has(self.requests) || !('{GPU_RESOURCE}' in self.requests)",
-            f"{GPU_RESOURCE} is set by the operator from tensorParallelSize; remove it from requests",
-            ".requests",
-        ),
+        *(
+            cel(
+                _no_gpu_rule(field),
+                _GPU_MESSAGE.format(resources=", ".join(f"{d}*" for d in GPU_RESOURCE_DOMAINS), field=field),
+                f".{field}",
+            )
+            for field in ("limits", "requests")
+        )
     )
 
-    limits: dict[str, Quantity] | None = Field(
-        default=None, description="Resource limits (cpu, memory, ...)."
+    REFUSED: ClassVar[Mapping[str, str]] = {
+        "claims": "dynamic resource claims (DRA) could claim GPUs; GPUs come from tensorParallelSize"
+    }
+
+    limits: dict[ResourceName, Quantity] | None = Field(
+        default=None, max_length=32, description="Resource limits (cpu, memory, ...)."
     )
-    requests: dict[str, Quantity] | None = Field(
-        default=None, description="Resource requests (cpu, memory, ...)."
+    requests: dict[ResourceName, Quantity] | None = Field(
+        default=None, max_length=32, description="Resource requests (cpu, memory, ...)."
     )
+
+    @field_validator("limits", "requests")
+    @classmethod
+    def _no_gpu(cls, values: dict[str, Quantity] | None) -> dict[str, Quantity] | None:
+        gpus = sorted(name for name in values or {} if is_gpu_resource(name))
+        if gpus:
+            raise ValueError(
+                f"{', '.join(gpus)}: GPU resources are set by the operator from tensorParallelSize"
+            )
+        return values
 
 
 class Toleration(ApiModel):
@@ -74,18 +111,3 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = Field(
         default=None, ge=0, description="How long a NoExecute taint is tolerated, in seconds."
     )
-
-
-PodTemplateOverride = Annotated[
-    dict[str, Any],
-    WithJsonSchema(
-        {
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": True,
-            "description": (
-                "An escape hatch: a partial PodTemplateSpec merged over the rendered one "
-                "(maps merge, lists of named items merge by name, other lists replace)."
-            ),
-        }
-    ),
-]

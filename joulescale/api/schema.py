@@ -103,7 +103,7 @@ def _convert(node: JsonSchema, definitions: dict[str, JsonSchema]) -> JsonSchema
         out["description"] = _explained(out)
     if out.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
-    elif "type" not in out:
+    elif "type" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
         raise SchemaError(f"an untyped node is not structural: {node}")
     return out
 

@@ -8,7 +8,9 @@ from pydantic import Field, model_validator
 
 from joulescale.api.base import ApiModel, cel, validations
 from joulescale.api.engine import EngineSpec, KvTransferSpec, RouterSpec
-from joulescale.api.placement import GpuSpec, PodTemplateOverride, ResourceRequirements, Toleration
+from joulescale.api.placement import GpuSpec, ResourceRequirements, Toleration
+from joulescale.api.podtemplate import PodTemplateOverride
+from joulescale.profiles import sm_clock_envelope_mhz
 
 EnergyPolicyName = Literal["joulescale", "biscale", "voltana", "static", "off"]
 SloPercentile = Literal[50, 90, 95, 99]
@@ -87,7 +89,15 @@ class RoleSpec(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Extra tolerations, besides the nvidia.com/gpu one.", max_length=32
     )
-    pod_template: PodTemplateOverride | None = Field(default=None)
+    pod_template: PodTemplateOverride | None = Field(
+        default=None,
+        description=(
+            "An allowlisted partial pod template merged over the rendered one: env, envFrom, "
+            "volumeMounts, resources and securityContext (less privilege only) of the engine "
+            "container, unprivileged sidecars, volumes of safe types, labels and annotations "
+            "outside joulescale.io, tolerations, affinity, priorityClassName, imagePullSecrets."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_replica_owner(self) -> RoleSpec:
@@ -108,6 +118,10 @@ class SloSpec(ApiModel):
     )
 
 
+SM_CLOCK_FLOOR_MHZ, SM_CLOCK_CEILING_MHZ = sm_clock_envelope_mhz()
+"""No GPU the agent can control (one with a shipped profile) clocks outside this range."""
+
+
 class ClockBounds(ApiModel):
     """SM clock bounds; the agent never sets a clock outside them or the device's own range."""
 
@@ -122,15 +136,15 @@ class ClockBounds(ApiModel):
     min_mhz: int | None = Field(
         default=None,
         alias="minMHz",
-        ge=100,
-        le=5000,
+        ge=SM_CLOCK_FLOOR_MHZ,
+        le=SM_CLOCK_CEILING_MHZ,
         description="Lowest SM clock, in MHz; default the device's.",
     )
     max_mhz: int | None = Field(
         default=None,
         alias="maxMHz",
-        ge=100,
-        le=5000,
+        ge=SM_CLOCK_FLOOR_MHZ,
+        le=SM_CLOCK_CEILING_MHZ,
         description="Highest SM clock, in MHz; default the device's.",
     )
 

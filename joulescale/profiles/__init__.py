@@ -10,6 +10,7 @@ from joulescale.profiles.loader import (
     load_profile,
     load_profile_file,
     parse_profile,
+    sm_clock_envelope_mhz,
 )
 from joulescale.profiles.memory import derive_kv_capacity_tokens, derived_kv_capacity_tokens
 from joulescale.profiles.model import (
@@ -49,4 +50,5 @@ __all__ = [
     "load_profile",
     "load_profile_file",
     "parse_profile",
+    "sm_clock_envelope_mhz",
 ]

@@ -69,3 +69,11 @@ def _describe(error: ValidationError) -> str:
         location = ".".join(str(part) for part in item["loc"]) or "(profile)"
         problems.append(f"field '{location}': {item['msg']}")
     return "; ".join(problems)
+
+
+@functools.cache
+def sm_clock_envelope_mhz() -> tuple[int, int]:
+    """The lowest and the highest SM clock of any shipped profile: bounds outside them fit no GPU
+    the agent can control (it only controls GPUs it has a profile for)."""
+    profiles = [load_profile(name) for name in list_profiles()]
+    return min(p.min_sm_clock_mhz for p in profiles), max(p.max_sm_clock_mhz for p in profiles)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from joulescale.api import GPU_PRODUCT_LABEL, GPU_RESOURCE, EnergyAwareLLMServiceSpec, RoleSpec
+from joulescale.api import (
+    ENGINE_CONTAINER,
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    EnergyAwareLLMServiceSpec,
+    PodTemplateOverride,
+    RoleSpec,
+)
 from joulescale_operator.engines import EngineLaunch
 from joulescale_operator.identity import Role
+from joulescale_operator.podguard import SIDECAR_GPU_ENV, ForbiddenPodTemplate, host_access_problems
 
-ENGINE_CONTAINER = "engine"
+__all__ = ["ENGINE_CONTAINER", "ForbiddenPodTemplate", "engine_pod_template", "merge_override", "role_spec"]
 HEALTH_PATH = "/health"
 
 GPU_TOLERATION: dict[str, Any] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -67,31 +75,97 @@ def engine_pod_template(
     if launch.annotations:
         metadata["annotations"] = dict(launch.annotations)
     template = {"metadata": metadata, "spec": pod_spec}
-    if role_config.pod_template:
+    rendered = template
+    if role_config.pod_template is not None:
         template = merge_override(template, role_config.pod_template)
+    problems = host_access_problems(rendered, template)
+    if problems:
+        raise ForbiddenPodTemplate(
+            "; ".join(f"spec.{role}.podTemplate.{problem}: not allowed (host access)" for problem in problems)
+        )
     return template
 
 
-def merge_override(base: Any, override: Any) -> Any:
-    """Merge a partial object over a rendered one: maps merge, lists of named items merge by
-    name (so containers can be patched), every other value is replaced by the override."""
+def merge_override(template: dict[str, Any], override: PodTemplateOverride) -> dict[str, Any]:
+    """The rendered template with the typed override merged in: the operator's labels and
+    annotations win, containers and volumes merge by name, tolerations are added, and the
+    override's required node terms are each ANDed with the GPU product term.
+
+    The merged template is checked again (see podguard), so that no bug here and no object
+    stored before the schema refused a field can make the operator write host access."""
+    merged = copy.deepcopy(template)
+    wire = override.to_wire()
+    metadata, pod_override = wire.get("metadata", {}), wire.get("spec", {})
+    for key in ("labels", "annotations"):
+        if key in metadata:
+            merged["metadata"][key] = {**metadata[key], **merged["metadata"].get(key, {})}
+    pod = merged["spec"]
+    for key in ("containers", "volumes"):
+        if key in pod_override:
+            pod[key] = _merge_named(pod.get(key, []), pod_override[key])
+    pod["containers"] = [_without_gpus(c) if c["name"] != ENGINE_CONTAINER else c for c in pod["containers"]]
+    if "tolerations" in pod_override:
+        pod["tolerations"] = [*pod["tolerations"], *pod_override["tolerations"]]
+    if "affinity" in pod_override:
+        pod["affinity"] = _merge_affinity(pod["affinity"], pod_override["affinity"])
+    for key in ("priorityClassName", "imagePullSecrets"):
+        if key in pod_override:
+            pod[key] = pod_override[key]
+    return merged
+
+
+def _without_gpus(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar sees no GPU through the NVIDIA container runtime, whatever its envFrom holds:
+    an explicit env entry wins over envFrom keys."""
+    env = [e for e in sidecar.get("env", []) if e.get("name") != SIDECAR_GPU_ENV["name"]]
+    return {**sidecar, "env": [*env, SIDECAR_GPU_ENV]}
+
+
+def _merge_named(base: list[dict[str, Any]], override: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items of the same name merge (maps merge, named lists merge by name); new names are added."""
+    overrides = {item["name"]: item for item in override}
+    known = {item["name"] for item in base}
+    merged = [
+        _merge_item(item, overrides[item["name"]]) if item["name"] in overrides else item for item in base
+    ]
+    return merged + [item for item in override if item["name"] not in known]
+
+
+def _merge_item(base: Any, override: Any) -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
-        merged = copy.deepcopy(base)
-        for key, value in override.items():
-            merged[key] = merge_override(base[key], value) if key in base else copy.deepcopy(value)
-        return merged
+        return {**base, **{k: _merge_item(base[k], v) if k in base else v for k, v in override.items()}}
     if _named_list(base) and _named_list(override):
-        overrides = {item["name"]: item for item in override}
-        merged_list = [
-            merge_override(item, overrides[item["name"]])
-            if item["name"] in overrides
-            else copy.deepcopy(item)
-            for item in base
-        ]
-        known = {item["name"] for item in base}
-        return merged_list + [copy.deepcopy(item) for item in override if item["name"] not in known]
-    return copy.deepcopy(override)
+        return _merge_named(base, override)
+    return override
 
 
 def _named_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, dict) and "name" in item for item in value)
+
+
+def _merge_affinity(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """The override's affinity, with the GPU product term kept: ANDed into each required node term."""
+    merged = {**base, **override}
+    gpu_required = base["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    gpu_expressions = [e for term in gpu_required["nodeSelectorTerms"] for e in term["matchExpressions"]]
+    node = dict(override.get("nodeAffinity") or {})
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    terms = required.get("nodeSelectorTerms") if isinstance(required, dict) else None
+    if isinstance(required, dict) and isinstance(terms, list) and terms:
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            **required,
+            "nodeSelectorTerms": [_and_gpu(term, gpu_expressions) for term in terms],
+        }
+    else:
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = gpu_required
+    merged["nodeAffinity"] = node
+    return merged
+
+
+def _and_gpu(term: Any, gpu_expressions: list[dict[str, Any]]) -> Any:
+    """The term with the GPU product expressions added; a malformed term is kept as it is, for
+    the apiserver's dry run of the Deployment to refuse."""
+    expressions = term.get("matchExpressions", []) if isinstance(term, dict) else None
+    if not isinstance(expressions, list):
+        return term
+    return {**term, "matchExpressions": [*expressions, *gpu_expressions]}

@@ -15,6 +15,7 @@ import pydantic
 from joulescale.api import EnergyAwareLLMServiceSpec, parse_spec
 from joulescale_operator.engines import MANAGED_FLAGS
 from joulescale_operator.identity import CHILD_NAME_MAX_LENGTH, LONGEST_SUFFIX, ServiceIdentity
+from joulescale_operator.pods import ForbiddenPodTemplate
 from joulescale_operator.render import render_children
 
 _DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -68,9 +69,14 @@ def _managed_flag_problems(spec: EnergyAwareLLMServiceSpec) -> list[str]:
 
 
 def _rendered_problems(identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec) -> list[str]:
-    """A pod template override must keep the labels the Deployment selects on."""
+    """A pod template override must keep the labels the Deployment selects on and must not give
+    the pods host access (the merged template is checked, whatever the input)."""
     problems = []
-    for child in render_children(identity, spec):
+    try:
+        children = render_children(identity, spec)
+    except ForbiddenPodTemplate as error:
+        return [str(error)]
+    for child in children:
         if child["kind"] != "Deployment":
             continue
         selector = child["spec"]["selector"]["matchLabels"]

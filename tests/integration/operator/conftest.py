@@ -17,7 +17,18 @@ RESYNC_INTERVAL_S = 1.5
 
 def install_crd(plane: ControlPlane) -> None:
     plane.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
-    plane.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
+
+    def established() -> bool:
+        # `kubectl wait` fails instead of waiting while a new CRD has no conditions yet.
+        wait = (
+            "wait",
+            "--for=condition=Established",
+            "--timeout=5s",
+            "crd/energyawarellmservices.joulescale.io",
+        )
+        return plane.kubectl(*wait, check=False).returncode == 0
+
+    plane.wait_for(established, timeout_s=60)
 
 
 @pytest.fixture(scope="session")

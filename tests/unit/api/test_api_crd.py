@@ -44,7 +44,8 @@ def test_schema_is_structural() -> None:
     schema = crd.openapi_schema()
     for path, node in walk(schema):
         assert not {"$ref", "anyOf", "title"} & set(node), path
-        assert "type" in node or node.get("x-kubernetes-int-or-string"), path
+        untyped_allowed = node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
+        assert "type" in node or untyped_allowed, path
         assert not ("properties" in node and "additionalProperties" in node), path
 
 
@@ -69,7 +70,7 @@ def test_schema_carries_defaults_enums_bounds_and_descriptions() -> None:
 def test_cross_field_rules_are_cel_validations_naming_their_field() -> None:
     spec = crd.openapi_schema()["properties"]["spec"]
     rules = {
-        path: [r["fieldPath"] for r in node["x-kubernetes-validations"]]
+        path: [r.get("fieldPath") for r in node["x-kubernetes-validations"]]
         for path, node in walk(spec)
         if "x-kubernetes-validations" in node
     }

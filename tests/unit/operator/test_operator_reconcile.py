@@ -94,18 +94,18 @@ def test_an_override_the_apiserver_refuses_is_invalid_before_any_write(
     reconciler: Reconciler, memory_cluster: Any, events: Any, body_factory: Callable[..., Any]
 ) -> None:
     body = body_factory()
-    body["spec"]["decode"]["podTemplate"] = {"spec": {"restartPolicy": "Never"}}
+    body["spec"]["decode"]["podTemplate"] = {"spec": {"priorityClassName": "Bad_Name"}}
 
     def refuse_decode(manifest: dict[str, Any]) -> str | None:
         refused = manifest["metadata"]["name"] == "llama-decode" and manifest["kind"] == "Deployment"
-        return "spec.template.spec.restartPolicy: Unsupported value" if refused else None
+        return "spec.template.spec.priorityClassName: Invalid value" if refused else None
 
     memory_cluster.reject = refuse_decode
     patch = run(reconciler, body)
     assert memory_cluster.writes == []
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec"
-    assert "restartPolicy" in ready["message"]
+    assert "priorityClassName" in ready["message"]
     assert events.warnings[0][0] == "InvalidSpec"
 
 

@@ -1,0 +1,140 @@
+"""The last check before a pod template is written: no host access, whatever the input (pure).
+
+The schema and the typed model already refuse every such field. This check looks at the merged
+template instead of the input, so that a bug in the merge, an object stored before the CRD
+refused a field, or a spec that bypassed the apiserver still never reaches a Deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joulescale.api import ENGINE_CONTAINER, is_gpu_resource
+from joulescale.api.engine import GPU_RUNTIME_ENV_PREFIX
+from joulescale.api.volumes import SAFE_SOURCES
+
+SIDECAR_GPU_ENV: dict[str, str] = {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
+"""The NVIDIA container runtime's "no GPU": the operator sets it last on every sidecar."""
+
+POD_SPEC_KEYS = frozenset(
+    {
+        "containers",
+        "affinity",
+        "tolerations",
+        "nodeSelector",
+        "volumes",
+        "priorityClassName",
+        "imagePullSecrets",
+    }
+)
+"""Every key a rendered engine pod spec may hold: what the operator writes and the allowlist adds."""
+
+POD_METADATA_KEYS = frozenset({"labels", "annotations"})
+
+ENGINE_OWNED = ("image", "command", "args", "ports", "readinessProbe", "startupProbe")
+
+CONTAINER_KEYS = frozenset(
+    {
+        "name",
+        "image",
+        "imagePullPolicy",
+        "command",
+        "args",
+        "workingDir",
+        "env",
+        "envFrom",
+        "ports",
+        "resources",
+        "volumeMounts",
+        "securityContext",
+        "readinessProbe",
+        "startupProbe",
+    }
+)
+"""Every key a rendered container may hold (the probes only as the operator wrote them)."""
+
+SECURITY_KEYS = frozenset(
+    {
+        "privileged",
+        "allowPrivilegeEscalation",
+        "capabilities",
+        "runAsUser",
+        "runAsGroup",
+        "runAsNonRoot",
+        "readOnlyRootFilesystem",
+        "seccompProfile",
+    }
+)
+
+
+class ForbiddenPodTemplate(ValueError):
+    """The merged pod template would give a pod more than the allowlist; nothing is written."""
+
+
+def host_access_problems(rendered: dict[str, Any], merged: dict[str, Any]) -> list[str]:
+    """The paths in `merged` (from the pod template) that go beyond the operator's `rendered`
+    template plus the allowlist."""
+    problems = [f"metadata.{key}" for key in sorted(set(merged.get("metadata", {})) - POD_METADATA_KEYS)]
+    pod = merged.get("spec", {})
+    problems += [f"spec.{key}" for key in sorted(set(pod) - POD_SPEC_KEYS)]
+    problems += [_volume_problem(volume) for volume in pod.get("volumes", [])]
+    engine = _engine(rendered)
+    for container in pod.get("containers", []):
+        if not isinstance(container, dict):
+            problems.append("spec.containers: not an object")
+            continue
+        problems += _container_problems(
+            container, engine if container.get("name") == ENGINE_CONTAINER else None
+        )
+    return [problem for problem in problems if problem]
+
+
+def _engine(template: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in template["spec"]["containers"] if c["name"] == ENGINE_CONTAINER)
+
+
+def _volume_problem(volume: Any) -> str:
+    if not isinstance(volume, dict):
+        return "spec.volumes: not an object"
+    sources = set(volume) - {"name"}
+    if len(sources) != 1 or not sources <= set(SAFE_SOURCES):
+        return f"spec.volumes[{volume.get('name')}]: {', '.join(sorted(sources)) or 'no source'}"
+    return ""
+
+
+def _container_problems(container: dict[str, Any], engine: dict[str, Any] | None) -> list[str]:
+    where = f"spec.containers[{container.get('name')}]"
+    problems = [f"{where}.{key}" for key in sorted(set(container) - CONTAINER_KEYS)]
+    owned = ENGINE_OWNED if engine is not None else ("readinessProbe", "startupProbe")
+    problems += [f"{where}.{key}" for key in owned if container.get(key) != (engine or {}).get(key)]
+    security = container.get("securityContext") or {}
+    if security.get("privileged") or security.get("allowPrivilegeEscalation"):
+        problems.append(f"{where}.securityContext: privileges")
+    if (security.get("capabilities") or {}).get("add"):
+        problems.append(f"{where}.securityContext.capabilities.add")
+    if (security.get("seccompProfile") or {}).get("type") == "Unconfined":
+        problems.append(f"{where}.securityContext.seccompProfile: Unconfined")
+    problems += [f"{where}.securityContext.{key}" for key in sorted(set(security) - SECURITY_KEYS)]
+    for port in container.get("ports", []):
+        if "hostPort" in port or "hostIP" in port:
+            problems.append(f"{where}.ports: hostPort")
+    for mount in container.get("volumeMounts", []):
+        if "mountPropagation" in mount:
+            problems.append(f"{where}.volumeMounts.mountPropagation")
+    gpu_env = [
+        e for e in container.get("env", []) if str(e.get("name", "")).startswith(GPU_RUNTIME_ENV_PREFIX)
+    ]
+    allowed_env = [] if engine is not None else [SIDECAR_GPU_ENV]
+    if gpu_env != allowed_env:
+        problems.append(f"{where}.env: {GPU_RUNTIME_ENV_PREFIX}* variables")
+    resources = container.get("resources") or {}
+    for kind in ("limits", "requests"):
+        gpus = {k: v for k, v in (resources.get(kind) or {}).items() if is_gpu_resource(k)}
+        expected = {
+            k: v
+            for k, v in ((engine or {}).get("resources", {}).get(kind) or {}).items()
+            if is_gpu_resource(k)
+        }
+        if gpus != expected:
+            problems.append(f"{where}.resources.{kind}: GPU resources")
+    return problems
