@@ -16,14 +16,20 @@ from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import render_children
 from joulescale_operator.resync import Resync, ResyncDied
 
-# Pod templates the CRD stores today (preserve-unknown-fields) that made the reconciler raise.
+# Pod templates that the CRD of 12572d6 stored (preserve-unknown-fields) and that made its
+# reconciler raise. The typed podTemplate now refuses them; an object stored before that CRD
+# upgrade still reaches the operator, which must refuse it as an invalid spec.
 CRASHING_TEMPLATES: dict[str, Any] = {
     "metadata-not-a-map": {"metadata": 5},
-    "metadata-null": {"metadata": None},
     "labels-not-a-map": {"metadata": {"labels": 5}},
     "labels-a-list": {"metadata": {"labels": ["a"]}},
-    "labels-null": {"metadata": {"labels": None}},
     "container-name-a-list": {"spec": {"containers": [{"name": ["engine"]}]}},
+}
+
+
+NULL_TEMPLATES: dict[str, Any] = {
+    "metadata-null": {"metadata": None},
+    "labels-null": {"metadata": {"labels": None}},
 }
 
 
@@ -43,18 +49,19 @@ def raising_renderer(bad: str) -> Callable[..., list[dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("template", CRASHING_TEMPLATES.values(), ids=list(CRASHING_TEMPLATES))
-def test_a_template_that_breaks_rendering_fails_the_service_not_the_operator(
+def test_a_stored_template_that_broke_rendering_fails_the_service_not_the_operator(
     template: Any, memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
 ) -> None:
     body = body_factory()
     body["spec"]["decode"]["podTemplate"] = template
     patch = Reconciler(memory_cluster, events, clock).reconcile(body)
-    assert (ready(patch)["status"], ready(patch)["reason"]) == ("False", reasons.RENDER_FAILED)
+    assert (ready(patch)["status"], ready(patch)["reason"]) == ("False", reasons.INVALID_SPEC)
+    assert "podTemplate" in ready(patch)["message"]
     assert memory_cluster.writes == []
     assert memory_cluster.dry_runs == []
     ((reason, message),) = events.warnings
-    assert reason == reasons.RENDER_FAILED
-    assert "Error" in message  # the exception's type tells what broke
+    assert reason == reasons.INVALID_SPEC
+    assert "podTemplate" in message
 
 
 def test_any_exception_of_the_renderer_becomes_a_condition_and_one_event(
@@ -193,3 +200,16 @@ def test_locks_of_gone_services_are_not_kept() -> None:
     with locks.hold(("ns", "a")):
         assert len(locks) == 1
     assert len(locks) == 0
+
+
+@pytest.mark.parametrize("template", NULL_TEMPLATES.values(), ids=list(NULL_TEMPLATES))
+def test_a_null_in_a_stored_template_means_unset_and_renders(
+    template: Any, memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
+) -> None:
+    """The two templates of 12572d6's crash list that are only nulls: they read as "not set"."""
+    body = body_factory()
+    body["spec"]["decode"]["podTemplate"] = template
+    patch = Reconciler(memory_cluster, events, clock).reconcile(body)
+    assert ready(patch)["reason"] not in (reasons.INVALID_SPEC, reasons.RENDER_FAILED)
+    assert memory_cluster.writes, "the service's children are written"
+    assert events.warnings == []
