@@ -6,7 +6,8 @@ snapshot and wakes the event loop; ``updates`` recomputes the desired set after 
 (coalescing bursts). Watches relist after errors and on 410 Gone, with a short back-off. The GPU
 source (a kubelet gRPC call) is read once per recompute in a thread of its own, within
 ``gpu_read_budget_s``: nothing here blocks the event loop. Pods refused for a reason that
-passes by itself (GPUs not yet known) are looked at again after ``recheck_s``.
+passes by itself (GPUs not yet known) are looked at again after ``recheck_s``. Refusals go to
+the ``EventRecorder`` given (the agent's one event writer), as Warning Events on the pods.
 """
 
 from __future__ import annotations
