@@ -135,13 +135,20 @@ def test_an_attacker_naming_the_victims_gpu_controls_nothing(
             assert locks() == [VICTIM_CLOCK, None]
             time.sleep(0.05)
 
+        squatter_uid = apiserver.kubectl(
+            "-n", evil_ns, "get", "pod", "squatter", "-o", "jsonpath={.metadata.uid}"
+        ).stdout
+
         def squatter_event() -> bool:
             out = apiserver.kubectl(
                 "-n", evil_ns, "get", "events", "--field-selector=involvedObject.name=squatter", "-o", "json"
             ).stdout
-            return any(e["reason"] == "JouleScaleNotControlled" for e in json.loads(out)["items"])
+            return any(
+                e["reason"] == "JouleScaleNotControlled" and e["involvedObject"].get("uid") == squatter_uid
+                for e in json.loads(out)["items"]
+            )
 
-        wait_for(squatter_event, 10, "a Warning Event on the squatter")
+        wait_for(squatter_event, 10, "a Warning Event on the squatter (this incarnation of it)")
 
         # A kubelet that hangs: the agent's loop keeps answering, and the victim keeps its clock.
         kubelet.delay_s = 5.0

@@ -16,6 +16,7 @@ from e2e.harness.controlplane import ControlPlane
 from joulescale_agent.discovery.base import Desired
 from joulescale_agent.discovery.kube import KubeDiscovery
 from joulescale_agent.discovery.podresources import PodResourcesSource
+from joulescale_agent.kube_events import KubeEventRecorder
 from tests.agent.kubelet import Kubelet, pod_resources
 
 pytestmark = pytest.mark.integration
@@ -97,14 +98,26 @@ async def test_discovery_follows_pods_on_this_node_and_their_service(
     )
 
     gpus = PodResourcesSource(kubelet.socket)
+    api = apiserver.api_client()
+    events = KubeEventRecorder(api, "gpu-node-a")  # one client for discovery and its events
     discovery = KubeDiscovery(
-        apiserver.api_client(),
+        api,
         "gpu-node-a",
         gpus=gpus,
         choose_profile=lambda model, tp: "h100-sxm-llama-8b-tp1",
+        events=events,
         watch_timeout_s=5,
     )
     updates = discovery.updates().__aiter__()
+
+    def pod_uid(name: str) -> str:
+        return str(apiserver.kubectl("-n", ns, "get", "pod", name, "-o", "jsonpath={.metadata.uid}").stdout)
+
+    def events_on(name: str) -> list[dict[str, Any]]:
+        selector = f"--field-selector=involvedObject.name={name}"
+        out = apiserver.kubectl("-n", ns, "get", "events", selector, "-o", "json").stdout
+        return list(json.loads(out)["items"])
+
     try:
         key = f"{ns}/dec-0"
         first = await next_matching(updates, lambda d: key in d)
@@ -113,6 +126,7 @@ async def test_discovery_follows_pods_on_this_node_and_their_service(
         assert discovery.refusals.current[f"{ns}/dec-stray"].reason == "not-owned"
         instance, policy = first[key]
         assert instance.gpus == ("GPU-dec-0",)
+        assert instance.uid == pod_uid("dec-0"), "the instance names the pod's incarnation"
         assert instance.metrics_url == "http://10.1.2.3:8000/metrics"
         assert (policy.policy, policy.slo.tpot_ms, policy.base_clock_mhz) == ("joulescale", 50, None)
 
@@ -145,6 +159,13 @@ async def test_discovery_follows_pods_on_this_node_and_their_service(
 
         apiserver.kubectl("-n", ns, "delete", "pod", "dec-0", "--wait=false")
         await next_matching(updates, lambda d: key not in d)
+
+        stray_events = apiserver.wait_for(lambda: events_on("dec-stray"), timeout_s=10)
+        assert [(e["type"], e["reason"]) for e in stray_events] == [("Warning", "JouleScaleNotControlled")]
+        assert stray_events[0]["involvedObject"]["uid"] == pod_uid("dec-stray")
+        assert "(not-owned)" in stray_events[0]["message"]
+        assert events_on("dec-0") == [], "a controlled pod gets no Warning"
     finally:
         await updates.aclose()  # type: ignore[attr-defined]
         gpus.close()
+        events.close()

@@ -13,12 +13,12 @@ import logging
 
 from joulescale_agent.clock import Clock
 from joulescale_agent.control.brain import BrainFactory
-from joulescale_agent.control.events import EventRecorder
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.control.loop import InstanceLoop
 from joulescale_agent.control.supervisor import DEFAULT_BACKOFF, RestartBackoff, Supervisor
 from joulescale_agent.discovery.base import Discovery
 from joulescale_agent.engines.scrape import Scraper
+from joulescale_agent.events import EventRecorder
 from joulescale_agent.exporter import AgentMetrics, Health
 from joulescale_agent.gpu.backend import GpuBackend
 from joulescale_agent.safety.actuator import ClockActuator

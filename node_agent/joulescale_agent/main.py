@@ -14,7 +14,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -22,11 +22,11 @@ from prometheus_client import CollectorRegistry
 from joulescale_agent import clock, errors
 from joulescale_agent.agent import Agent
 from joulescale_agent.control.corebrain import CoreBrainFactory
-from joulescale_agent.control.events import EventRecorder, NullEventRecorder
 from joulescale_agent.control.instance import LoopSettings
 from joulescale_agent.discovery.base import Discovery
 from joulescale_agent.discovery.gpus import GPU_SOURCES, POD_SPEC_UNSAFE, PODRESOURCES
 from joulescale_agent.discovery.static import StaticDiscovery
+from joulescale_agent.events import EventRecorder, NullEventRecorder
 from joulescale_agent.exporter import AgentMetrics, make_app
 from joulescale_agent.gpu.backend import GpuBackend
 from joulescale_agent.safety.actuator import ClockActuator
@@ -188,7 +188,14 @@ def make_backend(args: argparse.Namespace) -> GpuBackend:
     return NvmlBackend()
 
 
-def make_discovery(args: argparse.Namespace, backend: GpuBackend, registry: CollectorRegistry) -> Discovery:
+def make_discovery(
+    args: argparse.Namespace,
+    backend: GpuBackend,
+    registry: CollectorRegistry,
+    api: Any,
+    events: EventRecorder,
+) -> Discovery:
+    """Static discovery with an instances file, else Kubernetes discovery through ``api``."""
     if args.instances is not None:
         return StaticDiscovery(args.instances)
     from joulescale_agent.discovery.gpus import GpuSource, PodSpecSource
@@ -210,16 +217,19 @@ def make_discovery(args: argparse.Namespace, backend: GpuBackend, registry: Coll
         by_index = {str(d.index): d.uuid for d in backend.devices()}
         socket = args.pod_resources_socket or DEFAULT_POD_RESOURCES_SOCKET
         gpus = PodResourcesSource(socket, index_to_uuid=lambda i: by_index.get(i, i))
-    return KubeDiscovery.from_config(args.node_name, args.kubeconfig, gpus, registry)
+    return KubeDiscovery(api, args.node_name, gpus=gpus, registry=registry, events=events)
 
 
-def make_events(args: argparse.Namespace) -> EventRecorder:
-    """Events on pods with Kubernetes discovery; nobody to tell with a static instances file."""
+def make_kube(args: argparse.Namespace) -> tuple[Any, EventRecorder]:
+    """The one API client (None with a static instances file) and the event writer using it:
+    Events on pods with Kubernetes discovery, nobody to tell without."""
     if args.instances is not None:
-        return NullEventRecorder()
-    from joulescale_agent.kube_events import KubeEventRecorder, api_client
+        return None, NullEventRecorder()
+    from joulescale_agent.kube_client import api_client
+    from joulescale_agent.kube_events import KubeEventRecorder
 
-    return KubeEventRecorder(api_client(args.kubeconfig), args.node_name)
+    api = api_client(args.kubeconfig)
+    return api, KubeEventRecorder(api, args.node_name)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -250,19 +260,22 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
         log.error("argument %s: no GPU backend: %s", flag, str(error)[:300].replace("\n", " "))
         return EXIT_USAGE
     metrics = AgentMetrics()
+    events: EventRecorder = NullEventRecorder()
     try:
         try:
-            discovery = make_discovery(args, backend, metrics.registry)
+            api, events = make_kube(args)
+            discovery = make_discovery(args, backend, metrics.registry, api, events)
         except Exception as error:  # a kubeconfig that is missing or malformed, no in-cluster config
             log.error("no discovery: %s: %s", type(error).__name__, str(error)[:300])
             ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
+            events.close()
             return EXIT_USAGE
         agent = Agent(
             backend=backend,
             state=state,
             discovery=discovery,
             metrics=metrics,
-            events=make_events(args),
+            events=events,
             brains=CoreBrainFactory(args.min_hold_s),
             settings=settings,
             clock=clock.monotonic,
@@ -278,8 +291,10 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
             )
             # Nothing is controlled yet, but a predecessor's leftovers must not wait for us.
             ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
+            events.close()
             return EXIT_USAGE
     except BaseException:
+        events.close()
         backend.close()
         raise
     stop = asyncio.Event()
@@ -294,6 +309,7 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
         return await agent.run(stop)
     finally:
         await runner.cleanup()
+        await asyncio.to_thread(events.close)  # Events still queued get a moment to go out
         try:
             backend.close()
         except errors.GpuError as error:

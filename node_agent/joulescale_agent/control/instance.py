@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, Slo
+from joulescale_agent.events import PodRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +21,16 @@ class EngineInstance:
     metrics_url: str
     gpus: tuple[str, ...]
     service: str = ""
+    uid: str = ""
+    """The pod's UID when discovery knows it ("" from a static instances file)."""
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.pod}"
+
+    @property
+    def pod_ref(self) -> PodRef:
+        return PodRef(self.namespace, self.pod, self.uid or None)
 
     @property
     def labels(self) -> tuple[str, str, str]:

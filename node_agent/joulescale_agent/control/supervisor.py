@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from joulescale_agent.clock import Clock, monotonic
-from joulescale_agent.control.events import EventRecorder, NullEventRecorder
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 from joulescale_agent.control.loop import InstanceLoop
+from joulescale_agent.events import CLOCK_POLICY_ERROR, EventRecorder, NullEventRecorder
 from joulescale_agent.exporter import INSTANCE_STATES, AgentMetrics, Health
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ class Supervisor:
         log.error("cannot control %s; its GPUs stay at default clocks: %s", entry.instance.key, entry.error)
         if self._metrics is not None:
             self._metrics.policy_errors.labels(*entry.instance.labels).inc()
-        self._events.warn(entry.instance, "ClockPolicyError", f"GPU clocks left at default: {entry.error}")
+        self._events.warn(
+            entry.instance.pod_ref, CLOCK_POLICY_ERROR, f"GPU clocks left at default: {entry.error}"
+        )
 
     def _on_done(self, entry: _Entry, task: asyncio.Task[None]) -> None:
         if entry.stopping or entry.task is not task or self._entries.get(entry.instance.key) is not entry:

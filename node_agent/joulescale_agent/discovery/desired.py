@@ -149,8 +149,16 @@ def _candidate(
     url = metrics_url(status.get("podIP"), spec.engine.port)
     if url is None:
         return Refusal("no-pod-ip", "the pod has no valid IP yet")
+    pod_uid = meta.get("uid")
     instance = EngineInstance(
-        namespace, name, role, spec.engine.name, url, tuple(dict.fromkeys(gpu_ids)), service=service_name
+        namespace,
+        name,
+        role,
+        spec.engine.name,
+        url,
+        tuple(dict.fromkeys(gpu_ids)),
+        service=service_name,
+        uid=pod_uid if isinstance(pod_uid, str) else "",
     )
     policy = InstancePolicy(
         policy=spec.energy.policy,

@@ -6,7 +6,8 @@ snapshot and wakes the event loop; ``updates`` recomputes the desired set after 
 (coalescing bursts). Watches relist after errors and on 410 Gone, with a short back-off. The GPU
 source (a kubelet gRPC call) is read once per recompute in a thread of its own, within
 ``gpu_read_budget_s``: nothing here blocks the event loop. Pods refused for a reason that
-passes by itself (GPUs not yet known) are looked at again after ``recheck_s``.
+passes by itself (GPUs not yet known) are looked at again after ``recheck_s``. Refusals go to
+the ``EventRecorder`` given (the agent's one event writer), as Warning Events on the pods.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes import config as _config
 from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
@@ -29,16 +28,15 @@ from prometheus_client import CollectorRegistry
 from joulescale.api import GROUP, PLURAL, VERSION, EnergyAwareLLMService
 from joulescale_agent.discovery.base import Desired
 from joulescale_agent.discovery.desired import ProfileChooser, Refusal, desired_instances, parse_service
-from joulescale_agent.discovery.events import PodEvents
 from joulescale_agent.discovery.gpus import GpuAssignments, GpuSource, KubeletAssignments
 from joulescale_agent.discovery.ownership import ROLE_LABEL
 from joulescale_agent.discovery.profiles import profile_chooser
 from joulescale_agent.discovery.refusals import RefusalReport
+from joulescale_agent.events import NOT_CONTROLLED, EventRecorder, PodRef
 
 log = logging.getLogger(__name__)
 
 # Parts of the kubernetes client are untyped; they are used through Any on purpose.
-config: Any = _config
 watch: Any = _watch
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 Lister = Callable[..., Any]
@@ -87,7 +85,7 @@ class KubeDiscovery:
         gpus: GpuSource,
         choose_profile: ProfileChooser | None = None,
         registry: CollectorRegistry | None = None,
-        events: bool = True,
+        events: EventRecorder | None = None,
         watch_timeout_s: int = 30,
         retry_s: float = 1.0,
         gpu_read_budget_s: float = 2.0,
@@ -107,29 +105,14 @@ class KubeDiscovery:
         self._stop = threading.Event()
         # One thread for the GPU source: a slow kubelet never piles up calls.
         self._gpu_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-source")
-        self._events = PodEvents(self._core, node_name)
+        self._events = events
         self._pods_now: dict[str, dict[str, Any]] = {}
         self._good_gpus: tuple[GpuAssignments, float] | None = None
         self.gpus_failing = False
         """The last read of the GPU source failed (its last good answer may still serve)."""
-        self.refusals = RefusalReport(self._post_event if events else None)
+        self.refusals = RefusalReport(self._post_event if events is not None else None)
         if registry is not None:
             registry.register(self.refusals)
-
-    @classmethod
-    def from_config(
-        cls,
-        node_name: str,
-        kubeconfig: Path | None,
-        gpus: GpuSource,
-        registry: CollectorRegistry | None = None,
-    ) -> KubeDiscovery:
-        if kubeconfig is not None:
-            api = config.new_client_from_config(config_file=str(kubeconfig))
-        else:
-            config.load_incluster_config()
-            api = client.ApiClient()
-        return cls(api, node_name, gpus=gpus, registry=registry)
 
     def _node_gpu_product(self) -> str:
         try:
@@ -184,9 +167,14 @@ class KubeDiscovery:
                 self._stop.wait(self._retry_s)
 
     def _post_event(self, key: str, refusal: Refusal) -> None:
-        pod = self._pods_now.get(key)
-        if pod is not None:
-            self._events.post(pod, refusal)
+        meta = self._pods_now.get(key, {}).get("metadata", {})
+        namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+        if self._events is None or not isinstance(namespace, str) or not isinstance(name, str):
+            return
+        message = f"the JouleScale agent on {self._node} does not control this pod ({refusal.reason}): {refusal.detail}"
+        self._events.warn(
+            PodRef(namespace, name, uid if isinstance(uid, str) else None), NOT_CONTROLLED, message
+        )
 
     async def _read_gpus(self) -> GpuAssignments:
         """The source's answer within the budget. Without one, the last good answer serves for
@@ -258,7 +246,6 @@ class KubeDiscovery:
         finally:
             self._stop.set()
             self._gpu_reader.shutdown(wait=False, cancel_futures=True)
-            self._events.close()
 
 
 def _parse_services(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from joulescale_agent.events import NullEventRecorder
 from joulescale_agent.gpu.simulated import SimulatedBackend
 from joulescale_agent.main import make_discovery, parse_args
 
@@ -18,7 +19,7 @@ def test_the_unsafe_mode_refuses_a_pod_resources_socket() -> None:
     )
     backend: SimulatedBackend = None  # type: ignore[assignment]  # not reached
     with pytest.raises(SystemExit, match="exclude each other"):
-        make_discovery(args, backend, None)  # type: ignore[arg-type]
+        make_discovery(args, backend, None, None, NullEventRecorder())  # type: ignore[arg-type]
 
 
 def test_an_unknown_gpu_source_is_refused() -> None:
