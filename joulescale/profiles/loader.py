@@ -9,11 +9,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from joulescale.inputfile import InputFileError, read_bounded_text
 from joulescale.profiles.model import GpuProfile
 
 _DATA_PACKAGE = "joulescale.profiles"
 _DATA_DIR = "data"
 _SUFFIX = ".yaml"
+MAX_PROFILE_BYTES = 1024 * 1024
+"""Shipped profiles are about 3 kB; a megabyte leaves room for long source lists and comments."""
 
 
 class ProfileError(ValueError):
@@ -41,31 +44,75 @@ def load_profile(name: str) -> GpuProfile:
 
 
 def load_profile_file(path: str | Path) -> GpuProfile:
-    """A profile from any YAML file, e.g. one measured on a real GPU."""
+    """A profile from any YAML file, e.g. one measured on a real GPU.
+
+    Read like any untrusted file (``joulescale.inputfile``): a regular file of at most
+    ``MAX_PROFILE_BYTES`` UTF-8 bytes, so a device, a pipe or a huge file is refused at once.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ProfileError(f"profile file {path}: cannot read: {error}") from error
+        text = read_bounded_text(path, MAX_PROFILE_BYTES)
+    except InputFileError as error:
+        raise ProfileError(f"profile file {path}: {error}") from error
     return parse_profile(text, origin=str(path))
 
 
 def parse_profile(text: str, origin: str = "<text>") -> GpuProfile:
-    """Validate YAML text; ``origin`` only labels error messages."""
+    """Validate YAML text; ``origin`` only labels error messages, which are always one line."""
+    if len(text) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"profile {origin}: larger than the {MAX_PROFILE_BYTES} byte limit")
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ProfileError(f"profile {origin}: not valid YAML: {error}") from error
+        document = yaml.load(text, Loader=_ProfileLoader)
+    except yaml.MarkedYAMLError as error:
+        raise ProfileError(f"profile {origin}: not valid YAML: {_yaml_problem(error)}") from None
+    except (yaml.YAMLError, RecursionError) as error:
+        why = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ProfileError(f"profile {origin}: not valid YAML: {' '.join(why.split())}") from None
     if not isinstance(document, dict):
         raise ProfileError(f"profile {origin}: expected a mapping at the top level")
     try:
         return GpuProfile.model_validate(document)
     except ValidationError as error:
-        raise ProfileError(f"profile {origin}: {_describe(error)}") from error
+        raise ProfileError(f"profile {origin}: {_describe(error)}") from None
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """Safe YAML, stricter: no duplicate keys (the last would win silently), no anchors or
+    aliases (a few lines of aliases expand to billions of nodes), sequences as tuples (the
+    model is strict and its lists are tuples)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.constructor.ConstructorError(None, None, "anchors and aliases are not allowed",
+                                                    event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key if isinstance(key, str) else id(key_node))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _tuple(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> tuple[object, ...]:
+    return tuple(loader.construct_sequence(node, deep=True))
+
+
+_ProfileLoader.add_constructor("tag:yaml.org,2002:seq", _tuple)
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
+    mark = error.problem_mark or error.context_mark
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(error.problem or error.context or "malformed").split())
 
 
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(profile)"
-        problems.append(f"field '{location}': {item['msg']}")
+        problems.append(f"field '{location}': {' '.join(item['msg'].split())}")
     return "; ".join(problems)

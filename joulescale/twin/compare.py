@@ -13,19 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from joulescale.control.clocks import allowed_clocks_mhz, levels_mhz
+from joulescale.control.clocks import NoAllowedClockError, allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.profiles import load_profile
 from joulescale.profiles.model import GpuProfile
+from joulescale.twin import limits
 from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
 from joulescale.twin.cluster import ClusterConfig
+from joulescale.twin.kv_transfer import kv_media
+from joulescale.twin.limits import SettingError, bounded_float, bounded_int
 from joulescale.twin.metrics import RunSummary, meets_slo, summarise
 from joulescale.twin.oracle import OracleBound, oracle_bound
 from joulescale.twin.policies import POLICY_NAMES, policy_run_setup
 from joulescale.twin.simulator import AbortRule, RunResult, simulate
-from joulescale.twin.traces import Trace, TraceRequest, load_trace, scaled_window
-from joulescale.twin.views import GaugeTiming, ViewName
+from joulescale.twin.traces import Trace, TraceRequest, check_replayable, load_trace, scaled_window
+from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES, GaugeTiming, ViewName
 
 ORACLE = "oracle"
 DEFAULT_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
@@ -64,13 +67,35 @@ class CompareSettings:
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        """Every bound of ``joulescale.twin.limits``, so library callers are refused like the CLI."""
         unknown = [p for p in self.policies if p not in DEFAULT_POLICIES]
-        if unknown:
-            raise ValueError(f"unknown policies {unknown}; known: {', '.join(DEFAULT_POLICIES)}")
-        if not 0 < self.load <= 2.0:
-            raise ValueError("load must be in (0, 2]")
-        if self.duration_s <= 0:
-            raise ValueError("duration_s must be positive")
+        if unknown or not self.policies:
+            raise SettingError("policies", f"unknown policies {unknown}; known: {', '.join(DEFAULT_POLICIES)}")
+        bounded_float("load", self.load, 0.0, limits.MAX_LOAD, low_open=True)
+        bounded_float("duration_s", self.duration_s, 0.0, limits.MAX_DURATION_S, low_open=True)
+        bounded_int("gpus", self.gpus, 2, limits.MAX_GPUS)
+        bounded_float("slo.ttft_ms", self.slo.ttft_ms, 0.0, limits.MAX_SLO_MS, low_open=True)
+        bounded_float("slo.tpot_ms", self.slo.tpot_ms, 0.0, limits.MAX_SLO_MS, low_open=True)
+        bounded_int("slo.percentile", self.slo.percentile, 1, 100)
+        bounded_int("seed", self.seed, 0, limits.MAX_SEED)
+        if self.prefill_instances is not None:
+            bounded_int("prefill_instances", self.prefill_instances, 1, limits.MAX_GPUS)
+        if self.bounds is not None:
+            bounded_int("bounds.min_mhz", self.bounds.min_mhz, 0, limits.MAX_CLOCK_MHZ)
+            bounded_int("bounds.max_mhz", self.bounds.max_mhz, 0, limits.MAX_CLOCK_MHZ)
+        bounded_float("scrape_period_s", self.scrape_period_s, limits.MIN_SCRAPE_PERIOD_MS / 1000.0,
+                      limits.MAX_PERIOD_MS / 1000.0)
+        bounded_float("scrape_delay_s", self.scrape_delay_s, 0.0, limits.MAX_PERIOD_MS / 1000.0)
+        if self.power_limit_watts is not None:
+            bounded_float("power_limit_watts", self.power_limit_watts, 0.0, limits.MAX_POWER_WATTS, low_open=True)
+        if self.clock_settle_s is not None:
+            bounded_float("clock_settle_s", self.clock_settle_s, 0.0, limits.MAX_PERIOD_MS / 1000.0)
+        if self.kv_medium not in kv_media():
+            raise SettingError("kv_medium", f"unknown KV medium {self.kv_medium!r}; known: {', '.join(sorted(kv_media()))}")
+        if self.view not in VIEW_NAMES:
+            raise SettingError("view", f"unknown view {self.view!r}")
+        if self.gauges not in GAUGE_TIMINGS:
+            raise SettingError("gauges", f"unknown gauge timing {self.gauges!r}")
 
 
 @dataclass(slots=True)
@@ -146,9 +171,30 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
 
 
 def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
-    if settings.power_limit_watts is None:
+    """The profile under ``power_limit_watts``, which must cover what the GPU draws at any clock
+    (the profile's own rule: idle power and each phase's floor stay under the cap)."""
+    watts = settings.power_limit_watts
+    if watts is None:
         return profile
-    return profile.model_copy(update={"power_limit_watts": settings.power_limit_watts})
+    needed = max(profile.idle_power_watts, profile.prefill.power.floor_watts, profile.decode.power.floor_watts)
+    if watts < needed:
+        raise SettingError("power_limit_watts", f"power limit {watts:g} W is below the {needed:g} W that profile "
+                                                f"{profile.name} draws at its lowest clock")
+    return profile.model_copy(update={"power_limit_watts": watts})
+
+
+def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, prefill_profile: GpuProfile) -> None:
+    """What needs the profile or the trace: clock bounds some clock meets, requests that fit."""
+    for checked in (profile, prefill_profile):
+        try:
+            allowed_clocks_mhz(checked.supported_sm_clocks_mhz, settings.bounds)
+        except NoAllowedClockError as error:
+            raise SettingError("bounds", f"{error} for profile {checked.name}") from None
+    kv = f"{profile.name}: {profile.kv_capacity_tokens} tokens"
+    if prefill_profile.name != profile.name:
+        kv = f"prefill {prefill_profile.name}: {prefill_profile.kv_capacity_tokens} prompt tokens; decode {kv}"
+    check_replayable(trace, prefill_profile.kv_capacity_tokens, profile.kv_capacity_tokens,
+                     f"the KV cache of one instance ({kv})")
 
 
 def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
@@ -161,6 +207,9 @@ def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, s
         raise ValueError(f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one TP{tp_decode} "
                          "decode instance; a P/D cluster needs at least 2 instances")
     candidates = [settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))
+    if settings.prefill_instances is not None and not 1 <= settings.prefill_instances <= most:
+        raise SettingError("prefill_instances", f"prefill instances must be in [1, {most}] for {settings.gpus} GPUs")
+    limits.check_work(settings.duration_s, settings.gpus, len(candidates))
     found: dict[int, tuple[ClusterConfig, Capacity]] = {}
     for prefill in candidates:
         if not 1 <= prefill <= most:
@@ -208,6 +257,8 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     started = clock()
     profile = _capped(load_profile(settings.profile), settings)
     trace = load_trace(settings.trace)
+    prefill_profile = _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
+    _check_inputs(settings, trace, profile, prefill_profile)
     start_s = _window_start(trace, settings.seed)
     cache = CapacityCache(settings.cache_dir)
     cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache)
