@@ -28,7 +28,7 @@ _FLAGS = {
     "prefill_instances": "--prefill-instances", "bounds": "--min-mhz/--max-mhz", "bounds.min_mhz": "--min-mhz",
     "bounds.max_mhz": "--max-mhz", "scrape_period_s": "--scrape-period-ms", "scrape_delay_s": "--scrape-delay-ms",
     "power_limit_watts": "--power-limit-watts", "clock_settle_s": "--clock-settle-ms", "kv_medium": "--kv-medium",
-    "view": "--view", "gauges": "--gauges",
+    "view": "--view", "gauges": "--gauges", "profile": "--profile", "prefill_profile": "--prefill-profile",
 }
 """``CompareSettings`` fields by the flag that sets them, to name the flag in an error."""
 

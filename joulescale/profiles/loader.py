@@ -64,7 +64,8 @@ def parse_profile(text: str, origin: str = "<text>") -> GpuProfile:
         document = yaml.load(text, Loader=_ProfileLoader)
     except yaml.MarkedYAMLError as error:
         raise ProfileError(f"profile {origin}: not valid YAML: {_yaml_problem(error)}") from None
-    except (yaml.YAMLError, RecursionError) as error:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as error:
+        # Scalars are converted while loading: a 5000-digit integer or 2023-13-45 raise ValueError.
         why = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise ProfileError(f"profile {origin}: not valid YAML: {' '.join(why.split())}") from None
     if not isinstance(document, dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 from joulescale.control.clocks import NoAllowedClockError, allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, Slo
-from joulescale.profiles import load_profile
+from joulescale.profiles import ProfileError, load_profile
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin import limits
 from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
@@ -170,6 +170,13 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
         prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 
+def _profile(setting: str, name: str) -> GpuProfile:
+    try:
+        return load_profile(name)
+    except ProfileError as error:
+        raise SettingError(setting, str(error)) from None
+
+
 def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
     """The profile under ``power_limit_watts``, which must cover what the GPU draws at any clock
     (the profile's own rule: idle power and each phase's floor stay under the cap)."""
@@ -200,20 +207,19 @@ def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, 
 def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
                  cache: CapacityCache) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
     """The given split, or the one whose static-max capacity is highest (ties: fewer prefill)."""
-    prefill_profile = _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
+    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings) \
+        if settings.prefill_profile else profile
     tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
     most = (settings.gpus - tp_decode) // tp_prefill
     if most < 1:
-        raise ValueError(f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one TP{tp_decode} "
-                         "decode instance; a P/D cluster needs at least 2 instances")
+        raise SettingError("gpus", f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one "
+                                   f"TP{tp_decode} decode instance; a P/D cluster needs at least 2 instances")
     candidates = [settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))
     if settings.prefill_instances is not None and not 1 <= settings.prefill_instances <= most:
         raise SettingError("prefill_instances", f"prefill instances must be in [1, {most}] for {settings.gpus} GPUs")
     limits.check_work(settings.duration_s, settings.gpus, len(candidates))
     found: dict[int, tuple[ClusterConfig, Capacity]] = {}
     for prefill in candidates:
-        if not 1 <= prefill <= most:
-            raise ValueError(f"prefill instances must be in [1, {most}]")
         cluster = _cluster(settings, profile, prefill_profile, prefill)
         found[prefill] = (cluster, _capacity(trace, cluster, settings, start_s, cache))
     best = max(found, key=lambda p: (found[p][1].requests_per_second, -p))
@@ -255,9 +261,10 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
 
 def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter) -> Comparison:
     started = clock()
-    profile = _capped(load_profile(settings.profile), settings)
+    profile = _capped(_profile("profile", settings.profile), settings)
     trace = load_trace(settings.trace)
-    prefill_profile = _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
+    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings) \
+        if settings.prefill_profile else profile
     _check_inputs(settings, trace, profile, prefill_profile)
     start_s = _window_start(trace, settings.seed)
     cache = CapacityCache(settings.cache_dir)

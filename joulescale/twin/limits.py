@@ -78,7 +78,7 @@ def finite_in(value: float, low: float, high: float, *, low_open: bool = False, 
     if not math.isfinite(number):
         raise ValueError(f"must be a finite number in {interval}, got {value}")
     if number < low or (low_open and number == low) or number > high:
-        raise ValueError(f"must be in {interval}, got {number:g}")
+        raise ValueError(f"must be in {interval}, got {value}")
     return number
 
 

@@ -116,6 +116,10 @@ HOSTILE_ARGUMENTS: list[tuple[list[str], str]] = [
     (["--policies", "nosuch"], "--policies"),
     (["--view", "nosuch"], "--view"),
     (["--frobnicate"], "--frobnicate"),
+    (["--gpus", "4"], "argument --gpus: 4 GPUs cannot hold"),
+    (["--profile", "/dev/zero"], "argument --profile: unknown profile"),
+    (["--prefill-profile", "nosuch"], "argument --prefill-profile: unknown profile"),
+    (["--load", "2.0000001"], "got 2.0000001"),
     (["--trace", "a\nb"], "a\\nb"),  # a newline in a name must not split the one line
 ]
 

@@ -192,6 +192,9 @@ def _hostile_texts() -> list[tuple[str, str, str]]:
         ("overflowing float", good.replace("power_limit_watts: 700.0", "power_limit_watts: 1.0e+309"),
          "field 'power_limit_watts'"),
         ("large file", good + ("# comment\n" * 120_000), "larger than the 1048576 byte limit"),
+        ("5000-digit integer", good.replace("gpu_memory_mib: 81559", "gpu_memory_mib: " + "9" * 5000),
+         "not valid YAML"),
+        ("impossible date", good + "when: 2023-13-45\n", "not valid YAML: month must be in 1..12"),
     ]
 
 
