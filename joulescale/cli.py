@@ -14,9 +14,10 @@ from joulescale.control.policy import ClockBounds, Slo
 from joulescale.profiles.loader import ProfileError
 from joulescale.twin import limits
 from joulescale.twin.capacity import default_cache_dir
-from joulescale.twin.compare import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings, compare
+from joulescale.twin.compare import compare
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError
+from joulescale.twin.settings import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings
 from joulescale.twin.traces import TraceError
 from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from joulescale.cli import main
+from joulescale.control.policy import Slo
+from joulescale.twin.limits import SettingError
+from joulescale.twin.settings import CompareSettings
 from tests.unit.hostile_cli import Outcome, assert_refused, run_all, run_cli
 
 
@@ -177,3 +180,15 @@ def test_good_arguments_at_their_bounds_and_a_bom_crlf_trace_still_run(tmp_path:
                      "--json", str(tmp_path / "new" / "c.json"))
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "new" / "c.json").read_text(encoding="utf-8"))["policies"].keys() == {"static-max"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("duration_s", float("nan")), ("duration_s", float("inf")), ("gpus", 100_000), ("load", float("nan")),
+     ("scrape_period_s", float("nan")), ("clock_settle_s", -0.005), ("power_limit_watts", 0.0),
+     ("slo", Slo(float("nan"), 100.0, 99)), ("seed", -1), ("gpus", True)],
+)
+def test_library_callers_are_refused_like_the_cli_naming_the_setting(field: str, value: object) -> None:
+    with pytest.raises(SettingError) as caught:
+        CompareSettings(**{field: value})  # type: ignore[arg-type]
+    assert caught.value.setting.split(".")[0] == field
