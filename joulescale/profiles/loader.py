@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -15,8 +16,9 @@ from joulescale.profiles.model import GpuProfile
 _DATA_PACKAGE = "joulescale.profiles"
 _DATA_DIR = "data"
 _SUFFIX = ".yaml"
-MAX_PROFILE_BYTES = 1024 * 1024
-"""Shipped profiles are about 3 kB; a megabyte leaves room for long source lists and comments."""
+MAX_PROFILE_BYTES = 64 * 1024
+"""Shipped profiles are about 3 kB; 64 KiB leaves room for long source lists and comments, and
+keeps loading even a hostile file at the cap to a fraction of a second."""
 
 
 class ProfileError(ValueError):
@@ -76,33 +78,57 @@ def parse_profile(text: str, origin: str = "<text>") -> GpuProfile:
         raise ProfileError(f"profile {origin}: {_describe(error)}") from None
 
 
-class _ProfileLoader(yaml.SafeLoader):
-    """Safe YAML, stricter: no duplicate keys (the last would win silently), no anchors or
-    aliases (a few lines of aliases expand to billions of nodes), sequences as tuples (the
-    model is strict and its lists are tuples)."""
+class _StrictConstructor(yaml.constructor.SafeConstructor):
+    """Safe YAML, stricter: no duplicate keys (YAML keeps the last silently), no aliases (a few
+    lines of them expand to billions of nodes), sequences as tuples (the strict model's lists)."""
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.constructor.ConstructorError(None, None, "anchors and aliases are not allowed",
-                                                    event.start_mark)
-        return super().compose_node(parent, index)
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects or node in self.recursive_objects:
+            # Constructing a node twice only happens when an alias refers back to it.
+            raise yaml.constructor.ConstructorError(None, None, "aliases are not allowed", node.start_mark)
+        return super().construct_object(node, deep=deep)
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        seen: set[object] = set()
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key if isinstance(key, str) else id(key_node))
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r}",
+                                                            key_node.start_mark)
+                seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
 
 
-def _tuple(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> tuple[object, ...]:
+def _tuple(loader: Any, node: yaml.SequenceNode) -> tuple[object, ...]:
     return tuple(loader.construct_sequence(node, deep=True))
 
 
-_ProfileLoader.add_constructor("tag:yaml.org,2002:seq", _tuple)
+_StrictConstructor.add_constructor("tag:yaml.org,2002:seq", _tuple)
+
+
+class _PyProfileLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+                       _StrictConstructor, yaml.resolver.Resolver):
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _StrictConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+
+_ProfileLoader: type = _PyProfileLoader
+"""libyaml's parser when PyYAML has it: the pure-Python one takes seconds for a few hundred kB."""
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _CProfileLoader(CParser, _StrictConstructor, yaml.resolver.Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _StrictConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    _ProfileLoader = _CProfileLoader
 
 
 def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
