@@ -49,15 +49,19 @@ def iso_seconds(cell: str) -> float:
     return datetime.fromisoformat(head + (dot + fraction[:6] if dot else "")).timestamp()
 
 
+class _Refused(ValueError):
+    """Raised by the decoder's hooks; any other ValueError while decoding is an unconvertible number."""
+
+
 def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
+    raise _Refused(f"{name} is not a number")
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     item: dict[str, object] = {}
     for key, value in pairs:
         if key in item:
-            raise ValueError(f"duplicate key {shown(key)}")
+            raise _Refused(f"duplicate key {shown(key)}")
         item[key] = value
     return item
 
@@ -72,6 +76,12 @@ def jsonl_row(content: str, line: int) -> Row:
         item = _DECODER.decode(content)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error.msg} at column {error.colno}") from None
+    except _Refused:
+        raise
+    except ValueError:
+        raise ValueError("a number with more digits than Python converts (4300)") from None
     if not isinstance(item, dict):
         raise ValueError("expected a JSON object")
     stamp = item.get("timestamp")

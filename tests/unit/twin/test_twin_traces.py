@@ -149,7 +149,7 @@ def _hostile_traces(tmp: Path) -> list[tuple[str, str]]:
     write("far-time.jsonl", _GOOD_JSON + _J.format(t="1e300", i=5, o=3), "{path}:2: timestamp")
     write("huge-prompt.jsonl", _GOOD_JSON + _J.format(t=1000, i=10**12, o=3), "{path}:2: input_length")
     write("beyond-int64.jsonl", _GOOD_JSON + _J.format(t=1000, i=2**64, o=3), "{path}:2: input_length")
-    write("digits-5000.jsonl", _GOOD_JSON + _J.format(t=1000, i="9" * 5000, o=3), "{path}:2: '99999")
+    write("digits-5000.jsonl", _GOOD_JSON + _J.format(t=1000, i="9" * 5000, o=3), "{path}:2: a number with more digits")
     write("bool.jsonl", _GOOD_JSON + _J.format(t=1000, i="true", o=3), "{path}:2: input_length")
     write("string.jsonl", _GOOD_JSON + _J.format(t=1000, i='"5"', o=3), "{path}:2: input_length")
     write("float.jsonl", _GOOD_JSON + _J.format(t=1000, i=5.5, o=3), "{path}:2: input_length")
@@ -158,7 +158,7 @@ def _hostile_traces(tmp: Path) -> list[tuple[str, str]]:
                                               '"output_length": 3}\n', "{path}:2: duplicate key")
     write("missing.jsonl", _GOOD_JSON + '{"timestamp": 9}\n', "{path}:2: input_length is missing")
     write("array.jsonl", _GOOD_JSON + "[1, 2, 3]\n", "{path}:2: expected a JSON object")
-    write("not-json.jsonl", _GOOD_JSON + "timestamp=5\n", "{path}:2: ")
+    write("not-json.jsonl", _GOOD_JSON + "timestamp=5\n", "{path}:2: not JSON: Expecting value at column 1")
     directory = tmp / "folder.csv"
     directory.mkdir()
     cases.append((str(directory), "not a regular file"))
