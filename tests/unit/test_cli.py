@@ -9,8 +9,6 @@ import pytest
 
 from joulescale.cli import main
 from joulescale.control.policy import Slo
-from joulescale.twin.limits import SettingError
-from joulescale.twin.settings import CompareSettings
 from tests.unit.hostile_cli import Outcome, assert_refused, run_all, run_cli
 
 
@@ -189,6 +187,9 @@ def test_good_arguments_at_their_bounds_and_a_bom_crlf_trace_still_run(tmp_path:
      ("slo", Slo(float("nan"), 100.0, 99)), ("seed", -1), ("gpus", True)],
 )
 def test_library_callers_are_refused_like_the_cli_naming_the_setting(field: str, value: object) -> None:
+    from joulescale.twin.limits import SettingError
+    from joulescale.twin.settings import CompareSettings
+
     with pytest.raises(SettingError) as caught:
         CompareSettings(**{field: value})  # type: ignore[arg-type]
     assert caught.value.setting.split(".")[0] == field
