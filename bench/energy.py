@@ -14,7 +14,8 @@ import json
 import sys
 
 from joulescale.twin import report
-from joulescale.twin.compare import DEFAULT_DURATION_S, CompareSettings, compare
+from joulescale.twin.compare import compare
+from joulescale.twin.settings import DEFAULT_DURATION_S, CompareSettings
 
 TRACES = ("azure-conv", "azure-code")
 LOADS = (0.67, 0.85)

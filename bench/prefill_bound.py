@@ -26,8 +26,9 @@ from collections.abc import Sequence
 
 from joulescale.profiles import physics
 from joulescale.profiles.model import GpuProfile
-from joulescale.twin.compare import CompareSettings, compare
+from joulescale.twin.compare import compare
 from joulescale.twin.request import SimRequest
+from joulescale.twin.settings import CompareSettings
 
 REACTIONS_MS = (0, 20, 60, 85, 110, 60_000)
 """0: clairvoyant; 60: the engine hook with a 50 ms settle plus 10 ms; 85 and 110: metrics-only

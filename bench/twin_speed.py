@@ -15,8 +15,9 @@ import time
 
 from joulescale.profiles import load_profile
 from joulescale.twin.capacity import CapacityCache
-from joulescale.twin.compare import DEFAULT_DURATION_S, CompareSettings, choose_split
+from joulescale.twin.compare import choose_split
 from joulescale.twin.policies import policy_run_setup
+from joulescale.twin.settings import DEFAULT_DURATION_S, CompareSettings
 from joulescale.twin.simulator import simulate
 from joulescale.twin.traces import load_trace, scaled_window
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -18,17 +18,34 @@ Phase = Literal["prefill", "decode"]
 """Same literal as ``joulescale.control.observation.Phase`` (profiles must not import control)."""
 
 
+MAX_CLOCK_MHZ = 10_000
+"""No GPU clocks its SMs (or memory) above 10 GHz."""
+MAX_WATTS = 10_000.0
+"""Data-centre GPU boards draw under 2 kW; 10 kW is an upper bound for any future part."""
+MAX_MS = 3_600_000.0
+"""An hour: no iteration base time, per-token cost or settle time comes close."""
+MAX_TOKENS = 2**40
+MAX_MIB = 2**24
+"""16 TiB of memory per GPU."""
+MAX_CLOCK_LIST = 4096
+"""NVML lists about a hundred supported clocks."""
+MAX_TEXT = 4096
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Frozen, unknown fields refused, strict types (no "700" or true where a number goes) and
+    finite floats only: a hand-written or hostile profile fails at load time, naming the field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SmClocks(_Strict):
     """Supported SM clocks: a regular grid (min/max/step) or an explicit list, not both."""
 
-    min_mhz: int | None = Field(default=None, gt=0)
-    max_mhz: int | None = Field(default=None, gt=0)
-    step_mhz: int | None = Field(default=None, gt=0)
-    list_mhz: tuple[int, ...] | None = None
+    min_mhz: int | None = Field(default=None, gt=0, le=MAX_CLOCK_MHZ)
+    max_mhz: int | None = Field(default=None, gt=0, le=MAX_CLOCK_MHZ)
+    step_mhz: int | None = Field(default=None, gt=0, le=MAX_CLOCK_MHZ)
+    list_mhz: tuple[int, ...] | None = Field(default=None, max_length=MAX_CLOCK_LIST)
     """Explicit clocks as NVML reports them (nvmlDeviceGetSupportedGraphicsClocks)."""
 
     @model_validator(mode="after")
@@ -37,8 +54,9 @@ class SmClocks(_Strict):
         if self.list_mhz is not None:
             if any(v is not None for v in grid):
                 raise ValueError("give either list_mhz or min_mhz/max_mhz/step_mhz, not both")
-            if not self.list_mhz or min(self.list_mhz) <= 0:
-                raise ValueError("list_mhz must hold positive clocks")
+            clocks = self.list_mhz
+            if not clocks or min(clocks) <= 0 or max(clocks) > MAX_CLOCK_MHZ:
+                raise ValueError(f"list_mhz must hold clocks in [1, {MAX_CLOCK_MHZ}] MHz")
             return self
         if self.min_mhz is None or self.max_mhz is None or self.step_mhz is None:
             raise ValueError("min_mhz, max_mhz and step_mhz are all required without list_mhz")
@@ -60,9 +78,9 @@ class SmClocks(_Strict):
 class PowerModel(_Strict):
     """Busy power per GPU: P(f) = floor + (fmax - floor) * (f / f_max) ** gamma, before the cap."""
 
-    floor_watts: float = Field(ge=0)
-    fmax_watts: float = Field(gt=0)
-    gamma: float = Field(gt=0)
+    floor_watts: float = Field(ge=0, le=MAX_WATTS)
+    fmax_watts: float = Field(gt=0, le=MAX_WATTS)
+    gamma: float = Field(gt=0, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> PowerModel:
@@ -74,9 +92,9 @@ class PowerModel(_Strict):
 class PrefillLatency(_Strict):
     """t(f_max) = base + per_token * N + per_token_squared * S2, in ms (N tokens, S2 = sum of squares)."""
 
-    base_ms: float = Field(ge=0)
-    per_token_ms: float = Field(ge=0)
-    per_token_squared_ms: float = Field(ge=0)
+    base_ms: float = Field(ge=0, le=MAX_MS)
+    per_token_ms: float = Field(ge=0, le=MAX_MS)
+    per_token_squared_ms: float = Field(ge=0, le=MAX_MS)
 
 
 class PrefillSensitivity(_Strict):
@@ -84,16 +102,16 @@ class PrefillSensitivity(_Strict):
 
     compute: float = Field(ge=0, le=1)
     short_batch: float = Field(ge=0, le=1)
-    short_batch_tokens: int = Field(ge=0)
+    short_batch_tokens: int = Field(ge=0, le=MAX_TOKENS)
     """Batches with fewer tokens than this use ``short_batch``."""
 
 
 class DecodeLatency(_Strict):
     """t(f_max) = base + per_sequence * B + per_context_token * K, in ms."""
 
-    base_ms: float = Field(ge=0)
-    per_sequence_ms: float = Field(ge=0)
-    per_context_token_ms: float = Field(ge=0)
+    base_ms: float = Field(ge=0, le=MAX_MS)
+    per_sequence_ms: float = Field(ge=0, le=MAX_MS)
+    per_context_token_ms: float = Field(ge=0, le=MAX_MS)
 
 
 class DecodeSensitivity(_Strict):
@@ -101,7 +119,7 @@ class DecodeSensitivity(_Strict):
 
     base: float = Field(ge=0, le=1)
     span: float = Field(ge=0, le=1)
-    half_batch_size: float = Field(gt=0)
+    half_batch_size: float = Field(gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _at_most_one(self) -> DecodeSensitivity:
@@ -125,46 +143,54 @@ class DecodePhase(_Strict):
 class KvCapacityDerivation(_Strict):
     """Inputs of the KV capacity derivation (docs/profiles.md), kept so it can be re-checked."""
 
-    weight_bytes: int = Field(gt=0)
+    weight_bytes: int = Field(gt=0, le=2**60)
     """Model weights in bytes, all GPUs together (parameters x bytes per parameter)."""
     gpu_memory_utilization: float = Field(gt=0, le=1)
     """Share of GPU memory the engine may use (vLLM's --gpu-memory-utilization)."""
-    reserved_mib: int = Field(ge=0)
+    reserved_mib: int = Field(ge=0, le=MAX_MIB)
     """Per GPU: activations, CUDA graphs and the non-torch allocations outside the KV cache."""
 
 
 class Source(_Strict):
     """Where numbers come from; a profile without sources is rejected."""
 
-    fields: str = Field(min_length=1)
+    fields: str = Field(min_length=1, max_length=MAX_TEXT)
     """Which fields this source backs."""
-    citation: str = Field(min_length=1)
+    citation: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class GpuProfile(_Strict):
     """Physics of one (GPU product, model, tensor parallel size); all per GPU unless stated."""
 
     schema_version: Literal[1]
-    name: str = Field(min_length=1)
-    description: str = ""
-    gpu_product: str = Field(min_length=1)
+    """An integer; ``true`` (equal to 1 in Python) is refused by ``_no_bool_version``."""
+    name: str = Field(min_length=1, max_length=253)
+    description: str = Field(default="", max_length=MAX_TEXT)
+    gpu_product: str = Field(min_length=1, max_length=MAX_TEXT)
     """As in the node label nvidia.com/gpu.product, e.g. NVIDIA-H100-80GB-HBM3."""
-    gpu_memory_mib: int = Field(gt=0)
-    model: str = Field(min_length=1)
-    tensor_parallel_size: int = Field(ge=1)
+    gpu_memory_mib: int = Field(gt=0, le=MAX_MIB)
+    model: str = Field(min_length=1, max_length=MAX_TEXT)
+    tensor_parallel_size: int = Field(ge=1, le=1024)
     sm_clocks: SmClocks
-    memory_clock_mhz: int = Field(gt=0)
-    power_limit_watts: float = Field(gt=0)
-    idle_power_watts: float = Field(ge=0)
-    clock_settle_ms: float = Field(ge=0)
-    kv_bytes_per_token: int = Field(gt=0)
+    memory_clock_mhz: int = Field(gt=0, le=MAX_CLOCK_MHZ)
+    power_limit_watts: float = Field(gt=0, le=MAX_WATTS)
+    idle_power_watts: float = Field(ge=0, le=MAX_WATTS)
+    clock_settle_ms: float = Field(ge=0, le=MAX_MS)
+    kv_bytes_per_token: int = Field(gt=0, le=2**40)
     """KV cache bytes of one token over all layers and all GPUs of the instance."""
-    kv_capacity_tokens: int = Field(gt=0)
+    kv_capacity_tokens: int = Field(gt=0, le=MAX_TOKENS)
     """Tokens the KV cache of one instance holds."""
     kv_capacity_derivation: KvCapacityDerivation | None = None
     prefill: PrefillPhase
     decode: DecodePhase
-    source: tuple[Source, ...] = Field(min_length=1)
+    source: tuple[Source, ...] = Field(min_length=1, max_length=1000)
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _no_bool_version(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("schema_version must be the integer 1")
+        return value
 
     @model_validator(mode="after")
     def _power_fits(self) -> GpuProfile:

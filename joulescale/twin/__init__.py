@@ -5,9 +5,10 @@
 """
 
 from joulescale.twin.cluster import ClusterConfig, InstanceControl
-from joulescale.twin.compare import CompareSettings, Comparison, compare
+from joulescale.twin.compare import Comparison, compare
 from joulescale.twin.metrics import RunSummary, summarise
 from joulescale.twin.oracle import OracleBound, oracle_bound
+from joulescale.twin.settings import CompareSettings
 from joulescale.twin.simulator import RunResult, simulate
 from joulescale.twin.traces import Trace, TraceError, TraceRequest, load_trace, scaled_window, synthetic_trace
 

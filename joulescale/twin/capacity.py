@@ -17,8 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from joulescale.inputfile import read_bounded_text
+
 _CACHE_FILE = "capacity.json"
 _MAX_DOUBLINGS = 12
+_MAX_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +96,9 @@ class CapacityCache:
         path = self._path()
         if path is None or not path.exists():
             return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # bounded and regular files only: a cache is never worth a hang
+            data = json.loads(read_bounded_text(path, _MAX_CACHE_BYTES))
+        except (OSError, ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -104,9 +107,12 @@ class CapacityCache:
         if not isinstance(entry, dict):
             return None
         try:
-            return Capacity(float(entry["rate_scale"]), float(entry["requests_per_second"]), 0, cached=True)
-        except (KeyError, TypeError, ValueError):
+            scale, rate = float(entry["rate_scale"]), float(entry["requests_per_second"])
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
+        if not (0 < scale < math.inf and 0 <= rate < math.inf):
+            return None  # a corrupted entry is a miss, not a run at a NaN rate
+        return Capacity(scale, rate, 0, cached=True)
 
     def put(self, key: str, capacity: Capacity) -> None:
         entry = {"rate_scale": capacity.rate_scale, "requests_per_second": capacity.requests_per_second}

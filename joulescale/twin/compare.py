@@ -10,67 +10,26 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
-from joulescale.control.clocks import allowed_clocks_mhz, levels_mhz
+from joulescale.control.clocks import NoAllowedClockError, allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
-from joulescale.control.policy import ClockBounds, Slo
-from joulescale.profiles import load_profile
+from joulescale.profiles import ProfileError, load_profile
 from joulescale.profiles.model import GpuProfile
+from joulescale.twin import limits
 from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
 from joulescale.twin.cluster import ClusterConfig
+from joulescale.twin.limits import SettingError
 from joulescale.twin.metrics import RunSummary, meets_slo, summarise
 from joulescale.twin.oracle import OracleBound, oracle_bound
-from joulescale.twin.policies import POLICY_NAMES, policy_run_setup
+from joulescale.twin.policies import policy_run_setup
+from joulescale.twin.settings import ORACLE, CompareSettings
 from joulescale.twin.simulator import AbortRule, RunResult, simulate
-from joulescale.twin.traces import Trace, TraceRequest, load_trace, scaled_window
-from joulescale.twin.views import GaugeTiming, ViewName
+from joulescale.twin.traces import Trace, TraceRequest, check_replayable, load_trace, scaled_window
+from joulescale.twin.views import ViewName
 
-ORACLE = "oracle"
-DEFAULT_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
-DEFAULT_DURATION_S = 300.0
-"""Five simulated minutes (BiScale's window length); keeps ``make demo`` well under 2 minutes."""
 STATIC_BEST_LEVELS = 8
 """Clocks swept per phase for static-best (evenly over the allowed range, the top one included)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CompareSettings:
-    trace: str = "azure-conv"
-    load: float = 0.67
-    duration_s: float = DEFAULT_DURATION_S
-    gpus: int = 16
-    profile: str = "h100-sxm-llama-70b-tp4"
-    prefill_profile: str | None = None
-    """Prefill instances' profile when it differs from ``profile`` (e.g. the TP8 one for long prompts)."""
-    slo: Slo = field(default_factory=lambda: Slo(ttft_ms=600.0, tpot_ms=100.0, percentile=99))
-    seed: int = 0
-    """0 replays the trace from its start; another seed picks a reproducible random window."""
-    policies: tuple[str, ...] = DEFAULT_POLICIES
-    view: ViewName = "metrics"
-    prefill_instances: int | None = None
-    """None: the split with the highest static-max capacity."""
-    kv_medium: str = "infiniband"
-    bounds: ClockBounds | None = None
-    scrape_period_s: float = 0.05
-    scrape_delay_s: float = 0.01
-    gauges: GaugeTiming = "step-end"
-    """When prefill scheduler gauges change on /metrics in the metrics view (twin/views.py)."""
-    power_limit_watts: float | None = None
-    """Board power cap per GPU; None keeps the profile's."""
-    clock_settle_s: float | None = None
-    """Delay before a new clock takes effect; None keeps the profile's."""
-    cache_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        unknown = [p for p in self.policies if p not in DEFAULT_POLICIES]
-        if unknown:
-            raise ValueError(f"unknown policies {unknown}; known: {', '.join(DEFAULT_POLICIES)}")
-        if not 0 < self.load <= 2.0:
-            raise ValueError("load must be in (0, 2]")
-        if self.duration_s <= 0:
-            raise ValueError("duration_s must be positive")
 
 
 @dataclass(slots=True)
@@ -145,26 +104,56 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
         prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 
+def _profile(setting: str, name: str) -> GpuProfile:
+    try:
+        return load_profile(name)
+    except ProfileError as error:
+        raise SettingError(setting, str(error)) from None
+
+
 def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
-    if settings.power_limit_watts is None:
+    """The profile under ``power_limit_watts``, which must cover what the GPU draws at any clock
+    (the profile's own rule: idle power and each phase's floor stay under the cap)."""
+    watts = settings.power_limit_watts
+    if watts is None:
         return profile
-    return profile.model_copy(update={"power_limit_watts": settings.power_limit_watts})
+    needed = max(profile.idle_power_watts, profile.prefill.power.floor_watts, profile.decode.power.floor_watts)
+    if watts < needed:
+        raise SettingError("power_limit_watts", f"power limit {watts:g} W is below the {needed:g} W that profile "
+                                                f"{profile.name} draws at its lowest clock")
+    return profile.model_copy(update={"power_limit_watts": watts})
+
+
+def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, prefill_profile: GpuProfile) -> None:
+    """What needs the profile or the trace: clock bounds some clock meets, requests that fit."""
+    for checked in (profile, prefill_profile):
+        try:
+            allowed_clocks_mhz(checked.supported_sm_clocks_mhz, settings.bounds)
+        except NoAllowedClockError as error:
+            raise SettingError("bounds", f"{error} for profile {checked.name}") from None
+    kv = f"{profile.name}: {profile.kv_capacity_tokens} tokens"
+    if prefill_profile.name != profile.name:
+        kv = f"prefill {prefill_profile.name}: {prefill_profile.kv_capacity_tokens} prompt tokens; decode {kv}"
+    check_replayable(trace, prefill_profile.kv_capacity_tokens, profile.kv_capacity_tokens,
+                     f"the KV cache of one instance ({kv})")
 
 
 def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
                  cache: CapacityCache) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
     """The given split, or the one whose static-max capacity is highest (ties: fewer prefill)."""
-    prefill_profile = _capped(load_profile(settings.prefill_profile), settings) if settings.prefill_profile else profile
+    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings) \
+        if settings.prefill_profile else profile
     tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
     most = (settings.gpus - tp_decode) // tp_prefill
     if most < 1:
-        raise ValueError(f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one TP{tp_decode} "
-                         "decode instance; a P/D cluster needs at least 2 instances")
+        raise SettingError("gpus", f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one "
+                                   f"TP{tp_decode} decode instance; a P/D cluster needs at least 2 instances")
     candidates = [settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))
+    if settings.prefill_instances is not None and not 1 <= settings.prefill_instances <= most:
+        raise SettingError("prefill_instances", f"prefill instances must be in [1, {most}] for {settings.gpus} GPUs")
+    limits.check_work(settings.duration_s, settings.gpus, len(candidates))
     found: dict[int, tuple[ClusterConfig, Capacity]] = {}
     for prefill in candidates:
-        if not 1 <= prefill <= most:
-            raise ValueError(f"prefill instances must be in [1, {most}]")
         cluster = _cluster(settings, profile, prefill_profile, prefill)
         found[prefill] = (cluster, _capacity(trace, cluster, settings, start_s, cache))
     best = max(found, key=lambda p: (found[p][1].requests_per_second, -p))
@@ -206,8 +195,11 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
 
 def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter) -> Comparison:
     started = clock()
-    profile = _capped(load_profile(settings.profile), settings)
+    profile = _capped(_profile("profile", settings.profile), settings)
     trace = load_trace(settings.trace)
+    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings) \
+        if settings.prefill_profile else profile
+    _check_inputs(settings, trace, profile, prefill_profile)
     start_s = _window_start(trace, settings.seed)
     cache = CapacityCache(settings.cache_dir)
     cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache)

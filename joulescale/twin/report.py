@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from joulescale.twin.compare import ORACLE, Comparison
+from joulescale.twin.compare import Comparison
+from joulescale.twin.settings import ORACLE
 
 BASELINE = "static-max"
 SLO_TOLERANCE_POINTS = 0.5

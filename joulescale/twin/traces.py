@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import random
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+
+from joulescale.inputfile import InputFileError, read_bounded_text
+from joulescale.twin import limits
+from joulescale.twin.trace_rows import Row, iso_seconds, jsonl_row, row_of, shown, tokens
 
 _DATA_PACKAGE = "joulescale.twin"
 SHIPPED_TRACES: dict[str, str] = {
@@ -24,18 +26,27 @@ SHIPPED_TRACES: dict[str, str] = {
     "azure-code": "AzureLLMInferenceTrace_code.csv",
 }
 _AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-_MAX_REPORTED = 20
+_SUFFIXES_JSONL = (".jsonl", ".json", ".ndjson")
 
 
 class TraceError(ValueError):
-    """A trace cannot be read; ``problems`` holds one ``line N: why`` per bad row."""
+    """A trace cannot be read; ``problems`` holds one ``line N: why`` per bad row.
+
+    The message is one line naming the first bad row as ``file:line`` and counting the others,
+    so a user fixing a file sees where to start and how much is wrong.
+    """
 
     def __init__(self, origin: str, problems: list[str]) -> None:
         self.problems = problems
-        shown = problems[:_MAX_REPORTED]
-        more = len(problems) - len(shown)
-        tail = f"\n  ... and {more} more" if more else ""
-        super().__init__(f"trace {origin}: {len(problems)} malformed row(s):\n  " + "\n  ".join(shown) + tail)
+        first = problems[0] if problems else "unreadable"
+        line, sep, why = first.partition(": ")
+        where = f"{origin}:{line.removeprefix('line ')}: {why}" if sep and line.startswith("line ") else \
+            f"{origin}: {first}"
+        more = len(problems) - 1
+        tail = f" (and {more} more malformed row{'s' if more > 1 else ''})" if more > 0 else ""
+        if len(problems) >= limits.MAX_REPORTED_PROBLEMS:
+            tail = f" (and more: reading stopped after {limits.MAX_REPORTED_PROBLEMS} malformed rows)"
+        super().__init__(f"trace {where}{tail}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,8 @@ class Trace:
     requests: tuple[TraceRequest, ...]
     digest: str
     """Content hash, so caches keyed by a trace notice a changed file."""
+    lines: tuple[int, ...] = ()
+    """Source line of each request (empty for synthetic traces), to name it in errors."""
 
     @property
     def duration_s(self) -> float:
@@ -71,47 +84,55 @@ def _digest(requests: tuple[TraceRequest, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def _finish(name: str, raw: list[tuple[float, int, int]]) -> Trace:
+def _finish(name: str, raw: list[Row]) -> Trace:
+    """Sorted by arrival (ties by line), from time zero."""
     if not raw:
         raise TraceError(name, ["no requests"])
-    raw.sort(key=lambda row: row[0])
-    start = raw[0][0]
-    requests = tuple(TraceRequest(t - start, p, o) for t, p, o in raw)
-    return Trace(name, requests, _digest(requests))
+    raw.sort(key=lambda row: (row[0], row[3]))
+    start, end = raw[0][0], raw[-1][0]
+    if end - start > limits.MAX_TRACE_SPAN_S:
+        raise TraceError(name, [f"line {raw[-1][3]}: the trace spans {end - start:.3g} s, more than the "
+                                f"{limits.MAX_TRACE_SPAN_S:.3g} s limit (wrong time unit?)"])
+    requests = tuple(TraceRequest(t - start, p, o) for t, p, o, _ in raw)
+    return Trace(name, requests, _digest(requests), tuple(row[3] for row in raw))
 
 
-def _positive_int(value: str | int | float | None, column: str) -> int:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{column} is missing")
-    number = int(value) if isinstance(value, int) else int(str(value).strip())
-    if number < 1:
-        raise ValueError(f"{column} must be >= 1, got {number}")
-    return number
+def _check_shape(text: str, origin: str) -> None:
+    """The line count and line length caps, before any parsing."""
+    if text.count("\n") >= limits.MAX_TRACE_LINES:
+        raise TraceError(origin, [f"line {limits.MAX_TRACE_LINES + 1}: more than {limits.MAX_TRACE_LINES} "
+                                  "lines; cut the trace to the part to replay"])
+    for number, content in enumerate(text.split("\n"), start=1):
+        if len(content) > limits.MAX_LINE_CHARS:
+            raise TraceError(origin, [f"line {number}: longer than {limits.MAX_LINE_CHARS} characters"])
 
 
 def parse_azure_csv(text: str, origin: str) -> Trace:
     """The Azure 2023 format: ``TIMESTAMP,ContextTokens,GeneratedTokens``, ISO timestamps."""
+    _check_shape(text, origin)
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != _AZURE_COLUMNS:
-        raise TraceError(origin, [f"line 1: expected header {','.join(_AZURE_COLUMNS)}, got {header}"])
-    raw: list[tuple[float, int, int]] = []
+    raw: list[Row] = []
     problems: list[str] = []
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        try:
-            if len(row) != 3:
-                raise ValueError(f"expected 3 columns, got {len(row)}")
-            stamp = row[0].strip()
-            # Python < 3.12 accepts at most 6 fractional digits; the trace has 7.
-            head, dot, fraction = stamp.partition(".")
-            when = datetime.fromisoformat(head + (dot + fraction[:6] if dot else ""))
-            raw.append((when.timestamp(), _positive_int(row[1], "ContextTokens"),
-                        _positive_int(row[2], "GeneratedTokens")))
-        except ValueError as error:
-            problems.append(f"line {line}: {error}")
+    try:
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != _AZURE_COLUMNS:
+            raise TraceError(origin, [f"line 1: expected header {','.join(_AZURE_COLUMNS)}, got "
+                                      f"{shown(','.join(header) if header else '')}"])
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            try:
+                if len(row) != 3:
+                    raise ValueError(f"expected 3 columns, got {len(row)}")
+                raw.append(row_of(iso_seconds(row[0]), tokens(row[1], "ContextTokens"),
+                                    tokens(row[2], "GeneratedTokens"), line))
+            except (ValueError, OverflowError, OSError) as error:
+                problems.append(f"line {line}: {error}")
+                if len(problems) >= limits.MAX_REPORTED_PROBLEMS:
+                    break
+    except csv.Error as error:
+        problems.append(f"line {reader.line_num}: not CSV: {error}")
     if problems:
         raise TraceError(origin, problems)
     return _finish(origin, raw)
@@ -119,41 +140,56 @@ def parse_azure_csv(text: str, origin: str) -> Trace:
 
 def parse_jsonl(text: str, origin: str) -> Trace:
     """JSON lines with ``timestamp`` (ms), ``input_length`` and ``output_length``."""
-    raw: list[tuple[float, int, int]] = []
+    _check_shape(text, origin)
+    raw: list[Row] = []
     problems: list[str] = []
-    for line, content in enumerate(text.splitlines(), start=1):
+    for line, content in enumerate(text.split("\n"), start=1):
         if not content.strip():
             continue
         try:
-            item = json.loads(content)
-            if not isinstance(item, dict):
-                raise ValueError("expected a JSON object")
-            stamp = item.get("timestamp")
-            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-                raise ValueError("timestamp (ms) must be a number")
-            raw.append((float(stamp) / 1000.0, _positive_int(item.get("input_length"), "input_length"),
-                        _positive_int(item.get("output_length"), "output_length")))
-        except (ValueError, TypeError) as error:
+            raw.append(jsonl_row(content, line))
+        except (ValueError, TypeError, OverflowError) as error:
             problems.append(f"line {line}: {error}")
+            if len(problems) >= limits.MAX_REPORTED_PROBLEMS:
+                break
     if problems:
         raise TraceError(origin, problems)
     return _finish(origin, raw)
 
 
 def load_trace(name_or_path: str) -> Trace:
-    """A shipped trace by name (``azure-conv``, ``azure-code``) or a CSV / JSON-lines file."""
+    """A shipped trace by name (``azure-conv``, ``azure-code``) or a CSV / JSON-lines file.
+
+    Files are read within ``joulescale.twin.limits`` (regular files only, bytes, lines and line
+    length capped), so a device, a pipe or a huge file is refused instead of read forever.
+    """
     if name_or_path in SHIPPED_TRACES:
         text = resources.files(_DATA_PACKAGE).joinpath("data", SHIPPED_TRACES[name_or_path]).read_text(
             encoding="utf-8")
         return parse_azure_csv(text, name_or_path)
-    path = Path(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise TraceError(name_or_path, [f"cannot read: {error}"]) from error
-    if path.suffix in (".jsonl", ".json", ".ndjson"):
+        text = read_bounded_text(name_or_path, limits.MAX_TRACE_BYTES)
+    except InputFileError as error:
+        raise TraceError(name_or_path, [str(error)]) from error
+    if Path(name_or_path).suffix.lower() in _SUFFIXES_JSONL:
         return parse_jsonl(text, name_or_path)
     return parse_azure_csv(text, name_or_path)
+
+
+def check_replayable(trace: Trace, max_prompt_tokens: int, max_request_tokens: int, why: str) -> None:
+    """The trace spans time (a replay scales its rate) and every request fits one instance's KV
+    cache (a larger one could never be served)."""
+    if not trace.duration_s > 0:
+        line = trace.lines[-1] if trace.lines else len(trace.requests)
+        raise TraceError(trace.name, [f"line {line}: all {len(trace.requests)} request(s) arrive at one instant; "
+                                      "a replay needs two distinct arrival times to define a rate"])
+    for index, request in enumerate(trace.requests):
+        if request.prompt_tokens > max_prompt_tokens or \
+                request.prompt_tokens + request.output_tokens > max_request_tokens:
+            line = trace.lines[index] if index < len(trace.lines) else index + 1
+            raise TraceError(trace.name, [
+                f"line {line}: {request.prompt_tokens} prompt + {request.output_tokens} output tokens do not "
+                f"fit {why}"])
 
 
 def synthetic_trace(
@@ -167,11 +203,11 @@ def synthetic_trace(
 ) -> Trace:
     """Poisson (exponential gaps) or Gamma arrivals (gaps with coefficient of variation ``cv``)."""
     rng = random.Random(seed)
-    raw: list[tuple[float, int, int]] = []
+    raw: list[Row] = []
     t = 0.0
     shape = 1.0 / (cv * cv)
     while t <= duration_s:
-        raw.append((t, prompt_tokens, output_tokens))
+        raw.append((t, prompt_tokens, output_tokens, 0))
         if arrivals == "poisson":
             t += rng.expovariate(rate_per_s)
         else:

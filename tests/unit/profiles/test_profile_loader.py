@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from joulescale import profiles
-from joulescale.profiles import ProfileError, load_profile, load_profile_file, parse_profile
+from joulescale.profiles import ProfileError, load_profile, load_profile_file, loader, parse_profile
 
 SHIPPED = [
     "a100-sxm4-80gb-llama-8b-tp1",
@@ -133,3 +137,125 @@ def test_the_public_namespace_is_exactly_all() -> None:
     public = {name for name in vars(profiles) if not name.startswith("_")}
     modules = {"derived", "loader", "memory", "model", "physics"}
     assert public - modules == set(profiles.__all__)
+
+
+# --- hostile profile files: one ProfileError, one line, naming the file and the field, at once ---
+
+
+def _yaml(document: dict[str, object]) -> str:
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _good_text() -> str:
+    return _yaml(_document())
+
+
+HOSTILE_VALUES: list[tuple[str, object]] = [
+    ("prefill.power.fmax_watts", float("inf")),
+    ("decode.latency.per_sequence_ms", float("inf")),
+    ("power_limit_watts", float("inf")),
+    ("gpu_memory_mib", 10**30),
+    ("kv_capacity_tokens", 2**64),
+    ("power_limit_watts", "700"),  # a string where a number goes
+    ("tensor_parallel_size", True),
+    ("schema_version", True),
+    ("clock_settle_ms", 1e12),
+    ("sm_clocks", {"min_mhz": 345, "max_mhz": 1_000_000_005, "step_mhz": 15}),  # a billion-entry grid
+    ("sm_clocks", {"list_mhz": list(range(1, 5000))}),
+    ("decode.clock_sensitivity.half_batch_size", 1e300),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE_VALUES, ids=[f"{f}={v!r:.30}" for f, v in HOSTILE_VALUES])
+def test_a_hostile_value_is_refused_naming_the_file_and_field(tmp_path: Path, field: str, value: object) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(_yaml(_set(_document(), field, value)), encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_profile_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"profile {path}: ")
+    assert f"field '{field}" in message
+    assert "\n" not in message
+
+
+def _hostile_texts() -> list[tuple[str, str, str]]:
+    """(case, file text, what the one-line message names)."""
+    good = _good_text()
+    anchored = good.replace("prefill:\n", "prefill: &p\n", 1) + "x: *p\n"
+    return [
+        ("duplicate key", good + "power_limit_watts: 5000\n", "duplicate key 'power_limit_watts'"),
+        ("anchors", anchored, "aliases are not allowed"),
+        ("alias bomb", "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\nsource: [*c, *c]\n", "aliases"),
+        ("unclosed", "a: [unclosed\n", "line 2 column 1"),
+        ("bad indentation", good + "  - stray: 1\n    bad: [\n", "not valid YAML: line"),
+        ("deep nesting", "description: " + "[" * 20_000 + "\n", "not valid YAML"),
+        ("overflowing float", good.replace("power_limit_watts: 700.0", "power_limit_watts: 1.0e+309"),
+         "field 'power_limit_watts'"),
+        ("large file", good + ("# comment\n" * 120_000), "larger than the 65536 byte limit"),
+        ("5000-digit integer", good.replace("gpu_memory_mib: 81559", "gpu_memory_mib: " + "9" * 5000),
+         "not valid YAML"),
+        ("impossible date", good + "when: 2023-13-45\n", "not valid YAML: month must be in 1..12"),
+    ]
+
+
+@pytest.mark.parametrize(("case", "text", "named"), _hostile_texts(), ids=[c for c, _, _ in _hostile_texts()])
+def test_a_hostile_profile_text_is_refused_in_one_line(tmp_path: Path, case: str, text: str, named: str) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_profile_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"profile {path}: ") or message.startswith(f"profile file {path}: ")
+    assert named in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("parser", ["libyaml", "python"])
+def test_both_yaml_parsers_refuse_aliases_and_duplicate_keys(parser: str) -> None:
+    chosen = loader._ProfileLoader if parser == "libyaml" else loader._PyProfileLoader
+    with pytest.raises(yaml.YAMLError, match="aliases are not allowed"):
+        yaml.load("a: &a [x, x]\nb: [*a, *a]\n", Loader=chosen)
+    with pytest.raises(yaml.YAMLError, match="duplicate key 'a'"):
+        yaml.load("a: 1\nb: 2\na: 3\n", Loader=chosen)
+    assert yaml.load("a: [1, 2]\n", Loader=chosen) == {"a": (1, 2)}
+
+
+_DRIVER = """
+import json, sys, time
+from joulescale.profiles import ProfileError, load_profile_file
+results = {}
+for path in sys.argv[1:]:
+    started = time.perf_counter()
+    try:
+        load_profile_file(path)
+        results[path] = ["loaded", ""]
+    except ProfileError as error:
+        results[path] = ["refused", str(error)]
+    results[path].append(time.perf_counter() - started)
+print(json.dumps(results))
+"""
+
+
+def test_devices_pipes_folders_and_binary_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero.yaml"
+    link.symlink_to("/dev/zero")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"schema_version: 1\nname: \xff\xfe\x00\x01\n")
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes(_good_text().replace("description: ", "description: caf\xe9 ").encode("latin-1"))
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    expected = {"/dev/zero": "not a regular file", str(fifo): "not a regular file", str(link): "not a regular file",
+                str(folder): "not a regular file", str(binary): "line 2: NUL byte", str(latin): "not UTF-8"}
+    done = subprocess.run([sys.executable, "-c", _DRIVER, *expected], capture_output=True, text=True, timeout=20,
+                          check=True)
+    results = json.loads(done.stdout)
+    for path, named in expected.items():
+        verdict, message, seconds = results[path]
+        assert verdict == "refused", (path, message)
+        assert named in message, (path, message)
+        assert path in message
+        assert "\n" not in message
+        assert seconds < 1.0

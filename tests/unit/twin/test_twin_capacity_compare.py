@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
-from joulescale.twin.compare import CompareSettings, compare
+from joulescale.twin.compare import compare
 from joulescale.twin.report import SLO_TOLERANCE_POINTS, conclusion, slo_holding, slo_verdict, table, to_json
+from joulescale.twin.settings import CompareSettings
 
 
 def test_bisection_finds_the_threshold_of_a_monotone_test_within_tolerance() -> None:
