@@ -42,7 +42,7 @@ class Rig:
         self.scraper = Scraper(SETTINGS.scrape_timeout_s)
         self.instance = EngineInstance("ns", "decode-0", "decode", "vllm", server.url, GPUS)
 
-    def loop(self, policy: InstancePolicy = POLICY) -> InstanceLoop:
+    def loop(self, policy: InstancePolicy = POLICY, settings: LoopSettings = SETTINGS) -> InstanceLoop:
         return InstanceLoop(
             self.instance,
             policy,
@@ -50,7 +50,7 @@ class Rig:
             actuator=self.actuator,
             brains=self.brains,
             metrics=self.metrics,
-            settings=SETTINGS,
+            settings=settings,
             clock=monotonic,
         )
 
@@ -189,21 +189,35 @@ async def test_with_the_core_governor_an_out_of_bounds_base_clock_is_clamped_int
 
 
 class SkewedReadBack(SimulatedBackend):
-    """A GPU whose read-back disagrees with its lock, with or without a throttle reason."""
+    """A GPU whose read-back disagrees with its lock (always, or until the lock is re-applied
+    when ``settles_on_reapply``), with or without a throttle reason; records the locks applied."""
 
-    def __init__(self, root: Path, read_mhz: int, throttle: ThrottleReason) -> None:
+    def __init__(
+        self, root: Path, read_mhz: int, throttle: ThrottleReason, settles_on_reapply: bool = False
+    ) -> None:
         super().__init__(root)
-        self.read_mhz, self.throttle = read_mhz, throttle
+        self.read_mhz, self.throttle, self.settles_on_reapply = read_mhz, throttle, settles_on_reapply
+        self.locks: list[int] = []
+
+    def lock_sm_clock(self, uuid: str, min_mhz: int, max_mhz: int) -> None:
+        self.locks.append(max_mhz)
+        super().lock_sm_clock(uuid, min_mhz, max_mhz)
 
     def sm_clock_mhz(self, uuid: str) -> int:
-        return self.read_mhz if self.locked_mhz(uuid) is not None else super().sm_clock_mhz(uuid)
+        reapplied = self.settles_on_reapply and len(self.locks) > len(GPUS)
+        if self.locked_mhz(uuid) is None or reapplied:
+            return super().sm_clock_mhz(uuid)
+        return self.read_mhz
 
     def throttle_reasons(self, uuid: str) -> ThrottleReason:
         return self.throttle
 
 
+READBACK = replace(SETTINGS, relock_backoff_s=10.0)
+
+
 @pytest.mark.parametrize(
-    ("read_mhz", "throttle", "counted"),
+    ("read_mhz", "throttle", "mismatch"),
     [
         (1200, ThrottleReason.NONE, True),
         (900, ThrottleReason.NONE, True),
@@ -211,15 +225,54 @@ class SkewedReadBack(SimulatedBackend):
         (1200, ThrottleReason.SW_POWER_CAP, True),
     ],
 )
-async def test_a_read_back_that_disagrees_with_the_lock_is_counted_unless_throttling_explains_it(
-    tmp_path: Path, server: MetricsServer, read_mhz: int, throttle: ThrottleReason, counted: bool
+async def test_a_read_back_that_disagrees_with_the_lock_is_retried_then_released_and_reported(
+    tmp_path: Path,
+    server: MetricsServer,
+    caplog: pytest.LogCaptureFixture,
+    read_mhz: int,
+    throttle: ThrottleReason,
+    mismatch: bool,
 ) -> None:
     rig = Rig(tmp_path, server)
-    rig.actuator = ClockActuator(SkewedReadBack(tmp_path / "gpus", read_mhz, throttle), rig.actuator.state)
-    async with running(rig.loop()):
+    backend = SkewedReadBack(tmp_path / "gpus", read_mhz, throttle)
+    rig.actuator = ClockActuator(backend, rig.actuator.state)
+    async with running(rig.loop(settings=READBACK)):
         await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-a", **POD) == read_mhz)
-        await asyncio.sleep(SETTINGS.readback_after_s + 0.05)
-    mismatches = rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD)
-    assert (mismatches or 0) == (1 if counted else 0)
+        if mismatch:
+            await eventually(lambda: rig.value("joulescale_clock_readback_releases_total", **POD) == 1)
+            assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+            assert rig.actuator.state.locked == frozenset()
+            tries = 1 + READBACK.readback_retries
+            assert rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD) == tries
+            assert backend.locks == [1005] * len(GPUS) * tries  # the first lock, then the re-applies
+            await asyncio.sleep(10 * READBACK.readback_after_s)  # the back-off keeps it released
+            assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+            assert rig.value("joulescale_relock_backoff_seconds", **POD) == READBACK.relock_backoff_s
+        else:
+            await asyncio.sleep(4 * READBACK.readback_after_s)
+            assert [rig.backend.locked_mhz(g) for g in GPUS] == [1005, 1005]
+            assert rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD) is None
+    assert rig.value("joulescale_clock_readback_releases_total", **POD) == (1 if mismatch else None)
+    released = [r for r in caplog.records if "releasing the group's clocks" in r.getMessage()]
+    assert len(released) == (1 if mismatch else 0)
     assert rig.value("joulescale_gpu_throttle_reasons", gpu="GPU-a", **POD) == int(throttle)
+    await rig.scraper.close()
+
+
+async def test_a_read_back_that_settles_after_one_re_apply_keeps_the_lock(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server)
+    backend = SkewedReadBack(tmp_path / "gpus", 1200, ThrottleReason.NONE, settles_on_reapply=True)
+    rig.actuator = ClockActuator(backend, rig.actuator.state)
+    async with running(rig.loop(settings=READBACK)):
+        await eventually(
+            lambda: rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD)
+        )
+        await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-a", **POD) == 1005)
+        await asyncio.sleep(4 * READBACK.readback_after_s)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [1005, 1005]
+        assert backend.locks == [1005] * len(GPUS) * 2
+    assert rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD) == 1
+    assert rig.value("joulescale_clock_readback_releases_total", **POD) is None
     await rig.scraper.close()

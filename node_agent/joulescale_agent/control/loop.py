@@ -1,8 +1,14 @@
 """The per-instance control loop: scrape, observe, decide, actuate, read back; fail safe.
 
-One tick = one scrape. A scrape that fails keeps the loop running; when no scrape has
-succeeded for ``stale_after_s`` the instance's locks are released and the GPU returns to its
-default clocks until fresh metrics arrive.
+One tick = one scrape. The page is read off the event loop within a time budget
+(engines.reader); a page that cannot be fetched or read keeps the loop running and is counted;
+when no page was readable for ``stale_after_s`` the instance's locks are released and the GPU
+returns to its default clocks. A read-back that disagrees with the lock is re-applied
+``readback_retries`` times, then the group is released and the mismatch reported.
+
+Releasing is the safe direction and happens at once; locking again after such a release waits
+a back-off (``relock_backoff_s``, doubling while releases keep coming), so that no input, not
+even pages alternating between good and bad, changes clocks faster than the minimum hold.
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ from joulescale_agent.control.brain import Brain, BrainFactory
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.engines.adapters import adapter_for
 from joulescale_agent.engines.observe import ObservationBuilder
-from joulescale_agent.engines.promtext import parse_page
+from joulescale_agent.engines.reader import PageReader
 from joulescale_agent.exporter import AgentMetrics
 from joulescale_agent.gpu.backend import ThrottleReason
 from joulescale_agent.safety.actuator import ClockActuator
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[str], Awaitable[str]]
+Fetch = Callable[[str], Awaitable[str | bytes]]
 # Throttling explains a read-back below the lock: the GPU may run slower, never faster.
 _EXPLAINS_LOWER = (
     ThrottleReason.SW_POWER_CAP
@@ -56,7 +62,7 @@ class InstanceLoop:
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
-        self._adapter = adapter_for(instance.engine)
+        self._reader = PageReader(adapter_for(instance.engine), budget_s=settings.parse_budget_s, clock=clock)
         self._builder = ObservationBuilder(instance.role)
         self._supported = actuator.supported(instance.gpus[0])
         self.policy = policy
@@ -66,6 +72,9 @@ class InstanceLoop:
         self._last_ok_s = clock()
         self._readback_due_s: float | None = None
         self._telemetry_due_s = 0.0
+        self._readback_tries = 0
+        self._relock_at_s: float | None = None
+        self._backoff_s = 0.0
         self.last_error: str | None = None
 
     def update_policy(self, policy: InstancePolicy) -> None:
@@ -87,6 +96,25 @@ class InstanceLoop:
         for gpu in self.instance.gpus:
             self._metrics.target_clock.labels(gpu, *self.instance.labels).set(0)
 
+    def _fail_safe_release(self, now_s: float) -> None:
+        """Release now and keep the clocks unlocked for a back-off that doubles while releases
+        keep coming within ``relock_backoff_max_s`` of the last back-off's end."""
+        s = self._settings
+        recent = self._relock_at_s is not None and now_s - self._relock_at_s < s.relock_backoff_max_s
+        self._backoff_s = min(self._backoff_s * 2, s.relock_backoff_max_s) if recent else s.relock_backoff_s
+        self._relock_at_s = now_s + self._backoff_s
+        self._metrics.relock_backoff.labels(*self.instance.labels).set(self._backoff_s)
+        self.release()
+
+    def _backing_off(self, now_s: float) -> bool:
+        """True while a lock must wait for the back-off after a fail-safe release."""
+        if self._relock_at_s is None or self.locked_mhz is not None:
+            return False
+        if now_s < self._relock_at_s:
+            return True
+        self._metrics.relock_backoff.labels(*self.instance.labels).set(0)
+        return False
+
     async def run(self) -> None:
         period_s = self._settings.period_s
         next_s = self._clock()
@@ -96,11 +124,11 @@ class InstanceLoop:
                     await self.tick()
                 except errors.GpuError as error:
                     log.error("%s: GPU error, releasing locks: %s", self.instance.key, error)
-                    self.release()
+                    self._fail_safe_release(self._clock())
                 except Exception:
                     # A bug in a policy must not leave a clock locked, nor stop the node's loop.
                     log.exception("%s: unexpected error; releasing locks", self.instance.key)
-                    self.release()
+                    self._fail_safe_release(self._clock())
                 next_s += period_s
                 delay_s = next_s - self._clock()
                 if delay_s < 0:  # fell behind: skip the missed ticks instead of bursting
@@ -115,11 +143,16 @@ class InstanceLoop:
         if self._brain is None:
             return
         try:
-            text = await self._fetch(self.instance.metrics_url)
-            sample = self._adapter.sample(parse_page(text))
+            page = await self._fetch(self.instance.metrics_url)
+            read = await self._reader.read_off_loop(page)
         except errors.MetricsError as error:
             self._on_metrics_error(error, started_s)
             return
+        labels = self.instance.labels
+        self._metrics.parse_time.labels(*labels).observe(read.parse_s)
+        if read.skipped_lines:
+            self._metrics.lines_skipped.labels(*labels).inc(read.skipped_lines)
+        sample = read.sample
         now_s = self._clock()
         if self.failsafe:
             log.info("%s: metrics are back; leaving fail-safe", self.instance.key)
@@ -131,7 +164,7 @@ class InstanceLoop:
         observation = self._builder.build(sample, now_s, applied_mhz)
         reason, target_mhz = self._brain.decide(observation)
         self._metrics.decisions.labels(*self.instance.labels, reason.value).inc()
-        if target_mhz is not None:
+        if target_mhz is not None and not self._backing_off(now_s):
             self._apply(target_mhz, now_s)
         self._metrics.decision_time.labels(*self.instance.labels).observe(self._clock() - now_s)
         self._after_change(now_s)
@@ -159,6 +192,8 @@ class InstanceLoop:
         telemetry = now_s >= self._telemetry_due_s
         if not telemetry and (due is None or now_s < due):
             return
+        checking = due is not None and now_s >= due and self.locked_mhz is not None
+        mismatched: list[str] = []
         for gpu in self.instance.gpus:
             labels = (gpu, *self.instance.labels)
             try:
@@ -171,24 +206,51 @@ class InstanceLoop:
                 continue
             self._metrics.actual_clock.labels(*labels).set(back.sm_clock_mhz)
             self._metrics.throttle.labels(*labels).set(int(back.throttle))
-            if due is not None and now_s >= due and self.locked_mhz is not None:
+            if checking and self.locked_mhz is not None:
                 explained = back.sm_clock_mhz < self.locked_mhz and back.throttle & _EXPLAINS_LOWER
                 if back.sm_clock_mhz != self.locked_mhz and not explained:
-                    log.warning(
-                        "%s: %s reads %d MHz, locked %d MHz",
-                        self.instance.key,
-                        gpu,
-                        back.sm_clock_mhz,
-                        self.locked_mhz,
-                    )
                     self._metrics.readback_mismatches.labels(*labels).inc()
-        if due is not None and now_s >= due:
-            self._readback_due_s = None
+                    mismatched.append(f"{gpu} reads {back.sm_clock_mhz} MHz")
         if telemetry:
             self._telemetry_due_s = now_s + self._settings.telemetry_every_s
+        if due is not None and now_s >= due:
+            self._readback_due_s = None
+        if checking:
+            self._on_readback(mismatched, now_s)
+
+    def _on_readback(self, mismatched: list[str], now_s: float) -> None:
+        """A clean read-back ends the retries; a mismatch re-applies the lock after the settle
+        time, up to ``readback_retries`` times, then releases the group and reports it once."""
+        if not mismatched:
+            self._readback_tries = 0
+            return
+        locked_mhz = self.locked_mhz
+        assert locked_mhz is not None
+        if self._readback_tries < self._settings.readback_retries:
+            self._readback_tries += 1
+            log.debug(
+                "%s: %s, locked %d MHz; re-applying", self.instance.key, ", ".join(mismatched), locked_mhz
+            )
+            allowed = allowed_clocks_mhz(self._supported, self.policy.bounds)
+            if self._actuator.lock(self.instance.gpus, locked_mhz, allowed):
+                self._readback_due_s = now_s + self._settings.readback_after_s
+            return
+        log.error(
+            "%s: %s after %d re-applies of %d MHz; releasing the group's clocks",
+            self.instance.key,
+            ", ".join(mismatched),
+            self._readback_tries,
+            locked_mhz,
+        )
+        self._readback_tries = 0
+        self._metrics.readback_releases.labels(*self.instance.labels).inc()
+        self._fail_safe_release(now_s)
 
     def _on_metrics_error(self, error: errors.MetricsError, now_s: float) -> None:
-        kind = "unavailable" if isinstance(error, errors.MetricsUnavailableError) else "format"
+        if isinstance(error, errors.MetricsUnavailableError):
+            kind = "unavailable"
+        else:
+            kind = "limit" if isinstance(error, errors.MetricsLimitError) else "format"
         self._metrics.scrape_errors.labels(*self.instance.labels, kind).inc()
         if str(error) != self.last_error:
             log.warning("%s: %s", self.instance.key, error)
@@ -202,4 +264,4 @@ class InstanceLoop:
             self.failsafe = True
             self._metrics.failsafe.labels(*self.instance.labels).set(1)
             self._builder.reset()
-            self.release()
+            self._fail_safe_release(now_s)

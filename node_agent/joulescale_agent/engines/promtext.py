@@ -1,43 +1,91 @@
-"""A small, fast parser of the Prometheus text exposition format (and OpenMetrics text).
+"""A small, fast, bounded parser of the Prometheus text exposition format (and OpenMetrics text).
 
 The agent reads a dozen families of a 40 KB page twenty times a second, so the page is split
-by one C-level regex pass, values stay text until a caller reads them, and labels are parsed
-only for the series a caller filters. It is strict where a wrong answer would be worse than
-none: a page that is HTML, cut off, or holds lines that are not samples raises
-MetricsFormatError (a second, line-by-line pass names the offending line).
+by C-level regex passes over chunks of lines, values stay text until a caller reads them, and
+labels are parsed only for the series a caller filters. The page is written by a tenant's
+engine, so every cost is bounded: lines and names over ``ParseLimits`` are skipped (and a
+family that lost a line can no longer be read), labels are checked when parsed, and a
+``deadline`` is checked between chunks. Anything that is not a usable page raises
+MetricsFormatError (MetricsLimitError for a limit); no other exception leaves this module.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 
-from joulescale_agent.errors import MetricsFormatError
+from joulescale_agent.errors import MetricsFormatError, MetricsLimitError
 
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
+_VALUE_PATTERN = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: linear time, no backtracking blow-up
+_LABEL = re.compile(rf"({_NAME_PATTERN})[ \t]*=[ \t]*{_VALUE_PATTERN}")
+_LABEL_GAP = re.compile(r"[ \t]*,?[ \t]*")
+_ESCAPE = re.compile(r"\\(.?)", re.S)
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+_LE = re.compile(r'(?:^|,)[ \t]*le="([^"\\]*)"')
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)", re.M)
 _TYPE = re.compile(r"^# TYPE (\S+) (\S+)", re.M)
+_LEADING_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _name_of = itemgetter(0)
 
-
-def parse_labels(raw: str) -> dict[str, str]:
-    return {
-        k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\") for k, v in _LABEL.findall(raw)
-    }
+Deadline = Callable[[], None]
+"""Called between chunks; raises (MetricsLimitError) once the parse is over its time budget."""
 
 
-def _label_value(raw: str, key: str) -> str | None:
-    """One label's value without parsing the rest (bucket bounds are read thousands of times)."""
-    at = raw.find(f'{key}="')
-    while at > 0 and raw[at - 1] not in ", ":
-        at = raw.find(f'{key}="', at + 1)
-    if at < 0:
-        return None
-    start = at + len(key) + 2
-    return raw[start : raw.index('"', start)]
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """What one engine page may hold; generous for real vLLM/SGLang pages (lines < 1 KB)."""
+
+    max_page_chars: int = 4 * 1024 * 1024
+    """A longer page is refused whole (the scraper stops reading at the same size in bytes)."""
+    max_line_chars: int = 16 * 1024
+    """A longer line is skipped and counted; its family can no longer be read."""
+    max_name_chars: int = 256
+    """Metric and label names; a longer metric name is skipped like a long line."""
+    max_label_value_chars: int = 4096
+    max_labels: int = 64
+    """Labels of one series; duplicates of a label name are refused."""
+    chunk_chars: int = 256 * 1024
+    """The regex pass runs over chunks of about this size, so no single C call runs long."""
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+
+def _unescape(value: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        try:
+            return _ESCAPES[match.group(1)]
+        except KeyError:
+            raise MetricsFormatError(f"bad escape \\{match.group(1)[:1]!s} in a label value") from None
+
+    return _ESCAPE.sub(one, value) if "\\" in value else value
+
+
+def parse_labels(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> dict[str, str]:
+    """The labels of one series; raises on malformed text, a bad escape or a limit."""
+    labels: dict[str, str] = {}
+    at = 0
+    for match in _LABEL.finditer(raw):
+        gap = raw[at : match.start()]
+        if (at == 0 and gap.strip(" \t")) or (at and not _LABEL_GAP.fullmatch(gap)) or gap.count(",") > 1:
+            raise MetricsFormatError(f"malformed labels near {raw[at : at + 40]!r}")
+        name, value = match.group(1), match.group(2)
+        if len(labels) >= limits.max_labels:
+            raise MetricsLimitError(f"a series has more than {limits.max_labels} labels")
+        if len(name) > limits.max_name_chars or len(value) > limits.max_label_value_chars:
+            raise MetricsLimitError(f"label {name[:40]!r} is over the name or value length limit")
+        if name in labels:
+            raise MetricsFormatError(f"label {name[:40]!r} appears twice in one series")
+        labels[name] = _unescape(value)
+        at = match.end()
+    if not _LABEL_GAP.fullmatch(raw[at:]):
+        raise MetricsFormatError(f"malformed labels near {raw[at : at + 40]!r}")
+    return labels
 
 
 def _number(name: str, text: str) -> float:
@@ -69,9 +117,16 @@ class Histogram:
 
 @dataclass(slots=True)
 class MetricsPage:
-    """Samples by name; each is a list of (raw label text, value text)."""
+    """Samples by name; each is a list of (raw label text, value text).
+
+    ``skipped`` counts lines left out for a limit; ``tainted`` names the families that lost a
+    line that way, which can no longer be read (a partial sum would be a wrong answer).
+    """
 
     samples: dict[str, list[tuple[str, str]]]
+    limits: ParseLimits = DEFAULT_LIMITS
+    skipped: int = 0
+    tainted: frozenset[str] = frozenset()
 
     def has(self, name: str) -> bool:
         return name in self.samples
@@ -80,10 +135,18 @@ class MetricsPage:
         """The ``# TYPE`` declarations of the page (not needed on the hot path)."""
         return dict(_TYPE.findall(text))
 
+    def _rows(self, name: str) -> list[tuple[str, str]] | None:
+        if name in self.tainted:
+            raise MetricsLimitError(f"{name} has lines over the parse limits")
+        rows = self.samples.get(name)
+        if rows is not None and len(rows) > 1 and len({raw for raw, _ in rows}) != len(rows):
+            raise MetricsFormatError(f"{name} holds the same series twice")
+        return rows
+
     def series(self, name: str, where: dict[str, str] | None = None) -> list[tuple[dict[str, str], float]]:
         out = []
-        for raw, value in self.samples.get(name, ()):
-            labels = parse_labels(raw) if raw else {}
+        for raw, value in self._rows(name) or ():
+            labels = parse_labels(raw, self.limits) if raw else {}
             if where and any(labels.get(k, v) != v for k, v in where.items()):
                 continue
             out.append((labels, _number(name, value)))
@@ -91,13 +154,13 @@ class MetricsPage:
 
     def total(self, name: str, where: dict[str, str] | None = None) -> float | None:
         """Sum over the series of ``name`` (e.g. over data-parallel engines); None if absent."""
-        rows = self.samples.get(name)
+        rows = self._rows(name)
         if rows is None:
             return None
         if where is None:
-            return sum(_number(name, v) for _, v in rows)
+            return math.fsum(_number(name, v) for _, v in rows)
         series = self.series(name, where)
-        return sum(v for _, v in series) if series else None
+        return math.fsum(v for _, v in series) if series else None
 
     def histogram(self, base: str, where: dict[str, str] | None = None) -> Histogram | None:
         count = self.total(f"{base}_count", where)
@@ -105,16 +168,19 @@ class MetricsPage:
         if count is None or total is None:
             return None
         buckets: dict[float, float] = {}
-        rows = self.samples.get(f"{base}_bucket", [])
+        rows = self._rows(f"{base}_bucket") or []
         if where:
             rows = [
-                (raw, v) for raw, v in rows if all(parse_labels(raw).get(k, x) == x for k, x in where.items())
+                (raw, v)
+                for raw, v in rows
+                if all(parse_labels(raw, self.limits).get(k, x) == x for k, x in where.items())
             ]
         for raw, value in rows:
-            le_text = _label_value(raw, "le")
-            le = float(le_text) if le_text is not None else math.nan
-            if not math.isnan(le):
-                buckets[le] = buckets.get(le, 0.0) + _number(base, value)
+            found = _LE.search(raw)
+            le = _number(f"{base}_bucket le", found.group(1)) if found is not None else math.nan
+            if math.isnan(le):
+                raise MetricsFormatError(f"{base}_bucket has a bucket without a numeric le")
+            buckets[le] = buckets.get(le, 0.0) + _number(base, value)
         return Histogram(count, total, buckets)
 
 
@@ -133,8 +199,37 @@ def _diagnose(text: str) -> None:
             raise MetricsFormatError(f"line {number} is not a sample: {line[:80]!r}")
 
 
-def parse_page(text: str) -> MetricsPage:
-    """Parse one exposition page; raise MetricsFormatError on anything that is not one."""
+def _drop_long_lines(lines: list[str], limits: ParseLimits) -> tuple[list[str], int, set[str]]:
+    """Lines within the limit, how many were dropped, and the families they belonged to."""
+    kept, tainted = [], set()
+    for line in lines:
+        if len(line) <= limits.max_line_chars:
+            kept.append(line)
+        elif not line.startswith("#"):
+            name = _LEADING_NAME.match(line[: limits.max_name_chars + 1])
+            tainted.add(name.group(0) if name is not None else "")
+    return kept, len(lines) - len(kept), tainted
+
+
+def _chunks(lines: list[str], chunk_chars: int) -> list[str]:
+    """Whole lines joined into pieces of about ``chunk_chars`` (each ends with a newline)."""
+    out: list[str] = []
+    piece: list[str] = []
+    size = 0
+    for line in lines:
+        piece.append(line)
+        size += len(line) + 1
+        if size >= chunk_chars:
+            out.append("\n".join(piece) + "\n")
+            piece, size = [], 0
+    if piece:
+        out.append("\n".join(piece) + "\n")
+    return out
+
+
+def _check_page(text: str, limits: ParseLimits) -> None:
+    if len(text) > limits.max_page_chars:
+        raise MetricsLimitError(f"the metrics page holds more than {limits.max_page_chars} characters")
     head = text.lstrip()[:64].lower()
     if head.startswith(("<!doctype", "<html", "<?xml")):
         raise MetricsFormatError("the metrics endpoint answered with an HTML/XML page, not metrics")
@@ -142,9 +237,33 @@ def parse_page(text: str) -> MetricsPage:
         raise MetricsFormatError("the metrics page is empty")
     if not text.endswith("\n") and not text.rstrip().endswith("# EOF"):
         raise MetricsFormatError("the metrics page is truncated (no final newline)")
-    matches = _SAMPLE.findall(text)
-    if len(matches) != _sample_line_count(text):
-        _diagnose(text)  # raises for a bad line; blank lines with spaces alone fall through
+    if "\x00" in text:
+        raise MetricsFormatError("the metrics page holds NUL characters (binary data)")
+
+
+def parse_page(
+    text: str, limits: ParseLimits = DEFAULT_LIMITS, deadline: Deadline | None = None
+) -> MetricsPage:
+    """Parse one exposition page; raise MetricsFormatError on anything that is not one."""
+    _check_page(text, limits)
+    skipped, tainted = 0, set[str]()
+    chunks = [text]  # the usual page: one pass, no copies
+    if len(text) > limits.max_line_chars:
+        lines = text.split("\n")
+        if max(map(len, lines)) > limits.max_line_chars:
+            lines, skipped, tainted = _drop_long_lines(lines, limits)
+        if skipped or len(text) > limits.chunk_chars:
+            chunks = _chunks(lines, limits.chunk_chars)
+    matches: list[tuple[str, str, str]] = []
+    for chunk in chunks:
+        if deadline is not None:
+            deadline()
+        found = _SAMPLE.findall(chunk)
+        if len(found) != _sample_line_count(chunk):
+            _diagnose(chunk)  # raises for a bad line; blank lines with spaces alone fall through
+        matches += found
+    if deadline is not None:
+        deadline()
     samples: dict[str, list[tuple[str, str]]] = {}
     for name, rows in groupby(matches, key=_name_of):
         existing = samples.get(name)
@@ -152,6 +271,8 @@ def parse_page(text: str) -> MetricsPage:
             samples[name] = [(raw, value) for _, raw, value in rows]
         else:  # the same family again further down (order is not guaranteed)
             existing.extend((raw, value) for _, raw, value in rows)
+    for name in [n for n in samples if len(n) > limits.max_name_chars]:
+        skipped += len(samples.pop(name))
     if not samples:
         raise MetricsFormatError("the metrics page holds no samples")
-    return MetricsPage(samples)
+    return MetricsPage(samples, limits, skipped, frozenset(tainted))
