@@ -121,11 +121,14 @@ class ChainAdapter:
         assert waiting is not None
         if running > MAX_REQUESTS or waiting > MAX_REQUESTS:
             raise MetricsFormatError(f"{running} running / {waiting} waiting requests is beyond any engine")
+        kv_usage = self._value(page, c.kv_usage)
+        if kv_usage is not None and kv_usage > 1.0:
+            raise MetricsFormatError(f"KV cache usage {kv_usage} is above 1")
         iterations = self._histogram(page, c.iteration_histogram)
         return EngineSample(
             running_requests=int(running),
             waiting_requests=int(waiting),
-            kv_cache_usage=self._value(page, c.kv_usage),
+            kv_cache_usage=kv_usage,
             kv_capacity_tokens=self.kv_capacity_tokens(page),
             prompt_tokens_total=self._value(page, c.prompt_tokens),
             generation_tokens_total=self._value(page, c.generation_tokens),

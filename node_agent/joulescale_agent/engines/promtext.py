@@ -11,11 +11,12 @@ MetricsFormatError (MetricsLimitError for a limit); no other exception leaves th
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import compress, groupby
 from operator import itemgetter
 
 from joulescale_agent.errors import MetricsFormatError, MetricsLimitError
@@ -23,7 +24,7 @@ from joulescale_agent.errors import MetricsFormatError, MetricsLimitError
 _NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
 _VALUE_PATTERN = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: linear time, no backtracking blow-up
 _LABEL = re.compile(rf"({_NAME_PATTERN})[ \t]*=[ \t]*{_VALUE_PATTERN}")
-_LABEL_GAP = re.compile(r"[ \t]*,?[ \t]*")
+_LABELS = re.compile(rf"[ \t]*(?:{_NAME_PATTERN}[ \t]*=[ \t]*{_VALUE_PATTERN}[ \t]*(?:,[ \t]*|$))*")
 _ESCAPE = re.compile(r"\\(.?)", re.S)
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 _LE = re.compile(r'(?:^|,)[ \t]*le="([^"\\]*)"')
@@ -31,6 +32,10 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)", re.
 _TYPE = re.compile(r"^# TYPE (\S+) (\S+)", re.M)
 _LEADING_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _name_of = itemgetter(0)
+_labels_of = itemgetter(1)
+_value_of = itemgetter(2)
+_MAX_VALUE_CHARS = 64
+"""No number in the exposition format needs more characters than this."""
 
 Deadline = Callable[[], None]
 """Called between chunks; raises (MetricsLimitError) once the parse is over its time budget."""
@@ -63,33 +68,44 @@ def _unescape(value: str) -> str:
         except KeyError:
             raise MetricsFormatError(f"bad escape \\{match.group(1)[:1]!s} in a label value") from None
 
-    return _ESCAPE.sub(one, value) if "\\" in value else value
+    return _ESCAPE.sub(one, value)
 
 
 def parse_labels(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> dict[str, str]:
     """The labels of one series; raises on malformed text, a bad escape or a limit."""
+    if not _LABELS.fullmatch(raw):
+        raise MetricsFormatError(f"malformed labels {raw[:60]!r}")
+    pairs = _LABEL.findall(raw)
+    if len(pairs) > limits.max_labels:
+        raise MetricsLimitError(f"a series has {len(pairs)} labels, more than {limits.max_labels}")
     labels: dict[str, str] = {}
-    at = 0
-    for match in _LABEL.finditer(raw):
-        gap = raw[at : match.start()]
-        if (at == 0 and gap.strip(" \t")) or (at and not _LABEL_GAP.fullmatch(gap)) or gap.count(",") > 1:
-            raise MetricsFormatError(f"malformed labels near {raw[at : at + 40]!r}")
-        name, value = match.group(1), match.group(2)
-        if len(labels) >= limits.max_labels:
-            raise MetricsLimitError(f"a series has more than {limits.max_labels} labels")
+    for name, value in pairs:
         if len(name) > limits.max_name_chars or len(value) > limits.max_label_value_chars:
             raise MetricsLimitError(f"label {name[:40]!r} is over the name or value length limit")
-        if name in labels:
-            raise MetricsFormatError(f"label {name[:40]!r} appears twice in one series")
-        labels[name] = _unescape(value)
-        at = match.end()
-    if not _LABEL_GAP.fullmatch(raw[at:]):
-        raise MetricsFormatError(f"malformed labels near {raw[at : at + 40]!r}")
+        labels[name] = _unescape(value) if "\\" in value else value
+    if len(labels) != len(pairs):
+        raise MetricsFormatError(f"a label name appears twice in {raw[:60]!r}")
     return labels
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_default(raw: str) -> None:
+    parse_labels(raw, DEFAULT_LIMITS)
+
+
+def check_labels(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> None:
+    """Raise unless ``raw`` is a well-formed label set within the limits. An engine repeats the
+    same label texts on every page, so short ones are remembered once checked."""
+    if limits is DEFAULT_LIMITS and len(raw) <= 512:
+        _checked_default(raw)
+    else:
+        parse_labels(raw, limits)
 
 
 def _number(name: str, text: str) -> float:
     try:
+        if "_" in text:  # Python reads 1_000; the exposition format does not
+            raise ValueError(text)
         return float(text)
     except ValueError:
         raise MetricsFormatError(f"{name} has a non-numeric value {text[:40]!r}") from None
@@ -139,7 +155,12 @@ class MetricsPage:
         if name in self.tainted:
             raise MetricsLimitError(f"{name} has lines over the parse limits")
         rows = self.samples.get(name)
-        if rows is not None and len(rows) > 1 and len({raw for raw, _ in rows}) != len(rows):
+        if rows is None:
+            return None
+        for raw, _ in rows:
+            if raw:
+                check_labels(raw, self.limits)
+        if len(rows) > 1 and len({raw for raw, _ in rows}) != len(rows):
             raise MetricsFormatError(f"{name} holds the same series twice")
         return rows
 
@@ -211,6 +232,29 @@ def _drop_long_lines(lines: list[str], limits: ParseLimits) -> tuple[list[str], 
     return kept, len(lines) - len(kept), tainted
 
 
+def _drop_overruns(
+    matches: list[tuple[str, str, str]], limits: ParseLimits
+) -> tuple[list[tuple[str, str, str]], int, set[str]]:
+    """Samples within the limits: label text, value text, labels. Only label texts long enough
+    to break a label limit are parsed here (a malformed short one is found when it is read)."""
+    threshold = min(limits.max_name_chars, limits.max_label_value_chars, 5 * limits.max_labels)
+    # C-level filters: a page's few long label texts (vLLM's cache_config_info) and long values.
+    over = set(compress(matches, map(_MAX_VALUE_CHARS.__lt__, map(len, map(_value_of, matches)))))
+    for match in compress(matches, map(threshold.__lt__, map(len, map(_labels_of, matches)))):
+        try:
+            if len(match[1]) > limits.max_line_chars:
+                raise MetricsLimitError("label text over the line limit")
+            check_labels(match[1], limits)
+        except MetricsLimitError:
+            over.add(match)
+        except MetricsFormatError:
+            pass
+    if not over:
+        return matches, 0, set()
+    kept = [match for match in matches if match not in over]
+    return kept, len(matches) - len(kept), {name for name, _, _ in over}
+
+
 def _chunks(lines: list[str], chunk_chars: int) -> list[str]:
     """Whole lines joined into pieces of about ``chunk_chars`` (each ends with a newline)."""
     out: list[str] = []
@@ -247,13 +291,12 @@ def parse_page(
     """Parse one exposition page; raise MetricsFormatError on anything that is not one."""
     _check_page(text, limits)
     skipped, tainted = 0, set[str]()
-    chunks = [text]  # the usual page: one pass, no copies
-    if len(text) > limits.max_line_chars:
+    chunks = [text]  # the usual page: one pass, no copies; long label texts are dropped below
+    if len(text) > limits.chunk_chars:
         lines = text.split("\n")
         if max(map(len, lines)) > limits.max_line_chars:
             lines, skipped, tainted = _drop_long_lines(lines, limits)
-        if skipped or len(text) > limits.chunk_chars:
-            chunks = _chunks(lines, limits.chunk_chars)
+        chunks = _chunks(lines, limits.chunk_chars)
     matches: list[tuple[str, str, str]] = []
     for chunk in chunks:
         if deadline is not None:
@@ -262,6 +305,8 @@ def parse_page(
         if len(found) != _sample_line_count(chunk):
             _diagnose(chunk)  # raises for a bad line; blank lines with spaces alone fall through
         matches += found
+    matches, over, more_tainted = _drop_overruns(matches, limits)
+    skipped, tainted = skipped + over, tainted | more_tainted
     if deadline is not None:
         deadline()
     samples: dict[str, list[tuple[str, str]]] = {}
