@@ -4,6 +4,7 @@ scripted brain factory."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -32,6 +33,8 @@ class MetricsServer:
 
     def __init__(self) -> None:
         self.mode = "ok"  # ok | html | http500 | slow | truncated
+        self.pages: Callable[[str], str | bytes] | None = None
+        """When set, serves what it returns for the good page (a hostile page, say)."""
         self.running = 4
         self.waiting = 0
         self.tokens = 0
@@ -51,6 +54,9 @@ class MetricsServer:
             await asyncio.sleep(2.0)
         if self.mode == "truncated":
             page = page[:-7]
+        if self.pages is not None:
+            body = self.pages(page)
+            return web.Response(body=body.encode() if isinstance(body, str) else body)
         return web.Response(text=page)
 
     async def start(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,9 +25,12 @@ from joulescale_agent.safety.actuator import ClockActuator
 from joulescale_agent.safety.statefile import StateFile
 from tests.agent.fakes import CLOCKS, MetricsServer, ScriptedBrains
 from tests.agent.fakes import SCRIPTED_POLICY as POLICY
+from tests.unit.agent.hostile_pages import corpus
 
 GPUS = ("GPU-a", "GPU-b")
-SETTINGS = LoopSettings(scrape_hz=50.0, scrape_timeout_s=0.1, stale_after_s=0.3, readback_after_s=0.03)
+SETTINGS = LoopSettings(
+    scrape_hz=50.0, scrape_timeout_s=0.1, stale_after_s=0.3, readback_after_s=0.03, relock_backoff_s=0.2
+)
 
 
 class Rig:
@@ -275,4 +279,145 @@ async def test_a_read_back_that_settles_after_one_re_apply_keeps_the_lock(
         assert backend.locks == [1005] * len(GPUS) * 2
     assert rig.value("joulescale_gpu_clock_readback_mismatches_total", gpu="GPU-a", **POD) == 1
     assert rig.value("joulescale_clock_readback_releases_total", **POD) is None
+    await rig.scraper.close()
+
+
+# --- hostile pages from a real HTTP server: fail-safe, no traceback, no flapping, no blocking ---
+
+HOSTILE = {h.name: h.page for h in corpus() if h.engine == "vllm"}
+HOSTILE_SETTINGS = replace(SETTINGS, scrape_timeout_s=2.0, parse_budget_s=2.0, relock_backoff_s=0.2)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bucket le not a number",
+        "bucket le without closing quote",
+        "absurd KV capacity",
+        "kv usage 1e300",
+        "4 MB page, one huge label in the KV capacity family",
+        "deeply repeated labels",
+        "gzip bytes",
+        "invalid UTF-8 in a label",
+        "NUL bytes",
+        "histogram without +Inf bucket",
+    ],
+)
+async def test_a_hostile_page_takes_the_fail_safe_path_counted_and_without_a_traceback(
+    tmp_path: Path, server: MetricsServer, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    rig = Rig(tmp_path, server)
+    loop = rig.loop(settings=HOSTILE_SETTINGS)
+    async with running(loop) as task:
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") == 1005)
+        server.pages = lambda _: HOSTILE[name]
+        await eventually(lambda: loop.failsafe, timeout_s=5.0)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+        assert rig.value("joulescale_failsafe", **POD) == 1
+        refused = sum(
+            rig.value("joulescale_scrape_errors_total", kind=k, **POD) or 0 for k in ("format", "limit")
+        )
+        assert refused >= 1
+        assert not task.done()
+        server.pages = None
+        await eventually(lambda: not loop.failsafe and rig.backend.locked_mhz("GPU-a") == 1005)
+    assert [r for r in caplog.records if r.exc_info] == []
+    await rig.scraper.close()
+
+
+class Recording(SimulatedBackend):
+    """Records (time, event) of every clock change of GPU-a: "lock" or "reset"."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.events: list[tuple[float, str]] = []
+
+    def lock_sm_clock(self, uuid: str, min_mhz: int, max_mhz: int) -> None:
+        if uuid == "GPU-a":
+            self.events.append((monotonic(), "lock"))
+        super().lock_sm_clock(uuid, min_mhz, max_mhz)
+
+    def reset_sm_clock(self, uuid: str) -> None:
+        if uuid == "GPU-a" and self.locked_mhz(uuid) is not None:
+            self.events.append((monotonic(), "reset"))
+        super().reset_sm_clock(uuid)
+
+
+def _relocks_after_resets(events: list[tuple[float, str]]) -> list[float]:
+    """Seconds from each reset to the lock that follows it."""
+    return [b[0] - a[0] for a, b in itertools.pairwise(events) if (a[1], b[1]) == ("reset", "lock")]
+
+
+async def test_pages_alternating_good_and_bad_never_flap_the_clock(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    """Every other page is one that crashed the parser on 12572d6: the clock stays put."""
+    rig = Rig(tmp_path, server)
+    backend = Recording(tmp_path / "gpus")
+    rig.actuator = ClockActuator(backend, rig.actuator.state)
+    static = InstancePolicy("static", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", None, 1005)
+    loop = InstanceLoop(
+        rig.instance,
+        static,
+        fetch=rig.scraper.fetch,
+        actuator=rig.actuator,
+        brains=CoreBrainFactory(),
+        metrics=rig.metrics,
+        settings=SETTINGS,
+        clock=monotonic,
+    )
+    bad = HOSTILE["bucket le not a number"]
+    server.pages = lambda good: bad if server.hits % 2 else good
+    async with running(loop):
+        await asyncio.sleep(1.5)
+    assert (rig.value("joulescale_scrape_errors_total", kind="format", **POD) or 0) >= 10
+    locks = [at for at, what in backend.events if what == "lock"]
+    assert len(locks) == 1, backend.events  # locked once, then held; released only at the end
+    assert [what for _, what in backend.events] == ["lock", "reset"]
+    await rig.scraper.close()
+
+
+async def test_after_a_fail_safe_release_the_clock_is_locked_again_only_after_the_back_off(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    """Bad for longer than stale_after_s, then good for less than the back-off, over and over."""
+    rig = Rig(tmp_path, server)
+    backend = Recording(tmp_path / "gpus")
+    rig.actuator = ClockActuator(backend, rig.actuator.state)
+    settings = replace(SETTINGS, relock_backoff_s=0.5, relock_backoff_max_s=5.0)
+    bad, started_s = HOSTILE["bucket le not a number"], monotonic()
+    server.pages = lambda good: good if (monotonic() - started_s) % 0.7 >= 0.45 else bad
+    async with running(rig.loop(settings=settings)):
+        await asyncio.sleep(3.0)
+    resets = [at for at, what in backend.events if what == "reset"]
+    assert resets, backend.events
+    assert all(gap >= settings.relock_backoff_s for gap in _relocks_after_resets(backend.events)), (
+        backend.events
+    )
+    assert rig.value("joulescale_relock_backoff_seconds", **POD) in (0.0, 0.5, 1.0, 2.0, 4.0)
+    await rig.scraper.close()
+
+
+async def test_reading_a_hostile_4mb_page_does_not_block_the_event_loop(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server)
+    server.pages = lambda _: HOSTILE["4 MB page, one huge label in the KV capacity family"]
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(monotonic() - before - 0.005)
+
+    watch = asyncio.create_task(ticker())
+    async with running(rig.loop(settings=HOSTILE_SETTINGS)):
+        await eventually(
+            lambda: (rig.value("joulescale_scrape_errors_total", kind="limit", **POD) or 0) >= 5, 10.0
+        )
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
+    assert max(lags) < 0.1, max(lags)
     await rig.scraper.close()

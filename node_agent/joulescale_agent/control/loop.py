@@ -97,9 +97,12 @@ class InstanceLoop:
             self._metrics.target_clock.labels(gpu, *self.instance.labels).set(0)
 
     def _fail_safe_release(self, now_s: float) -> None:
-        """Release now and keep the clocks unlocked for a back-off that doubles while releases
-        keep coming within ``relock_backoff_max_s`` of the last back-off's end."""
+        """Release now and, if a clock was locked, keep the clocks unlocked for a back-off that
+        doubles while releases keep coming within ``relock_backoff_max_s`` of the last one's end."""
         s = self._settings
+        if self.locked_mhz is None:  # nothing changes now, so nothing can flap
+            self.release()
+            return
         recent = self._relock_at_s is not None and now_s - self._relock_at_s < s.relock_backoff_max_s
         self._backoff_s = min(self._backoff_s * 2, s.relock_backoff_max_s) if recent else s.relock_backoff_s
         self._relock_at_s = now_s + self._backoff_s

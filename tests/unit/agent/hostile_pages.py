@@ -100,7 +100,10 @@ def _per_engine(engine: str) -> list[tuple[str, str | bytes]]:
         ("histogram buckets non-monotonic", _value(base, bucket, "1e12")),
         ("histogram without +Inf bucket", _drop(base, inf_bucket)),
         ("histogram +Inf differs from count", _value(base, inf_bucket, "3")),
-        ("bucket le not a number", base.replace(f"{itl}_bucket{{", f'{itl}_bucket{{le="abc",', 1)),
+        (
+            "bucket le not a number",
+            re.sub(rf'^({bucket}[^\n]*)le="[^"]*"', r'\1le="abc"', base, count=1, flags=re.M),
+        ),
         ("bucket le without closing quote", base + f'{itl}_bucket{{le="0.5}} 3\n'),
         ("bucket le unterminated", base.replace(f"{itl}_bucket{{", f'{itl}_bucket{{le="0.5,', 1)),
         (

@@ -67,3 +67,12 @@ def test_reset_forgets_the_baseline() -> None:
     obs = builder.build(replace(BASE, generation_tokens_total=9000.0), 20.0, 1980)
     assert obs.generation_tokens_delta == 0
     assert obs.interval_s == 0.0
+
+
+@pytest.mark.parametrize("usage", [float("nan"), float("inf"), -0.5, 1e300, 7.0])
+def test_an_out_of_range_kv_usage_never_breaks_the_builder(usage: float) -> None:
+    """The adapter refuses such pages; the builder still never raises nor overflows on one."""
+    sample = replace(BASE, kv_cache_usage=usage, kv_capacity_tokens=2**60)
+    obs = ObservationBuilder("decode").build(sample, 10.0, 1980)
+    assert 0.0 <= obs.kv_cache_usage <= 1.0
+    assert 0 <= obs.context_tokens <= 2**60
