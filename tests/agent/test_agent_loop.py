@@ -370,10 +370,9 @@ async def test_pages_alternating_good_and_bad_never_flap_the_clock(
     server.pages = lambda good: bad if server.hits % 2 else good
     async with running(loop):
         await asyncio.sleep(1.5)
+    # Locked once, then held; released only when the loop stops.
+    assert [what for _, what in backend.events] == ["lock", "reset"], backend.events
     assert (rig.value("joulescale_scrape_errors_total", kind="format", **POD) or 0) >= 10
-    locks = [at for at, what in backend.events if what == "lock"]
-    assert len(locks) == 1, backend.events  # locked once, then held; released only at the end
-    assert [what for _, what in backend.events] == ["lock", "reset"]
     await rig.scraper.close()
 
 
@@ -413,11 +412,11 @@ async def test_reading_a_hostile_4mb_page_does_not_block_the_event_loop(
 
     watch = asyncio.create_task(ticker())
     async with running(rig.loop(settings=HOSTILE_SETTINGS)):
-        await eventually(
-            lambda: (rig.value("joulescale_scrape_errors_total", kind="limit", **POD) or 0) >= 5, 10.0
-        )
+        await eventually(lambda: server.hits >= 5, timeout_s=20.0)
+        await asyncio.sleep(0.1)  # the last page is read too
     watch.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watch
     assert max(lags) < 0.1, max(lags)
+    assert (rig.value("joulescale_scrape_errors_total", kind="limit", **POD) or 0) >= 4
     await rig.scraper.close()
