@@ -33,7 +33,6 @@ _TYPE = re.compile(r"^# TYPE (\S+) (\S+)", re.M)
 _LEADING_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _name_of = itemgetter(0)
 _labels_of = itemgetter(1)
-_value_of = itemgetter(2)
 _MAX_VALUE_CHARS = 64
 """No number in the exposition format needs more characters than this."""
 
@@ -104,7 +103,7 @@ def check_labels(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> None:
 
 def _number(name: str, text: str) -> float:
     try:
-        if "_" in text:  # Python reads 1_000; the exposition format does not
+        if "_" in text or len(text) > _MAX_VALUE_CHARS:  # Python reads 1_000; the format does not
             raise ValueError(text)
         return float(text)
     except ValueError:
@@ -143,6 +142,7 @@ class MetricsPage:
     limits: ParseLimits = DEFAULT_LIMITS
     skipped: int = 0
     tainted: frozenset[str] = frozenset()
+    _checked: set[str] = field(default_factory=set)
 
     def has(self, name: str) -> bool:
         return name in self.samples
@@ -155,13 +155,14 @@ class MetricsPage:
         if name in self.tainted:
             raise MetricsLimitError(f"{name} has lines over the parse limits")
         rows = self.samples.get(name)
-        if rows is None:
-            return None
+        if rows is None or name in self._checked:
+            return rows
         for raw, _ in rows:
             if raw:
                 check_labels(raw, self.limits)
         if len(rows) > 1 and len({raw for raw, _ in rows}) != len(rows):
             raise MetricsFormatError(f"{name} holds the same series twice")
+        self._checked.add(name)
         return rows
 
     def series(self, name: str, where: dict[str, str] | None = None) -> list[tuple[dict[str, str], float]]:
@@ -235,11 +236,12 @@ def _drop_long_lines(lines: list[str], limits: ParseLimits) -> tuple[list[str], 
 def _drop_overruns(
     matches: list[tuple[str, str, str]], limits: ParseLimits
 ) -> tuple[list[tuple[str, str, str]], int, set[str]]:
-    """Samples within the limits: label text, value text, labels. Only label texts long enough
-    to break a label limit are parsed here (a malformed short one is found when it is read)."""
+    """Samples whose label texts keep the limits. Only texts long enough to break one are
+    parsed here (a malformed short one is found when its family is read); values are checked
+    when read."""
     threshold = min(limits.max_name_chars, limits.max_label_value_chars, 5 * limits.max_labels)
-    # C-level filters: a page's few long label texts (vLLM's cache_config_info) and long values.
-    over = set(compress(matches, map(_MAX_VALUE_CHARS.__lt__, map(len, map(_value_of, matches)))))
+    over: set[tuple[str, str, str]] = set()
+    # A C-level filter: a page's few long label texts (vLLM's cache_config_info).
     for match in compress(matches, map(threshold.__lt__, map(len, map(_labels_of, matches)))):
         try:
             if len(match[1]) > limits.max_line_chars:
