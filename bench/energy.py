@@ -33,14 +33,8 @@ def main() -> int:
         for trace in TRACES:
             for load in LOADS:
                 duration_s = args.duration if args.duration is not None else DURATION_S[trace]
-                comparison = compare(
-                    CompareSettings(
-                        trace=trace,
-                        load=load,
-                        duration_s=duration_s,
-                        view="rich" if view == "rich" else "metrics",
-                    )
-                )
+                comparison = compare(CompareSettings(trace=trace, load=load, duration_s=duration_s,
+                                                     view="rich" if view == "rich" else "metrics"))
                 results.append(report.to_json(comparison))
                 print(f"{view} {trace} {load}: {report.conclusion(comparison)}", file=sys.stderr)
     json.dump(results, sys.stdout, indent=1)

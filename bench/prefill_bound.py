@@ -45,9 +45,8 @@ def _batches(requests: Sequence[SimRequest]) -> list[list[SimRequest]]:
     return list(grouped.values())
 
 
-def _least_excess_j(
-    profile: GpuProfile, batch: list[SimRequest], slo_s: float, reaction_s: float, ready_mhz: int
-) -> tuple[float, int]:
+def _least_excess_j(profile: GpuProfile, batch: list[SimRequest], slo_s: float, reaction_s: float,
+                    ready_mhz: int) -> tuple[float, int]:
     """(energy above idle, requests that newly miss) of one batch under the reaction rule."""
     clocks = profile.supported_sm_clocks_mhz
     top = clocks[-1]
@@ -58,9 +57,7 @@ def _least_excess_j(
         return profile.tensor_parallel_size * watts
 
     # Time each request may spend in the batch: SLO less its wait and its KV transfer.
-    allowed_s = min(
-        slo_s - (r.prefill_start_s - r.arrival_s) - (r.first_token_s - r.prefill_done_s) for r in batch
-    )
+    allowed_s = min(slo_s - (r.prefill_start_s - r.arrival_s) - (r.first_token_s - r.prefill_done_s) for r in batch)
     at_ready_s = physics.prefill_latency_s(profile, tokens, ready_mhz)
     if at_ready_s <= reaction_s:
         met = at_ready_s <= allowed_s or physics.prefill_latency_s(profile, tokens, top) > allowed_s
@@ -90,20 +87,15 @@ def main() -> int:
     policies = tuple(args.policies.split(","))
     if "static-max" not in policies:
         policies = ("static-max", *policies)
-    comparison = compare(
-        CompareSettings(trace=args.trace, load=args.load, duration_s=args.duration, policies=policies)
-    )
+    comparison = compare(CompareSettings(trace=args.trace, load=args.load, duration_s=args.duration,
+                                         policies=policies))
     run = comparison.runs["static-max"]
     profile = run.prefill[0].gpu.profile
     slo_s = comparison.settings.slo.ttft_ms / 1000.0
     batches = _batches(run.requests)
     top = profile.max_sm_clock_mhz
-    top_w = profile.tensor_parallel_size * (
-        physics.busy_power_watts(profile, "prefill", top) - profile.idle_power_watts
-    )
-    at_fmax_j = sum(
-        top_w * physics.prefill_latency_s(profile, [r.prompt_tokens for r in b], top) for b in batches
-    )
+    top_w = profile.tensor_parallel_size * (physics.busy_power_watts(profile, "prefill", top) - profile.idle_power_watts)
+    at_fmax_j = sum(top_w * physics.prefill_latency_s(profile, [r.prompt_tokens for r in b], top) for b in batches)
     idle_j = comparison.summaries["static-max"].prefill.total_j - at_fmax_j
     bounds = []
     for reaction_ms in REACTIONS_MS:
@@ -113,34 +105,16 @@ def main() -> int:
                 energy_j, missed = _least_excess_j(profile, batch, slo_s, reaction_ms / 1000.0, ready_mhz)
                 excess_j += energy_j
                 misses += missed
-            bounds.append(
-                {
-                    "reaction_ms": reaction_ms,
-                    "ready_mhz": ready_mhz,
-                    "prefill_energy_j": round(idle_j + excess_j, 1),
-                    "new_misses": misses,
-                }
-            )
-    json.dump(
-        {
-            "trace": args.trace,
-            "load": args.load,
-            "duration_s": args.duration,
-            "batches": len(batches),
-            "prefill_energy_j": {
-                name: round(summary.prefill.total_j, 1) for name, summary in comparison.summaries.items()
-            },
-            "decode_energy_j": {
-                name: round(summary.decode.total_j, 1) for name, summary in comparison.summaries.items()
-            },
-            "slo_attainment": {
-                name: round(summary.slo_attainment, 4) for name, summary in comparison.summaries.items()
-            },
-            "bounds": bounds,
-        },
-        sys.stdout,
-        indent=1,
-    )
+            bounds.append({"reaction_ms": reaction_ms, "ready_mhz": ready_mhz,
+                           "prefill_energy_j": round(idle_j + excess_j, 1), "new_misses": misses})
+    json.dump({
+        "trace": args.trace, "load": args.load, "duration_s": args.duration, "batches": len(batches),
+        "prefill_energy_j": {name: round(summary.prefill.total_j, 1)
+                             for name, summary in comparison.summaries.items()},
+        "decode_energy_j": {name: round(summary.decode.total_j, 1) for name, summary in comparison.summaries.items()},
+        "slo_attainment": {name: round(summary.slo_attainment, 4) for name, summary in comparison.summaries.items()},
+        "bounds": bounds,
+    }, sys.stdout, indent=1)
     print()
     return 0
 

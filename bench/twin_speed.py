@@ -27,9 +27,7 @@ def main() -> int:
     parser.add_argument("--view", default="metrics", choices=("metrics", "rich"))
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S)
     args = parser.parse_args()
-    settings = CompareSettings(
-        trace="azure-conv", load=0.67, duration_s=args.duration, gpus=16, view=args.view
-    )
+    settings = CompareSettings(trace="azure-conv", load=0.67, duration_s=args.duration, gpus=16, view=args.view)
     profile = load_profile(settings.profile)
     trace = load_trace(settings.trace)
     cluster, capacity, _ = choose_split(trace, settings, profile, 0.0, CapacityCache(None))
@@ -38,22 +36,19 @@ def main() -> int:
     started = time.perf_counter()
     result = simulate(window, setup.cluster, setup.control)
     wall_s = time.perf_counter() - started
-    json.dump(
-        {
-            "trace": "azure-conv",
-            "gpus": cluster.gpus,
-            "simulated_seconds_per_wall_second": result.end_s / wall_s,
-            "policy": args.policy,
-            "view": args.view,
-            "simulated_s": result.end_s,
-            "wall_s": wall_s,
-            "requests": len(window),
-            "decisions": result.decisions,
-            "prefill_instances": cluster.prefill_instances,
-            "decode_instances": cluster.decode_instances,
-        },
-        sys.stdout,
-    )
+    json.dump({
+        "trace": "azure-conv",
+        "gpus": cluster.gpus,
+        "simulated_seconds_per_wall_second": result.end_s / wall_s,
+        "policy": args.policy,
+        "view": args.view,
+        "simulated_s": result.end_s,
+        "wall_s": wall_s,
+        "requests": len(window),
+        "decisions": result.decisions,
+        "prefill_instances": cluster.prefill_instances,
+        "decode_instances": cluster.decode_instances,
+    }, sys.stdout)
     print()
     return 0
 

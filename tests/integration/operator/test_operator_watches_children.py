@@ -30,9 +30,7 @@ REACTION_S = 20.0
 
 
 @pytest.fixture(scope="module")
-def watching_operator(
-    crd_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+def watching_operator(crd_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     yield from running_operator(crd_plane, tmp_path_factory, HOUR_S)
 
 
@@ -42,9 +40,7 @@ def test_a_deployment_turning_ready_reaches_the_status_without_the_resync(
     namespace = crd_plane.create_namespace("watch-ready")
     apply(crd_plane, service_manifest("svc", namespace))
     deployments = wait_children(crd_plane, namespace, "svc", kinds=("deployment",))
-    not_ready = crd_plane.wait_for(
-        lambda: condition(get(crd_plane, "eals", "svc", namespace), "Ready"), timeout_s=30
-    )
+    not_ready = crd_plane.wait_for(lambda: condition(get(crd_plane, "eals", "svc", namespace), "Ready"), timeout_s=30)
     assert not_ready["status"] == "False"
     for deployment in deployments.values():
         mark_deployment_ready(crd_plane, deployment)
@@ -66,11 +62,7 @@ def test_a_deleted_deployment_is_recreated_without_the_resync(
 
     def recreated() -> dict[str, Any] | None:
         found = get(crd_plane, "deployment", "svc-decode", namespace)
-        return (
-            found
-            if found and found["metadata"]["uid"] != deployments["deployment/svc-decode"]["metadata"]["uid"]
-            else None
-        )
+        return found if found and found["metadata"]["uid"] != deployments["deployment/svc-decode"]["metadata"]["uid"] else None
 
     crd_plane.wait_for(recreated, timeout_s=REACTION_S)
 

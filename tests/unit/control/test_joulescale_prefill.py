@@ -45,15 +45,8 @@ def _lone(tokens: int, now_s: float, new_batch: bool = True) -> Observation:
     """Live gauges: one request running, nothing waiting; ``new_batch``: a lone prompt of the same
     length ended since the last scrape (the counters say so) and this one started."""
     ended = int(new_batch)
-    return prefill_obs(
-        waiting=0,
-        running=1,
-        context_tokens=tokens,
-        now_s=now_s,
-        iterations_delta=ended,
-        prompt_tokens_delta=tokens * ended,
-        generation_tokens_delta=ended,
-    )
+    return prefill_obs(waiting=0, running=1, context_tokens=tokens, now_s=now_s, iterations_delta=ended,
+                       prompt_tokens_delta=tokens * ended, generation_tokens_delta=ended)
 
 
 _REACTION_S = TP4.clock_settle_ms / 1000.0 + DEFAULT_SCRAPE_INTERVAL_S
@@ -144,13 +137,9 @@ def test_once_at_risk_the_top_clock_is_held_until_the_queue_drains() -> None:
         policy.decide(_lone(800 + i, i * 0.02))
     at_risk = policy.decide(prefill_obs(waiting=3, running=1, oldest_wait_s=0.6, now_s=1.0))
     assert (at_risk.sm_clock_mhz, at_risk.reason) == (1980, R.SLO_AT_RISK)
-    draining = policy.decide(
-        prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, iterations_delta=1)
-    )
+    draining = policy.decide(prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, iterations_delta=1))
     assert (draining.sm_clock_mhz, draining.reason) == (1980, R.QUEUE_PRESSURE)
-    drained = policy.decide(
-        prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=2.0, iterations_delta=1)
-    )
+    drained = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=2.0, iterations_delta=1))
     assert drained.sm_clock_mhz < 1980
     fresh = make_policy("joulescale", context(profile=TP4))
     # Without a hold, a queue behind a batch running below f_max does not send it there.
@@ -200,9 +189,7 @@ def test_a_batch_in_flight_is_not_slowed_while_requests_queue_behind_it() -> Non
         policy.decide(_lone(800 + i, i * 0.02))
 
     queued = policy.decide(
-        prefill_obs(
-            waiting=1, running=1, oldest_wait_s=None, now_s=1.5, sm_clock_mhz=1740, iterations_delta=1
-        )
+        prefill_obs(waiting=1, running=1, oldest_wait_s=None, now_s=1.5, sm_clock_mhz=1740, iterations_delta=1)
     )
     alone = policy.decide(prefill_obs(waiting=0, running=1, oldest_wait_s=None, now_s=1.6, sm_clock_mhz=1740))
 
@@ -229,14 +216,8 @@ def test_seen_through_scrapes_the_time_a_batch_has_run_counts_against_its_deadli
     """A scrape tells how long the requests waited before their batch, not how long it has run:
     the rest of the batch may be slowed only into what is left of the budget."""
     ctx = context(profile=TP4)
-    mpc = PrefillMpc(
-        ctx,
-        ProfilePredictor(TP4),
-        ctx.allowed_mhz[::8],
-        priced_plan,
-        include_idle=False,
-        separate_in_flight=True,
-    )
+    mpc = PrefillMpc(ctx, ProfilePredictor(TP4), ctx.allowed_mhz[::8], priced_plan, include_idle=False,
+                     separate_in_flight=True)
     observation = prefill_obs(waiting=0, running=1, oldest_wait_s=None, context_tokens=7000)
     elapsed_s = 0.25
     plan = mpc.plan(observation, 1000.0, in_flight_elapsed_s=elapsed_s)
@@ -258,10 +239,7 @@ def test_the_later_the_clock_is_raised_the_higher_a_lone_prompt_must_start() -> 
     assert clocks[0] < clocks[1] < clocks[2] <= clocks[3]
     # Never raised in time: the whole prompt must fit at the clock it starts at.
     assert ph.prefill_latency_s(TP4, [7000], clocks[3]) <= ctx.ttft_budget_s
-    assert (
-        ph.prefill_latency_s(TP4, [7000], ctx.allowed_mhz[ctx.allowed_mhz.index(clocks[3]) - 1])
-        > ctx.ttft_budget_s
-    )
+    assert ph.prefill_latency_s(TP4, [7000], ctx.allowed_mhz[ctx.allowed_mhz.index(clocks[3]) - 1]) > ctx.ttft_budget_s
 
 
 def test_without_a_kv_gauge_a_batch_in_flight_is_not_slowed_on_a_guessed_size() -> None:
@@ -271,47 +249,20 @@ def test_without_a_kv_gauge_a_batch_in_flight_is_not_slowed_on_a_guessed_size() 
     blind, gauged = make_policy("joulescale", ctx), make_policy("joulescale", ctx)
     for i in range(40):
         # Live gauges show each batch in flight; 7000-token prompts ended one by one.
-        blind.decide(
-            prefill_obs(
-                waiting=0,
-                running=1,
-                now_s=i * 0.5,
-                iterations_delta=1,
-                prompt_tokens_delta=7000,
-                generation_tokens_delta=1,
-            )
-        )
-        gauged.decide(
-            prefill_obs(
-                waiting=0,
-                running=1,
-                context_tokens=7000,
-                now_s=i * 0.5,
-                iterations_delta=1,
-                prompt_tokens_delta=7000,
-                generation_tokens_delta=1,
-            )
-        )
+        blind.decide(prefill_obs(waiting=0, running=1, now_s=i * 0.5, iterations_delta=1,
+                                 prompt_tokens_delta=7000, generation_tokens_delta=1))
+        gauged.decide(prefill_obs(waiting=0, running=1, context_tokens=7000, now_s=i * 0.5, iterations_delta=1,
+                                  prompt_tokens_delta=7000, generation_tokens_delta=1))
     ready = blind.decide(_idle(30.0)).sm_clock_mhz
     assert ready == gauged.decide(_idle(30.0)).sm_clock_mhz
-    assert (
-        blind.decide(prefill_obs(waiting=0, running=1, now_s=30.5, iterations_delta=1)).sm_clock_mhz >= ready
-    )
+    assert blind.decide(prefill_obs(waiting=0, running=1, now_s=30.5, iterations_delta=1)).sm_clock_mhz >= ready
     assert gauged.decide(_lone(3000, 30.5, new_batch=False)).sm_clock_mhz < ready
 
 
 def _ended(tokens: int, now_s: float, queued_s: float | None = None) -> Observation:
     """Step-end gauges (vLLM V1, SGLang): nothing shows running; a lone prompt ended since the last scrape."""
-    return prefill_obs(
-        waiting=0,
-        running=0,
-        oldest_wait_s=queued_s,
-        now_s=now_s,
-        sm_clock_mhz=1155,
-        iterations_delta=1,
-        prompt_tokens_delta=tokens,
-        generation_tokens_delta=1,
-    )
+    return prefill_obs(waiting=0, running=0, oldest_wait_s=queued_s, now_s=now_s, sm_clock_mhz=1155,
+                       iterations_delta=1, prompt_tokens_delta=tokens, generation_tokens_delta=1)
 
 
 def _blind_ready(tokens: int, queued_s: float | None = None, batches: int = 40) -> int:

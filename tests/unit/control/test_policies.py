@@ -262,16 +262,8 @@ def test_voltana_counts_ended_steps_as_work_though_step_end_gauges_show_none() -
     policy = make_policy("voltana", context())
     policy.decide(prefill_obs(now_s=0.0))
     for i in range(1, 20):  # a prefill instance busy for 9.5 s, seen through gauges published at step ends
-        ended = prefill_obs(
-            waiting=0,
-            running=0,
-            oldest_wait_s=None,
-            now_s=i * 0.5,
-            sm_clock_mhz=1395,
-            iterations_delta=1,
-            prompt_tokens_delta=2000,
-            generation_tokens_delta=1,
-        )
+        ended = prefill_obs(waiting=0, running=0, oldest_wait_s=None, now_s=i * 0.5, sm_clock_mhz=1395,
+                            iterations_delta=1, prompt_tokens_delta=2000, generation_tokens_delta=1)
         assert policy.decide(ended).sm_clock_mhz == 1395
     quiet = prefill_obs(waiting=0, running=0, oldest_wait_s=None, now_s=15.0, sm_clock_mhz=1395)
     assert policy.decide(quiet) == ClockDecision(TP8.min_sm_clock_mhz, R.IDLE)

@@ -9,12 +9,8 @@ from joulescale_operator.render import ChildRef
 
 
 def _service(name: str, port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "ns"},
-        "spec": {"ports": [{"port": port}]},
-    }
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"ports": [{"port": port}]}}
 
 
 def test_only_the_version_the_operator_wrote_is_its_own(memory_cluster: Any) -> None:

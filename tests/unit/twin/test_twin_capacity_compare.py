@@ -79,23 +79,11 @@ def test_comparison_json_has_the_documented_shape_and_the_oracle_is_lowest() -> 
 def test_the_verdict_names_the_cheapest_policy_that_holds_the_slo() -> None:
     """A policy that saves energy by missing more requests than the 0.5-point tolerance allows is
     listed below the floor, never named as the cheapest SLO-holding policy."""
-    result = compare(
-        CompareSettings(
-            trace="azure-conv",
-            load=0.67,
-            duration_s=30.0,
-            prefill_instances=3,
-            policies=("static-max", "static-best", "biscale", "joulescale"),
-        )
-    )
+    result = compare(CompareSettings(trace="azure-conv", load=0.67, duration_s=30.0, prefill_instances=3,
+                                     policies=("static-max", "static-best", "biscale", "joulescale")))
     s = result.summaries
     # Attainment set around the floor (99.5 % - 0.5 pt); static-best is the cheapest run.
-    for name, attainment in (
-        ("static-max", 0.995),
-        ("static-best", 0.9899),
-        ("biscale", 0.991),
-        ("joulescale", 0.9905),
-    ):
+    for name, attainment in (("static-max", 0.995), ("static-best", 0.9899), ("biscale", 0.991), ("joulescale", 0.9905)):
         s[name] = replace(s[name], slo_attainment=attainment)
     assert s["static-best"].total_j < min(s["biscale"].total_j, s["joulescale"].total_j)
     verdict = slo_holding(result)
@@ -106,8 +94,5 @@ def test_the_verdict_names_the_cheapest_policy_that_holds_the_slo() -> None:
     line = slo_verdict(result)
     assert f"the least energy is {holding[0]}'s" in line
     assert "below it: static-best (" in line
-    assert to_json(result)["slo_holding"] == {
-        "floor": 0.995 - SLO_TOLERANCE_POINTS / 100.0,
-        "by_energy": holding,
-        "below_floor": short,
-    }
+    assert to_json(result)["slo_holding"] == {"floor": 0.995 - SLO_TOLERANCE_POINTS / 100.0, "by_energy": holding,
+                                              "below_floor": short}

@@ -57,10 +57,8 @@ def test_energy_is_booked_at_the_old_clock_before_the_settle_and_the_new_one_aft
     assert gpu.time_at_clock_s[990] == pytest.approx(head_s, rel=1e-12)
     assert gpu.time_at_clock_s[1980] == pytest.approx(tail_s, rel=1e-12)
     assert gpu.busy_s == pytest.approx(gpu.end_s, rel=1e-12)
-    expected_j = p.tensor_parallel_size * (
-        physics.busy_power_watts(p, "prefill", 990) * head_s
-        + physics.busy_power_watts(p, "prefill", 1980) * tail_s
-    )
+    expected_j = p.tensor_parallel_size * (physics.busy_power_watts(p, "prefill", 990) * head_s
+                                           + physics.busy_power_watts(p, "prefill", 1980) * tail_s)
     assert gpu.busy_energy_j == pytest.approx(expected_j, rel=1e-12)
 
 
@@ -74,8 +72,7 @@ def test_cancelling_a_clock_before_it_settles_leaves_the_iteration_at_the_old_cl
     assert gpu.end_s == pytest.approx(_latency_s(1980), rel=1e-12)
     assert gpu.time_at_clock_s[990] == pytest.approx(0.0, abs=1e-12)
     assert gpu.busy_energy_j == pytest.approx(
-        p.tensor_parallel_size * physics.busy_power_watts(p, "prefill", 1980) * _latency_s(1980), rel=1e-12
-    )
+        p.tensor_parallel_size * physics.busy_power_watts(p, "prefill", 1980) * _latency_s(1980), rel=1e-12)
 
 
 def test_a_clock_that_settles_after_the_iteration_does_not_move_it() -> None:

@@ -135,6 +135,5 @@ def test_a_power_cap_slows_prefill_at_the_top_clock_but_not_decode() -> None:
     cap = simulate(window, small_cluster().__class__(capped, 2, 1), fixed_control(1980, 1980))
     assert sum(p.gpu.busy_s for p in cap.prefill) > 1.2 * sum(p.gpu.busy_s for p in free.prefill)
     assert max(p.gpu.busy_energy_j / p.gpu.busy_s for p in cap.prefill) <= 4 * 490.0 + 1e-6
-    assert [len(d.iteration_log) for d in cap.decode] == pytest.approx(
-        [len(d.iteration_log) for d in free.decode], rel=0.05
-    )
+    assert [len(d.iteration_log) for d in cap.decode] == pytest.approx([len(d.iteration_log) for d in free.decode],
+                                                                        rel=0.05)
