@@ -35,6 +35,8 @@ class ParseLimits:
     max_label_value_chars: int = 4096
     max_labels: int = 64
     """Labels of one series; duplicates of a label name are refused."""
+    max_samples: int = 50_000
+    """Sample lines of one page (a real page holds about a thousand); more refuse the page."""
     chunk_chars: int = 256 * 1024
     """The regex pass runs over chunks of about this size, so no single C call runs long."""
 

@@ -250,12 +250,16 @@ def parse_page(
         if len(found) != _sample_line_count(chunk):
             _diagnose(chunk)  # raises for a bad line; blank lines with spaces alone fall through
         matches += found
+        if len(matches) > limits.max_samples:
+            raise MetricsLimitError(f"the metrics page holds more than {limits.max_samples} samples")
     matches, over, more_tainted = _drop_overruns(matches, limits)
     skipped, tainted = skipped + over, tainted | more_tainted
     if deadline is not None:
         deadline()
     samples: dict[str, list[tuple[str, str]]] = {}
-    for name, rows in groupby(matches, key=_name_of):
+    for group, (name, rows) in enumerate(groupby(matches, key=_name_of)):
+        if deadline is not None and group % 4096 == 4095:
+            deadline()
         existing = samples.get(name)
         if existing is None:
             samples[name] = [(raw, value) for _, raw, value in rows]

@@ -224,9 +224,17 @@ def test_a_page_over_its_time_budget_is_refused_as_a_limit() -> None:
 def test_a_large_page_is_parsed_in_chunks_and_the_deadline_is_checked_between_them() -> None:
     clock = StepClock(0.0)
     reader = PageReader(adapter_for("vllm"), budget_s=1.0, clock=clock)
-    big = VLLM_SAMPLE.read_text() + "".join(f'noise{{i="{i}"}} {i}\n' for i in range(100_000))
+    pad = "p" * 40
+    big = VLLM_SAMPLE.read_text() + "".join(f'noise{{i="{i}",pad="{pad}"}} {i}\n' for i in range(40_000))
     assert reader.read(big).sample.running_requests == 4
+    assert len(big) > 5 * DEFAULT_LIMITS.chunk_chars
     assert clock.reads > len(big) // DEFAULT_LIMITS.chunk_chars
+
+
+def test_a_page_of_more_samples_than_the_limit_is_refused_before_they_are_grouped() -> None:
+    many = "".join(f"f{i} 1\n" for i in range(DEFAULT_LIMITS.max_samples + 1))
+    with pytest.raises(MetricsLimitError, match="samples"):
+        parse_page(many)
 
 
 def test_a_parser_bug_is_mapped_to_a_format_error_at_the_reader() -> None:
