@@ -420,3 +420,32 @@ async def test_reading_a_hostile_4mb_page_does_not_block_the_event_loop(
     assert max(lags) < 0.1, max(lags)
     assert (rig.value("joulescale_scrape_errors_total", kind="limit", **POD) or 0) >= 4
     await rig.scraper.close()
+
+
+async def test_a_redirect_is_not_followed_and_counts_as_unavailable(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    """The engine must not send the privileged agent to another address."""
+    rig = Rig(tmp_path, server)
+    server.mode = "redirect"
+    async with running(rig.loop()):
+        await eventually(
+            lambda: (rig.value("joulescale_scrape_errors_total", kind="unavailable", **POD) or 0) >= 3
+        )
+        assert rig.backend.locked_mhz("GPU-a") is None
+    assert server.elsewhere_hits == 0
+    await rig.scraper.close()
+
+
+async def test_pages_that_fail_differently_every_tick_log_a_line_per_period_not_per_tick(
+    tmp_path: Path, server: MetricsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(tmp_path, server)
+    server.pages = lambda good: good.replace(" 0.1\n", f" x{server.hits}\n")  # a new bad value each time
+    async with running(rig.loop()):
+        await eventually(
+            lambda: (rig.value("joulescale_scrape_errors_total", kind="format", **POD) or 0) >= 20
+        )
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "non-numeric" in r.getMessage()]
+    assert len(warnings) == 1
+    await rig.scraper.close()

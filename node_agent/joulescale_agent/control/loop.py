@@ -31,6 +31,9 @@ from joulescale_agent.safety.actuator import ClockActuator
 
 log = logging.getLogger(__name__)
 
+ERROR_LOG_EVERY_S = 10.0
+"""A streak of metrics errors that differ from tick to tick logs one line per this period."""
+
 Fetch = Callable[[str], Awaitable[str | bytes]]
 # Throttling explains a read-back below the lock: the GPU may run slower, never faster.
 _EXPLAINS_LOWER = (
@@ -76,6 +79,8 @@ class InstanceLoop:
         self._relock_at_s: float | None = None
         self._backoff_s = 0.0
         self.last_error: str | None = None
+        self._error_log_due_s = 0.0
+        self._errors_unlogged = 0
 
     def update_policy(self, policy: InstancePolicy) -> None:
         """A new plan or SLO: rebuild the brain, keep the loop (no restart, no reset)."""
@@ -255,9 +260,15 @@ class InstanceLoop:
         else:
             kind = "limit" if isinstance(error, errors.MetricsLimitError) else "format"
         self._metrics.scrape_errors.labels(*self.instance.labels, kind).inc()
-        if str(error) != self.last_error:
-            log.warning("%s: %s", self.instance.key, error)
-        self.last_error = str(error)
+        message = str(error)
+        if message != self.last_error and (self.last_error is None or now_s >= self._error_log_due_s):
+            more = f" ({self._errors_unlogged} more not logged)" if self._errors_unlogged else ""
+            log.warning("%s: %s%s", self.instance.key, message, more)
+            self._error_log_due_s = now_s + ERROR_LOG_EVERY_S
+            self._errors_unlogged = 0
+        else:
+            self._errors_unlogged += 1
+        self.last_error = message
         if not self.failsafe and now_s - self._last_ok_s >= self._settings.stale_after_s:
             log.error(
                 "%s: no fresh metrics for %.1f s; releasing clock locks",

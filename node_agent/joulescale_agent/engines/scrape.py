@@ -2,8 +2,9 @@
 
 The page comes from a tenant's engine, so the read is bounded: the total timeout, at most
 ``max_page_bytes`` (a larger declared length is refused before reading a byte), no compressed
-transfer (a small gzip body could expand without bound). The bytes are returned undecoded:
-decoding and parsing run off the event loop (engines.reader).
+transfer (a small gzip body could expand without bound), no redirect (the engine must not send
+the privileged agent to another address). The bytes are returned undecoded: decoding and
+parsing run off the event loop (engines.reader).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Scraper:
             )
         limit = self._max_page_bytes
         try:
-            async with self._session.get(url) as response:
+            async with self._session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise MetricsUnavailableError(f"{url} answered HTTP {response.status}")
                 if response.content_length is not None and response.content_length > limit:
@@ -47,7 +48,7 @@ class Scraper:
                     chunks.append(chunk)
         except TimeoutError:
             raise MetricsUnavailableError(f"{url} timed out") from None
-        except aiohttp.ClientError as error:
+        except (aiohttp.ClientError, OSError, ValueError) as error:
             raise MetricsUnavailableError(f"{url}: {error.__class__.__name__}: {error}") from error
         return b"".join(chunks)
 
