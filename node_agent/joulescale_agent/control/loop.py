@@ -128,15 +128,7 @@ class InstanceLoop:
         next_s = self._clock()
         try:
             while True:
-                try:
-                    await self.tick()
-                except errors.GpuError as error:
-                    log.error("%s: GPU error, releasing locks: %s", self.instance.key, error)
-                    self._fail_safe_release(self._clock())
-                except Exception:
-                    # A bug in a policy must not leave a clock locked, nor stop the node's loop.
-                    log.exception("%s: unexpected error; releasing locks", self.instance.key)
-                    self._fail_safe_release(self._clock())
+                await self.step()
                 next_s += period_s
                 delay_s = next_s - self._clock()
                 if delay_s < 0:  # fell behind: skip the missed ticks instead of bursting
@@ -145,6 +137,18 @@ class InstanceLoop:
                 await asyncio.sleep(delay_s)
         finally:
             self.release()
+
+    async def step(self) -> None:
+        """One tick; whatever goes wrong releases the locks (with the back-off) and the loop goes on."""
+        try:
+            await self.tick()
+        except errors.GpuError as error:
+            log.error("%s: GPU error, releasing locks: %s", self.instance.key, error)
+            self._fail_safe_release(self._clock())
+        except Exception:
+            # A bug in a policy must not leave a clock locked, nor stop the node's loop.
+            log.exception("%s: unexpected error; releasing locks", self.instance.key)
+            self._fail_safe_release(self._clock())
 
     async def tick(self) -> None:
         started_s = self._clock()
