@@ -78,6 +78,7 @@ class InstanceLoop:
         self._readback_tries = 0
         self._relock_at_s: float | None = None
         self._backoff_s = 0.0
+        self._backoff_shown = False
         self.last_error: str | None = None
         self._error_log_due_s = 0.0
         self._errors_unlogged = 0
@@ -112,6 +113,7 @@ class InstanceLoop:
         self._backoff_s = min(self._backoff_s * 2, s.relock_backoff_max_s) if recent else s.relock_backoff_s
         self._relock_at_s = now_s + self._backoff_s
         self._metrics.relock_backoff.labels(*self.instance.labels).set(self._backoff_s)
+        self._backoff_shown = True
         self.release()
 
     def _backing_off(self, now_s: float) -> bool:
@@ -120,7 +122,9 @@ class InstanceLoop:
             return False
         if now_s < self._relock_at_s:
             return True
-        self._metrics.relock_backoff.labels(*self.instance.labels).set(0)
+        if self._backoff_shown:
+            self._backoff_shown = False
+            self._metrics.relock_backoff.labels(*self.instance.labels).set(0)
         return False
 
     async def run(self) -> None:
@@ -176,7 +180,8 @@ class InstanceLoop:
         observation = self._builder.build(sample, now_s, applied_mhz)
         reason, target_mhz = self._brain.decide(observation)
         self._metrics.decisions.labels(*self.instance.labels, reason.value).inc()
-        if target_mhz is not None and not self._backing_off(now_s):
+        backing_off = self._backing_off(now_s)
+        if target_mhz is not None and not backing_off:
             self._apply(target_mhz, now_s)
         self._metrics.decision_time.labels(*self.instance.labels).observe(self._clock() - now_s)
         self._after_change(now_s)
@@ -243,10 +248,14 @@ class InstanceLoop:
             log.debug(
                 "%s: %s, locked %d MHz; re-applying", self.instance.key, ", ".join(mismatched), locked_mhz
             )
-            allowed = allowed_clocks_mhz(self._supported, self.policy.bounds)
-            if self._actuator.lock(self.instance.gpus, locked_mhz, allowed):
-                self._readback_due_s = now_s + self._settings.readback_after_s
-            return
+            try:
+                allowed = allowed_clocks_mhz(self._supported, self.policy.bounds)
+            except ValueError:
+                allowed = ()
+            if locked_mhz in allowed:  # the bounds may have changed since the lock
+                if self._actuator.lock(self.instance.gpus, locked_mhz, allowed):
+                    self._readback_due_s = now_s + self._settings.readback_after_s
+                return
         log.error(
             "%s: %s after %d re-applies of %d MHz; releasing the group's clocks",
             self.instance.key,
