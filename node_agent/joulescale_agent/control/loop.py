@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from joulescale.control.clocks import allowed_clocks_mhz
 from joulescale_agent import errors
 from joulescale_agent.clock import Clock
+from joulescale_agent.control.backoff import RelockBackoff
 from joulescale_agent.control.brain import Brain, BrainFactory
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.engines.adapters import adapter_for
@@ -76,8 +77,7 @@ class InstanceLoop:
         self._readback_due_s: float | None = None
         self._telemetry_due_s = 0.0
         self._readback_tries = 0
-        self._relock_at_s: float | None = None
-        self._backoff_s = 0.0
+        self._backoff = RelockBackoff(settings.relock_backoff_s, settings.relock_backoff_max_s)
         self._backoff_shown = False
         self.last_error: str | None = None
         self._error_log_due_s = 0.0
@@ -103,24 +103,18 @@ class InstanceLoop:
             self._metrics.target_clock.labels(gpu, *self.instance.labels).set(0)
 
     def _fail_safe_release(self, now_s: float) -> None:
-        """Release now and, if a clock was locked, keep the clocks unlocked for a back-off that
-        doubles while releases keep coming within ``relock_backoff_max_s`` of the last one's end."""
-        s = self._settings
-        if self.locked_mhz is None:  # nothing changes now, so nothing can flap
-            self.release()
-            return
-        recent = self._relock_at_s is not None and now_s - self._relock_at_s < s.relock_backoff_max_s
-        self._backoff_s = min(self._backoff_s * 2, s.relock_backoff_max_s) if recent else s.relock_backoff_s
-        self._relock_at_s = now_s + self._backoff_s
-        self._metrics.relock_backoff.labels(*self.instance.labels).set(self._backoff_s)
-        self._backoff_shown = True
+        """Release now and, if a clock was locked, start the re-lock back-off (control.backoff)."""
+        if self.locked_mhz is not None:  # when nothing was locked, nothing changes, nothing flaps
+            backoff_s = self._backoff.released(now_s)
+            self._metrics.relock_backoff.labels(*self.instance.labels).set(backoff_s)
+            self._backoff_shown = True
         self.release()
 
     def _backing_off(self, now_s: float) -> bool:
         """True while a lock must wait for the back-off after a fail-safe release."""
-        if self._relock_at_s is None or self.locked_mhz is not None:
+        if self.locked_mhz is not None:
             return False
-        if now_s < self._relock_at_s:
+        if self._backoff.holds(now_s):
             return True
         if self._backoff_shown:
             self._backoff_shown = False
