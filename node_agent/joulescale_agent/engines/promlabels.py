@@ -71,15 +71,22 @@ def parse_labels(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> dict[str, st
     return labels
 
 
+LabelKey = tuple[tuple[str, str], ...]
+"""A series' labels in name order: two texts of one series have the same key."""
+
+
+def _key(raw: str, limits: ParseLimits) -> LabelKey:
+    return tuple(sorted(parse_labels(raw, limits).items()))
+
+
 @functools.lru_cache(maxsize=4096)
-def _checked_default(raw: str) -> None:
-    parse_labels(raw, DEFAULT_LIMITS)
+def _key_default(raw: str) -> LabelKey:
+    return _key(raw, DEFAULT_LIMITS)
 
 
-def check_labels(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> None:
-    """Raise unless ``raw`` is a well-formed label set within the limits. An engine repeats the
-    same label texts on every page, so short ones are remembered once checked."""
+def label_key(raw: str, limits: ParseLimits = DEFAULT_LIMITS) -> LabelKey:
+    """The series' key; raises unless ``raw`` is a well-formed label set within the limits. An
+    engine repeats the same label texts on every page, so short ones are remembered."""
     if limits is DEFAULT_LIMITS and len(raw) <= 512:
-        _checked_default(raw)
-    else:
-        parse_labels(raw, limits)
+        return _key_default(raw)
+    return _key(raw, limits)

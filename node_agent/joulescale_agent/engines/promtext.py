@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import compress, groupby
 from operator import itemgetter
 
-from joulescale_agent.engines.promlabels import DEFAULT_LIMITS, ParseLimits, check_labels, parse_labels
+from joulescale_agent.engines.promlabels import DEFAULT_LIMITS, ParseLimits, label_key, parse_labels
 from joulescale_agent.errors import MetricsFormatError, MetricsLimitError
 
 __all__ = [
@@ -100,10 +100,8 @@ class MetricsPage:
         rows = self.samples.get(name)
         if rows is None or name in self._checked:
             return rows
-        for raw, _ in rows:
-            if raw:
-                check_labels(raw, self.limits)
-        if len(rows) > 1 and len({raw for raw, _ in rows}) != len(rows):
+        keys = {label_key(raw, self.limits) if raw else () for raw, _ in rows}
+        if len(keys) != len(rows):
             raise MetricsFormatError(f"{name} holds the same series twice")
         self._checked.add(name)
         return rows
@@ -189,7 +187,7 @@ def _drop_overruns(
         try:
             if len(match[1]) > limits.max_line_chars:
                 raise MetricsLimitError("label text over the line limit")
-            check_labels(match[1], limits)
+            label_key(match[1], limits)
         except MetricsLimitError:
             over.add(match)
         except MetricsFormatError:

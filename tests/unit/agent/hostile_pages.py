@@ -57,6 +57,13 @@ def _drop(base: str, line_start: str) -> str:
     return out
 
 
+def _reordered(line: str) -> str:
+    """The same series with its labels in reverse order."""
+    head, rest = line.split("{", 1)
+    labels, tail = rest.rsplit("}", 1)
+    return head + "{" + ",".join(reversed(labels.split(","))) + "}" + tail
+
+
 def _labels(base: str, line_start: str, extra: str) -> str:
     """Add label text after the opening brace of the first line starting with ``line_start``."""
     out, n = re.subn(rf"^({line_start})", lambda m: m.group(1) + extra, base, count=1, flags=re.M)
@@ -95,6 +102,7 @@ def _per_engine(engine: str) -> list[tuple[str, str | bytes]]:
         ("missing waiting", _drop(base, wait)),
         ("page of the other engine", BASES[other]),
         ("duplicate series", base + _line(base, run) + "\n"),
+        ("duplicate series, labels reordered", base + _reordered(_line(base, run)) + "\n"),
         ("histogram count NaN", _value(base, rf"{itl}_count\{{", "NaN")),
         ("histogram sum negative", _value(base, rf"{itl}_sum\{{", "-5")),
         ("histogram buckets non-monotonic", _value(base, bucket, "1e12")),
