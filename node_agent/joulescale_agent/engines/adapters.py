@@ -63,6 +63,20 @@ MAX_REQUESTS = 1_000_000
 """Running or waiting requests of one engine instance beyond any real batch or queue."""
 
 
+GAUGE, COUNTER, HISTOGRAM = "gauge", "counter", "histogram"
+_UNTYPED = {None, "untyped", "unknown"}
+
+
+def _check_type(page: MetricsPage, name: str, kind: str) -> None:
+    """Refuse a family the page declares as another type than the one it is read as (a counter
+    may be declared under its name without ``_total``, as OpenMetrics does)."""
+    declared = page.declared.get(name)
+    if declared is None and kind == COUNTER and name.endswith("_total"):
+        declared = page.declared.get(name.removesuffix("_total"))
+    if declared is not None and declared not in _UNTYPED and declared != kind:
+        raise MetricsFormatError(f"{name} is declared a {declared[:20]}, read as a {kind}")
+
+
 def _finite(name: str, value: float) -> float:
     """A usable gauge or counter value: finite, not negative, not absurdly large."""
     if not 0.0 <= value <= MAX_VALUE:  # False for NaN too
@@ -94,10 +108,13 @@ class ChainAdapter:
         self.name = name
         self._chains = chains
 
-    def _value(self, page: MetricsPage, names: tuple[str, ...], required: bool = False) -> float | None:
+    def _value(
+        self, page: MetricsPage, names: tuple[str, ...], kind: str, required: bool = False
+    ) -> float | None:
         for name in names:
             value = page.total(name, self._chains.where)
             if value is not None:
+                _check_type(page, name, kind)
                 return _finite(name, value)
         if required:
             raise MetricsFormatError(f"{self.name} page lacks every one of {', '.join(names)}")
@@ -107,6 +124,7 @@ class ChainAdapter:
         for name in names:
             histogram = page.histogram(name, self._chains.where)
             if histogram is not None:
+                _check_type(page, name, HISTOGRAM)
                 return _checked(name, histogram)
         return None
 
@@ -115,13 +133,13 @@ class ChainAdapter:
 
     def sample(self, page: MetricsPage) -> EngineSample:
         c = self._chains
-        running = self._value(page, c.running, required=True)
-        waiting = self._value(page, c.waiting, required=True)
+        running = self._value(page, c.running, GAUGE, required=True)
+        waiting = self._value(page, c.waiting, GAUGE, required=True)
         assert running is not None
         assert waiting is not None
         if running > MAX_REQUESTS or waiting > MAX_REQUESTS:
             raise MetricsFormatError(f"{running} running / {waiting} waiting requests is beyond any engine")
-        kv_usage = self._value(page, c.kv_usage)
+        kv_usage = self._value(page, c.kv_usage, GAUGE)
         if kv_usage is not None and kv_usage > 1.0:
             raise MetricsFormatError(f"KV cache usage {kv_usage} is above 1")
         iterations = self._histogram(page, c.iteration_histogram)
@@ -130,9 +148,9 @@ class ChainAdapter:
             waiting_requests=int(waiting),
             kv_cache_usage=kv_usage,
             kv_capacity_tokens=self.kv_capacity_tokens(page),
-            prompt_tokens_total=self._value(page, c.prompt_tokens),
-            generation_tokens_total=self._value(page, c.generation_tokens),
-            preemptions_total=self._value(page, c.preemptions),
+            prompt_tokens_total=self._value(page, c.prompt_tokens, COUNTER),
+            generation_tokens_total=self._value(page, c.generation_tokens, COUNTER),
+            preemptions_total=self._value(page, c.preemptions, COUNTER),
             iterations_total=iterations.count if iterations is not None else None,
             ttft=self._histogram(page, c.ttft_histogram),
             inter_token_latency=self._histogram(page, c.itl_histogram),

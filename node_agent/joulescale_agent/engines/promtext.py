@@ -34,6 +34,8 @@ __all__ = [
 _LE = re.compile(r'(?:^|,)[ \t]*le="([^"\\]*)"')
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)", re.M)
 _TYPE = re.compile(r"^# TYPE (\S+) (\S+)", re.M)
+_TYPE_LINE = re.compile(r"\n# TYPE (\S+) (\S+)")  # a literal prefix: ten times faster than ^ with re.M
+_TYPE_FIRST = re.compile(r"# TYPE (\S+) (\S+)")
 _LEADING_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _name_of = itemgetter(0)
 _labels_of = itemgetter(1)
@@ -78,13 +80,15 @@ class MetricsPage:
     """Samples by name; each is a list of (raw label text, value text).
 
     ``skipped`` counts lines left out for a limit; ``tainted`` names the families that lost a
-    line that way, which can no longer be read (a partial sum would be a wrong answer).
+    line that way, which can no longer be read (a partial sum would be a wrong answer);
+    ``declared`` holds the page's ``# TYPE`` lines.
     """
 
     samples: dict[str, list[tuple[str, str]]]
     limits: ParseLimits = DEFAULT_LIMITS
     skipped: int = 0
     tainted: frozenset[str] = frozenset()
+    declared: dict[str, str] = field(default_factory=dict)
     _checked: set[str] = field(default_factory=set)
 
     def has(self, name: str) -> bool:
@@ -241,9 +245,14 @@ def parse_page(
             lines, skipped, tainted = _drop_long_lines(lines, limits)
         chunks = _chunks(lines, limits.chunk_chars)
     matches: list[tuple[str, str, str]] = []
+    declared: dict[str, str] = {}
     for chunk in chunks:
         if deadline is not None:
             deadline()
+        first = _TYPE_FIRST.match(chunk)
+        if first is not None:
+            declared[first.group(1)] = first.group(2)
+        declared.update(_TYPE_LINE.findall(chunk))
         found = _SAMPLE.findall(chunk)
         if len(found) != _sample_line_count(chunk):
             _diagnose(chunk)  # raises for a bad line; blank lines with spaces alone fall through
@@ -267,4 +276,4 @@ def parse_page(
         skipped += len(samples.pop(name))
     if not samples:
         raise MetricsFormatError("the metrics page holds no samples")
-    return MetricsPage(samples, limits, skipped, frozenset(tainted))
+    return MetricsPage(samples, limits, skipped, frozenset(tainted), declared)

@@ -57,6 +57,14 @@ def _drop(base: str, line_start: str) -> str:
     return out
 
 
+def _retype(base: str, line_start: str, kind: str) -> str:
+    """``base`` with the ``# TYPE`` line of the family of ``line_start`` declaring ``kind``."""
+    name = re.sub(r"(_count|_sum|_bucket)?(\\\{)?$", "", line_start).replace("\\", "")
+    out, n = re.subn(rf"^# TYPE {re.escape(name)} \S+$", f"# TYPE {name} {kind}", base, flags=re.M)
+    assert n == 1, name
+    return out
+
+
 def _reordered(line: str) -> str:
     """The same series with its labels in reverse order."""
     head, rest = line.split("{", 1)
@@ -101,6 +109,9 @@ def _per_engine(engine: str) -> list[tuple[str, str | bytes]]:
         ("missing running", _drop(base, run)),
         ("missing waiting", _drop(base, wait)),
         ("page of the other engine", BASES[other]),
+        ("running declared a histogram", _retype(base, run, "histogram")),
+        ("token counter declared a gauge", _retype(base, tokens, "gauge")),
+        ("latency histogram declared a counter", _retype(base, itl + "_count", "counter")),
         ("duplicate series", base + _line(base, run) + "\n"),
         ("duplicate series, labels reordered", base + _reordered(_line(base, run)) + "\n"),
         ("histogram count NaN", _value(base, rf"{itl}_count\{{", "NaN")),
