@@ -417,7 +417,9 @@ async def test_reading_a_hostile_4mb_page_does_not_block_the_event_loop(
     watch.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watch
-    assert max(lags) < 0.1, max(lags)
+    # Parsing this page on the loop (12572d6) stalls it 0.45 s on an idle machine, over 1 s on a
+    # busy one; off the loop the lag stays at scheduler noise (about 10 ms idle, < 0.15 s busy).
+    assert max(lags) < 0.25, max(lags)
     assert (rig.value("joulescale_scrape_errors_total", kind="limit", **POD) or 0) >= 4
     await rig.scraper.close()
 
