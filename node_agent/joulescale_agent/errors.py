@@ -51,3 +51,7 @@ class MetricsUnavailableError(MetricsError):
 
 class MetricsFormatError(MetricsError):
     """The page is not a usable Prometheus text exposition (HTML, truncated, NaN, missing families)."""
+
+
+class MetricsLimitError(MetricsFormatError):
+    """The page, a line or a label is over the parse limits, or parsing it is over its time budget."""

@@ -103,7 +103,35 @@ class AgentMetrics:
             registry=r,
         )
         self.scrape_errors = prometheus_client.Counter(
-            "joulescale_scrape_errors", "Failed metric scrapes by kind.", (*POD_LABELS, "kind"), registry=r
+            "joulescale_scrape_errors",
+            "Failed metric scrapes by kind: unavailable, format, limit (size, label or time budget).",
+            (*POD_LABELS, "kind"),
+            registry=r,
+        )
+        self.lines_skipped = prometheus_client.Counter(
+            "joulescale_metrics_lines_skipped",
+            "Lines of engine /metrics pages skipped for exceeding the parse limits.",
+            POD_LABELS,
+            registry=r,
+        )
+        self.parse_time = prometheus_client.Histogram(
+            "joulescale_metrics_parse_seconds",
+            "Time to read one engine /metrics page (decode, parse, adapt), off the event loop.",
+            POD_LABELS,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.readback_releases = prometheus_client.Counter(
+            "joulescale_clock_readback_releases",
+            "Groups released because a read-back still disagreed with the lock after the retries.",
+            POD_LABELS,
+            registry=r,
+        )
+        self.relock_backoff = prometheus_client.Gauge(
+            "joulescale_relock_backoff_seconds",
+            "Back-off after a fail-safe release before a clock is locked again (0: none pending).",
+            POD_LABELS,
+            registry=r,
         )
         self.read_only = prometheus_client.Gauge(
             "joulescale_read_only",

@@ -4,6 +4,7 @@ scripted brain factory."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -31,11 +32,14 @@ class MetricsServer:
     """Serves a vLLM-like page on 127.0.0.1; ``mode`` switches to bad behaviour on the fly."""
 
     def __init__(self) -> None:
-        self.mode = "ok"  # ok | html | http500 | slow | truncated
+        self.mode = "ok"  # ok | html | http500 | slow | truncated | redirect
+        self.pages: Callable[[str], str | bytes] | None = None
+        """When set, serves what it returns for the good page (a hostile page, say)."""
         self.running = 4
         self.waiting = 0
         self.tokens = 0
         self.hits = 0
+        self.elsewhere_hits = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -47,15 +51,25 @@ class MetricsServer:
             return web.Response(text="<html><body>upstream error</body></html>", content_type="text/html")
         if self.mode == "http500":
             return web.Response(status=500, text="boom")
+        if self.mode == "redirect":
+            raise web.HTTPFound("/elsewhere")
         if self.mode == "slow":
             await asyncio.sleep(2.0)
         if self.mode == "truncated":
             page = page[:-7]
+        if self.pages is not None:
+            body = self.pages(page)
+            return web.Response(body=body.encode() if isinstance(body, str) else body)
         return web.Response(text=page)
+
+    async def _elsewhere(self, _: web.Request) -> web.Response:
+        self.elsewhere_hits += 1
+        return web.Response(text=PAGE.format(running=1, waiting=0, tokens=0))
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
+        app.router.add_get("/elsewhere", self._elsewhere)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

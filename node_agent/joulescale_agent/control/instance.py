@@ -64,6 +64,17 @@ class LoopSettings:
     """Wait this long after a clock change before checking the read-back (settle time + margin)."""
     telemetry_every_s: float = 0.5
     """Power and energy are read this often (NVML updates them every 20-100 ms)."""
+    parse_budget_s: float = 0.1
+    """Reading one page (decode, parse, adapt; off the event loop) may take this long; a page
+    over budget counts as unreadable. A real 40 KB page takes about 0.5 ms."""
+    readback_retries: int = 2
+    """A read-back that disagrees with the lock re-applies the clock this many times (each after
+    ``readback_after_s``) before the group's clocks are released and the mismatch reported."""
+    relock_backoff_s: float = 1.0
+    """After a fail-safe release (stale or unreadable metrics, read-back mismatch, GPU error) no
+    clock is locked again for this long, so that no input flaps clocks faster than the hold."""
+    relock_backoff_max_s: float = 30.0
+    """The back-off doubles for each release that comes within this long of the last one's end."""
 
     @property
     def period_s(self) -> float:

@@ -2,7 +2,9 @@
 
 Each concept has a fallback chain of names, newest first (ENGINES.md), because engines rename
 metrics between versions. Running and waiting requests are required; the rest is optional and
-``None`` when no name of its chain is present.
+``None`` when no name of its chain is present. Every value is checked before it leaves: finite,
+not negative, below ``MAX_VALUE``; histograms cumulative and ending at ``+Inf``. A page that
+fails a check raises MetricsFormatError: a wrong observation is worse than none.
 """
 
 from __future__ import annotations
@@ -55,10 +57,48 @@ class EngineAdapter(Protocol):
     def sample(self, page: MetricsPage) -> EngineSample: ...
 
 
+MAX_VALUE = 2.0**53
+"""Above this a float no longer counts tokens exactly; no engine reaches it honestly."""
+MAX_REQUESTS = 1_000_000
+"""Running or waiting requests of one engine instance beyond any real batch or queue."""
+
+
+GAUGE, COUNTER, HISTOGRAM = "gauge", "counter", "histogram"
+_UNTYPED = {None, "untyped", "unknown"}
+
+
+def _check_type(page: MetricsPage, name: str, kind: str) -> None:
+    """Refuse a family the page declares as another type than the one it is read as (a counter
+    may be declared under its name without ``_total``, as OpenMetrics does)."""
+    declared = page.declared.get(name)
+    if declared is None and kind == COUNTER and name.endswith("_total"):
+        declared = page.declared.get(name.removesuffix("_total"))
+    if declared is not None and declared not in _UNTYPED and declared != kind:
+        raise MetricsFormatError(f"{name} is declared a {declared[:20]}, read as a {kind}")
+
+
 def _finite(name: str, value: float) -> float:
-    if math.isnan(value) or math.isinf(value):
-        raise MetricsFormatError(f"{name} is {value}")
+    """A usable gauge or counter value: finite, not negative, not absurdly large."""
+    if not 0.0 <= value <= MAX_VALUE:  # False for NaN too
+        raise MetricsFormatError(f"{name} is {value}, outside 0..{MAX_VALUE:.0f}")
     return value
+
+
+def _checked(name: str, histogram: Histogram) -> Histogram:
+    """Count and sum usable; buckets cumulative (non-decreasing by le) and ending at +Inf = count."""
+    _finite(f"{name}_count", histogram.count)
+    _finite(f"{name}_sum", histogram.sum)
+    if not histogram.buckets:
+        return histogram
+    previous = 0.0
+    for le in sorted(histogram.buckets):
+        cumulative = _finite(f"{name}_bucket", histogram.buckets[le])
+        if cumulative < previous:
+            raise MetricsFormatError(f"{name} buckets are not cumulative at le={le}")
+        previous = cumulative
+    if histogram.buckets.get(math.inf) != histogram.count:
+        raise MetricsFormatError(f"{name} lacks a +Inf bucket equal to its count")
+    return histogram
 
 
 class ChainAdapter:
@@ -68,10 +108,13 @@ class ChainAdapter:
         self.name = name
         self._chains = chains
 
-    def _value(self, page: MetricsPage, names: tuple[str, ...], required: bool = False) -> float | None:
+    def _value(
+        self, page: MetricsPage, names: tuple[str, ...], kind: str, required: bool = False
+    ) -> float | None:
         for name in names:
             value = page.total(name, self._chains.where)
             if value is not None:
+                _check_type(page, name, kind)
                 return _finite(name, value)
         if required:
             raise MetricsFormatError(f"{self.name} page lacks every one of {', '.join(names)}")
@@ -81,9 +124,8 @@ class ChainAdapter:
         for name in names:
             histogram = page.histogram(name, self._chains.where)
             if histogram is not None:
-                _finite(f"{name}_count", histogram.count)
-                _finite(f"{name}_sum", histogram.sum)
-                return histogram
+                _check_type(page, name, HISTOGRAM)
+                return _checked(name, histogram)
         return None
 
     def kv_capacity_tokens(self, page: MetricsPage) -> int | None:
@@ -91,19 +133,24 @@ class ChainAdapter:
 
     def sample(self, page: MetricsPage) -> EngineSample:
         c = self._chains
-        running = self._value(page, c.running, required=True)
-        waiting = self._value(page, c.waiting, required=True)
+        running = self._value(page, c.running, GAUGE, required=True)
+        waiting = self._value(page, c.waiting, GAUGE, required=True)
         assert running is not None
         assert waiting is not None
+        if running > MAX_REQUESTS or waiting > MAX_REQUESTS:
+            raise MetricsFormatError(f"{running} running / {waiting} waiting requests is beyond any engine")
+        kv_usage = self._value(page, c.kv_usage, GAUGE)
+        if kv_usage is not None and kv_usage > 1.0:
+            raise MetricsFormatError(f"KV cache usage {kv_usage} is above 1")
         iterations = self._histogram(page, c.iteration_histogram)
         return EngineSample(
             running_requests=int(running),
             waiting_requests=int(waiting),
-            kv_cache_usage=self._value(page, c.kv_usage),
+            kv_cache_usage=kv_usage,
             kv_capacity_tokens=self.kv_capacity_tokens(page),
-            prompt_tokens_total=self._value(page, c.prompt_tokens),
-            generation_tokens_total=self._value(page, c.generation_tokens),
-            preemptions_total=self._value(page, c.preemptions),
+            prompt_tokens_total=self._value(page, c.prompt_tokens, COUNTER),
+            generation_tokens_total=self._value(page, c.generation_tokens, COUNTER),
+            preemptions_total=self._value(page, c.preemptions, COUNTER),
             iterations_total=iterations.count if iterations is not None else None,
             ttft=self._histogram(page, c.ttft_histogram),
             inter_token_latency=self._histogram(page, c.itl_histogram),
@@ -133,11 +180,13 @@ class VllmAdapter(ChainAdapter):
         """KV capacity in tokens = num_gpu_blocks x block_size, summed over engines."""
         total = 0
         for labels, _ in page.series("vllm:cache_config_info"):
-            try:
-                total += int(labels["num_gpu_blocks"]) * int(labels["block_size"])
-            except (KeyError, ValueError):
-                continue
-        return total or None
+            blocks, size = labels.get("num_gpu_blocks", ""), labels.get("block_size", "")
+            if not (blocks.isascii() and blocks.isdigit() and size.isascii() and size.isdigit()):
+                continue  # absent or not a plain number (len checks keep int() cheap below)
+            if len(blocks) > 12 or len(size) > 12:
+                raise MetricsFormatError("vllm:cache_config_info holds an absurd KV cache size")
+            total += int(blocks) * int(size)
+        return total if 0 < total <= MAX_VALUE else None
 
 
 class SglangAdapter(ChainAdapter):
@@ -162,9 +211,13 @@ class SglangAdapter(ChainAdapter):
     def kv_capacity_tokens(self, page: MetricsPage) -> int | None:
         used = page.total("sglang:num_used_tokens", {"tp_rank": "0"})
         usage = page.total("sglang:token_usage", {"tp_rank": "0"})
-        if used is None or usage is None or not usage > 0:
+        if used is None or usage is None:
             return None
-        return round(used / usage)
+        _finite("sglang:num_used_tokens", used)
+        if not 0.0 < _finite("sglang:token_usage", usage) <= 1.0:
+            return None
+        capacity = used / usage
+        return round(capacity) if capacity <= MAX_VALUE else None
 
 
 ADAPTERS: dict[str, Callable[[], ChainAdapter]] = {"vllm": VllmAdapter, "sglang": SglangAdapter}

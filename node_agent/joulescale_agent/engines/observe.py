@@ -18,6 +18,11 @@ def _delta(now: float | None, before: float | None) -> int:
     return round(now - before)
 
 
+def _fraction(value: float | None) -> float:
+    """A usage in 0..1; absent, NaN or negative reads as 0 (the adapter refuses those anyway)."""
+    return min(value, 1.0) if value is not None and value >= 0.0 else 0.0
+
+
 def _hist_delta(now: Histogram | None, before: Histogram | None) -> Histogram | None:
     if now is None or before is None:
         return None
@@ -46,7 +51,7 @@ class ObservationBuilder:
         before = prev.sample if prev is not None else None
         itl = _hist_delta(sample.inter_token_latency, before.inter_token_latency if before else None)
         queue = _hist_delta(sample.queue_time, before.queue_time if before else None)
-        kv_usage = sample.kv_cache_usage or 0.0
+        kv_usage = _fraction(sample.kv_cache_usage)
         context_tokens = int(kv_usage * sample.kv_capacity_tokens) if sample.kv_capacity_tokens else 0
         observation = Observation(
             phase=self.phase,
@@ -54,7 +59,7 @@ class ObservationBuilder:
             sm_clock_mhz=sm_clock_mhz,
             running_requests=max(sample.running_requests, 0),
             waiting_requests=max(sample.waiting_requests, 0),
-            kv_cache_usage=min(max(kv_usage, 0.0), 1.0),
+            kv_cache_usage=kv_usage,
             context_tokens=context_tokens,
             prompt_tokens_delta=_delta(
                 sample.prompt_tokens_total, before.prompt_tokens_total if before else None

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from joulescale_agent.engines.adapters import EngineSample
+from joulescale.control import POLICY_NAMES
+from joulescale.control.observation import Phase
+from joulescale.control.policy import Slo
+from joulescale.profiles import load_profile
+from joulescale_agent.control.corebrain import CoreBrainFactory
+from joulescale_agent.control.instance import EngineInstance, InstancePolicy
+from joulescale_agent.engines.adapters import MAX_REQUESTS, MAX_VALUE, EngineSample
 from joulescale_agent.engines.observe import ObservationBuilder
 from joulescale_agent.engines.promtext import Histogram
 
@@ -67,3 +76,58 @@ def test_reset_forgets_the_baseline() -> None:
     obs = builder.build(replace(BASE, generation_tokens_total=9000.0), 20.0, 1980)
     assert obs.generation_tokens_delta == 0
     assert obs.interval_s == 0.0
+
+
+@pytest.mark.parametrize("usage", [float("nan"), float("inf"), -0.5, 1e300, 7.0])
+def test_an_out_of_range_kv_usage_never_breaks_the_builder(usage: float) -> None:
+    """The adapter refuses such pages; the builder still never raises nor overflows on one."""
+    sample = replace(BASE, kv_cache_usage=usage, kv_capacity_tokens=2**60)
+    obs = ObservationBuilder("decode").build(sample, 10.0, 1980)
+    assert 0.0 <= obs.kv_cache_usage <= 1.0
+    assert 0 <= obs.context_tokens <= 2**60
+
+
+# --- whatever the adapter lets through, every policy decides on it without raising ---
+
+PROFILE = "h100-sxm-llama-8b-tp1"
+SUPPORTED = load_profile(PROFILE).supported_sm_clocks_mhz
+values = st.sampled_from([0.0, 1.0, 1e-300, 12345.5, MAX_VALUE / 3, MAX_VALUE])
+histograms = st.none() | values.flatmap(lambda c: values.map(lambda s: Histogram(c, s, {math.inf: c})))
+samples = st.builds(
+    EngineSample,
+    running_requests=st.sampled_from([0, 1, 64, MAX_REQUESTS]),
+    waiting_requests=st.sampled_from([0, 3, MAX_REQUESTS]),
+    kv_cache_usage=st.none() | st.sampled_from([0.0, 0.5, 1.0]),
+    kv_capacity_tokens=st.none() | st.sampled_from([1, 448_000, int(MAX_VALUE)]),
+    prompt_tokens_total=st.none() | values,
+    generation_tokens_total=st.none() | values,
+    preemptions_total=st.none() | values,
+    iterations_total=st.none() | values,
+    ttft=histograms,
+    inter_token_latency=histograms,
+    queue_time=histograms,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    policy=st.sampled_from(POLICY_NAMES),
+    role=st.sampled_from(["decode", "prefill"]),
+    steps=st.lists(st.tuples(samples, st.sampled_from([0.0, 1e-9, 0.05, 10.0])), min_size=1, max_size=6),
+)
+def test_every_policy_decides_on_any_sample_within_the_adapters_ranges(
+    policy: str, role: Phase, steps: list[tuple[EngineSample, float]]
+) -> None:
+    instance = EngineInstance("ns", "pod", role, "vllm", "http://engine/metrics", ("GPU-0",))
+    brain = CoreBrainFactory().build(
+        instance, InstancePolicy(policy, Slo(ttft_ms=500, tpot_ms=50), PROFILE, None, 1005), SUPPORTED
+    )
+    if brain is None:
+        return
+    builder, now_s, clock_mhz = ObservationBuilder(role), 1000.0, SUPPORTED[-1]
+    for sample, dt_s in steps:
+        _, target = brain.decide(builder.build(sample, now_s, clock_mhz))
+        if target is not None:
+            assert target in SUPPORTED
+            clock_mhz = target
+        now_s += dt_s
