@@ -90,11 +90,15 @@ def test_with_watch_namespaces_only_roles_in_those_namespaces_grant_writes(crd_p
     watched = render(crd_plane, "operator.watchNamespaces={team-a,team-b}")
     assert cluster_wide_writes(watched) == {"js-operator": set(), "js-agent": set()}
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in of_kind(watched, "Role")}
-    assert set(roles) == {("team-a", "js-operator"), ("team-b", "js-operator")}
-    operator_cluster_wide = rules(component(cluster_wide, "ClusterRole", "operator"))
-    operator_cluster = rules(component(watched, "ClusterRole", "operator"))
-    for role in roles.values():
-        assert rules(role) | operator_cluster == operator_cluster_wide, "the same rights, split by scope"
+    assert set(roles) == {
+        (namespace, name) for namespace in ("team-a", "team-b") for name in ("js-operator", "js-agent-events")
+    }
+    for who in ("operator", "agent"):
+        whole = rules(component(cluster_wide, "ClusterRole", who))
+        kept = rules(component(watched, "ClusterRole", who))
+        for (_namespace, name), role in roles.items():
+            if name.startswith(f"js-{who}"):
+                assert rules(role) | kept == whole, f"the {who}'s rights, split by scope"
     args = component(watched, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
 
@@ -134,6 +138,12 @@ def test_with_watch_namespaces_only_roles_in_those_namespaces_grant_writes(crd_p
         assert not can("create", resource, "team-c"), resource
         assert not can("patch", resource, "team-c"), resource
     assert can("list", "customresourcedefinitions.apiextensions.k8s.io", "team-c")
+    agent = f"system:serviceaccount:{RELEASE_NAMESPACE}:js-agent"
+    for namespace, allowed in (("team-a", "yes"), ("team-c", "no")):
+        out = crd_plane.kubectl(
+            "auth", "can-i", "create", "events", f"--as={agent}", "-n", namespace, check=False
+        )
+        assert out.stdout.strip() == allowed, f"the agent's Events in {namespace}"
 
 
 def test_the_namespaced_kustomize_overlay_grants_what_the_chart_does(crd_plane: ControlPlane) -> None:
@@ -143,11 +153,27 @@ def test_the_namespaced_kustomize_overlay_grants_what_the_chart_does(crd_plane: 
     assert rules(component(overlay, "ClusterRole", "operator")) == rules(
         component(chart, "ClusterRole", "operator")
     )
-    (chart_role,) = of_kind(chart, "Role")
-    (overlay_role,) = of_kind(overlay, "Role")
-    assert overlay_role["metadata"]["namespace"] == chart_role["metadata"]["namespace"] == "llm-serving"
-    assert rules(overlay_role) == rules(chart_role)
-    (binding,) = of_kind(overlay, "RoleBinding")
+    assert rules(component(overlay, "ClusterRole", "agent")) == rules(
+        component(chart, "ClusterRole", "agent")
+    )
+    for who in ("operator", "agent"):
+        (chart_role,) = [
+            r for r in of_kind(chart, "Role") if r["metadata"]["labels"]["app.kubernetes.io/component"] == who
+        ]
+        (overlay_role,) = [
+            r
+            for r in of_kind(overlay, "Role")
+            if r["metadata"]["labels"]["app.kubernetes.io/component"] == who
+        ]
+        assert overlay_role["metadata"]["namespace"] == chart_role["metadata"]["namespace"] == "llm-serving"
+        assert rules(overlay_role) == rules(chart_role)
+    (agent_binding,) = [
+        b for b in of_kind(overlay, "RoleBinding") if b["roleRef"]["name"] == "joulescale-agent-events"
+    ]
+    assert agent_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "joulescale-agent", "namespace": RELEASE_NAMESPACE}
+    ]
+    (binding,) = [b for b in of_kind(overlay, "RoleBinding") if b["roleRef"]["name"] == "joulescale-operator"]
     assert binding["metadata"]["namespace"] == "llm-serving"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "joulescale-operator", "namespace": RELEASE_NAMESPACE}
