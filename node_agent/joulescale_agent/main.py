@@ -79,6 +79,21 @@ def _port(text: str) -> int:
     return value
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in [low, high], for retry counts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {text[:40]!r}")
+        return value
+
+    return parse
+
+
 def _log_level(text: str) -> str:
     level = {"WARN": "WARNING"}.get(text.upper(), text.upper())
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -145,7 +160,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scrape-hz", type=_number(*SCRAPE_HZ), default=20.0)
     p.add_argument("--scrape-timeout-s", type=_number(*DURATION_S), default=0.2)
     p.add_argument("--stale-after-s", type=_number(*DURATION_S), default=1.0)
-    p.add_argument("--readback-after-s", type=_number(*DURATION_S), default=0.2)
+    p.add_argument(
+        "--readback-after-s",
+        type=_number(*DURATION_S),
+        default=0.2,
+        help="wait before reading a new clock back (an H200 took 70-190 ms to settle)",
+    )
+    p.add_argument(
+        "--readback-retries",
+        type=_count(0, 10),
+        default=2,
+        help="re-apply a lock whose read-back disagrees this often before releasing the group",
+    )
+    p.add_argument(
+        "--parse-budget-s",
+        type=_number(*DURATION_S),
+        default=0.1,
+        help="time one engine page may take to read (off the event loop); slower pages are unreadable",
+    )
+    p.add_argument(
+        "--relock-backoff-s",
+        type=_number(*DURATION_S),
+        default=1.0,
+        help="no new lock for this long after a fail-safe release; doubles while releases repeat",
+    )
+    p.add_argument(
+        "--relock-backoff-max-s",
+        type=_number(*DURATION_S),
+        default=30.0,
+        help="the longest re-lock back-off",
+    )
     p.add_argument(
         "--min-hold-s",
         type=_number(*DURATION_S),
@@ -162,6 +206,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"argument --node-name: not a Kubernetes node name: {args.node_name[:60]!r}")
     if args.stale_after_s < 1.0 / args.scrape_hz:
         p.error("argument --stale-after-s: must be at least one scrape period (1 / --scrape-hz)")
+    if args.relock_backoff_max_s < args.relock_backoff_s:
+        p.error("argument --relock-backoff-max-s: must be at least --relock-backoff-s")
     # Files the agent reads whole or replaces: a device (/dev/zero) or a FIFO would hang it, or
     # be replaced by a root process; a missing file is fine (created, or "no instances").
     files = (
@@ -239,6 +285,10 @@ async def serve(args: argparse.Namespace) -> int:
         scrape_timeout_s=args.scrape_timeout_s,
         stale_after_s=args.stale_after_s,
         readback_after_s=args.readback_after_s,
+        parse_budget_s=args.parse_budget_s,
+        readback_retries=args.readback_retries,
+        relock_backoff_s=args.relock_backoff_s,
+        relock_backoff_max_s=args.relock_backoff_max_s,
     )
     state = StateFile(args.state_file)
     try:

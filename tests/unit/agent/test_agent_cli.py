@@ -11,7 +11,15 @@ import pytest
 from joulescale_agent.main import parse_args
 
 BASE = ["--backend", "simulated", "--sim-dir", "/nonexistent-sim", "--instances", "/nonexistent.json"]
-DURATIONS = ["--scrape-timeout-s", "--stale-after-s", "--readback-after-s", "--min-hold-s"]
+DURATIONS = [
+    "--scrape-timeout-s",
+    "--stale-after-s",
+    "--readback-after-s",
+    "--min-hold-s",
+    "--parse-budget-s",
+    "--relock-backoff-s",
+    "--relock-backoff-max-s",
+]
 
 HOSTILE: list[tuple[list[str], str]] = [
     *[
@@ -36,6 +44,8 @@ HOSTILE: list[tuple[list[str], str]] = [
     (["--scrape-hz", "1" * 10_000], "--scrape-hz"),
     (["--scrape-hz"], "--scrape-hz"),
     (["--no-such-flag"], "--no-such-flag"),
+    *[(["--readback-retries", v], "--readback-retries") for v in ("-1", "11", "1.5", "nan", "", "9" * 40)],
+    (["--relock-backoff-s", "5", "--relock-backoff-max-s", "2"], "--relock-backoff-max-s"),
 ]
 
 
@@ -89,3 +99,25 @@ def test_valid_arguments_parse_with_their_units(monkeypatch: pytest.MonkeyPatch)
     args = parse_args(["--node-name", "gpu-node-1.example", "--log-level", "debug"])
     assert (args.node_name, args.log_level, args.min_hold_s) == ("gpu-node-1.example", "DEBUG", None)
     assert math.isclose(args.scrape_hz, 20.0)
+
+
+def test_the_loop_settings_reach_the_loop_from_the_command_line() -> None:
+    args = parse_args(
+        [
+            *BASE,
+            "--readback-retries",
+            "0",
+            "--parse-budget-s",
+            "0.05",
+            "--relock-backoff-s",
+            "2",
+            "--relock-backoff-max-s",
+            "8",
+        ]
+    )
+    assert (args.readback_retries, args.parse_budget_s, args.relock_backoff_s, args.relock_backoff_max_s) == (
+        0,
+        0.05,
+        2.0,
+        8.0,
+    )
