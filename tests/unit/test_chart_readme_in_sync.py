@@ -17,7 +17,7 @@ def test_the_chart_readme_lists_every_value_as_the_schema_and_values_give_it() -
     current, wanted = chartdoc.render()
     assert current == wanted, "helm/joulescale/README.md is stale: run `make chart-docs`"
     values = yaml.safe_load((chartdoc.CHART / "values.yaml").read_text())
-    assert "| `agent.scrapeHz` | number | `20` |" in current
+    assert "| `agent.scrapeHz` | number or string | `20` |" in current
     assert "| `operator.imagePullSecrets` | list of object | `[]` |" in current
     assert f"| `agent.runtimeClassName` | string | `{json.dumps(values['agent']['runtimeClassName'])}` |" in (
         current
@@ -70,7 +70,7 @@ def test_check_fails_on_a_stale_table_and_the_writer_fixes_it(chart: Path) -> No
     (chart / "values.yaml").write_text(text)
     assert chartdoc.main(["--check", "--chart", str(chart)]) == 1
     assert chartdoc.main(["--chart", str(chart)]) == 0
-    assert "| `agent.scrapeHz` | number | `50` |" in (chart / "README.md").read_text()
+    assert "| `agent.scrapeHz` | number or string | `50` |" in (chart / "README.md").read_text()
     assert chartdoc.main(["--check", "--chart", str(chart)]) == 0
 
 
