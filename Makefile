@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_FLAGS ?=
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint crds provision cluster-up cluster-down bench clean
+.PHONY: help venv demo test test-unit test-integration test-e2e lint crds chart-docs provision cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo          run the digital twin comparison on the embedded default workload"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-unit     the fast pure tests only"
 	@echo "make lint          ruff, mypy (strict), import layering, CRD freshness"
 	@echo "make crds          regenerate crds/ (and the Helm chart's copy) from joulescale/api"
+	@echo "make chart-docs    rewrite the values table of helm/joulescale/README.md from its schema"
 	@echo "make cluster-up    start the local cluster in the background ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run every benchmark in bench/ (each prints one JSON document)"
@@ -37,10 +38,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m joulescale.api.crd --check crds
+	$(PY) -m e2e.harness.chartdoc --check
 
 crds: $(STAMP)
 	$(PY) -m joulescale.api.crd crds
 	cp crds/joulescale.io_*.yaml helm/joulescale/crds/
+
+chart-docs: $(STAMP)
+	$(PY) -m e2e.harness.chartdoc
 
 provision: $(STAMP)
 	$(PY) -m e2e.harness.provision

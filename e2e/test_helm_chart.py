@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -78,43 +77,3 @@ def test_the_chart_installs_and_its_agent_runs_on_every_gpu_node(cluster: Contro
     assert not can_i(cluster, agent, "update", "replicasets.apps", "default")
     assert not can_i(cluster, agent, "create", "deployments.apps", "default")
 
-
-def _by_kind_and_role(documents: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {
-        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-        for d in documents
-        if d and d["kind"] == kind and "app.kubernetes.io/component" in d["metadata"].get("labels", {})
-    }
-
-
-def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-
-
-def test_the_kustomize_base_grants_and_runs_what_the_chart_does(cluster: ControlPlane) -> None:
-    chart = list(
-        yaml.safe_load_all(cluster.helm("template", "js", str(CHART), "-n", "joulescale-system").stdout)
-    )
-    base = list(
-        yaml.safe_load_all(cluster.kubectl("kustomize", str(CHART.parents[1] / "manifests" / "base")).stdout)
-    )
-
-    chart_roles = _by_kind_and_role(chart, "ClusterRole")
-    base_roles = _by_kind_and_role(base, "ClusterRole")
-    for component in ("operator", "agent"):
-        assert _rules(chart_roles[component]) == _rules(base_roles[component]), component
-    chart_agent = _by_kind_and_role(chart, "DaemonSet")["agent"]["spec"]["template"]["spec"]
-    base_agent = _by_kind_and_role(base, "DaemonSet")["agent"]["spec"]["template"]["spec"]
-    assert chart_agent["containers"][0]["args"] == base_agent["containers"][0]["args"]
-    assert chart_agent["nodeSelector"] == base_agent["nodeSelector"]
-    assert chart_agent["tolerations"] == base_agent["tolerations"]
-    for key in ("runtimeClassName", "volumes"):
-        assert chart_agent[key] == base_agent[key], key
-    for key in ("securityContext", "env", "volumeMounts"):
-        assert chart_agent["containers"][0][key] == base_agent["containers"][0][key], key

@@ -208,11 +208,7 @@ def test_the_agent_runs_with_sys_admin_and_nothing_more(crd_plane: ControlPlane)
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts["/var/lib/kubelet/pod-resources"]["readOnly"] is True
         assert "/tmp" in mounts
-    chart_pod, base_pod = agent_pod(render(crd_plane)), agent_pod(kustomize(crd_plane, "base"))
-    for key in ("runtimeClassName", "volumes"):
-        assert chart_pod[key] == base_pod[key], key
-    for key in ("securityContext", "env", "volumeMounts", "args"):
-        assert chart_pod["containers"][0][key] == base_pod["containers"][0][key], key
+    # That the base's agent is the chart's, field for field: test_chart_kustomize_equivalence.py.
 
 
 def test_the_agent_pod_is_admitted_only_where_the_namespace_is_labelled_as_the_chart_says(
