@@ -30,5 +30,7 @@ class RolloutSpec(ApiModel):
     @model_validator(mode="after")
     def _can_progress(self) -> RolloutSpec:
         if self.max_surge == 0 and self.max_unavailable == 0:
-            raise ValueError("maxSurge and maxUnavailable cannot both be 0 (the rollout could never progress)")
+            raise ValueError(
+                "maxSurge and maxUnavailable cannot both be 0 (the rollout could never progress)"
+            )
         return self

@@ -106,7 +106,10 @@ def test_a_read_only_cache_is_mounted_read_only_and_the_engines_go_offline(
 ) -> None:
     model = {"name": "m", "cache": {"claimName": "weights", "readOnly": True}}
     decode = rendered(body_factory(model=model))["llama-decode"]
-    assert volumes(decode)["model-cache"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+    assert volumes(decode)["model-cache"]["persistentVolumeClaim"] == {
+        "claimName": "weights",
+        "readOnly": True,
+    }
     assert mounts(decode)["/model-cache"]["readOnly"] is True
     assert env(decode)["HF_HUB_OFFLINE"]["value"] == "1"
 
@@ -149,8 +152,14 @@ def test_engine_rollouts_free_gpus_first_by_default(body_factory: Callable[..., 
 def test_the_rollout_comes_from_the_role(body_factory: Callable[..., Any]) -> None:
     decode = {**body_factory()["spec"]["decode"], "rollout": {"maxSurge": 1, "maxUnavailable": 0}}
     children = rendered(body_factory(decode=decode))
-    assert children["llama-decode"]["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    assert children["llama-prefill"]["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert children["llama-decode"]["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": 1,
+        "maxUnavailable": 0,
+    }
+    assert children["llama-prefill"]["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": 0,
+        "maxUnavailable": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -203,13 +212,17 @@ def test_one_spec_value_sets_the_engines_token_budget(
         ("sglang", "--max-prefill-tokens=1"),
     ],
 )
-def test_the_budget_flags_are_the_operators(body_factory: Callable[..., Any], engine_name: str, arg: str) -> None:
+def test_the_budget_flags_are_the_operators(
+    body_factory: Callable[..., Any], engine_name: str, arg: str
+) -> None:
     body = body_factory(engine={"name": engine_name, "image": "img:1", "args": [arg, "2048"]})
     with pytest.raises(InvalidSpec, match="set by the operator"):
         rendered(body)
 
 
-def test_the_router_gets_its_tolerations_node_selector_and_resources(body_factory: Callable[..., Any]) -> None:
+def test_the_router_gets_its_tolerations_node_selector_and_resources(
+    body_factory: Callable[..., Any],
+) -> None:
     router = {
         **ROUTER,
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
