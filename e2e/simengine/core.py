@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from e2e.simengine.metrics import EngineMetrics
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
 from joulescale.profiles import GpuProfile, physics
 from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuMeter, effective_clock_mhz
@@ -45,7 +46,7 @@ class SimRequest:
 
 @dataclass(frozen=True)
 class EngineLimits:
-    max_batched_tokens: int = 8192
+    max_batched_tokens: int = DEFAULT_TOKEN_BUDGET
     """Prefill token budget per iteration."""
     max_running: int = 256
     """Decode batch size limit."""

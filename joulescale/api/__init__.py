@@ -6,6 +6,7 @@ The CRD under crds/ is generated from these models (`python -m joulescale.api.cr
 from joulescale.api.base import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION
 from joulescale.api.containers import ENGINE_CONTAINER, Container, SecurityContext
 from joulescale.api.engine import EngineSpec, EnvVar, KvTransferSpec, RouterSpec
+from joulescale.api.model import ModelCacheSpec, ModelSpec, SecretKeyRef
 from joulescale.api.placement import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
@@ -16,12 +17,12 @@ from joulescale.api.placement import (
 )
 from joulescale.api.podtemplate import PodSpecOverride, PodTemplateOverride, is_reserved_key
 from joulescale.api.resource import EnergyAwareLLMService
+from joulescale.api.rollout import RolloutSpec
 from joulescale.api.spec import (
     AutoscalingSpec,
     ClockBounds,
     EnergyAwareLLMServiceSpec,
     EnergySpec,
-    ModelSpec,
     PlannerSpec,
     RoleSpec,
     SloSpec,
@@ -53,6 +54,7 @@ __all__ = [
     "EnvVar",
     "GpuSpec",
     "KvTransferSpec",
+    "ModelCacheSpec",
     "ModelSpec",
     "PlanStatus",
     "PlannerSpec",
@@ -61,7 +63,9 @@ __all__ = [
     "ResourceRequirements",
     "RoleSpec",
     "RoleStatus",
+    "RolloutSpec",
     "RouterSpec",
+    "SecretKeyRef",
     "SecurityContext",
     "SloSpec",
     "Toleration",

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from joulescale.api.base import ApiModel, cel, validations
+from joulescale.api.placement import ResourceRequirements, Toleration
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 
 EngineName = Literal["vllm", "sglang"]
 VllmConnector = Literal["NixlConnector", "P2pNcclConnector", "LMCacheConnectorV1", "MooncakeConnector"]
@@ -14,6 +16,9 @@ SglangBackend = Literal["mooncake", "nixl"]
 
 DEFAULT_VLLM_CONNECTOR: VllmConnector = "NixlConnector"
 DEFAULT_SGLANG_BACKEND: SglangBackend = "mooncake"
+DEFAULT_SHM_GIB_PER_GPU = 8
+"""/dev/shm per GPU of a pod: NCCL's intra-node buffers and the engines' worker queues grow with
+the tensor parallel size (16 GiB at TP 2, 64 GiB at TP 8)."""
 
 
 GPU_RUNTIME_ENV_PREFIX = "NVIDIA_"
@@ -70,6 +75,25 @@ class EngineSpec(ApiModel):
     port: int = Field(
         default=8000, ge=1, le=65535, description="The HTTP port of the engine (API and /metrics)."
     )
+    max_batched_tokens: int = Field(
+        default=DEFAULT_TOKEN_BUDGET,
+        ge=16,
+        le=1_048_576,
+        description=(
+            "The token budget of one engine step: vLLM's --max-num-batched-tokens, SGLang's "
+            "--chunked-prefill-size and --max-prefill-tokens. The energy policies plan batches with it."
+        ),
+    )
+    shm_gib_per_gpu: int = Field(
+        default=DEFAULT_SHM_GIB_PER_GPU,
+        alias="shmGiBPerGpu",
+        ge=1,
+        le=256,
+        description=(
+            "Size of the memory-backed /dev/shm per GPU, in GiB: a pod gets this times its "
+            "tensorParallelSize. It counts against the pod's memory: keep a memory limit above it."
+        ),
+    )
 
 
 class KvTransferSpec(ApiModel):
@@ -105,6 +129,19 @@ class RouterSpec(ApiModel):
     image: str | None = Field(default=None, min_length=1, max_length=1024, description="The router's image.")
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra router arguments.")
     port: int = Field(default=8000, ge=1, le=65535, description="The router's HTTP port.")
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements,
+        description="CPU and memory of the router container.",
+        json_schema_extra={"default": {}},
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the router pod requires."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Tolerations of the router pod, e.g. nvidia.com/gpu on a cluster of GPU nodes only.",
+    )
 
     @model_validator(mode="after")
     def _image_when_enabled(self) -> RouterSpec:

@@ -8,31 +8,14 @@ from pydantic import Field, model_validator
 
 from joulescale.api.base import ApiModel, cel, validations
 from joulescale.api.engine import EngineSpec, KvTransferSpec, RouterSpec
+from joulescale.api.model import ModelSpec
 from joulescale.api.placement import GpuSpec, ResourceRequirements, Toleration
 from joulescale.api.podtemplate import PodTemplateOverride
+from joulescale.api.rollout import RolloutSpec
 from joulescale.profiles import sm_clock_envelope_mhz
 
 EnergyPolicyName = Literal["joulescale", "biscale", "voltana", "static", "off"]
 SloPercentile = Literal[50, 90, 95, 99]
-
-
-class ModelSpec(ApiModel):
-    """The model to serve."""
-
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        description="The served model name clients send, e.g. meta-llama/Llama-3.3-70B.",
-    )
-    uri: str | None = Field(
-        default=None,
-        max_length=2048,
-        pattern=r"^(hf://|file:///)\S+$",
-        description="Where the weights are: hf://ORG/NAME (Hugging Face) or file:///PATH; default hf://<name>.",
-    )
-    revision: str | None = Field(
-        default=None, max_length=253, description="A Hugging Face revision (branch, tag, commit)."
-    )
 
 
 class AutoscalingSpec(ApiModel):
@@ -88,6 +71,11 @@ class RoleSpec(ApiModel):
     )
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Extra tolerations, besides the nvidia.com/gpu one.", max_length=32
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How pods are replaced on a change; default one at a time, with no surge pod.",
+        json_schema_extra={"default": {}},
     )
     pod_template: PodTemplateOverride | None = Field(
         default=None,

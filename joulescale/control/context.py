@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.clocks import allowed_clocks_mhz
 from joulescale.control.online import CorrectionSettings
 from joulescale.control.policy import ClockBounds, Slo
@@ -27,7 +28,7 @@ class PolicyContext:
     """Safety margin: policies aim at SLO x (1 - margin)."""
     kv_guard_usage: float = 0.9
     """KV-cache usage at or above which decode runs at the top clock to free KV (3.1)."""
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = DEFAULT_TOKEN_BUDGET
     """The engine's token budget per prefill iteration (vLLM --max-num-batched-tokens)."""
     default_prompt_tokens: int = 1024
     """Prompt length assumed before any is observed (metrics-only view)."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockDecision, ClockPolicy
 from joulescale.profiles.model import GpuProfile
@@ -39,7 +40,7 @@ class ClusterConfig:
     profile: GpuProfile
     prefill_instances: int
     decode_instances: int
-    prefill_token_budget: int = 8192
+    prefill_token_budget: int = DEFAULT_TOKEN_BUDGET
     """Most prompt tokens in one prefill batch (a longer prompt runs alone)."""
     decode_max_running: int = 512
     """Most sequences in a decode batch (vLLM's --max-num-seqs)."""

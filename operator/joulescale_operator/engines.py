@@ -29,6 +29,7 @@ MANAGED_FLAGS = {
         "--kv-transfer-config",
         "--served-model-name",
         "--host",
+        "--max-num-batched-tokens",
     ),
     "sglang": (
         "--port",
@@ -39,6 +40,8 @@ MANAGED_FLAGS = {
         "--disaggregation-transfer-backend",
         "--disaggregation-bootstrap-port",
         "--host",
+        "--chunked-prefill-size",
+        "--max-prefill-tokens",
     ),
 }
 
@@ -111,6 +114,8 @@ def vllm_launch(spec: EnergyAwareLLMServiceSpec, role: Role, identity: ServiceId
         str(_role_spec(spec, role).tensor_parallel_size),
         "--kv-transfer-config",
         json.dumps(kv_config, separators=(",", ":"), sort_keys=True),
+        "--max-num-batched-tokens",
+        str(spec.engine.max_batched_tokens),
     ]
     if spec.model.revision:
         command += ["--revision", spec.model.revision]
@@ -136,6 +141,10 @@ def sglang_launch(spec: EnergyAwareLLMServiceSpec, role: Role) -> EngineLaunch:
         role,
         "--disaggregation-transfer-backend",
         spec.kv_transfer.sglang_backend(),
+        "--chunked-prefill-size",
+        str(spec.engine.max_batched_tokens),
+        "--max-prefill-tokens",
+        str(spec.engine.max_batched_tokens),
         "--enable-metrics",
     ]
     if spec.model.revision:

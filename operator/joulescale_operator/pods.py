@@ -14,6 +14,7 @@ from joulescale.api import (
     RoleSpec,
 )
 from joulescale_operator.engines import EngineLaunch
+from joulescale_operator.enginestorage import engine_storage
 from joulescale_operator.identity import Role
 from joulescale_operator.podguard import SIDECAR_GPU_ENV, ForbiddenPodTemplate, host_access_problems
 
@@ -47,6 +48,13 @@ def engine_resources(role: RoleSpec) -> dict[str, Any]:
     return {"limits": dict(sorted(limits.items())), "requests": dict(sorted(requests.items()))}
 
 
+def engine_env(managed: list[dict[str, Any]], user: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's variables, then the user's: a user variable of the same name replaces the
+    operator's (e.g. HF_HOME pointed elsewhere) instead of appearing twice."""
+    overridden = {item["name"] for item in user}
+    return [*(item for item in managed if item["name"] not in overridden), *user]
+
+
 def engine_pod_template(
     spec: EnergyAwareLLMServiceSpec, role: Role, launch: EngineLaunch, labels: dict[str, str]
 ) -> dict[str, Any]:
@@ -54,13 +62,15 @@ def engine_pod_template(
     role_config = role_spec(spec, role)
     port = spec.engine.port
     probe_http = {"path": HEALTH_PATH, "port": "http"}
+    storage = engine_storage(spec, role_config)
     container: dict[str, Any] = {
         "name": ENGINE_CONTAINER,
         "image": spec.engine.image,
         "command": launch.command,
-        "env": [*launch.env, *(env.to_wire() for env in spec.engine.env)],
+        "env": engine_env([*launch.env, *storage.env], [env.to_wire() for env in spec.engine.env]),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}, *launch.ports],
         "resources": engine_resources(role_config),
+        "volumeMounts": storage.mounts,
         "readinessProbe": {"httpGet": probe_http, "periodSeconds": 5, "failureThreshold": 3},
         "startupProbe": {"httpGet": probe_http, "periodSeconds": 10, "failureThreshold": 180},
     }
@@ -68,6 +78,7 @@ def engine_pod_template(
         "containers": [container],
         "affinity": gpu_affinity(role_config.gpu.products),
         "tolerations": [GPU_TOLERATION, *(t.to_wire() for t in role_config.tolerations)],
+        "volumes": storage.volumes,
     }
     if role_config.node_selector:
         pod_spec["nodeSelector"] = dict(role_config.node_selector)
@@ -88,7 +99,7 @@ def engine_pod_template(
 
 def merge_override(template: dict[str, Any], override: PodTemplateOverride) -> dict[str, Any]:
     """The rendered template with the typed override merged in: the operator's labels and
-    annotations win, containers and volumes merge by name, tolerations are added, and the
+    annotations win, containers merge by name, volumes replace by name, tolerations are added, and the
     override's required node terms are each ANDed with the GPU product term.
 
     The merged template is checked again (see podguard), so that no bug here and no object
@@ -100,9 +111,10 @@ def merge_override(template: dict[str, Any], override: PodTemplateOverride) -> d
         if key in metadata:
             merged["metadata"][key] = {**metadata[key], **merged["metadata"].get(key, {})}
     pod = merged["spec"]
-    for key in ("containers", "volumes"):
-        if key in pod_override:
-            pod[key] = _merge_named(pod.get(key, []), pod_override[key])
+    if "containers" in pod_override:
+        pod["containers"] = _merge_named(pod["containers"], pod_override["containers"])
+    if "volumes" in pod_override:
+        pod["volumes"] = _replace_named(pod.get("volumes", []), pod_override["volumes"])
     pod["containers"] = [_without_gpus(c) if c["name"] != ENGINE_CONTAINER else c for c in pod["containers"]]
     if "tolerations" in pod_override:
         pod["tolerations"] = [*pod["tolerations"], *pod_override["tolerations"]]
@@ -129,6 +141,16 @@ def _merge_named(base: list[dict[str, Any]], override: list[dict[str, Any]]) -> 
         _merge_item(item, overrides[item["name"]]) if item["name"] in overrides else item for item in base
     ]
     return merged + [item for item in override if item["name"] not in known]
+
+
+def _replace_named(base: list[dict[str, Any]], override: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A volume has one source: an override volume of a rendered name replaces it whole (e.g. a
+    PVC named model-cache instead of the emptyDir), so no merge leaves two sources."""
+    overrides = {item["name"]: item for item in override}
+    known = {item["name"] for item in base}
+    return [overrides.get(item["name"], item) for item in base] + [
+        item for item in override if item["name"] not in known
+    ]
 
 
 def _merge_item(base: Any, override: Any) -> Any:

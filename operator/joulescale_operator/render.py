@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
+from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus, RolloutSpec
 from joulescale_operator.engines import engine_launch, router_launch
 from joulescale_operator.identity import ENGINE_ROLES, Role, ServiceIdentity
 from joulescale_operator.pods import engine_pod_template, role_spec
@@ -58,6 +58,14 @@ def policy_annotations(spec: EnergyAwareLLMServiceSpec) -> dict[str, str]:
     }
 
 
+def rollout_strategy(rollout: RolloutSpec) -> dict[str, Any]:
+    """A RollingUpdate that by default frees a pod's GPUs before its successor needs them."""
+    return {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": rollout.max_surge, "maxUnavailable": rollout.max_unavailable},
+    }
+
+
 def engine_deployment(
     identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec, role: Role, plan: PlanStatus | None
 ) -> dict[str, Any]:
@@ -70,6 +78,7 @@ def engine_deployment(
         "spec": {
             "replicas": desired_replicas(spec, role, plan),
             "selector": {"matchLabels": identity.selector(role)},
+            "strategy": rollout_strategy(role_spec(spec, role).rollout),
             "template": template,
         },
     }
@@ -103,7 +112,14 @@ def router_deployment(identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec
         container["command"] = command
     if args:
         container["args"] = args
+    resources = spec.router.resources.to_wire()
+    if resources:
+        container["resources"] = resources
     pod_spec: dict[str, Any] = {"containers": [container]}
+    if spec.router.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.router.node_selector)
+    if spec.router.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in spec.router.tolerations]
     if spec.engine.name == "sglang":
         pod_spec["serviceAccountName"] = identity.child_name("router")
     return {

@@ -435,11 +435,13 @@ def test_an_allowed_override_is_stored_and_rendered(
     assert engine_container["resources"]["limits"] == {"memory": "64Gi", "nvidia.com/gpu": "1"}
     assert {"name": "HF_HOME", "value": "/cache"} in engine_container["env"]
     assert engine_container["envFrom"] == [{"secretRef": {"name": "hf-token"}}]
-    assert [m["mountPath"] for m in engine_container["volumeMounts"]] == ["/cache", "/dev/shm"]
+    # The override's shm mount and volume merge into the operator's (one /dev/shm, the user's size).
+    assert sorted(m["mountPath"] for m in engine_container["volumeMounts"]) == ["/cache", "/dev/shm", "/model-cache"]
     assert shipper["image"] == "fluent/fluent-bit:3.0"
     assert shipper["securityContext"]["privileged"] is False
     assert shipper["env"] == [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
-    assert [v["name"] for v in pod["volumes"]] == ["shm", "config", "token", "cache"]
+    assert [v["name"] for v in pod["volumes"]] == ["shm", "model-cache", "config", "token", "cache"]
+    assert pod["volumes"][0]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
     assert pod["priorityClassName"] == "llm-serving"
     assert pod["imagePullSecrets"] == [{"name": "registry"}]
     assert {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"} in pod[

@@ -189,16 +189,17 @@ def test_the_pod_template_override_merges_containers_by_name(body_factory: Calla
     body["spec"]["decode"]["podTemplate"] = {
         "metadata": {"annotations": {"team": "a"}},
         "spec": {
-            "containers": [{"name": "engine", "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]}],
-            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+            "containers": [{"name": "engine", "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
         },
     }
     decode = children_of(body)[("Deployment", "llama-decode")]
     template = decode["spec"]["template"]
     container = engine_container(decode)
-    assert container["volumeMounts"] == [{"name": "shm", "mountPath": "/dev/shm"}]
+    assert container["volumeMounts"][-1] == {"name": "scratch", "mountPath": "/scratch"}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/dev/shm", "/model-cache", "/scratch"}
     assert container["image"] == "vllm/vllm-openai:v0.11.0"
-    assert template["spec"]["volumes"] == [{"name": "shm", "emptyDir": {"medium": "Memory"}}]
+    assert template["spec"]["volumes"][-1] == {"name": "scratch", "emptyDir": {}}
     assert template["metadata"]["annotations"] == {"team": "a"}
     assert template["metadata"]["labels"]["joulescale.io/role"] == "decode"
 
