@@ -84,7 +84,7 @@ def load_profile_dir(folder: str | Path) -> tuple[list[GpuProfile], list[str]]:
     except OSError as error:
         return [], [f"profile directory {root}: cannot read: {error.strerror or error}"]
     profiles: list[GpuProfile] = []
-    problems: list[str] = []
+    names, problems = _printable(names)
     if len(names) > MAX_DIR_PROFILES:
         problems.append(f"profile directory {root}: more than {MAX_DIR_PROFILES} profile files; "
                         f"only the first {MAX_DIR_PROFILES} by name are read")
@@ -137,6 +137,13 @@ def _entry_names(root: Path) -> list[str]:
             if not entry.name.startswith(".") and entry.name.endswith(PROFILE_SUFFIXES):
                 names.append(entry.name)
     return sorted(names)
+
+
+def _printable(names: list[str]) -> tuple[list[str], list[str]]:
+    """Names that fit one log line; the others are skipped (a newline would forge log lines)."""
+    bad = [n for n in names if not n.isprintable()]
+    return [n for n in names if n.isprintable()], [f"skipped: profile file {n!r}: control characters in the name"
+                                                   for n in bad]
 
 
 def _check_inside(path: Path, real_root: Path) -> None:
