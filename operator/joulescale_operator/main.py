@@ -13,6 +13,13 @@ from joulescale_operator.handlers import build_registry
 from joulescale_operator.settings import OperatorSettings
 
 
+def _nonempty_path(text: str) -> Path:
+    """A path; '' would silently mean the working directory."""
+    if not text or "\x00" in text:
+        raise argparse.ArgumentTypeError("must be a non-empty path")
+    return Path(text)
+
+
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings, bool]:
     defaults = OperatorSettings()
     parser = argparse.ArgumentParser(prog="joulescale-operator", description=__doc__)
@@ -38,7 +45,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
     )
     parser.add_argument(
         "--profiles-dir",
-        type=Path,
+        type=_nonempty_path,
         default=None,
         help="directory of extra profile files (*.yaml), as the agents get it; read at start",
     )

@@ -104,3 +104,7 @@ def test_the_operator_takes_a_profiles_dir_flag(tmp_path: Path) -> None:
     settings, _ = parse_settings(["--profiles-dir", str(tmp_path)])
     assert settings.profiles_dir == tmp_path
     assert OperatorSettings().profiles_dir is None
+    for bad in ("", "a\x00b"):
+        with pytest.raises(SystemExit) as refused:
+            parse_settings(["--profiles-dir", bad])
+        assert refused.value.code == 2
