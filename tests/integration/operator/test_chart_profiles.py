@@ -3,6 +3,7 @@ read with ``--profiles-dir``, whose files the strict loader takes back unchanged
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from joulescale.profiles import load_profile, load_profile_dir
 from tests.integration.operator.test_chart_privileges import (
     CHART,
     RELEASE_NAMESPACE,
+    REPO,
     component,
     of_kind,
     render,
@@ -87,3 +89,33 @@ def test_a_bad_file_name_fails_the_render_naming_it(crd_plane: ControlPlane, tmp
     result = _render_with(crd_plane, {"profiles": {file: _profile("x")}}, tmp_path, check=False)
     assert result.returncode != 0
     assert "must be a file name ending in .yaml or .yml" in result.stderr
+
+
+def test_the_kustomize_component_mounts_profiles_as_the_chart_does(crd_plane: ControlPlane, tmp_path: Path) -> None:
+    mine = _profile("h100-qwen-32b-tp2", model="Qwen/Qwen2.5-32B-Instruct", tensor_parallel_size=2)
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "qwen.yaml").write_text(yaml.safe_dump(mine), encoding="utf-8")
+    manifests = os.path.relpath(REPO / "manifests", overlay)  # kustomize takes no absolute roots
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [f"{manifests}/base"],
+        "components": [f"{manifests}/components/profiles"],
+        "configMapGenerator": [{"name": "joulescale-profiles", "namespace": RELEASE_NAMESPACE,
+                                "files": ["qwen.yaml"]}],
+    }), encoding="utf-8")
+    base = [d for d in yaml.safe_load_all(crd_plane.kubectl("kustomize", str(overlay)).stdout) if d]
+    chart = [d for d in yaml.safe_load_all(_render_with(crd_plane, {"profiles": {"qwen.yaml": mine}}, tmp_path).stdout)
+             if d]
+    [configmap] = [d for d in of_kind(base, "ConfigMap") if d["metadata"]["name"].startswith("joulescale-profiles")]
+    assert yaml.safe_load(configmap["data"]["qwen.yaml"]) == mine
+    for kind, name in (("DaemonSet", "agent"), ("Deployment", "operator")):
+        pods = {"kustomize": component(base, kind, name), "chart": component(chart, kind, name)}
+        views = {}
+        for source, workload in pods.items():
+            spec = workload["spec"]["template"]["spec"]
+            _mounts_profiles(spec, spec["containers"][0], configmap["metadata"]["name"] if source == "kustomize"
+                             else "js-profiles")
+            views[source] = [a for a in spec["containers"][0]["args"] if a.startswith("--profiles-dir")]
+        assert views["kustomize"] == views["chart"], name
