@@ -81,8 +81,9 @@ def load_profile_dir(folder: str | Path) -> tuple[list[GpuProfile], list[str]]:
         if not real_root.is_dir():
             return [], [f"profile directory {root}: not a directory"]
         names = _entry_names(real_root)
-    except OSError as error:
-        return [], [f"profile directory {root}: cannot read: {error.strerror or error}"]
+    except (OSError, RuntimeError) as error:  # RuntimeError: a link loop, before Python 3.13
+        why = getattr(error, "strerror", None) or error
+        return [], [f"profile directory {root}: cannot read: {why}"]
     profiles: list[GpuProfile] = []
     names, problems = _printable(names)
     if len(names) > MAX_DIR_PROFILES:

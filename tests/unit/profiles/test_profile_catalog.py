@@ -153,7 +153,10 @@ def test_a_mounted_configmap_layout_loads(tmp_path: Path) -> None:
 
 def test_a_directory_that_cannot_serve_is_one_problem_and_the_shipped_catalog(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x", encoding="utf-8")
-    for folder, why in ((tmp_path / "absent", "cannot read"), (tmp_path / "file", "not a directory")):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cases = ((tmp_path / "absent", "cannot read"), (tmp_path / "file", "not a directory"),
+             (tmp_path / "loop", "cannot read"), (Path(os.devnull), "not a directory"))
+    for folder, why in cases:
         catalog, problems = catalog_from_dir(folder)
         assert catalog == shipped_catalog()
         assert len(problems) == 1
