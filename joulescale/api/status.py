@@ -78,7 +78,10 @@ class EnergyAwareLLMServiceStatus(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, PrefillReady, DecodeReady, Degraded (operator); Planned (planner); DVFSActive (agents).",
+        description=(
+            "Ready, PrefillReady, DecodeReady, Degraded, DVFSActive (operator; DVFSActive=False "
+            "NoProfile: a role has no profile for a GPU product); Planned (planner)."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     prefill: RoleStatus | None = Field(default=None, description="The prefill Deployment.")

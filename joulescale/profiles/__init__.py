@@ -4,6 +4,13 @@
 ``joulescale.profiles.physics`` (pure functions on plain floats).
 """
 
+from joulescale.profiles.catalog import (
+    ProfileCatalog,
+    catalog_from_dir,
+    load_profile_dir,
+    profile_by_name_or_path,
+    shipped_catalog,
+)
 from joulescale.profiles.loader import (
     ProfileError,
     list_profiles,
@@ -41,14 +48,19 @@ __all__ = [
     "PrefillLatency",
     "PrefillPhase",
     "PrefillSensitivity",
+    "ProfileCatalog",
     "ProfileError",
     "SmClocks",
     "Source",
+    "catalog_from_dir",
     "derive_kv_capacity_tokens",
     "derived_kv_capacity_tokens",
     "list_profiles",
     "load_profile",
+    "load_profile_dir",
     "load_profile_file",
     "parse_profile",
+    "profile_by_name_or_path",
+    "shipped_catalog",
     "sm_clock_envelope_mhz",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -106,15 +107,27 @@ def _tuple(loader: Any, node: yaml.SequenceNode) -> tuple[object, ...]:
 _StrictConstructor.add_constructor("tag:yaml.org,2002:seq", _tuple)
 
 
+class _ProfileResolver(yaml.resolver.Resolver):
+    """YAML 1.1 scalars plus YAML 1.2's exponent floats: PyYAML alone reads ``8e-07`` or
+    ``1.5e6`` as strings, yet that is how Helm's ``toYaml`` (and most people) write them."""
+
+
+_ProfileResolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 class _PyProfileLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
-                       _StrictConstructor, yaml.resolver.Resolver):
+                       _StrictConstructor, _ProfileResolver):
     def __init__(self, stream: str) -> None:
         yaml.reader.Reader.__init__(self, stream)
         yaml.scanner.Scanner.__init__(self)
         yaml.parser.Parser.__init__(self)
         yaml.composer.Composer.__init__(self)
         _StrictConstructor.__init__(self)
-        yaml.resolver.Resolver.__init__(self)
+        _ProfileResolver.__init__(self)
 
 
 _ProfileLoader: type = _PyProfileLoader
@@ -122,11 +135,11 @@ _ProfileLoader: type = _PyProfileLoader
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class _CProfileLoader(CParser, _StrictConstructor, yaml.resolver.Resolver):
+    class _CProfileLoader(CParser, _StrictConstructor, _ProfileResolver):
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             _StrictConstructor.__init__(self)
-            yaml.resolver.Resolver.__init__(self)
+            _ProfileResolver.__init__(self)
 
     _ProfileLoader = _CProfileLoader
 

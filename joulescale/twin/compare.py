@@ -7,6 +7,7 @@ choose static-best's clocks by a sweep; compute the oracle bound from the realis
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from joulescale.control.clocks import NoAllowedClockError, allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
-from joulescale.profiles import ProfileError, load_profile
+from joulescale.profiles import ProfileError, profile_by_name_or_path
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin import limits
 from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
@@ -73,6 +74,8 @@ def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, s
         "bounds": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
         "power_limit_watts": [cluster.profile.power_limit_watts, cluster.profile_of("prefill").power_limit_watts],
         "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
+        # A profile file may reuse a shipped profile's name with other physics: key on the content.
+        "physics": [_digest(cluster.profile_of("prefill")), _digest(cluster.profile)],
         "version": 2,
     })
     cached = cache.get(key)
@@ -104,9 +107,14 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
         prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 
+def _digest(profile: GpuProfile) -> str:
+    return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
+
+
 def _profile(setting: str, name: str) -> GpuProfile:
+    """A shipped profile by name, or a profile file by path (it has a '/' or a .yaml/.yml suffix)."""
     try:
-        return load_profile(name)
+        return profile_by_name_or_path(name)
     except ProfileError as error:
         raise SettingError(setting, str(error)) from None
 

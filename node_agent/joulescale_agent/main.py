@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from joulescale.profiles import ProfileCatalog, catalog_from_dir
 from joulescale_agent import clock, errors
 from joulescale_agent.agent import Agent
 from joulescale_agent.control.corebrain import CoreBrainFactory
@@ -155,6 +156,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"kubelet PodResources socket (default {DEFAULT_POD_RESOURCES_SOCKET})",
     )
+    p.add_argument(
+        "--profiles-dir",
+        type=_path,
+        default=None,
+        help="directory of extra profile files (*.yaml), e.g. a mounted ConfigMap; read at start, "
+        "a bad file is logged and skipped",
+    )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=_port, default=9400, help="metrics, /healthz and /readyz")
     p.add_argument("--scrape-hz", type=_number(*SCRAPE_HZ), default=20.0)
@@ -234,12 +242,24 @@ def make_backend(args: argparse.Namespace) -> GpuBackend:
     return NvmlBackend()
 
 
+def load_profiles(folder: Path | None) -> ProfileCatalog:
+    """The shipped profiles plus those of ``--profiles-dir``; each bad file is logged and skipped,
+    so a typo in one profile leaves the agent running (its instances refused with no-profile)."""
+    catalog, problems = catalog_from_dir(folder)
+    for problem in problems:
+        log.warning("argument --profiles-dir: %s", problem[:1000])
+    if folder is not None:
+        log.info("profiles: %s", ", ".join(catalog.names()))
+    return catalog
+
+
 def make_discovery(
     args: argparse.Namespace,
     backend: GpuBackend,
     registry: CollectorRegistry,
     api: Any,
     events: EventRecorder,
+    profiles: ProfileCatalog | None = None,
 ) -> Discovery:
     """Static discovery with an instances file, else Kubernetes discovery through ``api``."""
     if args.instances is not None:
@@ -263,7 +283,9 @@ def make_discovery(
         by_index = {str(d.index): d.uuid for d in backend.devices()}
         socket = args.pod_resources_socket or DEFAULT_POD_RESOURCES_SOCKET
         gpus = PodResourcesSource(socket, index_to_uuid=lambda i: by_index.get(i, i))
-    return KubeDiscovery(api, args.node_name, gpus=gpus, registry=registry, events=events)
+    return KubeDiscovery(
+        api, args.node_name, gpus=gpus, profiles=profiles, registry=registry, events=events
+    )
 
 
 def make_kube(args: argparse.Namespace) -> tuple[Any, EventRecorder]:
@@ -311,10 +333,11 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
         return EXIT_USAGE
     metrics = AgentMetrics()
     events: EventRecorder = NullEventRecorder()
+    profiles = await asyncio.to_thread(load_profiles, args.profiles_dir)
     try:
         try:
             api, events = make_kube(args)
-            discovery = make_discovery(args, backend, metrics.registry, api, events)
+            discovery = make_discovery(args, backend, metrics.registry, api, events, profiles)
         except Exception as error:  # a kubeconfig that is missing or malformed, no in-cluster config
             log.error("no discovery: %s: %s", type(error).__name__, str(error)[:300])
             ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
@@ -326,7 +349,7 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
             discovery=discovery,
             metrics=metrics,
             events=events,
-            brains=CoreBrainFactory(args.min_hold_s),
+            brains=CoreBrainFactory(args.min_hold_s, profiles),
             settings=settings,
             clock=clock.monotonic,
         )

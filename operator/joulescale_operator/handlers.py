@@ -11,12 +11,14 @@ import asyncio
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
 from kubernetes.client import ApiClient
 
 from joulescale.api import GROUP, PLURAL, VERSION
+from joulescale.profiles import ProfileCatalog, catalog_from_dir
 from joulescale_operator.connection import connection_info, load_configuration
 from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
@@ -27,6 +29,7 @@ from joulescale_operator.resync import Resync
 from joulescale_operator.settings import OperatorSettings
 
 ANNOTATION_PREFIX = "joulescale.io"
+logger = logging.getLogger(__name__)
 CHILD_EVENT_SETTLE_S = 0.2
 """How long a child's event waits before it is checked against the operator's own applies."""
 
@@ -52,7 +55,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     configuration.connection_pool_maxsize = max(settings.max_workers, 4)
     kube = KubeCluster(ApiClient(configuration), settings.field_manager)
     cluster = OwnWrites(kube)
-    resync = Resync(cluster, KopfEvents, utc_now)
+    profiles = load_profiles(settings.profiles_dir)
+    resync = Resync(cluster, KopfEvents, utc_now, profiles=profiles)
     stop_resync = threading.Event()
     ours = settings  # kopf passes its own `settings` to activity handlers
 
@@ -113,13 +117,21 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         service_key = (str(body.metadata.namespace), str(body.metadata.name))
         try:
             with resync.locks.hold(service_key):  # never at the same time as the resync of this service
-                status_patch = Reconciler(cluster, KopfEvents(plain), utc_now).reconcile(plain)
+                status_patch = Reconciler(cluster, KopfEvents(plain), utc_now, profiles=profiles).reconcile(plain)
         except ClusterUnavailable as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
         for key, value in status_patch.items():
             patch.status[key] = value
 
     return registry
+
+
+def load_profiles(folder: Path | None) -> ProfileCatalog:
+    """The shipped profiles plus the directory's; a bad file is logged and skipped."""
+    catalog, problems = catalog_from_dir(folder)
+    for problem in problems:
+        logger.warning("--profiles-dir: %s", problem[:1000])
+    return catalog
 
 
 def _tune(settings: kopf.OperatorSettings, *, max_workers: int) -> None:

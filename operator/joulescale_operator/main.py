@@ -13,6 +13,13 @@ from joulescale_operator.handlers import build_registry
 from joulescale_operator.settings import OperatorSettings
 
 
+def _nonempty_path(text: str) -> Path:
+    """A path; '' would silently mean the working directory."""
+    if not text or "\x00" in text:
+        raise argparse.ArgumentTypeError("must be a non-empty path")
+    return Path(text)
+
+
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings, bool]:
     defaults = OperatorSettings()
     parser = argparse.ArgumentParser(prog="joulescale-operator", description=__doc__)
@@ -36,6 +43,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
     parser.add_argument(
         "--liveness", default=defaults.liveness_endpoint, help="liveness endpoint URL; 'off' disables it"
     )
+    parser.add_argument(
+        "--profiles-dir",
+        type=_nonempty_path,
+        default=None,
+        help="directory of extra profile files (*.yaml), as the agents get it; read at start",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler run")
     args = parser.parse_args(argv)
     settings = OperatorSettings(
@@ -44,6 +57,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         resync_interval_s=args.resync_interval_seconds,
         max_workers=args.max_workers,
         liveness_endpoint=None if args.liveness == "off" else args.liveness,
+        profiles_dir=args.profiles_dir,
     )
     return settings, args.verbose
 

@@ -8,8 +8,10 @@ READY: Final = "Ready"
 PREFILL_READY: Final = "PrefillReady"
 DECODE_READY: Final = "DecodeReady"
 DEGRADED: Final = "Degraded"
-OWNED_CONDITIONS: Final = (READY, PREFILL_READY, DECODE_READY, DEGRADED)
-"""The conditions this operator writes; Planned and DVFSActive belong to the planner and agents."""
+DVFS_ACTIVE: Final = "DVFSActive"
+OWNED_CONDITIONS: Final = (READY, PREFILL_READY, DECODE_READY, DEGRADED, DVFS_ACTIVE)
+"""The conditions this operator writes; Planned belongs to the planner. DVFSActive is the
+operator's: the agents cannot write services, and the profile rule is the core's (dvfs.py)."""
 
 ALL_REPLICAS_READY: Final = "AllReplicasReady"
 REPLICAS_NOT_READY: Final = "ReplicasNotReady"
@@ -25,3 +27,8 @@ RENDER_FAILED: Final = "RenderFailed"
 """The spec passed validation but rendering its children raised: a bug or a shape the model let in."""
 NOT_OWNED: Final = "ChildNotOwned"
 """An object with a child's name exists and was not created by this service: it is left alone."""
+NO_PROFILE: Final = "NoProfile"
+"""DVFSActive=False: some role has no profile for a GPU product it may run on; those pods run
+without clock control."""
+PROFILES_FOUND: Final = "ProfilesFound"
+POLICY_OFF: Final = "PolicyOff"

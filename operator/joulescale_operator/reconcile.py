@@ -20,7 +20,9 @@ from typing import Any, Protocol
 import pydantic
 
 from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
+from joulescale.profiles import ProfileCatalog, shipped_catalog
 from joulescale_operator import reasons
+from joulescale_operator.dvfs import dvfs_condition, with_dvfs_condition
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
 from joulescale_operator.ownership import describe, foreign_objects, is_controlled_by
@@ -46,9 +48,15 @@ class Reconciler:
     """Brings the children of one service to its spec and says how far they are."""
 
     def __init__(
-        self, cluster: Cluster, events: Events, clock: Clock, render: Renderer = render_children
+        self,
+        cluster: Cluster,
+        events: Events,
+        clock: Clock,
+        render: Renderer = render_children,
+        profiles: ProfileCatalog | None = None,
     ) -> None:
         self._cluster = cluster
+        self._profiles = profiles if profiles is not None else shipped_catalog()
         self._events = events
         self._clock = clock
         self._render = render
@@ -82,9 +90,13 @@ class Reconciler:
             return self._fail(identity, previous, reasons.APPLY_FAILED, str(rejected))
         if not spec.router.enabled and previous.get("router") is not None:
             self._remove_router(identity, spec)
-        desired = reduce_status(
-            previous, identity.generation, _observations(applied), _plan(previous), self._clock()
+        now = self._clock()
+        desired = reduce_status(previous, identity.generation, _observations(applied), _plan(previous), now)
+        desired, no_profile = with_dvfs_condition(
+            previous, desired, dvfs_condition(spec, self._profiles, identity.generation, now)
         )
+        if no_profile is not None:
+            self._events.warning(reasons.NO_PROFILE, no_profile)
         return status_patch(previous, desired)
 
     def _dry_run(self, children: list[dict[str, Any]]) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from joulescale.api import API_VERSION, KIND
+from joulescale.profiles import ProfileCatalog
 from joulescale_operator.kube import Cluster, ClusterError
 from joulescale_operator.locks import Key, ServiceLocks
 from joulescale_operator.reconcile import Clock, Events, Reconciler, Renderer
@@ -41,8 +42,10 @@ class Resync:
         *,
         locks: ServiceLocks | None = None,
         render: Renderer = render_children,
+        profiles: ProfileCatalog | None = None,
     ) -> None:
         self._cluster = cluster
+        self._profiles = profiles
         self._events_for = events_for
         self._clock = clock
         self._render = render
@@ -90,7 +93,9 @@ class Resync:
                     body = self._services.get(key)  # the newest body, read under the service's lock
                 if body is None:
                     return False
-                reconciler = Reconciler(self._cluster, self._events_for(body), self._clock, self._render)
+                reconciler = Reconciler(
+                    self._cluster, self._events_for(body), self._clock, self._render, self._profiles
+                )
                 patch = reconciler.reconcile(body)
                 if not patch:
                     return False

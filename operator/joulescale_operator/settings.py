@@ -30,3 +30,8 @@ class OperatorSettings:
 
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     """Where kopf serves its liveness probe; None disables it."""
+
+    profiles_dir: Path | None = None
+    """A directory of extra profile files (the chart's profiles ConfigMap), read at start; with
+    the shipped profiles it decides the DVFSActive condition, as the agents' own copy decides
+    which pods they control."""

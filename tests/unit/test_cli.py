@@ -118,7 +118,8 @@ HOSTILE_ARGUMENTS: list[tuple[list[str], str]] = [
     (["--view", "nosuch"], "--view"),
     (["--frobnicate"], "--frobnicate"),
     (["--gpus", "4"], "argument --gpus: 4 GPUs cannot hold"),
-    (["--profile", "/dev/zero"], "argument --profile: unknown profile"),
+    (["--profile", "/dev/zero"], "argument --profile: profile file /dev/zero: not a regular file"),
+    (["--profile", "nosuch"], "argument --profile: unknown profile"),
     (["--prefill-profile", "nosuch"], "argument --prefill-profile: unknown profile"),
     (["--load", "2.0000001"], "got 2.0000001"),
     (["--trace", "a\nb"], "a\\nb"),  # a newline in a name must not split the one line

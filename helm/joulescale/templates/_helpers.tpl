@@ -56,3 +56,14 @@ pod-security.kubernetes.io/{{ $mode }}: {{ $level }}
 pod-security.kubernetes.io/{{ $mode }}-version: latest
 {{- end }}
 {{- end -}}
+
+{{/* Where the agents and the operator find the profiles ConfigMap (only with profiles set). */}}
+{{- define "joulescale.profilesDir" -}}
+/etc/joulescale/profiles
+{{- end -}}
+
+{{/* The profiles volume of a pod spec's volumes list (only with profiles set). */}}
+{{- define "joulescale.profilesVolume" -}}
+- name: profiles
+  configMap: {name: {{ .Release.Name }}-profiles}
+{{- end -}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from joulescale.control import ClockGovernor, PolicyContext, make_policy
 from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockPolicy, DecisionReason
-from joulescale.profiles import load_profile
+from joulescale.profiles import ProfileCatalog, shipped_catalog
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 
 OFF = "off"
@@ -26,10 +26,12 @@ class CoreBrain:
 
 
 class CoreBrainFactory:
-    """Builds policies with ``make_policy``; ``static`` runs at the planned base clock."""
+    """Builds policies with ``make_policy``; ``static`` runs at the planned base clock. Profiles
+    are looked up by name in ``profiles`` (the shipped ones plus the user's)."""
 
-    def __init__(self, min_hold_s: float | None = None) -> None:
+    def __init__(self, min_hold_s: float | None = None, profiles: ProfileCatalog | None = None) -> None:
         self._min_hold_s = min_hold_s
+        self._profiles = profiles if profiles is not None else shipped_catalog()
 
     def build(
         self, instance: EngineInstance, policy: InstancePolicy, supported_mhz: tuple[int, ...]
@@ -37,7 +39,7 @@ class CoreBrainFactory:
         if policy.policy == OFF:
             return None
         context = PolicyContext(
-            profile=load_profile(policy.profile),
+            profile=self._profiles.get(policy.profile),
             slo=policy.slo,
             bounds=policy.bounds,
             static_clock_mhz=policy.base_clock_mhz,

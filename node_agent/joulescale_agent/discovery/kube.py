@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from joulescale.api import GROUP, PLURAL, VERSION, EnergyAwareLLMService
+from joulescale.profiles import ProfileCatalog
 from joulescale_agent.discovery.base import Desired
 from joulescale_agent.discovery.desired import ProfileChooser, Refusal, desired_instances, parse_service
 from joulescale_agent.discovery.gpus import GpuAssignments, GpuSource, KubeletAssignments
@@ -84,6 +85,7 @@ class KubeDiscovery:
         *,
         gpus: GpuSource,
         choose_profile: ProfileChooser | None = None,
+        profiles: ProfileCatalog | None = None,
         registry: CollectorRegistry | None = None,
         events: EventRecorder | None = None,
         watch_timeout_s: int = 30,
@@ -98,6 +100,7 @@ class KubeDiscovery:
         self._node = node_name
         self._gpus = gpus
         self._choose_profile = choose_profile
+        self._profiles = profiles
         self._watch_timeout_s = watch_timeout_s
         self._retry_s = retry_s
         self._gpu_read_budget_s = gpu_read_budget_s
@@ -211,7 +214,9 @@ class KubeDiscovery:
             "replicaset": self._replicasets,
             "deployment": self._deployments,
         }
-        choose = self._choose_profile or profile_chooser(await asyncio.to_thread(self._node_gpu_product))
+        choose = self._choose_profile or profile_chooser(
+            await asyncio.to_thread(self._node_gpu_product), self._profiles
+        )
         for what, mirror in mirrors.items():
             threading.Thread(target=self._run_watch, args=(listers[what], mirror, what), daemon=True).start()
         parsed_cache: dict[str, tuple[Any, EnergyAwareLLMService | None]] = {}

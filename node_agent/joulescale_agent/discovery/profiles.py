@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-from joulescale.profiles import GpuProfile, list_profiles, load_profile
+from joulescale.profiles import ProfileCatalog, shipped_catalog
 from joulescale_agent.discovery.desired import ProfileChooser
 
 
-@cache
-def _all() -> tuple[GpuProfile, ...]:
-    return tuple(load_profile(name) for name in list_profiles())
-
-
-def profile_chooser(gpu_product: str, fallback: str | None = None) -> ProfileChooser:
-    """Exact (product, model, TP) match first, then (product, TP), then ``fallback``."""
+def profile_chooser(gpu_product: str, catalog: ProfileCatalog | None = None) -> ProfileChooser:
+    """The core's exact rule (``ProfileCatalog.match``), which the operator's DVFSActive condition
+    uses too: no profile of another model or TP size stands in; without a match the pod is
+    refused with reason ``no-profile``."""
+    profiles = catalog if catalog is not None else shipped_catalog()
 
     def choose(model: str, tensor_parallel_size: int) -> str | None:
-        same_gpu = [
-            p
-            for p in _all()
-            if p.gpu_product == gpu_product and p.tensor_parallel_size == tensor_parallel_size
-        ]
-        for p in same_gpu:
-            if p.model == model:
-                return p.name
-        return same_gpu[0].name if same_gpu else fallback
+        found = profiles.match(gpu_product, model, tensor_parallel_size)
+        return found.name if found is not None else None
 
     return choose

@@ -38,6 +38,8 @@ HOSTILE: list[tuple[list[str], str]] = [
     (["--state-file", ""], "--state-file"),
     (["--sim-dir", ""], "--sim-dir"),
     (["--instances", ""], "--instances"),
+    (["--profiles-dir", ""], "--profiles-dir"),
+    (["--profiles-dir"], "--profiles-dir"),
     (["--host", ""], "--host"),
     (["--host", "h" * 1000], "--host"),
     (["--scrape-hz", "20", "--stale-after-s", "0.01"], "--stale-after-s"),

@@ -32,6 +32,13 @@ def make_body(name: str = "llama", generation: int = 1, **spec_changes: Any) -> 
     }
 
 
+PROFILED_ROLES: dict[str, Any] = {
+    "prefill": {"replicas": 1, "tensorParallelSize": 1, "gpu": {"products": ["NVIDIA-H100-80GB-HBM3"]}},
+    "decode": {"replicas": 2, "tensorParallelSize": 1, "gpu": {"products": ["NVIDIA-A100-SXM4-80GB"]}},
+}
+"""Roles that have a shipped profile for make_body's model: no NoProfile warning (dvfs.py)."""
+
+
 @pytest.fixture
 def body_factory() -> Callable[..., Body]:
     return make_body

@@ -3,6 +3,7 @@ and the resync goes on with every other service."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from joulescale_operator.locks import ServiceLocks
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import render_children
 from joulescale_operator.resync import Resync, ResyncDied
+from tests.unit.operator.conftest import PROFILED_ROLES
 
 # Pod templates that the CRD of 12572d6 stored (preserve-unknown-fields) and that made its
 # reconciler raise. The typed podTemplate now refuses them; an object stored before that CRD
@@ -207,7 +209,7 @@ def test_a_null_in_a_stored_template_means_unset_and_renders(
     template: Any, memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
 ) -> None:
     """The two templates of 12572d6's crash list that are only nulls: they read as "not set"."""
-    body = body_factory()
+    body = body_factory(**copy.deepcopy(PROFILED_ROLES))
     body["spec"]["decode"]["podTemplate"] = template
     patch = Reconciler(memory_cluster, events, clock).reconcile(body)
     assert ready(patch)["reason"] not in (reasons.INVALID_SPEC, reasons.RENDER_FAILED)

@@ -13,6 +13,7 @@ from joulescale_operator.identity import ServiceIdentity
 from joulescale_operator.ownership import is_controlled_by
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import ChildRef
+from tests.unit.operator.conftest import PROFILED_ROLES
 
 IDENTITY = ServiceIdentity("ns", "llama", "uid-1", 1)
 
@@ -81,8 +82,8 @@ def test_our_own_children_are_reconciled_as_before(
     memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
 ) -> None:
     reconciler = Reconciler(memory_cluster, events, clock)
-    reconciler.reconcile(body_factory())
-    patch = reconciler.reconcile(body_factory(generation=2))
+    reconciler.reconcile(body_factory(**PROFILED_ROLES))
+    patch = reconciler.reconcile(body_factory(generation=2, **PROFILED_ROLES))
     assert ready(patch)["reason"] == reasons.ROLES_NOT_READY
     assert events.warnings == []
 
