@@ -26,31 +26,34 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
 IMAGES = {
-    # image: (Dockerfile, entry point "module:function", manifest and container with its args)
-    "operator": ("operator/Dockerfile", "joulescale_operator.main:main", "manifests/base/deployment.yaml"),
-    "agent": ("node_agent/Dockerfile", "joulescale_agent.main:main", "manifests/agent/daemonset.yaml"),
+    # image: (Dockerfile, project folder it installs, entry point "module:function")
+    "operator": ("operator/Dockerfile", ".", "joulescale_operator.main:main"),
+    "agent": ("node_agent/Dockerfile", ".", "joulescale_agent.main:main"),
+    "router": ("router/Dockerfile", "router", "joulescale_router.main:main"),
 }
 HEAVY = {"matplotlib", "scipy", "cvxpy", "numpy"}
 """The twin's offline stack: no image carries it."""
 
 
+def pyproject(image: str) -> dict[str, Any]:
+    return tomllib.loads((ROOT / IMAGES[image][1] / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def image_extras(image: str) -> set[str]:
-    """The extras the image's Dockerfile installs (``pip install ".[a,b]"``)."""
+    """The extras the image's Dockerfile installs (``pip install ".[a,b]"``, or none: ``.``)."""
     text = (ROOT / IMAGES[image][0]).read_text(encoding="utf-8")
-    installs = re.findall(r"pip install[^\n]*?[\"']?\.\[([a-z0-9_,-]+)\][\"']?", text)
-    assert len(installs) == 1, f"{IMAGES[image][0]}: expected one pip install of the project with extras"
-    return set(installs[0].split(","))
+    installs = re.findall(r"pip install [^\n]*?[\"']?\.(?:\[([a-z0-9_,-]+)\])?[\"']?(?:\s|$)", text)
+    assert len(installs) == 1, f"{IMAGES[image][0]}: expected one pip install of the project"
+    return set(installs[0].split(",")) - {""}
 
 
 def install_set(image: str) -> list[Requirement]:
-    """The direct requirements of the image: the core dependencies and its extras."""
-    extras = PYPROJECT["project"]["optional-dependencies"]
-    texts = list(PYPROJECT["project"]["dependencies"])
+    """The direct requirements of the image: the project's dependencies and the extras named."""
+    project = pyproject(image)["project"]
+    texts = list(project["dependencies"])
     for extra in sorted(image_extras(image)):
-        texts += extras[extra]
+        texts += project["optional-dependencies"][extra]
     return [Requirement(t) for t in texts]
 
 
@@ -92,7 +95,7 @@ def _link_distribution(name: str, site: Path) -> None:
         destination.symlink_to(Path(str(dist.locate_file(top if top in whole else file))))
 
 
-def make_venv(target: Path, distributions: set[str]) -> Path:
+def make_venv(target: Path, image: str, distributions: set[str]) -> Path:
     """A fresh venv holding only ``distributions`` (linked from this environment: no network,
     no build) and the project's own packages; returns its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
@@ -105,24 +108,45 @@ def make_venv(target: Path, distributions: set[str]) -> Path:
     )
     for name in distributions:
         _link_distribution(name, site)
-    find = PYPROJECT["tool"]["setuptools"]["packages"]["find"]
+    find = pyproject(image)["tool"]["setuptools"]["packages"]["find"]
     for where in find["where"]:
-        for package in (ROOT / where).iterdir():
+        for package in (ROOT / IMAGES[image][1] / where).iterdir():
             included = any(re.fullmatch(p.replace("*", ".*"), package.name) for p in find["include"])
             if included and (package / "__init__.py").is_file():
                 (site / package.name).symlink_to(package)
     return python
 
 
-def manifest_args(image: str) -> list[str]:
-    """The arguments the shipped manifest passes to the image's container."""
-    manifest = yaml.safe_load((ROOT / IMAGES[image][2]).read_text(encoding="utf-8"))
+def _container(manifest: dict[str, Any]) -> dict[str, Any]:
     (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def rendered_router(sample: str = "vllm-nixl.yaml") -> dict[str, Any]:
+    """The router container the operator renders for a vLLM sample."""
+    from joulescale_operator.identity import ServiceIdentity
+    from joulescale_operator.render import render_children
+    from joulescale_operator.validation import validated_spec
+
+    raw = yaml.safe_load((ROOT / "manifests" / "samples" / sample).read_text(encoding="utf-8"))
+    identity = ServiceIdentity(namespace="ns", name=raw["metadata"]["name"], uid="u", generation=1)
+    children = render_children(identity, validated_spec(identity, raw["spec"]))
+    (router,) = [c for c in children if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-router")]
+    return _container(router)
+
+
+def manifest_args(image: str) -> list[str]:
+    """The arguments the shipped manifests (the router: the operator) pass to the image."""
+    if image == "router":
+        container = rendered_router()
+    else:
+        path = {"operator": "manifests/base/deployment.yaml", "agent": "manifests/agent/daemonset.yaml"}[image]
+        container = _container(yaml.safe_load((ROOT / path).read_text(encoding="utf-8")))
     return [str(a) for a in container.get("args", [])]
 
 
 def run_check(python: Path, image: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    module, function = IMAGES[image][1].split(":")
+    module, function = IMAGES[image][2].split(":")
     code = f"import sys; from {module} import {function} as m; sys.argv[0] = {image!r}; sys.exit(m())"
     return subprocess.run(
         [str(python), "-I", "-c", code, "--check", *args],
@@ -132,7 +156,7 @@ def run_check(python: Path, image: str, args: list[str], cwd: Path) -> subproces
 
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_the_image_install_set_runs_the_entry_point_check(image: str, tmp_path: Path) -> None:
-    python = make_venv(tmp_path / "venv", closure(install_set(image)))
+    python = make_venv(tmp_path / "venv", image, closure(install_set(image)))
     for args in ([], manifest_args(image)):  # the code's defaults, then the shipped arguments
         result = run_check(python, image, args, tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -154,7 +178,7 @@ def _minimality_cases() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("image", "removed"), _minimality_cases())
 def test_without_any_direct_requirement_the_check_fails(image: str, removed: str, tmp_path: Path) -> None:
     rest = [r for r in install_set(image) if r.name != removed]
-    python = make_venv(tmp_path / "venv", closure(rest))
+    python = make_venv(tmp_path / "venv", image, closure(rest))
     result = run_check(python, image, manifest_args(image), tmp_path)
     assert result.returncode != 0, f"{image} runs without {removed}: drop it from its install set"
     assert "No module named" in result.stderr or "cannot import" in result.stderr
@@ -171,11 +195,34 @@ def test_images_do_not_carry_the_twin_offline_stack(image: str) -> None:
     assert not closure(install_set(image)) & HEAVY
 
 
-def test_the_operator_image_runs_as_non_root() -> None:
-    text = (ROOT / IMAGES["operator"][0]).read_text(encoding="utf-8")
+@pytest.mark.parametrize("image", ["operator", "router"])
+def test_the_images_without_gpu_work_run_as_non_root(image: str) -> None:
+    text = (ROOT / IMAGES[image][0]).read_text(encoding="utf-8")
     users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
-    assert users, "the operator image sets no USER"
+    assert users, f"the {image} image sets no USER"
     assert users[-1].split(":")[0] not in ("0", "root")
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_each_dockerfile_runs_the_check_at_build_time(image: str) -> None:
+    text = (ROOT / IMAGES[image][0]).read_text(encoding="utf-8")
+    assert re.search(rf"^RUN joulescale-{image} --check$", text, re.MULTILINE)
+
+
+def test_the_vllm_router_uses_the_shipped_proxy_with_the_operator_rendered_flags() -> None:
+    """The sample's router image is built from router/; the operator keeps its entrypoint, and
+    the flags it renders point the proxy at the role Services on the engine port."""
+    from joulescale_router.main import parse_args
+
+    container = rendered_router()
+    assert container["image"].startswith("ghcr.io/joulescale/joulescale-router:")
+    assert "command" not in container
+    entry = re.findall(r'^ENTRYPOINT \["(\S+)"\]', (ROOT / IMAGES["router"][0]).read_text(), re.MULTILINE)
+    assert entry == ["joulescale-router"]
+    assert "joulescale-router" in pyproject("router")["project"]["scripts"]
+    args = parse_args(container["args"])
+    assert args.prefill_urls == ["http://llama-70b-prefill.ns.svc:8000"]
+    assert args.decode_urls == ["http://llama-70b-decode.ns.svc:8000"]
 
 
 def test_the_agent_image_says_why_it_runs_as_root() -> None:
