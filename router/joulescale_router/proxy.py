@@ -116,7 +116,7 @@ class Proxy:
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting
             return _error(400, "the request body is not JSON")
         if not isinstance(body, dict):
             return _error(400, "the request body is not a JSON object")

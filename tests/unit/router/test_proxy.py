@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from joulescale_router.proxy import Proxy, ProxySettings
+from joulescale_router.proxy import MAX_BODY_BYTES, Proxy, ProxySettings
 
 KV_PARAMS = {"remote_engine_id": "prefill-0", "remote_block_ids": [1, 2, 3], "remote_host": "10.0.0.7"}
 
@@ -164,7 +165,11 @@ async def test_an_unreachable_engine_is_a_502_naming_the_role(serve: Serve) -> N
         assert "decode" in (await answer.json())["error"]["message"]
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"', b""])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"', b"", b"[" * 200_000 + b"]" * 200_000, b"{\"a\": NaN"],
+    ids=["text", "array", "bad-utf8", "string", "empty", "deep-nesting", "truncated"],
+)
 async def test_a_body_that_is_not_a_json_object_is_a_400_and_reaches_no_engine(
     serve: Serve, body: bytes
 ) -> None:
@@ -185,3 +190,14 @@ async def test_models_come_from_decode_and_health_answers(serve: Serve) -> None:
             assert (await answer.json())["data"][0]["id"] == "model-from-decode"
         async with client.get(f"{url}/health") as answer:
             assert answer.status == 200
+
+
+async def test_a_body_over_the_limit_is_refused_before_any_engine(serve: Serve) -> None:
+    prefill, decode = Engine("prefill"), Engine("decode")
+    url = await _proxy(serve, [await serve(prefill.app())], [await serve(decode.app())])
+    body = io.BytesIO(b'{"prompt": "' + b"x" * (MAX_BODY_BYTES + 1) + b'"}')
+    async with aiohttp.ClientSession() as client, client.post(
+        f"{url}/v1/completions", data=body, headers={"Content-Type": "application/json"}
+    ) as answer:
+        assert answer.status == 413
+    assert prefill.received == decode.received == []
