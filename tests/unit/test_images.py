@@ -45,6 +45,7 @@ def image_extras(image: str) -> set[str]:
     text = (ROOT / IMAGES[image][0]).read_text(encoding="utf-8")
     installs = re.findall(r"pip install [^\n]*?[\"']?\.(?:\[([a-z0-9_,-]+)\])?[\"']?(?:\s|$)", text)
     assert len(installs) == 1, f"{IMAGES[image][0]}: expected one pip install of the project"
+    assert text.count("pip install") == 1, f"{IMAGES[image][0]}: installs something outside its set"
     return set(installs[0].split(",")) - {""}
 
 
