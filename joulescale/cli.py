@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -128,6 +129,9 @@ def _settings(args: argparse.Namespace) -> CompareSettings:
 
 def _twin_compare(args: argparse.Namespace, out: TextIO) -> int:
     from joulescale.twin import report
+
+    if args.report is not None and importlib.util.find_spec("matplotlib") is None:  # before the long run
+        raise ValueError("argument --report: the plots need matplotlib: pip install 'joulescale[twin]'")
 
     comparison = compare(_settings(args))
     document = report.to_json(comparison)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from joulescale.api.base import ApiModel, cel, validations
 from joulescale.api.placement import ResourceRequirements, Toleration
@@ -117,16 +117,15 @@ class KvTransferSpec(ApiModel):
 class RouterSpec(ApiModel):
     """The P/D router: it sends each request to a prefill pod, then streams it from a decode pod."""
 
-    model_config = validations(
-        cel(
-            "!has(self.enabled) || !self.enabled || has(self.image)",
-            "image is required when the router is enabled",
-            ".image",
-        )
-    )
-
     enabled: bool = Field(default=False, description="Deploy a router Deployment and Service.")
-    image: str | None = Field(default=None, min_length=1, max_length=1024, description="The router's image.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The router's image. Default: vLLM, the JouleScale P/D proxy "
+        "(ghcr.io/joulescale/joulescale-router at the operator's version); SGLang, the engine's "
+        "image, which contains sglang_router.",
+    )
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra router arguments.")
     port: int = Field(default=8000, ge=1, le=65535, description="The router's HTTP port.")
     resources: ResourceRequirements = Field(
@@ -143,8 +142,3 @@ class RouterSpec(ApiModel):
         description="Tolerations of the router pod, e.g. nvidia.com/gpu on a cluster of GPU nodes only.",
     )
 
-    @model_validator(mode="after")
-    def _image_when_enabled(self) -> RouterSpec:
-        if self.enabled and self.image is None:
-            raise ValueError("image is required when the router is enabled")
-        return self

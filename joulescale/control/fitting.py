@@ -13,10 +13,12 @@ import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from joulescale.control.observation import Phase
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _SMALL_BATCH_STEP = 8
 _SMALL_BATCH_LIMIT = 128
@@ -56,6 +58,7 @@ def robust_nonnegative_fit(
     when it is within ``tolerance`` of it. The final fit minimises relative error over the
     inliers of the best trial. Deterministic (seeded).
     """
+    import numpy as np
     from scipy.optimize import nnls  # offline only: keeps importing joulescale.control light
 
     rows, columns = features.shape
@@ -118,6 +121,8 @@ class FittedPredictor:
 
 def fit_predictor(samples: Iterable[LatencySample], min_samples_per_piece: int = 4) -> FittedPredictor:
     """Fit prefill and decode from samples; each needs at least one clock with enough samples."""
+    import numpy as np
+
     prefill_rows: dict[int, list[LatencySample]] = defaultdict(list)
     decode_rows: dict[tuple[int, int], list[LatencySample]] = defaultdict(list)
     for sample in samples:

@@ -205,10 +205,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="minimum time a new clock is held (default: the core governor's, 0.1 s)",
     )
     p.add_argument("--log-level", type=_log_level, default="INFO")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="import everything the other flags need, then exit 0 (no cluster, GPU or port is touched)",
+    )
     args = p.parse_args(argv)
     if args.backend == "simulated" and args.sim_dir is None:
         p.error("argument --sim-dir: required with --backend simulated")
-    if args.instances is None and not args.node_name:
+    if args.instances is None and not args.node_name and not args.check:
         p.error("argument --node-name: required (or NODE_NAME) for Kubernetes discovery")
     if args.node_name and not _NODE_NAME.fullmatch(args.node_name):
         p.error(f"argument --node-name: not a Kubernetes node name: {args.node_name[:60]!r}")
@@ -391,6 +396,10 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.check:
+        from joulescale_agent.selfcheck import run_check
+
+        sys.exit(run_check(args))
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

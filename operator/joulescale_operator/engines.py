@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from joulescale.api import EnergyAwareLLMServiceSpec, RoleSpec
@@ -162,6 +163,20 @@ def engine_launch(spec: EnergyAwareLLMServiceSpec, role: Role, identity: Service
     if spec.engine.name == "sglang":
         return sglang_launch(spec, role)
     return vllm_launch(spec, role, identity)
+
+
+ROUTER_REPOSITORY = "ghcr.io/joulescale/joulescale-router"
+"""The vLLM P/D proxy built from router/ (router/Dockerfile), released with the operator."""
+
+
+def router_image(spec: EnergyAwareLLMServiceSpec) -> str:
+    """``router.image``, else SGLang's router from the engine image, else the JouleScale proxy
+    of the operator's own version (the images are released together)."""
+    if spec.router.image is not None:
+        return spec.router.image
+    if spec.engine.name == "sglang":
+        return spec.engine.image
+    return f"{ROUTER_REPOSITORY}:{metadata.version('joulescale')}"
 
 
 def router_launch(

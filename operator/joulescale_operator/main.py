@@ -20,7 +20,8 @@ def _nonempty_path(text: str) -> Path:
     return Path(text)
 
 
-def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings, bool]:
+def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings, bool, bool]:
+    """The settings, --verbose and --check."""
     defaults = OperatorSettings()
     parser = argparse.ArgumentParser(prog="joulescale-operator", description=__doc__)
     parser.add_argument(
@@ -50,6 +51,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         help="directory of extra profile files (*.yaml), as the agents get it; read at start",
     )
     parser.add_argument("--verbose", action="store_true", help="log every handler run")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="import everything the operator runs with, then exit 0 (no cluster is touched)",
+    )
     args = parser.parse_args(argv)
     settings = OperatorSettings(
         kubeconfig=args.kubeconfig,
@@ -59,11 +65,20 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         liveness_endpoint=None if args.liveness == "off" else args.liveness,
         profiles_dir=args.profiles_dir,
     )
-    return settings, args.verbose
+    return settings, args.verbose, args.check
+
+
+def check() -> int:
+    """Reached only once this module's imports succeeded: the handlers, and through them kopf
+    and the kubernetes client (the operator imports nothing lazily). No cluster is touched."""
+    print(f"joulescale-operator --check: ok ({build_registry.__module__} imported)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings, verbose = parse_settings(argv)
+    settings, verbose, check_only = parse_settings(argv)
+    if check_only:
+        return check()
     kopf.configure(verbose=verbose)
     kopf.run(
         registry=build_registry(settings),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus, RolloutSpec
-from joulescale_operator.engines import engine_launch, router_launch
+from joulescale_operator.engines import engine_launch, router_image, router_launch
 from joulescale_operator.identity import ENGINE_ROLES, Role, ServiceIdentity
 from joulescale_operator.pods import engine_pod_template, role_spec
 
@@ -99,12 +99,11 @@ def service(
 
 
 def router_deployment(identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec) -> dict[str, Any]:
-    assert spec.router.image is not None
     labels = identity.labels("router", spec.engine.name)
     command, args = router_launch(spec, identity)
     container: dict[str, Any] = {
         "name": ROUTER_CONTAINER,
-        "image": spec.router.image,
+        "image": router_image(spec),
         "ports": [{"name": "http", "containerPort": spec.router.port, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
     }

@@ -194,3 +194,21 @@ def test_library_callers_are_refused_like_the_cli_naming_the_setting(field: str,
     with pytest.raises(SettingError) as caught:
         CompareSettings(**{field: value})  # type: ignore[arg-type]
     assert caught.value.setting.split(".")[0] == field
+
+
+def test_a_report_without_matplotlib_names_the_extra_before_any_simulation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib is the `twin` extra, not a core dependency: without it, --report says so."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    code, out, err = _run("twin", "compare", "--no-cache", "--report", str(tmp_path / "r"))
+    assert code == 2
+    assert "--report" in err
+    assert "joulescale[twin]" in err
+    assert out == ""
+    assert not (tmp_path / "r").exists()

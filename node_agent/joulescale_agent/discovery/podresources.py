@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 LIST_METHOD = "/v1.PodResourcesLister/List"
 GPU_RESOURCE = "nvidia.com/gpu"
+GRPC_MODULE = "grpc"
+"""Imported when the source is built; `joulescale-agent --check` imports it too."""
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -106,7 +108,7 @@ class PodResourcesSource:
         clock: Clock = monotonic,
         index_to_uuid: Callable[[str], str] | None = None,
     ) -> None:
-        grpc: Any = importlib.import_module("grpc")
+        grpc: Any = importlib.import_module(GRPC_MODULE)
         self._channel = grpc.insecure_channel(f"unix://{socket_path}")
         self._list = self._channel.unary_unary(LIST_METHOD)  # raw bytes in and out
         self._error: type[Exception] = grpc.RpcError

@@ -15,6 +15,9 @@ from joulescale_agent import errors
 from joulescale_agent.gpu.backend import GpuInfo, ThrottleReason
 from joulescale_agent.gpu.nvml_errors import nvml_call
 
+NVML_MODULE = "pynvml"
+"""Imported only when the backend starts (tests pass a fake); `joulescale-agent --check` imports it."""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -26,7 +29,7 @@ class NvmlBackend:
     name = "nvml"
 
     def __init__(self, nvml: Any | None = None) -> None:
-        self._nvml: Any = nvml if nvml is not None else importlib.import_module("pynvml")
+        self._nvml: Any = nvml if nvml is not None else importlib.import_module(NVML_MODULE)
         with nvml_call(self._nvml, "nvmlInit"):
             self._nvml.nvmlInit()
         self._handles: dict[str, Any] = {}

@@ -53,7 +53,6 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         with_role("decode", replicas=1, resources={"limits": {"nvidia.com/gpu": 8}}),
         "spec.decode.resources.limits",
     ),
-    ("router-without-image", {"router": {"enabled": True}}, "spec.router.image"),
     ("bad-uri", {"model": {"name": "m", "uri": "s3://bucket/m"}}, "spec.model.uri"),
 ]
 

@@ -63,7 +63,6 @@ def test_replicas_and_autoscaling_are_mutually_exclusive() -> None:
         ({"energy": {"clocks": {"minMHz": 1500, "maxMHz": 900}}}, "minMHz"),
         ({"kvTransfer": {"backend": "nixl"}}, "kvTransfer.backend is for sglang"),
         ({"slo": {"ttftMs": 600, "tpotMs": 50, "percentile": 42}}, "percentile"),
-        ({"router": {"enabled": True}}, "image is required"),
         ({"model": {"name": "m", "uri": "s3://bucket/m"}}, "uri"),
     ],
 )

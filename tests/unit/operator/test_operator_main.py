@@ -8,15 +8,16 @@ from joulescale_operator.main import parse_settings
 
 
 def test_defaults_watch_every_namespace_with_a_liveness_endpoint() -> None:
-    settings, verbose = parse_settings([])
+    settings, verbose, check = parse_settings([])
     assert settings.namespaces == ()
     assert settings.kubeconfig is None
     assert settings.liveness_endpoint is not None
     assert not verbose
+    assert not check
 
 
 def test_flags_set_kubeconfig_namespaces_and_resync() -> None:
-    settings, _ = parse_settings(
+    settings, _, _ = parse_settings(
         ["--kubeconfig", "kc", "-n", "a", "-n", "b", "--resync-interval-seconds", "2", "--liveness", "off"]
     )
     assert settings.kubeconfig == Path("kc")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -172,6 +173,24 @@ def test_a_vllm_router_is_pointed_at_the_role_services(body_factory: Callable[..
     assert args[args.index("--decoder-hosts") + 1] == "llama-decode.ns.svc"
     assert children[("Service", "llama-router")]["spec"]["ports"][0]["port"] == 9000
     assert ("ServiceAccount", "llama-router") not in children
+
+
+@pytest.mark.parametrize(
+    ("engine", "router", "image"),
+    [
+        ({}, {}, f"ghcr.io/joulescale/joulescale-router:{metadata.version('joulescale')}"),
+        ({"name": "sglang", "image": "lmsysorg/sglang:v0.5"}, {}, "lmsysorg/sglang:v0.5"),
+        ({}, {"image": "mine:2"}, "mine:2"),
+        ({"name": "sglang", "image": "lmsysorg/sglang:v0.5"}, {"image": "mine:2"}, "mine:2"),
+    ],
+)
+def test_a_router_without_an_image_gets_the_one_for_its_engine(
+    body_factory: Callable[..., Any], engine: dict[str, str], router: dict[str, str], image: str
+) -> None:
+    """vLLM: the shipped P/D proxy (router/) of the operator's version; SGLang: the engine image."""
+    body = body_factory(router={"enabled": True, **router}, **({"engine": engine} if engine else {}))
+    router_pod = children_of(body)[("Deployment", "llama-router")]["spec"]["template"]["spec"]
+    assert router_pod["containers"][0]["image"] == image
 
 
 @pytest.mark.parametrize(("planned", "expected"), [(None, 2), (5, 5), (1, 2), (99, 6)])
