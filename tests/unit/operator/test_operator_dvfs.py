@@ -101,7 +101,7 @@ def test_the_samples_that_match_no_shipped_profile_say_so(
 def test_the_operator_takes_a_profiles_dir_flag(tmp_path: Path) -> None:
     from joulescale_operator.main import parse_settings
 
-    settings, _ = parse_settings(["--profiles-dir", str(tmp_path)])
+    settings, _, _ = parse_settings(["--profiles-dir", str(tmp_path)])
     assert settings.profiles_dir == tmp_path
     assert OperatorSettings().profiles_dir is None
     for bad in ("", "a\x00b"):
