@@ -40,6 +40,12 @@ class KopfEvents:
     def warning(self, reason: str, message: str) -> None:
         kopf.warn(kopf.Body(cast(kopf.RawBody, self._body)), reason=reason, message=message[:1000])
 
+    def normal(self, reason: str, message: str) -> None:
+        # kopf.event, not kopf.info: info obeys posting.level, which _tune keeps at WARNING so
+        # that kopf's own log lines do not become events.
+        body = kopf.Body(cast(kopf.RawBody, self._body))
+        kopf.event(body, type="Normal", reason=reason, message=message[:1000])
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)

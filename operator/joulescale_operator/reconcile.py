@@ -21,11 +21,19 @@ import pydantic
 
 from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
 from joulescale_operator import reasons
+from joulescale_operator.child_events import child_change
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
-from joulescale_operator.ownership import describe, foreign_objects, is_controlled_by
+from joulescale_operator.ownership import describe, existing_children, foreign_among, is_controlled_by
 from joulescale_operator.render import ChildRef, render_children, router_discovery_rbac
-from joulescale_operator.status import DeploymentObservation, failed_status, reduce_status, status_patch
+from joulescale_operator.role_pods import with_pod_problems
+from joulescale_operator.status import (
+    DeploymentObservation,
+    failed_status,
+    reduce_status,
+    service_endpoint,
+    status_patch,
+)
 from joulescale_operator.validation import InvalidSpec, validated_spec
 
 Clock = Callable[[], datetime]
@@ -40,6 +48,8 @@ class Events(Protocol):
     """Where Kubernetes Events go (kopf's poster in production, a list in tests)."""
 
     def warning(self, reason: str, message: str) -> None: ...
+
+    def normal(self, reason: str, message: str) -> None: ...
 
 
 class Reconciler:
@@ -70,22 +80,31 @@ class Reconciler:
             )
             return self._fail(identity, previous, reasons.RENDER_FAILED, message)
         try:
-            foreign = foreign_objects(self._cluster, identity, children)
+            existing = existing_children(self._cluster, children)
+            foreign = foreign_among(identity, existing)
             if foreign:
                 return self._fail(identity, previous, reasons.NOT_OWNED, describe(foreign))
             if _has_override(spec):
                 self._dry_run(children)
-            applied = [self._cluster.apply(child) for child in children]
+            applied = [self._apply(child, existing.get(ChildRef.of(child))) for child in children]
         except InvalidSpec as invalid:
             return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
         except Rejected as rejected:
             return self._fail(identity, previous, reasons.APPLY_FAILED, str(rejected))
         if not spec.router.enabled and previous.get("router") is not None:
             self._remove_router(identity, spec)
-        desired = reduce_status(
-            previous, identity.generation, _observations(applied), _plan(previous), self._clock()
-        )
+        observed = with_pod_problems(self._cluster, identity, _observations(applied))
+        desired = reduce_status(previous, identity.generation, observed, _plan(previous), self._clock())
+        desired["endpoint"] = service_endpoint(identity, spec)
         return status_patch(previous, desired)
+
+    def _apply(self, child: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+        """Apply one child; a real change (not a no-op apply) becomes a Normal event."""
+        applied = self._cluster.apply(child)
+        change = child_change(before, applied)
+        if change is not None:
+            self._events.normal(*change)
+        return applied
 
     def _dry_run(self, children: list[dict[str, Any]]) -> None:
         """With a pod template override, let the apiserver judge every child before any is written."""
