@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -27,6 +28,7 @@ from joulescale_operator.resync import Resync
 from joulescale_operator.settings import OperatorSettings
 
 ANNOTATION_PREFIX = "joulescale.io"
+REPORTING_COMPONENT = f"{GROUP}/{MANAGER}"
 CHILD_EVENT_SETTLE_S = 0.2
 """How long a child's event waits before it is checked against the operator's own applies."""
 
@@ -135,6 +137,10 @@ def _tune(settings: kopf.OperatorSettings, *, max_workers: int) -> None:
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # Events say who posted them (the FROM column of kubectl describe), as the agent's do.
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = socket.gethostname()  # the pod's name in a cluster
+    settings.posting.event_name_prefix = f"{MANAGER}-"
     settings.execution.max_workers = max_workers
     settings.networking.request_timeout = 60.0
     settings.watching.server_timeout = 300

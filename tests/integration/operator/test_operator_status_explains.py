@@ -40,11 +40,9 @@ def unschedulable_pod(plane: ControlPlane, namespace: str, name: str, role: str,
 
 def events_of(plane: ControlPlane, namespace: str) -> list[tuple[str, str, str]]:
     items = json.loads(plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-    return sorted(
-        (e["type"], e["reason"], e["message"])
-        for e in items
-        if e["involvedObject"].get("kind") == "EnergyAwareLLMService"
-    )
+    ours = [e for e in items if e["involvedObject"].get("kind") == "EnergyAwareLLMService"]
+    assert {e["source"]["component"] for e in ours} <= {"joulescale.io/joulescale-operator"}
+    return sorted((e["type"], e["reason"], e["message"]) for e in ours)
 
 
 def test_an_unschedulable_decode_pod_explains_the_service(crd_plane: ControlPlane, operator: OperatorProcess) -> None:
