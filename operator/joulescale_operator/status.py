@@ -30,6 +30,8 @@ class DeploymentObservation:
     rolled_out: bool
     failure_reason: str | None
     failure_message: str = ""
+    pods: int = 0
+    """Pods the Deployment's ReplicaSets have (status.replicas), ready or not."""
     pod_problem: PodProblem | None = None
     """Set by the reconciler from the role's pods, only while the role is not ready."""
 
@@ -46,6 +48,7 @@ class DeploymentObservation:
             rolled_out=int(status.get("observedGeneration", 0)) >= int(generation),
             failure_reason=failure,
             failure_message=failure_message,
+            pods=int(status.get("replicas", 0)),
         )
 
 
@@ -67,7 +70,12 @@ def deployment_failure(conditions: Any) -> tuple[str | None, str]:
 
 
 def needs_pod_reading(observation: DeploymentObservation | None) -> bool:
-    """Whether a role's pods may say more than its Deployment: some wanted replica is not ready."""
+    """Whether a role's pods may say more than its Deployment: some wanted replica is not ready
+    and the Deployment has pods that are not ready (none before its controller made them)."""
+    return _short_of_ready(observation) and observation is not None and observation.pods > observation.ready
+
+
+def _short_of_ready(observation: DeploymentObservation | None) -> bool:
     if observation is None or observation.desired == 0:
         return False
     o = observation
@@ -81,7 +89,7 @@ def role_problem(observation: DeploymentObservation | None) -> tuple[str, str] |
         return None
     if observation.failure_reason is not None:
         return observation.failure_reason, observation.failure_message
-    if observation.pod_problem is not None and needs_pod_reading(observation):
+    if observation.pod_problem is not None and _short_of_ready(observation):
         return observation.pod_problem.reason, observation.pod_problem.message
     return None
 

@@ -50,6 +50,11 @@ def test_an_unschedulable_decode_pod_explains_the_service(crd_plane: ControlPlan
     apply(crd_plane, service_manifest("llama", namespace))
     wait_children(crd_plane, namespace, "llama")
     unschedulable_pod(crd_plane, namespace, "llama-decode-abc", "decode", NO_GPU)
+    # What the Deployment controller would write once its ReplicaSet made the pods.
+    crd_plane.kubectl(
+        "patch", "deployment", "llama-decode", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"replicas": 2, "unavailableReplicas": 2}}),
+    )
 
     def explained() -> dict[str, Any] | None:
         decode = condition(get(crd_plane, "eals", "llama", namespace), "DecodeReady")

@@ -11,7 +11,7 @@ import pytest
 from joulescale_operator.conditions import find
 from joulescale_operator.pod_problems import pods_problem
 from joulescale_operator.reconcile import Reconciler
-from joulescale_operator.status import DeploymentObservation, reduce_status, role_readiness
+from joulescale_operator.status import DeploymentObservation, needs_pod_reading, reduce_status, role_readiness
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NO_GPU = (
@@ -189,6 +189,9 @@ def test_the_reconciler_reads_the_pods_of_not_ready_roles_only(
     body = body_factory()
     memory_cluster.pods = [unschedulable("llama-decode-1"), pod("llama-prefill-1", role="prefill", phase="Running")]
     run(Reconciler(memory_cluster, events, clock), body)
+    assert memory_cluster.pod_lists == []  # the Deployments have no pods yet: nothing to read
+    memory_cluster.deployment_status = {"replicas": 1}  # their controller made a pod each
+    run(Reconciler(memory_cluster, events, clock), body)
     assert sorted(selector["joulescale.io/role"] for _, selector in memory_cluster.pod_lists) == ["decode", "prefill"]
     decode = find(body["status"]["conditions"], "DecodeReady")
     assert decode is not None
@@ -210,6 +213,7 @@ def test_pods_that_cannot_be_read_leave_the_deployments_word(
     memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
 ) -> None:
     memory_cluster.refuse_pods = True
+    memory_cluster.deployment_status = {"replicas": 1}
     body = body_factory()
     run(Reconciler(memory_cluster, events, clock), body)
     decode = find(body["status"]["conditions"], "DecodeReady")
@@ -227,3 +231,15 @@ def test_the_endpoint_is_the_routers_service_or_else_decodes(
     body["spec"]["router"] = {"enabled": True, "image": "proxy:1", "port": 9000}
     run(Reconciler(memory_cluster, events, clock), body)
     assert body["status"]["endpoint"] == "llama-router.ns.svc:9000"
+
+
+def test_pods_are_read_only_when_the_deployment_has_pods_that_are_not_ready() -> None:
+    def of(desired: int, ready: int, updated: int, pods: int) -> DeploymentObservation:
+        return DeploymentObservation(desired, ready, updated, rolled_out=True, failure_reason=None, pods=pods)
+
+    assert not needs_pod_reading(of(2, 0, 0, pods=0))  # no pod made yet
+    assert needs_pod_reading(of(2, 0, 2, pods=2))  # made, not ready
+    assert needs_pod_reading(of(2, 2, 1, pods=3))  # a surge pod of a rollout, e.g. unschedulable
+    assert not needs_pod_reading(of(2, 2, 2, pods=2))  # ready
+    assert not needs_pod_reading(of(0, 0, 0, pods=0))
+    assert not needs_pod_reading(None)
