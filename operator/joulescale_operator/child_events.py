@@ -14,28 +14,37 @@ from joulescale_operator import reasons
 
 
 def child_change(before: dict[str, Any] | None, after: dict[str, Any]) -> tuple[str, str] | None:
-    """(reason, message) of the change from before to after, or None when nothing changed."""
+    """(reason, what changed) from before to after, or None when nothing changed; the reason is
+    also the verb of the event's message (see change_events)."""
     kind = str(after.get("kind", "object"))
     name = str(_mapping(after.get("metadata")).get("name", "?"))
     what = f"{kind} {name}"
     if before is None:
-        return reasons.CHILD_CREATED, f"Created {what}."
+        return reasons.CHILD_CREATED, what
     if kind == "Deployment":
         return _deployment_change(before, after, what)
     if _version(before) != _version(after):
-        return reasons.CHILD_UPDATED, f"Updated {what}."
+        return reasons.CHILD_UPDATED, what
     return None
+
+
+def change_events(changes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One (reason, message) per reason, naming every child it concerns: a new service posts one
+    Created event, not one per child (events are objects in etcd too)."""
+    by_reason: dict[str, list[str]] = {}
+    for reason, what in changes:
+        by_reason.setdefault(reason, []).append(what)
+    return [(reason, f"{reason} {', '.join(whats)}.") for reason, whats in by_reason.items()]
 
 
 def _deployment_change(before: dict[str, Any], after: dict[str, Any], what: str) -> tuple[str, str] | None:
     old_spec, new_spec = dict(_mapping(before.get("spec"))), dict(_mapping(after.get("spec")))
     old_replicas, new_replicas = old_spec.pop("replicas", None), new_spec.pop("replicas", None)
-    updated = old_spec != new_spec or _labels_and_annotations(before) != _labels_and_annotations(after)
-    if updated:
-        scaled = f" and scaled it from {old_replicas} to {new_replicas} replicas" if old_replicas != new_replicas else ""
-        return reasons.CHILD_UPDATED, f"Updated {what}{scaled}."
-    if old_replicas != new_replicas:
-        return reasons.CHILD_SCALED, f"Scaled {what} from {old_replicas} to {new_replicas} replicas."
+    scaled = f"from {old_replicas} to {new_replicas} replicas" if old_replicas != new_replicas else ""
+    if old_spec != new_spec or _labels_and_annotations(before) != _labels_and_annotations(after):
+        return reasons.CHILD_UPDATED, f"{what} (scaled {scaled})" if scaled else what
+    if scaled:
+        return reasons.CHILD_SCALED, f"{what} {scaled}"
     return None
 
 

@@ -21,7 +21,7 @@ import pydantic
 
 from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
 from joulescale_operator import reasons
-from joulescale_operator.child_events import child_change
+from joulescale_operator.child_events import change_events, child_change
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
 from joulescale_operator.ownership import describe, existing_children, foreign_among, is_controlled_by
@@ -86,11 +86,12 @@ class Reconciler:
                 return self._fail(identity, previous, reasons.NOT_OWNED, describe(foreign))
             if _has_override(spec):
                 self._dry_run(children)
-            applied = [self._apply(child, existing.get(ChildRef.of(child))) for child in children]
+            applied = [self._cluster.apply(child) for child in children]
         except InvalidSpec as invalid:
             return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
         except Rejected as rejected:
             return self._fail(identity, previous, reasons.APPLY_FAILED, str(rejected))
+        self._announce(existing, children, applied)
         if not spec.router.enabled and previous.get("router") is not None:
             self._remove_router(identity, spec)
         observed = with_pod_problems(self._cluster, identity, _observations(applied))
@@ -98,13 +99,20 @@ class Reconciler:
         desired["endpoint"] = service_endpoint(identity, spec)
         return status_patch(previous, desired)
 
-    def _apply(self, child: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
-        """Apply one child; a real change (not a no-op apply) becomes a Normal event."""
-        applied = self._cluster.apply(child)
-        change = child_change(before, applied)
-        if change is not None:
-            self._events.normal(*change)
-        return applied
+    def _announce(
+        self,
+        existing: dict[ChildRef, dict[str, Any] | None],
+        children: list[dict[str, Any]],
+        applied: list[dict[str, Any]],
+    ) -> None:
+        """Normal events for the real changes of this reconcile (a no-op apply changes nothing)."""
+        changes = [
+            change
+            for child, after in zip(children, applied, strict=True)
+            if (change := child_change(existing.get(ChildRef.of(child)), after)) is not None
+        ]
+        for reason, message in change_events(changes):
+            self._events.normal(reason, message)
 
     def _dry_run(self, children: list[dict[str, Any]]) -> None:
         """With a pod template override, let the apiserver judge every child before any is written."""

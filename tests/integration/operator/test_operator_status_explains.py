@@ -90,11 +90,8 @@ def test_a_replicaset_failure_and_child_changes_reach_the_service(
     manifest = service_manifest("llama", namespace)
     apply(crd_plane, manifest)
     wait_children(crd_plane, namespace, "llama")
-    created = [
-        ("Normal", "Created", f"Created {kind} llama-{role}.")
-        for kind in ("Deployment", "Service")
-        for role in ("decode", "prefill")
-    ]
+    children = "Deployment llama-prefill, Deployment llama-decode, Service llama-prefill, Service llama-decode"
+    created = [("Normal", "Created", f"Created {children}.")]
     crd_plane.wait_for(lambda: set(created) <= set(events_of(crd_plane, namespace)), timeout_s=30)
 
     failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": QUOTA}
