@@ -55,6 +55,23 @@ def pods_problem(pods: list[dict[str, Any]]) -> PodProblem | None:
     return None
 
 
+def pods_of_deployment(pods: list[dict[str, Any]], deployment: str) -> list[dict[str, Any]]:
+    """The pods that a ReplicaSet of the named Deployment controls (`<deployment>-<hash>`): a pod
+    made by hand with the role's labels says nothing about the role."""
+    prefix = f"{deployment}-"
+    return [
+        pod
+        for pod in pods
+        if any(
+            isinstance(owner, dict)
+            and owner.get("controller") is True
+            and owner.get("kind") == "ReplicaSet"
+            and str(owner.get("name", "")).startswith(prefix)
+            for owner in _list(_mapping(pod.get("metadata")).get("ownerReferences"))
+        )
+    ]
+
+
 def _unscheduled(pod: dict[str, Any]) -> tuple[str, str] | None:
     status = _mapping(pod.get("status"))
     if status.get("phase", "Pending") != "Pending" or _mapping(pod.get("metadata")).get("deletionTimestamp"):

@@ -12,7 +12,7 @@ import logging
 
 from joulescale_operator.identity import Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
-from joulescale_operator.pod_problems import pods_problem
+from joulescale_operator.pod_problems import pods_of_deployment, pods_problem
 from joulescale_operator.status import DeploymentObservation, needs_pod_reading
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def with_pod_problems(
         except Rejected as refused:
             logger.warning("%s/%s: the %s pods cannot be read: %s", identity.namespace, identity.name, role, refused)
             continue
-        problem = pods_problem(pods)
+        problem = pods_problem(pods_of_deployment(pods, identity.child_name(role)))
         if problem is not None:
             result[role] = dataclasses.replace(observation, pod_problem=problem)
     return result

@@ -26,10 +26,13 @@ QUOTA = 'pods "llama-prefill-x" is forbidden: exceeded quota: gpus, requested: r
 def unschedulable_pod(plane: ControlPlane, namespace: str, name: str, role: str, message: str) -> None:
     plane.kubectl("create", "serviceaccount", "default", "-n", namespace, check=False)
     labels = {"joulescale.io/service": "llama", "joulescale.io/role": role}
+    # As its ReplicaSet would own it (no controller-manager here to collect an owner that is absent).
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"llama-{role}-5d8f", "uid": "0" * 8,
+             "controller": True}
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]},
         "spec": {"containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.11.0"}]},
     }
     plane.kubectl("create", "-f", "-", input=json.dumps(pod))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from joulescale_operator.conditions import find
-from joulescale_operator.pod_problems import pods_problem
+from joulescale_operator.pod_problems import pods_of_deployment, pods_problem
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.status import DeploymentObservation, needs_pod_reading, reduce_status, role_readiness
 
@@ -23,8 +23,9 @@ TAINT = "0/2 nodes are available: 2 node(s) had untolerated taint {nvidia.com/gp
 
 def pod(name: str, role: str = "decode", phase: str = "Pending", **status: Any) -> dict[str, Any]:
     labels = {"joulescale.io/service": "llama", "joulescale.io/role": role}
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"llama-{role}-5d8f", "controller": True}
     return {
-        "metadata": {"name": name, "namespace": "ns", "labels": labels},
+        "metadata": {"name": name, "namespace": "ns", "labels": labels, "ownerReferences": [owner]},
         "status": {"phase": phase, **status},
     }
 
@@ -243,3 +244,30 @@ def test_pods_are_read_only_when_the_deployment_has_pods_that_are_not_ready() ->
     assert not needs_pod_reading(of(2, 2, 2, pods=2))  # ready
     assert not needs_pod_reading(of(0, 0, 0, pods=0))
     assert not needs_pod_reading(None)
+
+
+def test_only_pods_of_the_roles_replicasets_count() -> None:
+    ours = unschedulable("llama-decode-5d8f-a")
+    by_hand = unschedulable("impostor")
+    by_hand["metadata"]["ownerReferences"] = []
+    other = unschedulable("llama-decoder-x")
+    other["metadata"]["ownerReferences"][0]["name"] = "llama-decoder-77"  # another Deployment's RS
+    not_controller = unschedulable("weak")
+    not_controller["metadata"]["ownerReferences"][0]["controller"] = False
+    odd = unschedulable("odd")
+    odd["metadata"]["ownerReferences"] = [None, "x", {"kind": "ReplicaSet"}]
+    pods = [by_hand, other, not_controller, odd, ours]
+    assert pods_of_deployment(pods, "llama-decode") == [ours]
+
+
+def test_a_pod_made_by_hand_with_the_roles_labels_does_not_degrade_the_service(
+    memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
+) -> None:
+    impostor = unschedulable("impostor")
+    impostor["metadata"]["ownerReferences"] = []
+    memory_cluster.pods = [impostor]
+    memory_cluster.deployment_status = {"replicas": 2}
+    body = body_factory()
+    run(Reconciler(memory_cluster, events, clock), body)
+    assert memory_cluster.pod_lists  # the pods were read
+    assert find(body["status"]["conditions"], "Degraded")["status"] == "False"  # type: ignore[index]
