@@ -83,3 +83,33 @@ def test_pods_land_on_their_gpu_products_the_service_gets_ready_and_deletion_col
 
     cluster.kubectl("delete", "eals", "llama", "-n", namespace, "--wait=true")
     cluster.wait_for(lambda: not owned_objects(cluster, namespace, "llama"), timeout_s=90)
+
+
+def test_a_decode_that_no_node_can_hold_shows_the_schedulers_reason_and_degrades(
+    cluster: ControlPlane, cluster_operator: OperatorProcess
+) -> None:
+    """Decode at TP 16 asks for 16 GPUs; no kwok node has more than 8."""
+    namespace = cluster.create_namespace("e2e-unsched")
+    decode = {"replicas": 1, "tensorParallelSize": 16, "gpu": {"products": ["NVIDIA-A100-SXM4-80GB"]}}
+    apply(cluster, service_manifest("big", namespace, decode=decode))
+
+    def explained() -> dict[str, Any] | None:
+        service = get(cluster, "eals", "big", namespace)
+        found = condition(service, "DecodeReady")
+        prefill = condition(service, "PrefillReady")
+        done = found and found["reason"] == "Unschedulable" and prefill and prefill["status"] == "True"
+        return service if done else None
+
+    service = cluster.wait_for(explained, timeout_s=90)
+    decode_ready, degraded, ready = (condition(service, t) for t in ("DecodeReady", "Degraded", "Ready"))
+    assert decode_ready is not None
+    assert degraded is not None
+    assert ready is not None
+    assert decode_ready["status"] == "False"
+    assert "Insufficient nvidia.com/gpu" in decode_ready["message"], decode_ready["message"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+    assert (ready["status"], ready["reason"]) == ("False", "Unschedulable")
+    assert service["status"]["endpoint"] == f"big-decode.{namespace}.svc:8000"
+    row = cluster.kubectl("get", "eals", "big", "-n", namespace, "--no-headers").stdout.split()
+    assert row[1:3] == ["False", "Unschedulable"]

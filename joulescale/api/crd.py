@@ -30,6 +30,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Whether every role is ready.",
     },
     {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why Ready is what it is (Unschedulable, RolesNotReady, AllReplicasReady...).",
+    },
+    {
         "name": "Prefill",
         "type": "string",
         "jsonPath": ".status.prefill.readyOfDesired",
@@ -47,7 +53,19 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".spec.energy.policy",
         "description": "The energy policy.",
     },
-    {"name": "Model", "type": "string", "jsonPath": ".spec.model.name", "description": "The served model."},
+    {
+        "name": "Endpoint",
+        "type": "string",
+        "jsonPath": ".status.endpoint",
+        "description": "Where clients connect: the router's or decode's Service.",
+    },
+    {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".spec.model.name",
+        "description": "The served model.",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

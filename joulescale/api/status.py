@@ -15,7 +15,9 @@ class Condition(StatusModel):
     """One condition, per the Kubernetes API conventions."""
 
     type: str = Field(
-        description="PascalCase type: Ready, PrefillReady, DecodeReady, Degraded, Planned, DVFSActive."
+        description=(
+            "PascalCase type: Ready, PrefillReady, DecodeReady, RouterReady, Degraded, Planned, DVFSActive."
+        )
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="A CamelCase reason for machines.")
@@ -79,13 +81,17 @@ class EnergyAwareLLMServiceStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(
-            "Ready, PrefillReady, DecodeReady, Degraded, DVFSActive (operator; DVFSActive=False "
-            "NoProfile: a role has no profile for a GPU product); Planned (planner)."
+            "Ready, PrefillReady, DecodeReady, RouterReady, Degraded, DVFSActive (operator; "
+            "DVFSActive=False NoProfile: a role has no profile for a GPU product); Planned (planner)."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     prefill: RoleStatus | None = Field(default=None, description="The prefill Deployment.")
     decode: RoleStatus | None = Field(default=None, description="The decode Deployment.")
     router: RoleStatus | None = Field(default=None, description="The router Deployment, when enabled.")
+    endpoint: str | None = Field(
+        default=None,
+        description="Where clients connect: the router's Service when enabled, else decode's (host:port).",
+    )
     plan: PlanStatus | None = Field(default=None, description="The planner's latest plan.")
     energy: EnergyStatus | None = Field(default=None, description="Observed energy.")

@@ -44,3 +44,8 @@ def set_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> list
 
 def find(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
     return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def remove_condition(conditions: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
+    """Drop the condition of a type that no longer applies (RouterReady once the router is gone)."""
+    return [c for c in conditions if c.get("type") != type_]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from joulescale_operator.settings import OperatorSettings
 
 ANNOTATION_PREFIX = "joulescale.io"
 logger = logging.getLogger(__name__)
+REPORTING_COMPONENT = f"{GROUP}/{MANAGER}"
 CHILD_EVENT_SETTLE_S = 0.2
 """How long a child's event waits before it is checked against the operator's own applies."""
 
@@ -42,6 +44,12 @@ class KopfEvents:
 
     def warning(self, reason: str, message: str) -> None:
         kopf.warn(kopf.Body(cast(kopf.RawBody, self._body)), reason=reason, message=message[:1000])
+
+    def normal(self, reason: str, message: str) -> None:
+        # kopf.event, not kopf.info: info obeys posting.level, which _tune keeps at WARNING so
+        # that kopf's own log lines do not become events.
+        body = kopf.Body(cast(kopf.RawBody, self._body))
+        kopf.event(body, type="Normal", reason=reason, message=message[:1000])
 
 
 def utc_now() -> datetime:
@@ -141,6 +149,10 @@ def _tune(settings: kopf.OperatorSettings, *, max_workers: int) -> None:
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # Events say who posted them (the FROM column of kubectl describe), as the agent's do.
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = socket.gethostname()  # the pod's name in a cluster
+    settings.posting.event_name_prefix = f"{MANAGER}-"
     settings.execution.max_workers = max_workers
     settings.networking.request_timeout = 60.0
     settings.watching.server_timeout = 300

@@ -29,6 +29,8 @@ _PLURALS = {
 }
 _RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT_S = 30.0
+POD_LIST_LIMIT = 50
+"""A role's pods are read to explain it; the first page says as much as all of them."""
 _TYPE_ERROR = "failed to create typed"
 """Server-side apply answers HTTP 500 "failed to create typed patch object" when a manifest does
 not fit the kind's schema (a string where a list belongs): a refusal, not an outage."""
@@ -58,6 +60,8 @@ class Cluster(Protocol):
     def delete(self, ref: ChildRef) -> None: ...
 
     def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None: ...
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]: ...
 
 
 def object_path(ref: ChildRef) -> str:
@@ -121,6 +125,14 @@ class KubeCluster:
             subresource="/status",
         )
 
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        """The pods of one namespace that carry every label of selector (at most POD_LIST_LIMIT)."""
+        label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        query = [("labelSelector", label_selector), ("limit", str(POD_LIST_LIMIT))]
+        result = self._call("GET", None, query, None, path=f"/api/v1/namespaces/{namespace}/pods")
+        items = result.get("items") if isinstance(result, dict) else None
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
     def ping(self) -> None:
         """Open a connection ahead of the first reconcile (TLS set-up is the slow part)."""
         self._call("GET", None, [], None)
@@ -133,11 +145,12 @@ class KubeCluster:
         body: dict[str, Any] | None,
         content_type: str = "application/json",
         subresource: str = "",
+        path: str = "/version",
     ) -> Any:
-        what = f"{method} {ref.kind} {ref.namespace}/{ref.name}{subresource}" if ref else f"{method} /version"
+        what = f"{method} {ref.kind} {ref.namespace}/{ref.name}{subresource}" if ref else f"{method} {path}"
         _, url, headers, serialized, _ = self._api.param_serialize(
             method=method,
-            resource_path=(object_path(ref) + subresource) if ref else "/version",
+            resource_path=(object_path(ref) + subresource) if ref else path,
             query_params=query,
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             body=body,

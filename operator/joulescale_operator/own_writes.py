@@ -43,6 +43,9 @@ class OwnWrites:
     def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
         self._cluster.patch_status(ref, patch)
 
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        return self._cluster.list_pods(namespace, selector)
+
     def is_own(self, ref: ChildRef, resource_version: str | None) -> bool:
         with self._lock:
             return resource_version is not None and self._versions.get(ref) == resource_version

@@ -34,13 +34,17 @@ def is_controlled_by(obj: dict[str, Any], identity: ServiceIdentity) -> bool:
 
 def foreign_objects(cluster: Cluster, identity: ServiceIdentity, children: list[dict[str, Any]]) -> list[ChildRef]:
     """The children whose name is already taken by an object this service does not control."""
-    foreign = []
-    for child in children:
-        ref = ChildRef.of(child)
-        existing = cluster.get(ref)
-        if existing is not None and not is_controlled_by(existing, identity):
-            foreign.append(ref)
-    return foreign
+    return foreign_among(identity, existing_children(cluster, children))
+
+
+def existing_children(cluster: Cluster, children: list[dict[str, Any]]) -> dict[ChildRef, dict[str, Any] | None]:
+    """Each child's object as stored now (None when absent), read once per reconcile."""
+    return {ChildRef.of(child): cluster.get(ChildRef.of(child)) for child in children}
+
+
+def foreign_among(identity: ServiceIdentity, existing: dict[ChildRef, dict[str, Any] | None]) -> list[ChildRef]:
+    """The refs whose stored object this service does not control."""
+    return [ref for ref, obj in existing.items() if obj is not None and not is_controlled_by(obj, identity)]
 
 
 def describe(refs: list[ChildRef]) -> str:

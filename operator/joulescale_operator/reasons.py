@@ -7,9 +7,10 @@ from typing import Final
 READY: Final = "Ready"
 PREFILL_READY: Final = "PrefillReady"
 DECODE_READY: Final = "DecodeReady"
+ROUTER_READY: Final = "RouterReady"
 DEGRADED: Final = "Degraded"
 DVFS_ACTIVE: Final = "DVFSActive"
-OWNED_CONDITIONS: Final = (READY, PREFILL_READY, DECODE_READY, DEGRADED, DVFS_ACTIVE)
+OWNED_CONDITIONS: Final = (READY, PREFILL_READY, DECODE_READY, ROUTER_READY, DEGRADED, DVFS_ACTIVE)
 """The conditions this operator writes; Planned belongs to the planner. DVFSActive is the
 operator's: the agents cannot write services, and the profile rule is the core's (dvfs.py)."""
 
@@ -20,6 +21,9 @@ SCALED_TO_ZERO: Final = "ScaledToZero"
 DEPLOYMENT_MISSING: Final = "DeploymentMissing"
 PROGRESS_DEADLINE_EXCEEDED: Final = "ProgressDeadlineExceeded"
 ROLES_NOT_READY: Final = "RolesNotReady"
+UNSCHEDULABLE: Final = "Unschedulable"
+"""A role's pod is Pending with PodScheduled=False; the message is the scheduler's."""
+REPLICA_FAILURE: Final = "ReplicaFailure"
 INVALID_SPEC: Final = "InvalidSpec"
 APPLY_FAILED: Final = "ApplyFailed"
 AS_EXPECTED: Final = "AsExpected"
@@ -32,3 +36,8 @@ NO_PROFILE: Final = "NoProfile"
 without clock control."""
 PROFILES_FOUND: Final = "ProfilesFound"
 POLICY_OFF: Final = "PolicyOff"
+
+CHILD_CREATED: Final = "Created"
+CHILD_SCALED: Final = "Scaled"
+CHILD_UPDATED: Final = "Updated"
+"""Reasons of the Normal events for a child the operator really changed (no-op applies are silent)."""

@@ -22,12 +22,20 @@ import pydantic
 from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
 from joulescale.profiles import ProfileCatalog, shipped_catalog
 from joulescale_operator import reasons
+from joulescale_operator.child_events import change_events, child_change
 from joulescale_operator.dvfs import dvfs_condition, with_dvfs_condition
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
-from joulescale_operator.ownership import describe, foreign_objects, is_controlled_by
+from joulescale_operator.ownership import describe, existing_children, foreign_among, is_controlled_by
 from joulescale_operator.render import ChildRef, render_children, router_discovery_rbac
-from joulescale_operator.status import DeploymentObservation, failed_status, reduce_status, status_patch
+from joulescale_operator.role_pods import with_pod_problems
+from joulescale_operator.status import (
+    DeploymentObservation,
+    failed_status,
+    reduce_status,
+    service_endpoint,
+    status_patch,
+)
 from joulescale_operator.validation import InvalidSpec, validated_spec
 
 Clock = Callable[[], datetime]
@@ -42,6 +50,8 @@ class Events(Protocol):
     """Where Kubernetes Events go (kopf's poster in production, a list in tests)."""
 
     def warning(self, reason: str, message: str) -> None: ...
+
+    def normal(self, reason: str, message: str) -> None: ...
 
 
 class Reconciler:
@@ -78,7 +88,8 @@ class Reconciler:
             )
             return self._fail(identity, previous, reasons.RENDER_FAILED, message)
         try:
-            foreign = foreign_objects(self._cluster, identity, children)
+            existing = existing_children(self._cluster, children)
+            foreign = foreign_among(identity, existing)
             if foreign:
                 return self._fail(identity, previous, reasons.NOT_OWNED, describe(foreign))
             if _has_override(spec):
@@ -88,16 +99,34 @@ class Reconciler:
             return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
         except Rejected as rejected:
             return self._fail(identity, previous, reasons.APPLY_FAILED, str(rejected))
+        self._announce(existing, children, applied)
         if not spec.router.enabled and previous.get("router") is not None:
             self._remove_router(identity, spec)
         now = self._clock()
-        desired = reduce_status(previous, identity.generation, _observations(applied), _plan(previous), now)
+        observed = with_pod_problems(self._cluster, identity, _observations(applied))
+        desired = reduce_status(previous, identity.generation, observed, _plan(previous), now)
+        desired["endpoint"] = service_endpoint(identity, spec)
         desired, no_profile = with_dvfs_condition(
             previous, desired, dvfs_condition(spec, self._profiles, identity.generation, now)
         )
         if no_profile is not None:
             self._events.warning(reasons.NO_PROFILE, no_profile)
         return status_patch(previous, desired)
+
+    def _announce(
+        self,
+        existing: dict[ChildRef, dict[str, Any] | None],
+        children: list[dict[str, Any]],
+        applied: list[dict[str, Any]],
+    ) -> None:
+        """Normal events for the real changes of this reconcile (a no-op apply changes nothing)."""
+        changes = [
+            change
+            for child, after in zip(children, applied, strict=True)
+            if (change := child_change(existing.get(ChildRef.of(child)), after)) is not None
+        ]
+        for reason, message in change_events(changes):
+            self._events.normal(reason, message)
 
     def _dry_run(self, children: list[dict[str, Any]]) -> None:
         """With a pod template override, let the apiserver judge every child before any is written."""

@@ -30,6 +30,9 @@ class Events:
     def warning(self, reason: str, message: str) -> None:
         self.warnings.append((reason, message))
 
+    def normal(self, reason: str, message: str) -> None:
+        pass
+
 
 def failing_for(bad: str) -> Any:
     def render(

@@ -75,11 +75,13 @@ def test_explain_shows_descriptions_defaults_and_enums(crd_plane: ControlPlane) 
     assert "voltana" in policy
 
 
-def test_printer_columns_show_roles_policy_and_model(crd_plane: ControlPlane) -> None:
+def test_printer_columns_show_readiness_roles_policy_endpoint_and_wide_the_model(crd_plane: ControlPlane) -> None:
     namespace = crd_plane.create_namespace("columns")
     apply(crd_plane, service_manifest("cols", namespace))
     header = crd_plane.kubectl("get", "eals", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "READY", "PREFILL", "DECODE", "POLICY", "MODEL", "AGE"]
+    assert header == ["NAME", "READY", "REASON", "PREFILL", "DECODE", "POLICY", "ENDPOINT", "AGE"]
+    wide = crd_plane.kubectl("get", "eals", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
+    assert wide == ["NAME", "READY", "REASON", "PREFILL", "DECODE", "POLICY", "ENDPOINT", "MODEL", "AGE"]
 
 
 def test_the_samples_are_accepted_and_the_kustomize_base_builds(crd_plane: ControlPlane) -> None:

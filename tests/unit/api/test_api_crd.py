@@ -89,7 +89,11 @@ def test_crd_has_status_subresource_printer_columns_and_short_name() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [column["name"] for column in version["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Prefill", "Decode", "Policy", "Model", "Age"]
+    assert columns == ["Ready", "Reason", "Prefill", "Decode", "Policy", "Endpoint", "Model", "Age"]
+    by_name = {column["name"]: column for column in version["additionalPrinterColumns"]}
+    assert by_name["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+    assert by_name["Endpoint"]["jsonPath"] == ".status.endpoint"
+    assert "endpoint" in version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
 
 
 def test_exclusive_bounds_are_refused_because_openapi_v3_spells_them_differently() -> None:

@@ -57,6 +57,9 @@ class MemoryCluster:
         self.reject: Callable[[dict[str, Any]], str | None] = lambda manifest: None
         self.unavailable = False
         self.deployment_status: dict[str, Any] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.pod_lists: list[tuple[str, dict[str, str]]] = []
+        self.refuse_pods = False
 
     def get(self, ref: ChildRef) -> dict[str, Any] | None:
         if self.unavailable:
@@ -96,6 +99,18 @@ class MemoryCluster:
             raise ClusterUnavailable("apiserver down")
         self.status_patches.append((ref, patch))
 
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        """The pods set by the test that match like a label selector would."""
+        self.pod_lists.append((namespace, selector))
+        if self.refuse_pods:
+            raise Rejected("pods is forbidden")
+        return [
+            copy.deepcopy(pod)
+            for pod in self.pods
+            if pod["metadata"].get("namespace") == namespace
+            and all(pod["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
+        ]
+
 
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
     stripped = copy.deepcopy(obj)
@@ -107,9 +122,13 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
 class RecordedEvents:
     def __init__(self) -> None:
         self.warnings: list[tuple[str, str]] = []
+        self.normals: list[tuple[str, str]] = []
 
     def warning(self, reason: str, message: str) -> None:
         self.warnings.append((reason, message))
+
+    def normal(self, reason: str, message: str) -> None:
+        self.normals.append((reason, message))
 
 
 class SteppingClock:
