@@ -17,6 +17,12 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Soak tests go last: they wait until the shared cluster is old enough, so after the
+    other tests they only wait for what is left of that time."""
+    items.sort(key=lambda item: item.get_closest_marker("soak") is not None)
+
+
 @pytest.fixture(scope="session")
 def apiserver() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver on loopback, torn down at the end of the session even on failure."""
