@@ -109,3 +109,4 @@ def test_nodes_and_pods_stay_ready_for_three_minutes(cluster: ControlPlane) -> N
     for lease in leases["items"]:
         renew_age_s = (datetime.now(UTC) - datetime.fromisoformat(lease["spec"]["renewTime"])).total_seconds()
         assert renew_age_s < lease["spec"]["leaseDurationSeconds"], lease["metadata"]["name"]
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
