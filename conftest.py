@@ -17,10 +17,17 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("soak") is not None:
+        return 2
+    return 0 if item.get_closest_marker("e2e") is not None else 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Soak tests go last: they wait until the shared cluster is old enough, so after the
-    other tests they only wait for what is left of that time."""
-    items.sort(key=lambda item: item.get_closest_marker("soak") is not None)
+    """e2e tests (the shared local cluster) first, soak tests last, the rest in between (a stable
+    sort keeps their order). A soak test waits until the cluster is old enough: started early,
+    the cluster ages while the other tiers run, so the soak test only waits for what is left."""
+    items.sort(key=_run_order)
 
 
 @pytest.fixture(scope="session")
