@@ -42,7 +42,7 @@ def references(text: str) -> list[str]:
         ("(ALGORITHMS@.md section 1)", True),
         ("EcoRoute (ALGORITHMS@ 5)", True),
         ("These follow `design/ENGINES@.md`.", True),
-        ("see ../shared@/design/STYLE.md", True),
+        ("see ../shared@/design/STYLE@.md", True),
         ("see shared@/design/", True),
         ("names of ARCHITECTURE@.md", True),
         ("See [ARCHITECTURE](docs/architecture.md)", False),
