@@ -42,12 +42,12 @@ def references(text: str) -> list[str]:
         ("(ALGORITHMS@.md section 1)", True),
         ("EcoRoute (ALGORITHMS@ 5)", True),
         ("These follow `design/ENGINES@.md`.", True),
-        ("see ../shared@/design/STYLE@.md", True),
+        ("see ../sha@red/design/STYLE@.md", True),
         ("see shared@/design/", True),
         ("names of ARCHITECTURE@.md", True),
         ("See [ARCHITECTURE](docs/architecture.md)", False),
         ("the algorithms of docs/policies.md", False),
-        ("a shared/ folder of the device machine", False),
+        ("a shared@/ folder of the device machine", False),
     ],
 )
 def test_the_pattern_catches_pointers_to_the_outside_notes(text: str, found: bool) -> None:
