@@ -17,6 +17,19 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("soak") is not None:
+        return 2
+    return 0 if item.get_closest_marker("e2e") is not None else 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """e2e tests (the shared local cluster) first, soak tests last, the rest in between (a stable
+    sort keeps their order). A soak test waits until the cluster is old enough: started early,
+    the cluster ages while the other tiers run, so the soak test only waits for what is left."""
+    items.sort(key=_run_order)
+
+
 @pytest.fixture(scope="session")
 def apiserver() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver on loopback, torn down at the end of the session even on failure."""

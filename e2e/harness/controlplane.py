@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+NODE_LEASE_DURATION_S = 40
+"""The kubelet's default; kwok renews each node's Lease every quarter of it."""
 
 
 class ControlPlane:
@@ -196,6 +198,11 @@ class ControlPlane:
                 f"--cidr={POD_CIDR.replace('0.0/16', '0.1/16')}",
                 "--node-ip=10.244.0.1",
                 f"--server-address=127.0.0.1:{free_port()}",
+                # Renew a Lease per node in kube-node-lease, as a kubelet does. Without it kwok only
+                # rewrites node conditions every 20-45 s (plus its own lag on a busy machine), so the
+                # node lifecycle controller's grace period (50 s) lapses, the nodes flap NotReady and
+                # every pod on them is marked not ready.
+                f"--node-lease-duration-seconds={NODE_LEASE_DURATION_S}",
             ],
         )
         controller_manager.wait_until(lambda: _https_ok(cm_port), timeout_s=60)

@@ -1,7 +1,7 @@
 """Per-iteration clock control: observations, policies, predictors and the actuation rules.
 
 Used unchanged by the node agent and the digital twin: ``make_policy(name, context)`` builds
-a policy for one engine instance; ``ClockGovernor`` applies ALGORITHMS.md 3.4 between its
+a policy for one engine instance; ``ClockGovernor`` applies the actuation rules (docs/policies.md) between its
 decisions and the GPUs.
 """
 

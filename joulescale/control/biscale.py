@@ -1,4 +1,4 @@
-"""BiScale's fine-grained tier (ALGORITHMS.md 3.1 and 3.2), as a reproducible baseline.
+"""BiScale's fine-grained tier (docs/policies.md, "biscale"), as a reproducible baseline.
 
 Decode: the lowest clock whose predicted iteration fits TPOT x (1 - margin), f_max under KV
 pressure. Prefill: MPC over 7 levels spanning the allowed range, horizon 8, greedy descent

@@ -1,4 +1,4 @@
-"""An offline predictor fitted from profiling samples (VoltanaLLM's EcoPred, ALGORITHMS.md 2).
+"""An offline predictor fitted from profiling samples (VoltanaLLM's EcoPred).
 
 Per profiled clock: prefill t = a + b N + c S2; decode t = a + b B + c K, piecewise in B with
 buckets that end at every multiple of 8 up to 128 and of 128 beyond (kernels tile the batch).

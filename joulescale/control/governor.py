@@ -1,4 +1,4 @@
-"""Clock actuation rules shared by the node agent and the twin (ALGORITHMS.md 3.4).
+"""Clock actuation rules shared by the node agent and the twin (docs/policies.md, "Actuation").
 
 The governor sits between a policy's decision and the GPU: it clamps to the allowed clocks,
 changes only when the target differs, and holds a new clock for a minimum time unless the

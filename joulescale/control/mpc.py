@@ -1,4 +1,4 @@
-"""Prefill clock plans over a horizon of projected batches (ALGORITHMS.md 3.2).
+"""Prefill clock plans over a horizon of projected batches (docs/policies.md, "biscale" and "joulescale").
 
 A problem is, per batch i and clock level l (ascending), its time t[i][l] and cost c[i][l]
 (joules, possibly net of idle power), and per batch a deadline on the time from now to its

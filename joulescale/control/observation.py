@@ -1,6 +1,6 @@
 """What a clock policy may see of one engine instance at one decision point.
 
-Two views exist (ARCHITECTURE.md, "keep the twin honest"): the metrics-only view that the
+Two views exist (docs/architecture.md, "What a policy can observe"): the metrics-only view that the
 agent can build from the engine's /metrics page in production, and the richer engine-hook
 view with per-request detail. Fields of the rich view are ``None`` in the metrics-only view;
 every policy must work without them.

@@ -1,4 +1,4 @@
-"""The prefill MPC step shared by BiScale and JouleScale (ALGORITHMS.md 3.2, steps 1-4)."""
+"""The prefill MPC step shared by BiScale and JouleScale (docs/policies.md, "biscale")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Project the prefill queue into the next batches (ALGORITHMS.md 3.2, step 1).
+"""Project the prefill queue into the next batches (the first step of the prefill MPC, docs/policies.md).
 
 The engine fills each iteration with prompts in arrival order up to its token budget and
 splits (chunks) a prompt that does not fit. A request is done when its last chunk is. Each

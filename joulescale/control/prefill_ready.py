@@ -1,6 +1,6 @@
 """The clock a JouleScale prefill instance waits at between batches, and how fast it can react.
 
-Idle power does not depend on the clock (ALGORITHMS.md 1), so waiting at a high clock is free;
+Idle power does not depend on the clock (docs/profiles.md, "Physics"), so waiting at a high clock is free;
 but a short batch is over before the policy sees it and the new clock settles, so it runs
 entirely at the waiting clock. The ready clock is therefore the lowest clock from which a lone
 long prompt still meets its TTFT once the policy has seen it and raised the clock to the top;

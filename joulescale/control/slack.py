@@ -1,5 +1,5 @@
 """Decode slack banking: TPOT is an average over a request's tokens, so fast iterations bank
-time that later ones may spend (ALGORITHMS.md 3.1, improvement room)."""
+time that later ones may spend (docs/policies.md, "joulescale")."""
 
 from __future__ import annotations
 

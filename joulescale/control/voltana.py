@@ -1,4 +1,4 @@
-"""VoltanaLLM's EcoFreq (ALGORITHMS.md 3.3), as a reproducible baseline.
+"""VoltanaLLM's EcoFreq (docs/policies.md, "voltana"), as a reproducible baseline.
 
 Per iteration, the lowest clock of a short list whose predicted latency fits the SLO budget
 (TTFT: minus the longest wait already spent by the batch's requests); f_max whenever

@@ -1,7 +1,7 @@
 """The versioned profile format: one (GPU, model, tensor parallel size) and its physics.
 
 Every number that describes hardware or a model lives in a profile data file, never in code
-(ARCHITECTURE.md), so a profile measured on a real GPU replaces a shipped one without code
+(docs/architecture.md), so a profile measured on a real GPU replaces a shipped one without code
 changes. The models are strict (unknown fields are errors) so a typo in a hand-written profile
 is caught at load time instead of silently falling back to a default.
 """

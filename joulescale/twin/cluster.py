@@ -15,7 +15,7 @@ from joulescale.twin.views import GaugeTiming, ViewName
 
 class Actuator(Protocol):
     """Turns a policy's decision into a clock to request now, or None to leave the clock alone
-    (the agent's actuation rules, ALGORITHMS 3.4)."""
+    (the agent's actuation rules, docs/policies.md)."""
 
     def target_mhz(self, decision: ClockDecision, now_s: float, current_mhz: int) -> int | None: ...
 

@@ -23,7 +23,7 @@ def _no_latency_s(sm_clock_mhz: int) -> float:
 
 
 class SimGpuGroup:
-    """The tensor-parallel GPUs of one instance, which always share one clock (ALGORITHMS 3.4).
+    """The tensor-parallel GPUs of one instance, which always share one clock (docs/policies.md, "Actuation").
 
     The running iteration is kept as a plan from ``_from_s`` for a fraction ``_work`` of its
     work: a head at ``_head_mhz`` and, when a pending clock settles before the end, a tail at

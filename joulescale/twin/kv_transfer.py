@@ -1,4 +1,4 @@
-"""KV cache transfer from a prefill to a decode instance over a chosen medium (ALGORITHMS 1).
+"""KV cache transfer from a prefill to a decode instance over a chosen medium.
 
 The media numbers live in ``data/kv_media.csv`` (hardware numbers stay out of code). One link
 per prefill instance carries its transfers one after another, so a burst of long prompts

@@ -1,4 +1,4 @@
-"""The oracle: a lower bound on the energy of every compared policy (ALGORITHMS 6).
+"""The oracle: a lower bound on the energy of every compared policy (docs/twin.md, "The oracle").
 
 Formulation (a relaxation, chosen because it is provably a bound and costs one pass):
 over a run, a phase's energy is ``TP x (P_idle x horizon + sum over iterations of
@@ -11,7 +11,7 @@ is <= every policy's energy.
 The SLO is dropped, so the gap to the oracle also contains the price of meeting the SLO.
 
 The minimisation uses that the physics stretches latency by a factor that depends on the clock
-and the batch's sensitivity only (ALGORITHMS 1), so the best factor is cached per sensitivity
+and the batch's sensitivity only (docs/profiles.md, "Physics"), so the best factor is cached per sensitivity
 (prefill) or batch size (decode) and the cost stays linear in the number of iterations.
 """
 

@@ -2,7 +2,7 @@
 
 The twin never re-implements a policy: each name maps to ``make_policy`` with a
 ``PolicyContext`` and the agent's ``ClockGovernor``. A name also fixes the routers: voltana
-routes decode with EcoRoute (ALGORITHMS 5); every policy routes prefill capacity-weighted, so
+routes decode with EcoRoute; every policy routes prefill capacity-weighted, so
 the comparison isolates the clock policy.
 """
 

@@ -13,7 +13,7 @@ from joulescale.twin.prefill import PrefillInstance
 
 ROUTER_NAMES = ("capacity-weighted", "round-robin", "ecoroute")
 _TILE = 128
-"""Decode kernels tile the batch by 128 sequences (ALGORITHMS 5)."""
+"""Decode kernels tile the batch by 128 sequences (VoltanaLLM's EcoRoute assumption)."""
 
 
 class PrefillRouter(Protocol):
@@ -74,7 +74,7 @@ class CapacityWeighted:
 
 
 class EcoRoute:
-    """VoltanaLLM's decode router (ALGORITHMS 5): lowest clock while no instance is past one tile,
+    """VoltanaLLM's decode router (EcoRoute): lowest clock while no instance is past one tile,
     then fill tiles without crossing a multiple of 128."""
 
     def pick_decode(self, instances: Sequence[DecodeInstance]) -> int:

@@ -1,4 +1,4 @@
-"""The two ways a policy sees an instance (ARCHITECTURE.md, "keep the twin honest").
+"""The two ways a policy sees an instance (docs/architecture.md, "What a policy can observe").
 
 ``metrics`` is what the node agent builds from a /metrics scrape taken every ``period`` and
 visible ``delay`` later: counts, KV usage, counter deltas and step times; the rich fields are

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the agent (names of ARCHITECTURE.md: ``joulescale_`` prefix, units in
+"""Prometheus metrics of the agent (names as docs/architecture.md says: ``joulescale_`` prefix, units in
 names) and the HTTP endpoints /metrics, /healthz and /readyz."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Engine command lines for prefill/decode disaggregation (pure).
 
 vLLM: `vllm serve` with `--kv-transfer-config`; SGLang: `sglang.launch_server` with
-`--disaggregation-mode`. Facts from ENGINES.md; the flags below are the ones the operator
+`--disaggregation-mode`. The flags below are the ones the operator
 owns, so a user may not repeat them in engine.args (see validation.py).
 """
 

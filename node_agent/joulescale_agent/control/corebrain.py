@@ -1,4 +1,4 @@
-"""The production brain: the core's policy behind the core's ClockGovernor (ALGORITHMS 3.4)."""
+"""The production brain: the core's policy behind the core's ClockGovernor (its actuation rules are in docs/policies.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Engine adapters: one parsed /metrics page -> an EngineSample of cumulative values.
 
-Each concept has a fallback chain of names, newest first (ENGINES.md), because engines rename
+Each concept has a fallback chain of names, newest first, because engines rename
 metrics between versions. Running and waiting requests are required; the rest is optional and
 ``None`` when no name of its chain is present. Every value is checked before it leaves: finite,
 not negative, below ``MAX_VALUE``; histograms cumulative and ending at ``+Inf``. A page that

@@ -1,4 +1,4 @@
-"""Successive EngineSamples -> Observations (the metrics-only view of ARCHITECTURE.md)."""
+"""Successive EngineSamples -> Observations (the metrics-only view of docs/architecture.md)."""
 
 from __future__ import annotations
 

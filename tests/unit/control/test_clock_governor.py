@@ -1,4 +1,4 @@
-"""Actuation rules of ALGORITHMS.md 3.4 and the allowed clock set."""
+"""Actuation rules (docs/policies.md) and the allowed clock set."""
 
 from __future__ import annotations
 

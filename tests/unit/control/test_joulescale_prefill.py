@@ -182,7 +182,7 @@ def test_a_prefill_prediction_is_not_judged_against_a_later_batch() -> None:
 
 
 def test_a_batch_in_flight_is_not_slowed_while_requests_queue_behind_it() -> None:
-    """A new clock settles within the running batch (ALGORITHMS 1): slowing it would delay every
+    """A new clock settles within the running batch: slowing it would delay every
     request queued behind it, so in the metrics-only view a lower clock waits for a free queue."""
     policy = make_policy("joulescale", context(profile=TP4))
     for i in range(40):

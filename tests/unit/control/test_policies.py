@@ -89,7 +89,7 @@ def _energy_above_idle_j(clock: int) -> float:
 
 
 def test_joulescale_decode_after_idle_gaps_runs_the_cheapest_fitting_clock_not_the_lowest() -> None:
-    """ALGORITHMS.md 3.1: with a fixed batch, energy is U-shaped in the clock; after idle gaps,
+    """With a fixed batch, energy is U-shaped in the clock; after idle gaps,
     finishing sooner only buys idle time, so energy above idle power is what to minimise."""
     policy = make_policy("joulescale", context(decode_idle_window_s=2.0))
     policy.decide(decode_obs(batch_size=0, context_tokens=0, now_s=9.0))

@@ -1,4 +1,4 @@
-"""The renderers turn a spec into the children ARCHITECTURE.md describes, without a cluster."""
+"""The renderers turn a spec into the children docs/architecture.md describes, without a cluster."""
 
 from __future__ import annotations
 
