@@ -18,15 +18,18 @@ if os.environ.get("CI"):
 
 
 def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("quiet") is not None:
+        return -1
     if item.get_closest_marker("soak") is not None:
         return 2
     return 0 if item.get_closest_marker("e2e") is not None else 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """e2e tests (the shared local cluster) first, soak tests last, the rest in between (a stable
-    sort keeps their order). A soak test waits until the cluster is old enough: started early,
-    the cluster ages while the other tiers run, so the soak test only waits for what is left."""
+    """Timing measurements on loopback first, while the machine is quiet; then e2e tests (the
+    shared local cluster); soak tests last; the rest in between (a stable sort keeps their
+    order). A soak test waits until the cluster is old enough: started early, the cluster ages
+    while the other tiers run, so the soak test only waits for what is left."""
     items.sort(key=_run_order)
 
 
@@ -50,3 +53,17 @@ def cluster() -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_namespaces_cleaned(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The local cluster is shared and its GPUs are few: what a test placed in its namespaces
+    is deleted after it, so the next test's pods find the GPUs free (the soak test's pods stay
+    for it to watch)."""
+    if "cluster" not in request.fixturenames or request.node.get_closest_marker("soak") is not None:
+        yield
+        return
+    plane: ControlPlane = request.getfixturevalue("cluster")
+    before = len(plane.created_namespaces)
+    yield
+    plane.delete_namespaces(plane.created_namespaces[before:])

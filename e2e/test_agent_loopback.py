@@ -93,6 +93,7 @@ def attainment(values: list[float], slo_s: float) -> float:
     return sum(v <= slo_s for v in values) / len(values)
 
 
+@pytest.mark.quiet
 @pytest.mark.timeout(110)
 def test_agent_saves_energy_keeps_tpot_and_resets_clocks_on_sigterm(
     tmp_path: Path, rig: tuple[Pair, Pair, list[subprocess.Popen[bytes]]]

@@ -46,6 +46,8 @@ class ControlPlane:
         workdir: Path | None = None,
     ) -> None:
         self.with_cluster = with_cluster
+        self.created_namespaces: list[str] = []
+        """Namespaces made by create_namespace, in order (tests clean up their own)."""
         self.nodes = list(nodes) if nodes is not None else (load_nodes() if with_cluster else [])
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="joulescale-cp-"))
@@ -323,7 +325,15 @@ class ControlPlane:
     def create_namespace(self, prefix: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self.kubectl("create", "namespace", name)
+        self.created_namespaces.append(name)
         return name
+
+    def delete_namespaces(self, names: list[str], timeout_s: int = 60) -> None:
+        """Delete namespaces and wait until they are gone (their pods' GPUs are then free)."""
+        if names:
+            self.kubectl(
+                "delete", "namespace", *names, "--ignore-not-found", f"--timeout={timeout_s}s", check=False
+            )
 
     def api_client(self) -> ApiClient:
         from kubernetes import client, config
