@@ -9,53 +9,11 @@ from typing import Any
 import pytest
 
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.workloads import gpu_deployment
 
 pytestmark = pytest.mark.e2e
 
 TRIVIAL_CHART = Path(__file__).parent / "fixtures" / "trivial-chart"
-
-
-def gpu_deployment(name: str, namespace: str, product: str, replicas: int = 2) -> str:
-    manifest: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "affinity": {
-                        "nodeAffinity": {
-                            "requiredDuringSchedulingIgnoredDuringExecution": {
-                                "nodeSelectorTerms": [
-                                    {
-                                        "matchExpressions": [
-                                            {
-                                                "key": "nvidia.com/gpu.product",
-                                                "operator": "In",
-                                                "values": [product],
-                                            }
-                                        ]
-                                    }
-                                ]
-                            }
-                        }
-                    },
-                    "containers": [
-                        {
-                            "name": "engine",
-                            "image": "registry.invalid/engine:1",
-                            "resources": {"limits": {"nvidia.com/gpu": "4"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
-    return json.dumps(manifest)
 
 
 def pods(plane: ControlPlane, namespace: str, app: str) -> list[dict[str, Any]]:
@@ -77,7 +35,12 @@ def test_gpu_nodes_carry_the_gpu_feature_discovery_labels(cluster: ControlPlane)
 def test_a_gpu_deployment_lands_on_h100_nodes_and_runs(cluster: ControlPlane) -> None:
     namespace = cluster.create_namespace("place")
     cluster.kubectl(
-        "apply", "-f", "-", input=gpu_deployment("h100-engine", namespace, "NVIDIA-H100-80GB-HBM3")
+        "apply",
+        "-f",
+        "-",
+        input=gpu_deployment(
+            "h100-engine", namespace, replicas=2, gpus_per_pod=4, product="NVIDIA-H100-80GB-HBM3"
+        ),
     )
 
     def all_running() -> list[dict[str, Any]] | None:
@@ -93,7 +56,10 @@ def test_a_gpu_deployment_lands_on_h100_nodes_and_runs(cluster: ControlPlane) ->
 def test_a_product_no_node_has_stays_pending_with_a_failed_scheduling_event(cluster: ControlPlane) -> None:
     namespace = cluster.create_namespace("pending")
     cluster.kubectl(
-        "apply", "-f", "-", input=gpu_deployment("b200-engine", namespace, "NVIDIA-B200", replicas=1)
+        "apply",
+        "-f",
+        "-",
+        input=gpu_deployment("b200-engine", namespace, replicas=1, gpus_per_pod=4, product="NVIDIA-B200"),
     )
 
     def failed_scheduling() -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.workloads import gpu_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
@@ -25,33 +26,6 @@ CLUSTER_AGE_S = 180.0
 MIN_WATCH_S = 15.0
 """Watch at least this long even when the session's cluster is already old enough."""
 SAMPLE_PERIOD_S = 3.0
-
-
-def _deployment(name: str, namespace: str, replicas: int) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                        "containers": [
-                            {
-                                "name": "engine",
-                                "image": "registry.invalid/engine:1",
-                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                            }
-                        ],
-                    },
-                },
-            },
-        }
-    )
 
 
 def _parse_time(stamp: str) -> datetime:
@@ -82,7 +56,7 @@ def _unhealthy(cluster: ControlPlane) -> list[str]:
 
 def test_nodes_and_pods_stay_ready_for_three_minutes(cluster: ControlPlane) -> None:
     namespace = cluster.create_namespace("soak")
-    cluster.kubectl("apply", "-f", "-", input=_deployment("engine", namespace, replicas=3))
+    cluster.kubectl("apply", "-f", "-", input=gpu_deployment("engine", namespace, replicas=3, gpus_per_pod=1))
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Available", "deployment/engine", "--timeout=60s"
     )

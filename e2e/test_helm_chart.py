@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from e2e.harness.controlplane import ControlPlane
 
@@ -25,19 +24,7 @@ def can_i(plane: ControlPlane, service_account: str, verb: str, resource: str, n
 def test_the_chart_installs_and_its_agent_runs_on_every_gpu_node(cluster: ControlPlane) -> None:
     namespace = cluster.create_namespace("chart")
     # The agent's pods name the nvidia runtime (the GPU Operator creates this RuntimeClass).
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "node.k8s.io/v1",
-                "kind": "RuntimeClass",
-                "metadata": {"name": "nvidia"},
-                "handler": "nvidia",
-            }
-        ),
-    )
+    cluster.ensure_nvidia_runtime_class()
     cluster.kubectl(
         "label",
         "namespace",

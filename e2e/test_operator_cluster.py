@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from e2e.harness.controlplane import ControlPlane
-from joulescale.api.crd import render_crd_yaml
-from joulescale_operator.testing import OperatorProcess, apply, condition, get, service_manifest
+from joulescale_operator.testing import OperatorProcess, apply, condition, get, pods_of, service_manifest
 
 pytestmark = pytest.mark.e2e
 
 NODE_PRODUCT = {"kwok-h100-0": "NVIDIA-H100-80GB-HBM3", "kwok-h100-1": "NVIDIA-H100-80GB-HBM3"}
 NODE_PRODUCT["kwok-a100-0"] = "NVIDIA-A100-SXM4-80GB"
-
-
-@pytest.fixture(scope="module")
-def cluster_operator(
-    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
-    cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with OperatorProcess(cluster.kubeconfig, log, resync_interval_s=1.0) as process:
-        yield process
-
-
-def pods_of(cluster: ControlPlane, namespace: str, service: str) -> list[dict[str, Any]]:
-    listed = cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l", f"joulescale.io/service={service}", "-o", "json"
-    )
-    items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
-    return items
 
 
 def owned_objects(cluster: ControlPlane, namespace: str, service: str) -> list[str]:

@@ -5,8 +5,6 @@ stays short of the point where the kwok nodes would need renewed leases."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +13,12 @@ import yaml
 
 from e2e.harness.controlplane import ControlPlane
 from e2e.harness.nodes import load_nodes
-from joulescale.api.crd import render_crd_yaml
-from joulescale_operator.testing import OperatorProcess, condition, get
+from joulescale_operator.testing import OperatorProcess, condition, get, pods_of
 
 pytestmark = pytest.mark.e2e
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "manifests" / "samples").glob("*.yaml"))
 TOKEN_SECRET = "hf-token"
-
-
-@pytest.fixture(scope="module")
-def samples_operator(
-    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
-    cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with OperatorProcess(cluster.kubeconfig, log, resync_interval_s=1.0) as process:
-        yield process
-
-
-def _pods(cluster: ControlPlane, namespace: str, service: str) -> list[dict[str, Any]]:
-    listed = cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l", f"joulescale.io/service={service}", "-o", "json"
-    )
-    items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
-    return items
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -59,7 +37,7 @@ def _apply_sample(cluster: ControlPlane, path: Path) -> tuple[str, dict[str, Any
 
 
 def test_every_sample_is_placed_on_its_gpu_products_and_gets_ready(
-    cluster: ControlPlane, samples_operator: OperatorProcess
+    cluster: ControlPlane, cluster_operator: OperatorProcess
 ) -> None:
     products = {node.name: node.product for node in load_nodes()}
     applied = [_apply_sample(cluster, path) for path in SAMPLES]
@@ -76,8 +54,8 @@ def test_every_sample_is_placed_on_its_gpu_products_and_gets_ready(
                 cluster.wait_for(ready, timeout_s=60)
             except TimeoutError:
                 described = cluster.kubectl("describe", "eals", name, "-n", namespace, check=False).stdout
-                pytest.fail(f"{name} not Ready:\n{described}\n{samples_operator.log_tail()}")
-            pods = _pods(cluster, namespace, name)
+                pytest.fail(f"{name} not Ready:\n{described}\n{cluster_operator.log_tail()}")
+            pods = pods_of(cluster, namespace, name)
             roles = {pod["metadata"]["labels"]["joulescale.io/role"] for pod in pods}
             expected_roles = {"prefill", "decode"} | (
                 {"router"} if sample["spec"].get("router", {}).get("enabled") else set()

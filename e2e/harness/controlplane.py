@@ -328,6 +328,15 @@ class ControlPlane:
         self.created_namespaces.append(name)
         return name
 
+    def ensure_nvidia_runtime_class(self) -> None:
+        """The RuntimeClass ``nvidia`` that the agent's pods name (the GPU Operator creates it on
+        a real cluster); the handler is never run here."""
+        manifest = (
+            '{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", '
+            '"metadata": {"name": "nvidia"}, "handler": "nvidia"}'
+        )
+        self.kubectl("apply", "-f", "-", input=manifest)
+
     def delete_namespaces(self, names: list[str], timeout_s: int = 60) -> None:
         """Delete namespaces and wait until they are gone (their pods' GPUs are then free)."""
         if names:

@@ -134,6 +134,15 @@ def get(plane: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any] 
     return parsed
 
 
+def pods_of(plane: Kubectl, namespace: str, service: str) -> list[dict[str, Any]]:
+    """The pods of one service (every role), as API dicts."""
+    listed = plane.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"joulescale.io/service={service}", "-o", "json"
+    )
+    items: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+    return items
+
+
 def mark_deployment_ready(plane: Kubectl, deployment: dict[str, Any]) -> None:
     """Write the status kube-controller-manager would once every pod is ready (the integration
     tier runs no controller-manager)."""

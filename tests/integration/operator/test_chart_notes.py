@@ -51,19 +51,7 @@ def _namespace_flag(args: list[str]) -> list[str]:
 
 
 def test_the_notes_commands_run_as_printed_with_default_values(crd_plane: ControlPlane) -> None:
-    crd_plane.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "node.k8s.io/v1",
-                "kind": "RuntimeClass",
-                "metadata": {"name": "nvidia"},
-                "handler": "nvidia",
-            }
-        ),
-    )
+    crd_plane.ensure_nvidia_runtime_class()
     namespace, notes = notes_of_install(crd_plane, "notes-default")
     try:
         assert not REPOSITORY_PATH.search(notes), notes

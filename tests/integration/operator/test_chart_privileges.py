@@ -216,19 +216,7 @@ def test_the_agent_pod_is_admitted_only_where_the_namespace_is_labelled_as_the_c
 ) -> None:
     """The crd_plane (Pod Security admission, field validation) accepts the agent's pod in a
     namespace labelled like the chart's, and refuses it at the baseline level."""
-    crd_plane.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {
-                "apiVersion": "node.k8s.io/v1",
-                "kind": "RuntimeClass",
-                "metadata": {"name": "nvidia"},
-                "handler": "nvidia",
-            }
-        ),
-    )
+    crd_plane.ensure_nvidia_runtime_class()
     chart = render(crd_plane, "namespace.create=true")
     (namespace,) = of_kind(chart, "Namespace")
     labels = namespace["metadata"]["labels"]
