@@ -1,0 +1,80 @@
+"""The engines the project knows: which metrics each publishes, with which buckets, and when.
+
+The twin's simulated engines publish through these rules, so a policy in the twin sees a page
+as stale and as coarse as the real engine's. Facts from the engines' sources (vLLM v0.11-0.12
+``vllm/v1/metrics/loggers.py``; SGLang ``srt/metrics/collector.py`` and the scheduler's
+``log_prefill_stats`` / ``log_decode_stats``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+GaugeTiming = Literal["step-end", "batch-and-interval"]
+"""``step-end``: the scheduler gauges change when a step ends (vLLM V1). ``batch-and-interval``:
+they change when a prefill batch forms and every ``decode_log_interval`` decode steps (SGLang)."""
+CounterTiming = Literal["step-end", "request-finish"]
+"""When the prompt and generation token counters grow: per step (vLLM's IterationStats) or when
+a request finishes (SGLang's tokenizer-side collector)."""
+
+VLLM_TTFT_EDGES_S: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+VLLM_ITL_EDGES_S: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0)
+VLLM_REQUEST_TIME_EDGES_S: tuple[float, ...] = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0)
+"""vLLM's request-phase histograms (queue, prefill, decode, inference, e2e) share these edges."""
+VLLM_ITERATION_TOKEN_EDGES: tuple[float, ...] = (
+    1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+SGLANG_TTFT_EDGES_S: tuple[float, ...] = (
+    0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 200.0,
+    400.0)
+SGLANG_ITL_EDGES_S: tuple[float, ...] = (
+    0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06, 0.08, 0.1, 0.2,
+    0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0)
+SGLANG_DECODE_LOG_INTERVAL = 40
+"""SGLang's ``--decode-log-interval`` default: decode gauges are refreshed every 40 steps."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDialect:
+    """What one engine publishes on /metrics and when; ``None`` edges: the engine has no such histogram."""
+
+    name: str
+    gauges: GaugeTiming
+    counters: CounterTiming
+    ttft_edges_s: tuple[float, ...]
+    itl_edges_s: tuple[float, ...]
+    queue_edges_s: tuple[float, ...] | None
+    prefill_edges_s: tuple[float, ...] | None
+    iteration_token_edges: tuple[float, ...] | None
+    decode_log_interval: int = 0
+    """Decode steps between two gauge refreshes (``batch-and-interval`` engines only)."""
+
+
+VLLM = EngineDialect(
+    name="vllm", gauges="step-end", counters="step-end",
+    ttft_edges_s=VLLM_TTFT_EDGES_S, itl_edges_s=VLLM_ITL_EDGES_S,
+    queue_edges_s=VLLM_REQUEST_TIME_EDGES_S, prefill_edges_s=VLLM_REQUEST_TIME_EDGES_S,
+    iteration_token_edges=VLLM_ITERATION_TOKEN_EDGES,
+)
+SGLANG = EngineDialect(
+    name="sglang", gauges="batch-and-interval", counters="request-finish",
+    ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
+    queue_edges_s=None, prefill_edges_s=None, iteration_token_edges=None,
+    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL,
+)
+
+_DIALECTS: dict[str, EngineDialect] = {d.name: d for d in (VLLM, SGLANG)}
+ENGINE_NAMES: tuple[str, ...] = tuple(_DIALECTS)
+
+
+def dialect_for(name: str) -> EngineDialect:
+    try:
+        return _DIALECTS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINE_NAMES)}") from None
