@@ -18,13 +18,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from joulescale.control.clocks import allowed_clocks_mhz
+from joulescale.engines.observe import ObservationBuilder
 from joulescale_agent import errors
 from joulescale_agent.clock import Clock
 from joulescale_agent.control.backoff import RelockBackoff
 from joulescale_agent.control.brain import Brain, BrainFactory
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.engines.adapters import adapter_for
-from joulescale_agent.engines.observe import ObservationBuilder
 from joulescale_agent.engines.reader import PageReader
 from joulescale_agent.exporter import AgentMetrics
 from joulescale_agent.gpu.backend import ThrottleReason

@@ -14,25 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from joulescale_agent.engines.promtext import Histogram, MetricsPage
+from joulescale.engines.histogram import Histogram
+from joulescale.engines.sample import EngineSample
+from joulescale_agent.engines.promtext import MetricsPage
 from joulescale_agent.errors import MetricsFormatError
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSample:
-    """One scrape of one engine instance; counters and histograms are cumulative."""
-
-    running_requests: int
-    waiting_requests: int
-    kv_cache_usage: float | None
-    kv_capacity_tokens: int | None
-    prompt_tokens_total: float | None
-    generation_tokens_total: float | None
-    preemptions_total: float | None
-    iterations_total: float | None
-    ttft: Histogram | None
-    inter_token_latency: Histogram | None
-    queue_time: Histogram | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +136,7 @@ class ChainAdapter:
             prompt_tokens_total=self._value(page, c.prompt_tokens, COUNTER),
             generation_tokens_total=self._value(page, c.generation_tokens, COUNTER),
             preemptions_total=self._value(page, c.preemptions, COUNTER),
-            iterations_total=iterations.count if iterations is not None else None,
+            iteration_tokens=iterations,
             ttft=self._histogram(page, c.ttft_histogram),
             inter_token_latency=self._histogram(page, c.itl_histogram),
             queue_time=self._histogram(page, c.queue_histogram),

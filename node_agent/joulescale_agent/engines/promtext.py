@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from itertools import compress, groupby
 from operator import itemgetter
 
+from joulescale.engines.histogram import Histogram
 from joulescale_agent.engines.promlabels import DEFAULT_LIMITS, ParseLimits, label_key, parse_labels
 from joulescale_agent.errors import MetricsFormatError, MetricsLimitError
 
@@ -55,26 +56,6 @@ def _number(name: str, text: str) -> float:
         raise MetricsFormatError(f"{name} has a non-numeric value {text[:40]!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Histogram:
-    """A cumulative histogram: ``buckets`` maps the upper bound ``le`` to the cumulative count."""
-
-    count: float
-    sum: float
-    buckets: dict[float, float] = field(default_factory=dict)
-
-    def minus(self, earlier: Histogram) -> Histogram:
-        """Increments since ``earlier``; a counter reset (engine restart) yields the later values."""
-        if self.count < earlier.count:
-            return self
-        buckets = {le: c - earlier.buckets.get(le, 0.0) for le, c in self.buckets.items()}
-        return Histogram(self.count - earlier.count, self.sum - earlier.sum, buckets)
-
-    @property
-    def mean(self) -> float | None:
-        return self.sum / self.count if self.count > 0 else None
-
-
 @dataclass(slots=True)
 class MetricsPage:
     """Samples by name; each is a list of (raw label text, value text).
@@ -90,9 +71,6 @@ class MetricsPage:
     tainted: frozenset[str] = frozenset()
     declared: dict[str, str] = field(default_factory=dict)
     _checked: set[str] = field(default_factory=set)
-
-    def has(self, name: str) -> bool:
-        return name in self.samples
 
     def types(self, text: str) -> dict[str, str]:
         """The ``# TYPE`` declarations of the page (not needed on the hot path)."""

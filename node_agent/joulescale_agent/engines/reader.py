@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from joulescale.engines.sample import EngineSample
 from joulescale_agent import errors
 from joulescale_agent.clock import Clock, monotonic
-from joulescale_agent.engines.adapters import EngineAdapter, EngineSample
+from joulescale_agent.engines.adapters import EngineAdapter
 from joulescale_agent.engines.promtext import DEFAULT_LIMITS, ParseLimits, parse_page
 
 

@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from joulescale.control import POLICY_NAMES
 from joulescale.control.observation import Phase
 from joulescale.control.policy import Slo
+from joulescale.engines.histogram import Histogram
+from joulescale.engines.observe import ObservationBuilder
+from joulescale.engines.sample import EngineSample
 from joulescale.profiles import load_profile
 from joulescale_agent.control.corebrain import CoreBrainFactory
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
-from joulescale_agent.engines.adapters import MAX_REQUESTS, MAX_VALUE, EngineSample
-from joulescale_agent.engines.observe import ObservationBuilder
-from joulescale_agent.engines.promtext import Histogram
+from joulescale_agent.engines.adapters import MAX_REQUESTS, MAX_VALUE
 
 BASE = EngineSample(
     running_requests=8,
@@ -27,7 +28,7 @@ BASE = EngineSample(
     prompt_tokens_total=1000.0,
     generation_tokens_total=5000.0,
     preemptions_total=0.0,
-    iterations_total=400.0,
+    iteration_tokens=Histogram(400.0, 4000.0),
     ttft=None,
     inter_token_latency=Histogram(100.0, 2.0, {0.025: 90.0}),
     queue_time=Histogram(10.0, 1.0),
@@ -48,7 +49,7 @@ def test_second_observation_carries_counter_and_histogram_deltas() -> None:
     later = replace(
         BASE,
         generation_tokens_total=5080.0,
-        iterations_total=410.0,
+        iteration_tokens=Histogram(410.0, 4100.0),
         inter_token_latency=Histogram(180.0, 3.6, {0.025: 170.0}),
         waiting_requests=3,
         queue_time=Histogram(12.0, 2.0),
@@ -64,7 +65,7 @@ def test_second_observation_carries_counter_and_histogram_deltas() -> None:
 def test_a_counter_reset_after_an_engine_restart_never_yields_negative_deltas() -> None:
     builder = ObservationBuilder("prefill")
     builder.build(BASE, 10.0, 1980)
-    restarted = replace(BASE, prompt_tokens_total=30.0, generation_tokens_total=2.0, iterations_total=1.0)
+    restarted = replace(BASE, prompt_tokens_total=30.0, generation_tokens_total=2.0, iteration_tokens=Histogram(1.0, 8.0))
     obs = builder.build(restarted, 10.05, 1980)
     assert (obs.prompt_tokens_delta, obs.generation_tokens_delta, obs.iterations_delta) == (30, 2, 1)
 
@@ -102,7 +103,7 @@ samples = st.builds(
     prompt_tokens_total=st.none() | values,
     generation_tokens_total=st.none() | values,
     preemptions_total=st.none() | values,
-    iterations_total=st.none() | values,
+    iteration_tokens=histograms,
     ttft=histograms,
     inter_token_latency=histograms,
     queue_time=histograms,

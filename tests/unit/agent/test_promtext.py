@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from joulescale_agent.engines import EngineSample, MetricsPage, adapter_for, parse_page
+from joulescale.engines.sample import EngineSample
+from joulescale_agent.engines import MetricsPage, adapter_for, parse_page
 from joulescale_agent.engines.promtext import DEFAULT_LIMITS, parse_labels
 from joulescale_agent.engines.reader import PageReader
 from joulescale_agent.errors import MetricsFormatError, MetricsLimitError

@@ -1,12 +1,12 @@
-"""Successive EngineSamples -> Observations (the metrics-only view of docs/architecture.md)."""
+"""Successive EngineSamples -> Observations: the metrics-only view, for the agent and the twin alike."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from joulescale.control.observation import Observation, Phase
-from joulescale_agent.engines.adapters import EngineSample
-from joulescale_agent.engines.promtext import Histogram
+from joulescale.engines.histogram import Histogram
+from joulescale.engines.sample import EngineSample
 
 
 def _delta(now: float | None, before: float | None) -> int:
