@@ -34,8 +34,7 @@ def prefill_step_s(
         return prefill.mean if _observed(prefill) else None
     if ttft is None or queue is None or not _observed(ttft) or ttft.count != queue.count:
         return None
-    assert ttft.mean is not None and queue.mean is not None
-    step_s = ttft.mean - queue.mean
+    step_s = ttft.sum / ttft.count - queue.sum / queue.count
     return step_s if step_s > 0.0 else None
 
 

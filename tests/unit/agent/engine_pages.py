@@ -98,7 +98,7 @@ class EnginePage:
             ("vllm:num_preemptions_total", "counter", self.preemptions),
         ])
         lines.append(
-            f'vllm:cache_config_info{{block_size="16",engine="0",num_gpu_blocks="28000"}} 1.0'
+            'vllm:cache_config_info{block_size="16",engine="0",num_gpu_blocks="28000"} 1.0'
         )
         lines += self._families(dict.fromkeys(VLLM_FAMILIES, VLLM_LABELS))
         return "\n".join(lines) + "\n"
