@@ -18,6 +18,8 @@ MODEL = 'model_name="meta-llama/Llama-3.1-8B-Instruct"'
 VLLM_LABELS = f'engine="0",{MODEL}'
 SGLANG_SCHEDULER = f'engine_type="unified",{MODEL},pp_rank="0",tp_rank="0"'
 """SGLang's scheduler-side series carry its ranks; the tokenizer-side ones the model only."""
+KV_CAPACITY_TOKENS = 448_000
+"""Both engines' KV cache: vLLM's 28 000 blocks of 16 tokens; SGLang's used / usage."""
 
 VLLM_FAMILIES: dict[str, tuple[float, ...]] = {
     "vllm:iteration_tokens_total": VLLM.iteration_token_edges or (),
@@ -108,6 +110,7 @@ class EnginePage:
             ("sglang:num_running_reqs", "gauge", self.running),
             ("sglang:num_queue_reqs", "gauge", self.waiting),
             ("sglang:token_usage", "gauge", self.kv_usage),
+            ("sglang:num_used_tokens", "gauge", round(self.kv_usage * KV_CAPACITY_TOKENS)),
             ("sglang:num_retracted_requests_total", "counter", self.preemptions),
         ])
         lines += self._scalars(MODEL, [
