@@ -36,6 +36,12 @@ SGLANG_TTFT_EDGES_S: tuple[float, ...] = (
 SGLANG_ITL_EDGES_S: tuple[float, ...] = (
     0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06, 0.08, 0.1, 0.2,
     0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0)
+SGLANG_QUEUE_EDGES_S: tuple[float, ...] = (
+    0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0,
+    90.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0, 1000.0, 1200.0, 1400.0,
+    1600.0, 1800.0, 2000.0, 2500.0, 3000.0)
+"""SGLang's scheduler-side ``queue_time_seconds``, recorded as a request enters a prefill batch
+(vLLM records its queue and prefill times when the request finishes)."""
 SGLANG_DECODE_LOG_INTERVAL = 40
 """SGLang's ``--decode-log-interval`` default: decode gauges are refreshed every 40 steps."""
 
@@ -65,7 +71,7 @@ VLLM = EngineDialect(
 SGLANG = EngineDialect(
     name="sglang", gauges="batch-and-interval", counters="request-finish",
     ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
-    queue_edges_s=None, prefill_edges_s=None, iteration_token_edges=None,
+    queue_edges_s=SGLANG_QUEUE_EDGES_S, prefill_edges_s=None, iteration_token_edges=None,
     decode_log_interval=SGLANG_DECODE_LOG_INTERVAL,
 )
 

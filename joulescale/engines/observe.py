@@ -1,4 +1,8 @@
-"""Successive EngineSamples -> Observations: the metrics-only view, for the agent and the twin alike."""
+"""Successive EngineSamples -> Observations: the metrics-only view, for the agent and the twin alike.
+
+Where the engine lacks a signal a policy uses, the builder fills it from what the engine does
+publish (``substitutes``); what no engine offers stays ``None`` (``last_iteration_s``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 from joulescale.control.observation import Observation, Phase
 from joulescale.engines.histogram import Histogram
 from joulescale.engines.sample import EngineSample
+from joulescale.engines.substitutes import decode_steps, longest_wait_s, prefill_step_s
 
 
 def _delta(now: float | None, before: float | None) -> int:
@@ -53,11 +58,12 @@ class ObservationBuilder:
         queue = _hist_delta(sample.queue_time, before.queue_time if before else None)
         kv_usage = _fraction(sample.kv_cache_usage)
         context_tokens = int(kv_usage * sample.kv_capacity_tokens) if sample.kv_capacity_tokens else 0
+        running = max(sample.running_requests, 0)
         observation = Observation(
             phase=self.phase,
             now_s=now_s,
             sm_clock_mhz=sm_clock_mhz,
-            running_requests=max(sample.running_requests, 0),
+            running_requests=running,
             waiting_requests=max(sample.waiting_requests, 0),
             kv_cache_usage=kv_usage,
             context_tokens=context_tokens,
@@ -67,11 +73,36 @@ class ObservationBuilder:
             generation_tokens_delta=_delta(
                 sample.generation_tokens_total, before.generation_tokens_total if before else None
             ),
-            iterations_delta=_delta(sample.iterations_total, before.iterations_total if before else None),
+            iterations_delta=self._iterations(sample, before, itl),
             preemptions_delta=_delta(sample.preemptions_total, before.preemptions_total if before else None),
             interval_s=now_s - prev.at_s if prev is not None else 0.0,
-            mean_iteration_s=itl.mean if itl is not None and self.phase == "decode" else None,
-            oldest_wait_s=queue.mean if queue is not None and sample.waiting_requests > 0 else None,
+            mean_iteration_s=self._mean_iteration_s(sample, before, itl, queue),
+            oldest_wait_s=longest_wait_s(queue) if sample.waiting_requests > 0 else None,
         )
         self._previous = _Previous(sample, now_s)
         return observation
+
+    def _iterations(self, sample: EngineSample, before: EngineSample | None, itl: Histogram | None) -> int:
+        """Steps run: vLLM's iteration-tokens count; on a decode instance of an engine without
+        it (SGLang), the inter-token latency count per running request."""
+        if before is None:
+            return 0
+        if sample.iteration_tokens is not None:
+            return _delta(sample.iterations_total, before.iterations_total)
+        if self.phase == "decode" and itl is not None:
+            return decode_steps(itl.count, max(before.running_requests, 0), max(sample.running_requests, 0))
+        return 0
+
+    def _mean_iteration_s(
+        self, sample: EngineSample, before: EngineSample | None, itl: Histogram | None, queue: Histogram | None
+    ) -> float | None:
+        """Decode: the inter-token latency's mean; prefill: the requests' mean prefill time."""
+        if self.phase == "decode":
+            return itl.mean if itl is not None else None
+        if before is None:
+            return None
+        return prefill_step_s(
+            _hist_delta(sample.prefill_time, before.prefill_time),
+            _hist_delta(sample.ttft, before.ttft),
+            queue,
+        )

@@ -30,9 +30,11 @@ class EngineSample:
     ttft: Histogram | None = None
     inter_token_latency: Histogram | None = None
     queue_time: Histogram | None = None
-    """Per-request time spent waiting before the first schedule (vLLM request_queue_time_seconds)."""
+    """Per-request time spent waiting before the first schedule (vLLM request_queue_time_seconds,
+    recorded at the request's finish; SGLang queue_time_seconds, recorded as its batch forms)."""
     prefill_time: Histogram | None = None
-    """Per-request time from first schedule to first token (vLLM request_prefill_time_seconds)."""
+    """Per-request time from first schedule to first token (vLLM request_prefill_time_seconds,
+    recorded at the request's finish); SGLang has none."""
 
     @property
     def iterations_total(self) -> float | None:

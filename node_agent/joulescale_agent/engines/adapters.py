@@ -32,6 +32,8 @@ class NameChains:
     ttft_histogram: tuple[str, ...]
     itl_histogram: tuple[str, ...]
     queue_histogram: tuple[str, ...]
+    prefill_histogram: tuple[str, ...]
+    """Per-request first schedule to first token (vLLM); empty where the engine has none."""
     where: dict[str, str] | None = None
     """Label filter for the engine's own series (SGLang: TP rank 0 exports the scheduler)."""
 
@@ -140,6 +142,7 @@ class ChainAdapter:
             ttft=self._histogram(page, c.ttft_histogram),
             inter_token_latency=self._histogram(page, c.itl_histogram),
             queue_time=self._histogram(page, c.queue_histogram),
+            prefill_time=self._histogram(page, c.prefill_histogram),
         )
 
 
@@ -158,6 +161,7 @@ class VllmAdapter(ChainAdapter):
                 ttft_histogram=("vllm:time_to_first_token_seconds",),
                 itl_histogram=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
                 queue_histogram=("vllm:request_queue_time_seconds",),
+                prefill_histogram=("vllm:request_prefill_time_seconds",),
             ),
         )
 
@@ -184,11 +188,13 @@ class SglangAdapter(ChainAdapter):
                 kv_usage=("sglang:token_usage",),
                 prompt_tokens=("sglang:prompt_tokens_total",),
                 generation_tokens=("sglang:generation_tokens_total",),
-                preemptions=("sglang:num_retracted_reqs_total",),
+                # The counter; ``sglang:num_retracted_reqs`` is a gauge of the latest retractions.
+                preemptions=("sglang:num_retracted_requests_total",),
                 iteration_histogram=(),
                 ttft_histogram=("sglang:time_to_first_token_seconds",),
                 itl_histogram=("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
                 queue_histogram=("sglang:queue_time_seconds",),
+                prefill_histogram=(),
                 where={"tp_rank": "0"},
             ),
         )

@@ -107,6 +107,7 @@ samples = st.builds(
     ttft=histograms,
     inter_token_latency=histograms,
     queue_time=histograms,
+    prefill_time=histograms,
 )
 
 
