@@ -13,16 +13,16 @@ from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 
 class CoreBrain:
     def __init__(self, policy: ClockPolicy, governor: ClockGovernor) -> None:
-        self._policy = policy
-        self._governor = governor
+        self.policy = policy
+        self.governor = governor
 
     def decide(self, observation: Observation) -> tuple[DecisionReason, int | None]:
-        decision = self._policy.decide(observation)
-        actuation = self._governor.apply(decision, observation.now_s, observation.sm_clock_mhz)
+        decision = self.policy.decide(observation)
+        actuation = self.governor.apply(decision, observation.now_s, observation.sm_clock_mhz)
         return actuation.reason, actuation.sm_clock_mhz if actuation.changed else None
 
     def reset(self) -> None:
-        self._governor.reset()
+        self.governor.reset()
 
 
 class CoreBrainFactory:
