@@ -9,7 +9,7 @@ import pytest
 
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.policy import ClockBounds
-from joulescale.control.settings import BiScaleSettings, GovernorSettings, PolicySettings
+from joulescale.control.settings import BiScaleSettings, GovernorSettings, JouleScaleSettings, PolicySettings
 from joulescale_agent.discovery.desired import Decision, desired_instances, parse_service
 from joulescale_agent.discovery.gpus import KubeletAssignments, PodSpecAssignments
 from joulescale_agent.discovery.static import parse_instances, without_conflicts
@@ -405,3 +405,17 @@ def test_a_service_that_sets_no_setting_gives_the_defaults(cluster: Cluster) -> 
     cluster.add_pod("d0")
     policy = cluster.decide(kubelet(d0=("GPU-1",))).instances["ns/d0"][1]
     assert (policy.settings, policy.token_budget) == (PolicySettings(), DEFAULT_TOKEN_BUDGET)
+
+
+def test_a_static_file_carries_the_settings_in_spec_energys_wire_names() -> None:
+    item = {
+        "pod": "a", "role": "decode", "metrics_url": "http://127.0.0.1:1/metrics", "gpus": ["GPU-1"],
+        "policy": {"policy": "joulescale", "profile": "p", "slo": {"ttft_ms": 1, "tpot_ms": 1},
+                   "energy": {"joulescale": {"kvSoftUsage": 0.5}}, "token_budget": 1024},
+    }
+    policy = parse_instances({"instances": [item]})["default/a"][1]
+    assert policy.settings == PolicySettings(joulescale=JouleScaleSettings(kv_soft_usage=0.5))
+    assert policy.token_budget == 1024
+    item["policy"]["energy"] = {"joulescale": {"kvSoftUsage": 5}}  # type: ignore[index]
+    with pytest.raises(ValueError, match="kvSoftUsage"):
+        parse_instances({"instances": [item]})
