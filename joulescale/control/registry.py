@@ -18,6 +18,7 @@ from joulescale.control.biscale import BiScalePolicy
 from joulescale.control.context import PolicyContext
 from joulescale.control.joulescale_policy import JouleScalePolicy
 from joulescale.control.policy import ClockPolicy
+from joulescale.control.settings import PolicySettings
 from joulescale.control.static import StaticPolicy
 from joulescale.control.voltana import VoltanaPolicy
 
@@ -74,6 +75,8 @@ def register(entry: PolicyEntry) -> PolicyEntry:
     clashes = {entry.name, *(v.name for v in entry.twin_variants)} & taken
     if clashes:
         raise ValueError(f"policy name already taken: {', '.join(sorted(clashes))}")
+    if entry.settings_group is not None and entry.settings_group not in PolicySettings.__dataclass_fields__:
+        raise ValueError(f"{entry.name}: no settings group {entry.settings_group!r} in PolicySettings")
     _ENTRIES[entry.name] = entry
     return entry
 

@@ -59,6 +59,12 @@ def test_a_policys_settings_group_is_a_group_of_the_settings() -> None:
             assert hasattr(PolicySettings(), entry.settings_group), entry.name
 
 
+def test_a_settings_group_must_exist() -> None:
+    with pytest.raises(ValueError, match="no settings group 'turbo'"):
+        register(PolicyEntry("turbo", StaticPolicy, "a typo", settings_group="turbo"))
+    assert "turbo" not in policy_names()
+
+
 def test_a_name_is_registered_once_and_off_is_reserved() -> None:
     for name in ("joulescale", OFF, "static-max"):
         with pytest.raises(ValueError, match="already taken"):
