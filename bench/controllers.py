@@ -25,13 +25,13 @@ import sys
 import time
 
 from joulescale.control import (
-    POLICY_NAMES,
     DecodeProgress,
     Observation,
     PolicyContext,
     QueuedPrompt,
     Slo,
     make_policy,
+    policy_names,
 )
 from joulescale.profiles import load_profile
 
@@ -158,7 +158,7 @@ def main() -> int:
     runs = [
         {
             name: {phase: measure(name, stream, context) for phase, stream in streams.items()}
-            for name in POLICY_NAMES
+            for name in policy_names()
         }
         for _ in range(max(1, args.repeats))
     ]
@@ -168,7 +168,7 @@ def main() -> int:
                 phase: {key: min(run[name][phase][key] for run in runs) for key in ("p50", "p99")}
                 for phase in streams
             }
-            for name in POLICY_NAMES
+            for name in policy_names()
         }
     }
     json.dump(result, sys.stdout)

@@ -18,7 +18,7 @@ from joulescale.twin.capacity import default_cache_dir
 from joulescale.twin.compare import compare
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError
-from joulescale.twin.settings import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings
+from joulescale.twin.settings import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings, known_policies
 from joulescale.twin.traces import TraceError
 from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES
 
@@ -50,9 +50,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _policies(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in DEFAULT_POLICIES]
+    unknown = [n for n in names if n not in known_policies()]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown policies {unknown}; known: {','.join(DEFAULT_POLICIES)}")
+        raise argparse.ArgumentTypeError(f"unknown policies {unknown}; known: {','.join(known_policies())}")
     return names
 
 

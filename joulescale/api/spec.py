@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from joulescale.api.base import ApiModel, cel, validations
+from joulescale.api.energy import PolicyTuning
 from joulescale.api.engine import EngineSpec, KvTransferSpec, RouterSpec
 from joulescale.api.model import ModelSpec
 from joulescale.api.placement import GpuSpec, ResourceRequirements, Toleration
 from joulescale.api.podtemplate import PodTemplateOverride
 from joulescale.api.rollout import RolloutSpec
+from joulescale.control.registry import OFF, policy_entries, policy_names
 from joulescale.profiles import sm_clock_envelope_mhz
 
-EnergyPolicyName = Literal["joulescale", "biscale", "voltana", "static", "off"]
 SloPercentile = Literal[50, 90, 95, 99]
 
 
@@ -152,13 +154,31 @@ class PlannerSpec(ApiModel):
     )
 
 
-class EnergySpec(ApiModel):
-    """How JouleScale saves energy for this service."""
+def energy_policy_names() -> tuple[str, ...]:
+    """What spec.energy.policy may be: the policy registry's names, and off."""
+    return (*policy_names(), OFF)
 
-    policy: EnergyPolicyName = Field(
-        default="joulescale",
-        description="The clock policy: joulescale, biscale, voltana, static (fixed base clock) or off.",
-    )
+
+def _policy_enum(schema: JsonDict) -> None:
+    # Read at schema generation, so the CRD lists every registered policy.
+    schema["enum"] = list(energy_policy_names())
+    schema["description"] = "The clock policy (off: leave the clocks alone). " + "; ".join(
+        f"{entry.name}: {entry.summary}" for entry in policy_entries()
+    ) + "."
+
+
+class EnergySpec(PolicyTuning):
+    """How JouleScale saves energy for this service: the policy, its settings, bounds and planning."""
+
+    policy: str = Field(default="joulescale", json_schema_extra=_policy_enum)
+
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in energy_policy_names():
+            raise ValueError(f"unknown policy {value!r}; known: {', '.join(energy_policy_names())}")
+        return value
+
     clocks: ClockBounds = Field(
         default_factory=ClockBounds, description="SM clock bounds.", json_schema_extra={"default": {}}
     )

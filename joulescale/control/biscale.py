@@ -29,13 +29,13 @@ class BiScalePolicy:
         self._mpc = PrefillMpc(
             context,
             self.predictor,
-            levels_mhz(self.allowed_mhz, context.mpc_levels),
+            levels_mhz(self.allowed_mhz, context.settings.biscale.mpc_levels),
             greedy_descent,
             include_idle=False,
         )
         self._clocks = ClockTracker(context.profile.clock_settle_ms / 1000.0)
         self._iterations = IterationTracker()
-        self._prompt = PromptLengthEstimate(context.default_prompt_tokens)
+        self._prompt = PromptLengthEstimate(context.settings.prefill.default_prompt_tokens)
 
     def decide(self, observation: Observation) -> ClockDecision:
         self._clocks.update(observation)
@@ -67,7 +67,7 @@ class BiScalePolicy:
     def _prefill(self, observation: Observation) -> ClockDecision:
         self._prompt.update(observation)
         outcome = self._iterations.outcome(observation, self._clocks)
-        tolerance = self.context.misprediction_tolerance
+        tolerance = self.context.settings.prefill.misprediction_tolerance
         guard = outcome is not None and outcome.measured_s > outcome.expectation.predicted_s * (1 + tolerance)
         plan = self._mpc.plan(observation, self._prompt.tokens)
         if plan is None:

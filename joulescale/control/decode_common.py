@@ -15,4 +15,4 @@ def decode_batch(observation: Observation) -> tuple[int, int]:
 
 def kv_pressure(observation: Observation, context: PolicyContext) -> bool:
     """BiScale's KV guard: the KV cache is nearly full or requests are being preempted."""
-    return observation.kv_cache_usage >= context.kv_guard_usage or observation.preemptions_delta > 0
+    return observation.kv_cache_usage >= context.settings.decode.kv_guard_usage or observation.preemptions_delta > 0

@@ -38,7 +38,7 @@ class JouleScaleDecode:
         self.predictor = predictor
         self._iterations = iterations
         self._bank = SlackBank(
-            context.slack_bank_cap_tokens, context.slack_bank_decay, context.slack_spend_tokens
+            context.settings.decode.slack_bank_cap_tokens, context.settings.decode.slack_bank_decay, context.settings.decode.slack_spend_tokens
         )
         profile = context.profile
         self._net_watts_by_mhz = {
@@ -52,7 +52,7 @@ class JouleScaleDecode:
         # The profile physics scales t(f_max) by a factor of f and B only, so its least-energy
         # clock does not depend on K: one entry per batch size, precomputed when used.
         self._shape_only = isinstance(offline, ProfilePredictor)
-        if self._shape_only and context.decode_idle_window_s is not None:
+        if self._shape_only and context.settings.joulescale.decode_idle_window_s is not None:
             for batch_size in range(1, _PRECOMPUTED_BATCH_SIZES + 1):
                 self._lowest_energy_index(batch_size, 0)
 
@@ -73,7 +73,7 @@ class JouleScaleDecode:
         batch_size, context_tokens = decode_batch(observation)
         if observation.decoding:
             budget_s = rich_decode_budget_s(
-                observation.decoding, target_s, self.context.slack_spend_tokens, _MAX_STRETCH * target_s
+                observation.decoding, target_s, self.context.settings.decode.slack_spend_tokens, _MAX_STRETCH * target_s
             )
         else:
             budget_s = min(self._bank.budget_s(target_s), _MAX_STRETCH * target_s)
@@ -94,7 +94,7 @@ class JouleScaleDecode:
 
         if mispredicted is not None and mispredicted.measured_s > mispredicted.expectation.budget_s:
             return decision(self.top_mhz, DecisionReason.MISPREDICTION_GUARD, True)
-        window = self.context.decode_idle_window_s
+        window = self.context.settings.joulescale.decode_idle_window_s
         gappy = (
             window is not None
             and self._last_idle_s is not None
@@ -144,8 +144,8 @@ def _has_gaps(observation: Observation) -> bool:
 
 def _kv_budget_share(kv_usage: float, context: PolicyContext) -> float:
     """1 below the soft KV usage, falling linearly to the tight share at the hard guard."""
-    soft, guard = context.joulescale_kv_soft_usage, context.kv_guard_usage
+    soft, guard = context.settings.joulescale.kv_soft_usage, context.settings.decode.kv_guard_usage
     if kv_usage <= soft or guard <= soft:
         return 1.0
     progress = min(1.0, (kv_usage - soft) / (guard - soft))
-    return 1.0 - progress * (1.0 - context.joulescale_kv_tight_share)
+    return 1.0 - progress * (1.0 - context.settings.joulescale.kv_tight_share)

@@ -38,7 +38,7 @@ class JouleScalePolicy:
         self.context = context
         self.allowed_mhz = context.allowed_mhz
         offline = context.offline_predictor()
-        self.predictor = OnlineCorrection(offline, context.correction)
+        self.predictor = OnlineCorrection(offline, context.settings.correction)
         self._clocks = ClockTracker(context.profile.clock_settle_ms / 1000.0)
         self._iterations = IterationTracker()
         self.decode = JouleScaleDecode(context, offline, self.predictor, self._iterations)
@@ -60,5 +60,5 @@ class JouleScalePolicy:
 
     def _slower_than_predicted(self, outcome: Outcome) -> bool:
         return outcome.measured_s > outcome.expectation.predicted_s * (
-            1 + self.context.misprediction_tolerance
+            1 + self.context.settings.prefill.misprediction_tolerance
         )

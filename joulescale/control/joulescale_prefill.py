@@ -41,19 +41,19 @@ class JouleScalePrefill:
         self.offline = offline
         self.predictor = predictor
         self._iterations = iterations
-        self.steady_mhz = prefill_steady_mhz(context, offline, context.joulescale_prefill_flat_tolerance)
+        self.steady_mhz = prefill_steady_mhz(context, offline, context.settings.joulescale.prefill_flat_tolerance)
         self._reserve_s = context.profile.clock_settle_ms / 1000.0
         self._mpc = PrefillMpc(
             context,
             predictor,
-            levels_mhz(context.allowed_mhz, context.joulescale_mpc_levels, self.steady_mhz),
+            levels_mhz(context.allowed_mhz, context.settings.joulescale.mpc_levels, self.steady_mhz),
             priced_plan,
-            include_idle=context.joulescale_prefill_idle_objective,
+            include_idle=context.settings.joulescale.prefill_idle_objective,
             reserve_s=self._reserve_s,
             separate_in_flight=True,
         )
-        self._mean = PromptLengthEstimate(context.default_prompt_tokens)
-        self._long = PromptLengthQuantile(quantile=context.joulescale_prompt_quantile)
+        self._mean = PromptLengthEstimate(context.settings.prefill.default_prompt_tokens)
+        self._long = PromptLengthQuantile(quantile=context.settings.joulescale.prompt_quantile)
         self._holding = False
         self._batch_seen_s: float | None = None
         self._cached: tuple[_PlanKey, PrefillPlan | None] | None = None

@@ -22,10 +22,10 @@ _SMALLEST_BATCH_TOKENS = 128
 def _batch_sizes(context: PolicyContext) -> list[int]:
     sizes = []
     tokens = _SMALLEST_BATCH_TOKENS
-    while tokens <= context.max_batch_tokens:
+    while tokens <= context.token_budget:
         sizes.append(tokens)
         tokens *= 2
-    return sizes or [context.max_batch_tokens]
+    return sizes or [context.token_budget]
 
 
 def _net_energy(context: PolicyContext, predictor: LatencyPredictor, batch_tokens: int) -> Callable[[int], float]:

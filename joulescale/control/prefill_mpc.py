@@ -80,11 +80,11 @@ class PrefillMpc:
         prompts = queued_prompts(observation, prompt_tokens_estimate, _QUEUE_LIMIT)
         budget_s = context.ttft_budget_s - self.reserve_s
         in_flight = observation.running_requests if self.separate_in_flight else 0
-        batches = project_batches(prompts, budget_s, context.max_batch_tokens, context.mpc_horizon, in_flight)
+        batches = project_batches(prompts, budget_s, context.token_budget, context.settings.prefill.mpc_horizon, in_flight)
         if not batches:
             return None
-        if anticipate_arrival and len(batches) < context.mpc_horizon:
-            tokens = max(1, min(context.max_batch_tokens, round(prompt_tokens_estimate)))
+        if anticipate_arrival and len(batches) < context.settings.prefill.mpc_horizon:
+            tokens = max(1, min(context.token_budget, round(prompt_tokens_estimate)))
             batches.append(PlannedBatch(tokens, float(tokens * tokens), budget_s))
         predict = self.predictor.prefill_s
         times = [[predict(b.tokens, b.squared_tokens, f) for f in self.levels_mhz] for b in batches]

@@ -96,8 +96,8 @@ class ReadyClock:
         self._severity_version = 0
 
     def mhz(self, reaction_s: float) -> int:
-        long = self._lengths.tokens_at(self.context.joulescale_ready_quantile, READY_MIN_PROMPTS)
-        tokens = self.context.max_batch_tokens if long is None else long
+        long = self._lengths.tokens_at(self.context.settings.joulescale.ready_quantile, READY_MIN_PROMPTS)
+        tokens = self.context.token_budget if long is None else long
         key = (tokens, self._version.version, round(reaction_s, 2))
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
@@ -121,7 +121,7 @@ class ReadyClock:
         budget_s = self.context.ttft_budget_s
         clocks = self.context.allowed_mhz
         if len(ended.batches) < READY_MIN_PROMPTS:
-            tokens = self.context.max_batch_tokens
+            tokens = self.context.token_budget
             ready = lone_prompt_mhz(clocks, self._predictors, tokens, budget_s, raised_after_s=math.inf)
         else:
             worst = self._worst_batches()

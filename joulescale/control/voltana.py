@@ -28,13 +28,13 @@ class VoltanaPolicy:
         self.context = context
         allowed = context.allowed_mhz
         self.top_mhz = allowed[-1]
-        if context.voltana_clocks_mhz:
-            self.clocks_mhz = tuple(sorted({snap_up_mhz(allowed, f) for f in context.voltana_clocks_mhz}))
+        if context.settings.voltana.clocks_mhz:
+            self.clocks_mhz = tuple(sorted({snap_up_mhz(allowed, f) for f in context.settings.voltana.clocks_mhz}))
         else:
             self.clocks_mhz = levels_mhz(allowed, _DEFAULT_LEVELS, _DEFAULT_LOW_SHARE * allowed[-1])
         self.floor_mhz = allowed[0]
         self.predictor = context.offline_predictor()
-        self._prompt = PromptLengthEstimate(context.default_prompt_tokens)
+        self._prompt = PromptLengthEstimate(context.settings.prefill.default_prompt_tokens)
         self._last_work_s: float | None = None
 
     def decide(self, observation: Observation) -> ClockDecision:
@@ -45,7 +45,7 @@ class VoltanaPolicy:
             self._last_work_s = observation.now_s
         if observation.idle:
             idle_for = None if self._last_work_s is None else observation.now_s - self._last_work_s
-            if idle_for is None or idle_for >= self.context.voltana_idle_s:
+            if idle_for is None or idle_for >= self.context.settings.voltana.idle_s:
                 return ClockDecision(self.floor_mhz, DecisionReason.IDLE)
             return ClockDecision(snap_up_mhz(self.clocks_mhz, observation.sm_clock_mhz), DecisionReason.IDLE)
         self._last_work_s = observation.now_s
@@ -74,7 +74,7 @@ class VoltanaPolicy:
         return ClockDecision(self.top_mhz, DecisionReason.SLO_AT_RISK, True, latency(self.top_mhz))
 
     def _rate_exceeded(self, observation: Observation) -> bool:
-        threshold = self.context.voltana_max_tokens_per_s
+        threshold = self.context.settings.voltana.max_tokens_per_s
         if threshold is None or observation.interval_s <= 0:
             return False
         tokens = observation.prompt_tokens_delta + observation.generation_tokens_delta
@@ -82,7 +82,7 @@ class VoltanaPolicy:
 
     def _prefill_batch(self, observation: Observation) -> tuple[int, float]:
         """Tokens and squared tokens of the batch in flight (rich queue, gauge, or estimate)."""
-        budget = self.context.max_batch_tokens
+        budget = self.context.token_budget
         if observation.queue:
             tokens, squared = 0, 0.0
             for prompt in observation.queue:

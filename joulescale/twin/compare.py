@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from joulescale.control.clocks import NoAllowedClockError, allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
+from joulescale.control.registry import reference_variant, twin_variant
 from joulescale.profiles import ProfileError, profile_by_name_or_path
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin import limits
@@ -81,7 +82,7 @@ def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, s
     cached = cache.get(key)
     if cached is not None:
         return cached
-    setup = policy_run_setup("static-max", replace(cluster, view="metrics"), settings.slo, settings.bounds)
+    setup = policy_run_setup(reference_variant(), replace(cluster, view="metrics"), settings.slo, settings.bounds)
 
     def meets(scale: float) -> bool:
         window = scaled_window(trace, scale, settings.duration_s, start_s)
@@ -175,6 +176,7 @@ def _run(name: str, cluster: ClusterConfig, settings: CompareSettings, window: l
 
 
 def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window: list[TraceRequest],
+                       name: str = "static-best",
                        runner: Callable[[dict[Phase, int]], RunResult] | None = None) -> dict[Phase, int]:
     """Per phase, the lowest-energy fixed clock whose own latency meets the SLO percentile.
 
@@ -185,7 +187,7 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
     levels = levels_mhz(allowed, STATIC_BEST_LEVELS)
     top = allowed[-1]
     slo = settings.slo
-    run = runner or (lambda clocks: _run("static-best", cluster, settings, window, clocks))
+    run = runner or (lambda clocks: _run(name, cluster, settings, window, clocks))
     chosen: dict[Phase, int] = {}
     for phase in ("prefill", "decode"):
         other: Phase = "decode" if phase == "prefill" else "prefill"
@@ -218,8 +220,8 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     for name in settings.policies:
         if name == ORACLE:
             continue
-        if name == "static-best":
-            static_best = choose_static_best(cluster, settings, window)
+        if twin_variant(name)[0].swept_clocks:
+            static_best = choose_static_best(cluster, settings, window, name)
             runs[name] = _run(name, cluster, settings, window, static_best)
         else:
             runs[name] = _run(name, cluster, settings, window)

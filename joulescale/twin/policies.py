@@ -1,23 +1,25 @@
-"""The compared policies, built from the real control code (``joulescale.control``).
+"""The compared policies, built from the real control code by the agent's factory.
 
-The twin never re-implements a policy: each name maps to ``make_policy`` with a
-``PolicyContext`` and the agent's ``ClockGovernor``. A name also fixes the routers: voltana
-routes decode with EcoRoute; every policy routes prefill capacity-weighted, so
-the comparison isolates the clock policy.
+The twin never re-implements a policy: each name is a variant of a registered policy
+(``joulescale.control.registry``), built with ``build_controller`` exactly as the agent builds
+it. The registry also fixes the decode router (voltana routes decode with EcoRoute); every
+policy routes prefill capacity-weighted, so the comparison isolates the clock policy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from joulescale.control import ClockGovernor, PolicyContext, make_policy
+from joulescale.control import ClockGovernor, PolicySettings, build_controller
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, ClockDecision, Slo
+from joulescale.control.registry import twin_variant, twin_variants
 from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
 
-POLICY_NAMES: tuple[str, ...] = ("static-max", "static-best", "voltana", "biscale", "joulescale")
-_CORE_NAME = {"static-max": "static", "static-best": "static", "voltana": "voltana", "biscale": "biscale",
-              "joulescale": "joulescale"}
+
+def policy_names() -> tuple[str, ...]:
+    """Every name ``twin compare`` accepts besides the oracle, in registry order."""
+    return tuple(v.name for v, _ in twin_variants())
 
 
 class GovernorActuator:
@@ -40,27 +42,23 @@ class RunSetup:
 
 
 def policy_run_setup(name: str, cluster: ClusterConfig, slo: Slo, bounds: ClockBounds | None,
-                     static_mhz: dict[Phase, int] | None = None) -> RunSetup:
+                     static_mhz: dict[Phase, int] | None = None,
+                     settings: PolicySettings | None = None) -> RunSetup:
     """The cluster (with the policy's routers) and the per-instance control for policy ``name``.
 
-    ``static_mhz`` gives static-best its per-phase clocks; static-max runs the top allowed clock.
+    ``static_mhz`` gives a swept variant (static-best) its per-phase clocks; static-max runs the
+    top allowed clock. ``settings``: the service's tunables (spec.energy), default as shipped.
     """
-    if name not in _CORE_NAME:
-        raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
-    if name == "static-best" and static_mhz is None:
-        raise ValueError("static-best needs its per-phase clocks")
-    core_name = _CORE_NAME[name]
+    variant, entry = twin_variant(name)
+    if variant.swept_clocks and static_mhz is None:
+        raise ValueError(f"{name} needs its per-phase clocks")
 
     def control(phase: Phase, index: int) -> InstanceControl:
-        profile = cluster.profile_of(phase)
-        context = PolicyContext(
-            profile=profile, slo=slo, bounds=bounds,
-            static_clock_mhz=static_mhz[phase] if static_mhz is not None and name == "static-best" else None,
-            max_batch_tokens=cluster.prefill_token_budget,
-        )
-        governor = ClockGovernor(profile.supported_sm_clocks_mhz, bounds)
-        return InstanceControl(make_policy(core_name, context), GovernorActuator(governor),
-                               observes=core_name != "static")
+        controller = build_controller(
+            entry.name, cluster.profile_of(phase), slo, settings=settings, bounds=bounds,
+            base_clock_mhz=static_mhz[phase] if static_mhz is not None and variant.swept_clocks else None,
+            token_budget=cluster.prefill_token_budget)
+        return InstanceControl(controller.policy, GovernorActuator(controller.governor), observes=controller.observes)
 
-    routed = replace(cluster, decode_router="ecoroute") if name == "voltana" else cluster
+    routed = cluster if entry.decode_router is None else replace(cluster, decode_router=entry.decode_router)
     return RunSetup(routed, control)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+from joulescale.control.registry import reference_variant, twin_variants
 from joulescale.twin.compare import Comparison
 from joulescale.twin.settings import ORACLE
 
-BASELINE = "static-max"
+BASELINE = reference_variant()
+"""The yardstick of savings and SLO holding (static-max), from the policy registry."""
 SLO_TOLERANCE_POINTS = 0.5
 """A policy holds the SLO when its attainment is at most this many points under static-max's: a
 saving bought with more missed requests than that is not a saving a user can take."""
@@ -103,8 +105,14 @@ def to_json(comparison: Comparison) -> dict[str, object]:
             "floor": comparison.summaries[BASELINE].slo_attainment - SLO_TOLERANCE_POINTS / 100.0,
             "by_energy": verdict[0],
             "below_floor": verdict[1],
+            "cheapest_online": next((n for n in verdict[0] if n in _online()), None),
         }
     return doc
+
+
+def _online() -> set[str]:
+    """The compared names that are online policies (the registry's role), not fixed baselines."""
+    return {v.name for v, _ in twin_variants() if v.role == "online"}
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

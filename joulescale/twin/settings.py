@@ -14,11 +14,16 @@ from joulescale.control.policy import ClockBounds, Slo
 from joulescale.twin import limits
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError, bounded_float, bounded_int
-from joulescale.twin.policies import POLICY_NAMES
+from joulescale.twin.policies import policy_names
 from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES, GaugeTiming, ViewName
 
 ORACLE = "oracle"
-DEFAULT_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
+DEFAULT_POLICIES: tuple[str, ...] = (*policy_names(), ORACLE)
+
+
+def known_policies() -> tuple[str, ...]:
+    """Every name a comparison accepts now: the registry's twin variants and the oracle."""
+    return (*policy_names(), ORACLE)
 DEFAULT_DURATION_S = 300.0
 """Five simulated minutes (BiScale's window length); keeps ``make demo`` well under 2 minutes."""
 @dataclass(frozen=True, slots=True)
@@ -51,9 +56,10 @@ class CompareSettings:
 
     def __post_init__(self) -> None:
         """Every bound of ``joulescale.twin.limits``, so library callers are refused like the CLI."""
-        unknown = [p for p in self.policies if p not in DEFAULT_POLICIES]
+        known = known_policies()
+        unknown = [p for p in self.policies if p not in known]
         if unknown or not self.policies:
-            raise SettingError("policies", f"unknown policies {unknown}; known: {', '.join(DEFAULT_POLICIES)}")
+            raise SettingError("policies", f"unknown policies {unknown}; known: {', '.join(known)}")
         bounded_float("load", self.load, 0.0, limits.MAX_LOAD, low_open=True)
         bounded_float("duration_s", self.duration_s, 0.0, limits.MAX_DURATION_S, low_open=True)
         bounded_int("gpus", self.gpus, 2, limits.MAX_GPUS)

@@ -202,7 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--min-hold-s",
         type=_number(*DURATION_S),
         default=None,
-        help="minimum time a new clock is held (default: the core governor's, 0.1 s)",
+        help="minimum time a new clock is held on this node (default: the service's governor.minHoldMs)",
     )
     p.add_argument("--log-level", type=_log_level, default="INFO")
     p.add_argument(

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from joulescale.control.policy import ClockBounds, Slo
+from joulescale.control.settings import GovernorSettings, PolicySettings
 from joulescale_agent.clock import monotonic
-from joulescale_agent.control.corebrain import CoreBrainFactory
+from joulescale_agent.control.corebrain import CoreBrain, CoreBrainFactory
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.control.loop import InstanceLoop
 from joulescale_agent.engines.scrape import Scraper
@@ -450,4 +451,44 @@ async def test_pages_that_fail_differently_every_tick_log_a_line_per_period_not_
         )
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "non-numeric" in r.getMessage()]
     assert len(warnings) == 1
+    await rig.scraper.close()
+
+
+class RecordingCoreBrains(CoreBrainFactory):
+    """The production factory, keeping each brain it builds so a test can look at its settings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.built: list[CoreBrain] = []
+
+    def build(self, instance: EngineInstance, policy: InstancePolicy, supported_mhz: tuple[int, ...]) -> CoreBrain | None:
+        brain = super().build(instance, policy, supported_mhz)
+        if brain is not None:
+            self.built.append(brain)
+        return brain
+
+
+async def test_a_changed_setting_reaches_the_running_loop_without_a_restart(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    rig = Rig(tmp_path, server)
+    brains = RecordingCoreBrains()
+    first = InstancePolicy("voltana", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1")
+    loop = InstanceLoop(
+        rig.instance, first, fetch=rig.scraper.fetch, actuator=rig.actuator, brains=brains,
+        metrics=rig.metrics, settings=SETTINGS, clock=monotonic,
+    )
+    async with running(loop) as task:
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") is not None)
+        changed = PolicySettings(margin=0.3, governor=GovernorSettings(min_hold_ms=400))
+        loop.update_policy(replace(first, settings=changed, token_budget=2048))
+        assert not task.done()
+        newest = brains.built[-1]
+        assert newest.governor.min_hold_s == 0.4
+        assert newest.policy.context.settings == changed  # type: ignore[attr-defined]
+        assert newest.policy.context.token_budget == 2048  # type: ignore[attr-defined]
+        assert len(brains.built) == 2
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        assert loop.policy.settings == changed
     await rig.scraper.close()

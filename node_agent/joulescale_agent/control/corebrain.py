@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-from joulescale.control import ClockGovernor, PolicyContext, make_policy
+from dataclasses import replace
+
+from joulescale.control import OFF, ClockGovernor, GovernorSettings, build_controller
 from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockPolicy, DecisionReason
 from joulescale.profiles import ProfileCatalog, shipped_catalog
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 
-OFF = "off"
-
 
 class CoreBrain:
     def __init__(self, policy: ClockPolicy, governor: ClockGovernor) -> None:
-        self._policy = policy
-        self._governor = governor
+        self.policy = policy
+        self.governor = governor
 
     def decide(self, observation: Observation) -> tuple[DecisionReason, int | None]:
-        decision = self._policy.decide(observation)
-        actuation = self._governor.apply(decision, observation.now_s, observation.sm_clock_mhz)
+        decision = self.policy.decide(observation)
+        actuation = self.governor.apply(decision, observation.now_s, observation.sm_clock_mhz)
         return actuation.reason, actuation.sm_clock_mhz if actuation.changed else None
 
     def reset(self) -> None:
-        self._governor.reset()
+        self.governor.reset()
 
 
 class CoreBrainFactory:
-    """Builds policies with ``make_policy``; ``static`` runs at the planned base clock. Profiles
-    are looked up by name in ``profiles`` (the shipped ones plus the user's)."""
+    """Builds each instance's controller with the core's ``build_controller`` (the twin's factory
+    too), from the service's policy, settings and token budget. Profiles are looked up by name in
+    ``profiles`` (the shipped ones plus the user's). ``min_hold_s`` overrides the service's
+    governor hold on this node (the agent's --min-hold-s)."""
 
     def __init__(self, min_hold_s: float | None = None, profiles: ProfileCatalog | None = None) -> None:
         self._min_hold_s = min_hold_s
@@ -38,15 +40,17 @@ class CoreBrainFactory:
     ) -> CoreBrain | None:
         if policy.policy == OFF:
             return None
-        context = PolicyContext(
-            profile=self._profiles.get(policy.profile),
-            slo=policy.slo,
+        settings = policy.settings
+        if self._min_hold_s is not None:
+            settings = replace(settings, governor=GovernorSettings(min_hold_ms=self._min_hold_s * 1000.0))
+        controller = build_controller(
+            policy.policy,
+            self._profiles.get(policy.profile),
+            policy.slo,
+            settings=settings,
             bounds=policy.bounds,
-            static_clock_mhz=policy.base_clock_mhz,
+            base_clock_mhz=policy.base_clock_mhz,
+            token_budget=policy.token_budget,
+            supported_mhz=supported_mhz,
         )
-        governor = (
-            ClockGovernor(supported_mhz, policy.bounds)
-            if self._min_hold_s is None
-            else ClockGovernor(supported_mhz, policy.bounds, min_hold_s=self._min_hold_s)
-        )
-        return CoreBrain(make_policy(policy.policy, context), governor)
+        return CoreBrain(controller.policy, controller.governor)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, Slo
+from joulescale.control.settings import PolicySettings
 from joulescale_agent.events import PodRef
 
 
@@ -39,15 +41,21 @@ class EngineInstance:
 
 @dataclass(frozen=True, slots=True)
 class InstancePolicy:
-    """The service's wishes for one instance: ``spec.energy``, ``spec.slo`` and the planned base clock."""
+    """The service's wishes for one instance: ``spec.energy`` (policy and settings), ``spec.slo``,
+    the engine's token budget and the planned base clock. A change reaches the running loop
+    (``InstanceLoop.update_policy`` rebuilds the controller)."""
 
     policy: str
-    """joulescale | biscale | voltana | static | off"""
+    """A name of the policy registry (joulescale.control.registry), or off."""
     slo: Slo
     profile: str
     """Name of the GPU x model profile (joulescale.profiles) the policy predicts with."""
     bounds: ClockBounds | None = None
     base_clock_mhz: int | None = None
+    settings: PolicySettings = field(default_factory=PolicySettings)
+    """spec.energy's tunables."""
+    token_budget: int = DEFAULT_TOKEN_BUDGET
+    """spec.engine.maxBatchedTokens: the budget the operator renders into the engine's args."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,6 +166,8 @@ def _candidate(
         profile=profile,
         bounds=_bounds(service),
         base_clock_mhz=_base_clock(service, role),
+        settings=spec.energy.policy_settings(),
+        token_budget=spec.engine.max_batched_tokens,
     )
     return instance, policy
 

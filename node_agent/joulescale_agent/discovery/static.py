@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
+from joulescale.api.energy import PolicyTuning
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 from joulescale_agent.discovery.base import Desired
@@ -19,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy]]:
-    """``{"instances": [{namespace, pod, role, engine, metrics_url, gpus, policy: {...}}]}``"""
+    """``{"instances": [{namespace, pod, role, engine, metrics_url, gpus, policy: {...}}]}``; a policy
+    may carry ``energy`` (spec.energy's settings, wire names) and ``token_budget``."""
     desired: dict[str, tuple[EngineInstance, InstancePolicy]] = {}
     for item in data.get("instances", []):
         p = item["policy"]
@@ -34,6 +37,8 @@ def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy
             profile=p["profile"],
             bounds=ClockBounds(int(bounds["min_mhz"]), int(bounds["max_mhz"])) if bounds else None,
             base_clock_mhz=p.get("base_clock_mhz"),
+            settings=PolicyTuning.model_validate(p.get("energy", {})).policy_settings(),
+            token_budget=int(p.get("token_budget", DEFAULT_TOKEN_BUDGET)),
         )
         instance = EngineInstance(
             namespace=item.get("namespace", "default"),

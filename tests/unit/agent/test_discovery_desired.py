@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.policy import ClockBounds
+from joulescale.control.settings import BiScaleSettings, GovernorSettings, JouleScaleSettings, PolicySettings
 from joulescale_agent.discovery.desired import Decision, desired_instances, parse_service
 from joulescale_agent.discovery.gpus import KubeletAssignments, PodSpecAssignments
 from joulescale_agent.discovery.static import parse_instances, without_conflicts
@@ -377,3 +379,43 @@ def test_a_static_file_naming_one_gpu_twice_controls_it_once() -> None:
     parsed = parse_instances({"instances": [entry("a", ["GPU-1"]), entry("b", ["GPU-2", "GPU-1"])]})
     assert list(without_conflicts(parsed, ())) == ["default/a"]
     assert list(without_conflicts(parsed, ("default/b",))) == ["default/b"]
+
+
+def test_the_services_settings_and_token_budget_reach_the_instance_policy() -> None:
+    """spec.energy's settings and spec.engine.maxBatchedTokens (the value the operator renders
+    into the engine's args) are what the agent hands the controller factory."""
+    c = Cluster()
+    service = copy.deepcopy(SERVICE)
+    service["metadata"]["uid"] = "uid-ns-chat"
+    service["spec"]["engine"]["maxBatchedTokens"] = 2048
+    service["spec"]["energy"].update(margin=0.25, biscale={"mpcLevels": 4}, governor={"minHoldMs": 50})
+    parsed = parse_service(service)
+    assert parsed is not None
+    c.services["ns/chat"] = parsed
+    c.add_chain()
+    c.add_pod("d0")
+    policy = c.decide(kubelet(d0=("GPU-1",))).instances["ns/d0"][1]
+    assert policy.token_budget == 2048
+    assert policy.settings == PolicySettings(
+        margin=0.25, biscale=BiScaleSettings(mpc_levels=4), governor=GovernorSettings(min_hold_ms=50)
+    )
+
+
+def test_a_service_that_sets_no_setting_gives_the_defaults(cluster: Cluster) -> None:
+    cluster.add_pod("d0")
+    policy = cluster.decide(kubelet(d0=("GPU-1",))).instances["ns/d0"][1]
+    assert (policy.settings, policy.token_budget) == (PolicySettings(), DEFAULT_TOKEN_BUDGET)
+
+
+def test_a_static_file_carries_the_settings_in_spec_energys_wire_names() -> None:
+    item = {
+        "pod": "a", "role": "decode", "metrics_url": "http://127.0.0.1:1/metrics", "gpus": ["GPU-1"],
+        "policy": {"policy": "joulescale", "profile": "p", "slo": {"ttft_ms": 1, "tpot_ms": 1},
+                   "energy": {"joulescale": {"kvSoftUsage": 0.5}}, "token_budget": 1024},
+    }
+    policy = parse_instances({"instances": [item]})["default/a"][1]
+    assert policy.settings == PolicySettings(joulescale=JouleScaleSettings(kv_soft_usage=0.5))
+    assert policy.token_budget == 1024
+    item["policy"]["energy"] = {"joulescale": {"kvSoftUsage": 5}}  # type: ignore[index]
+    with pytest.raises(ValueError, match="kvSoftUsage"):
+        parse_instances({"instances": [item]})

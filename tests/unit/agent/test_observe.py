@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from joulescale.control import POLICY_NAMES
+from joulescale.control import policy_names
 from joulescale.control.observation import Phase
 from joulescale.control.policy import Slo
 from joulescale.engines.histogram import Histogram
@@ -113,7 +113,7 @@ samples = st.builds(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    policy=st.sampled_from(POLICY_NAMES),
+    policy=st.sampled_from(policy_names()),
     role=st.sampled_from(["decode", "prefill"]),
     steps=st.lists(st.tuples(samples, st.sampled_from([0.0, 1e-9, 0.05, 10.0])), min_size=1, max_size=6),
 )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from joulescale.api import crd
 from joulescale.api.schema import SchemaError, structural_schema
+from joulescale.control.registry import policy_names
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -53,7 +54,7 @@ def test_schema_carries_defaults_enums_bounds_and_descriptions() -> None:
     spec = crd.openapi_schema()["properties"]["spec"]
     energy = spec["properties"]["energy"]
     assert energy["default"] == {}
-    assert energy["properties"]["policy"]["enum"] == ["joulescale", "biscale", "voltana", "static", "off"]
+    assert energy["properties"]["policy"]["enum"] == [*policy_names(), "off"]
     assert energy["properties"]["policy"]["default"] == "joulescale"
     percentile = spec["properties"]["slo"]["properties"]["percentile"]
     assert percentile == {**percentile, "type": "integer", "enum": [50, 90, 95, 99], "default": 99}

@@ -76,7 +76,7 @@ def test_an_idle_prefill_instance_waits_at_a_clock_that_serves_the_long_prompts_
 
 
 def test_a_fresh_prefill_instance_is_ready_for_a_lone_prompt_of_the_batch_budget() -> None:
-    ctx = context(profile=TP4, max_batch_tokens=4096)
+    ctx = context(profile=TP4, token_budget=4096)
     fresh = make_policy("joulescale", ctx).decide(_idle(0.0))
     assert _raised_s(4096, fresh.sm_clock_mhz) <= ctx.ttft_budget_s
     assert fresh.urgent
@@ -108,7 +108,7 @@ def test_seen_through_scrapes_a_small_batch_in_flight_does_not_lower_the_clock_b
 
 def test_a_relaxed_queue_never_runs_below_the_steady_clock_nor_at_the_top() -> None:
     ctx = context(profile=TP4)
-    steady = prefill_steady_mhz(ctx, ProfilePredictor(TP4), ctx.joulescale_prefill_flat_tolerance)
+    steady = prefill_steady_mhz(ctx, ProfilePredictor(TP4), ctx.settings.joulescale.prefill_flat_tolerance)
     for lengths in ([300], [2000, 2000], [4000]):
         decision = make_policy("joulescale", ctx).decide(
             prefill_obs(queue=queue(lengths, [0.0] * len(lengths)))
@@ -298,7 +298,7 @@ def test_queueing_reported_for_ended_batches_raises_the_blind_ready_clock() -> N
 
 
 def test_until_enough_batches_ended_a_blind_instance_is_ready_for_the_batch_budget_alone() -> None:
-    ctx = context(profile=TP4, max_batch_tokens=6000)
+    ctx = context(profile=TP4, token_budget=6000)
     policy = make_policy("joulescale", ctx)
     for i in range(5):
         policy.decide(_ended(200, i * 0.5))

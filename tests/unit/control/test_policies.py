@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from joulescale.control import (
-    POLICY_NAMES,
     ClockBounds,
     ClockDecision,
     DecisionReason,
@@ -13,7 +12,9 @@ from joulescale.control import (
     Slo,
     UnknownPolicyError,
     make_policy,
+    policy_names,
 )
+from joulescale.control.settings import DecodeSettings, JouleScaleSettings, PolicySettings, VoltanaSettings
 from joulescale.profiles import physics as ph
 
 from .helpers import TP8, context, decode_obs, prefill_obs, progress, queue
@@ -26,8 +27,8 @@ def _decode_energy_j(clock: int, batch: int = 64, tokens: int = 64_000) -> float
 
 
 def test_the_factory_builds_the_four_policies_and_rejects_other_names() -> None:
-    assert set(POLICY_NAMES) == {"static", "voltana", "biscale", "joulescale"}
-    for name in POLICY_NAMES:
+    assert set(policy_names()) == {"static", "voltana", "biscale", "joulescale"}
+    for name in policy_names():
         assert make_policy(name, context()).name == name
     with pytest.raises(UnknownPolicyError, match="joulescale"):
         make_policy("oracle", context())
@@ -91,7 +92,7 @@ def _energy_above_idle_j(clock: int) -> float:
 def test_joulescale_decode_after_idle_gaps_runs_the_cheapest_fitting_clock_not_the_lowest() -> None:
     """With a fixed batch, energy is U-shaped in the clock; after idle gaps,
     finishing sooner only buys idle time, so energy above idle power is what to minimise."""
-    policy = make_policy("joulescale", context(decode_idle_window_s=2.0))
+    policy = make_policy("joulescale", context(settings=PolicySettings(joulescale=JouleScaleSettings(decode_idle_window_s=2.0))))
     policy.decide(decode_obs(batch_size=0, context_tokens=0, now_s=9.0))
     decision = policy.decide(decode_obs())
     cheapest = min(TP8.supported_sm_clocks_mhz, key=_energy_above_idle_j)
@@ -134,7 +135,7 @@ def test_joulescale_spends_banked_slack_and_makes_late_requests_catch_up() -> No
 
 
 def test_joulescale_banks_slack_from_measured_iterations_in_the_metrics_only_view() -> None:
-    small_bank = context(slo=Slo(ttft_ms=600, tpot_ms=20), slack_bank_cap_tokens=0.5)
+    small_bank = context(slo=Slo(ttft_ms=600, tpot_ms=20), settings=PolicySettings(decode=DecodeSettings(slack_bank_cap_tokens=0.5)))
     fresh = make_policy("joulescale", small_bank).decide(decode_obs())
     banked = make_policy("joulescale", small_bank)
     for i in range(20):
@@ -233,11 +234,11 @@ def test_voltana_runs_the_top_clock_while_requests_wait() -> None:
 
 
 def test_voltana_picks_the_lowest_listed_clock_that_fits() -> None:
-    policy = make_policy("voltana", context(voltana_clocks_mhz=(1005, 1200, 1410, 1980)))
+    policy = make_policy("voltana", context(settings=PolicySettings(voltana=VoltanaSettings(clocks_mhz=(1005, 1200, 1410, 1980)))))
     decision = policy.decide(decode_obs(batch_size=64, context_tokens=64_000))
     assert decision.sm_clock_mhz == 1005
     tight = make_policy(
-        "voltana", context(slo=Slo(ttft_ms=600, tpot_ms=19), voltana_clocks_mhz=(1005, 1410, 1980))
+        "voltana", context(slo=Slo(ttft_ms=600, tpot_ms=19), settings=PolicySettings(voltana=VoltanaSettings(clocks_mhz=(1005, 1410, 1980))))
     )
     assert tight.decide(decode_obs()).sm_clock_mhz == 1410
 
@@ -274,13 +275,13 @@ def test_policies_are_deterministic_for_the_same_observations() -> None:
         decode_obs(now_s=i * 0.03, batch_size=20 + i, iterations_delta=1, mean_iteration_s=0.02)
         for i in range(30)
     ]
-    for name in POLICY_NAMES:
+    for name in policy_names():
         first, second = make_policy(name, _tight()), make_policy(name, _tight())  # type: ignore[arg-type]
         assert [first.decide(o) for o in observations] == [second.decide(o) for o in observations]
 
 
 def test_joulescale_sees_idle_gaps_in_the_metrics_only_view_from_a_low_busy_share() -> None:
-    policy = make_policy("joulescale", context(decode_idle_window_s=2.0))
+    policy = make_policy("joulescale", context(settings=PolicySettings(joulescale=JouleScaleSettings(decode_idle_window_s=2.0))))
     busy = policy.decide(decode_obs(iterations_delta=40, mean_iteration_s=0.025, interval_s=1.0))
     assert (busy.sm_clock_mhz, busy.reason) == (TP8.min_sm_clock_mhz, R.SLO_FIT)
     gappy = policy.decide(decode_obs(now_s=11.0, iterations_delta=10, mean_iteration_s=0.025, interval_s=1.0))

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joulescale.control import (
-    POLICY_NAMES,
     ClockBounds,
     DecodeProgress,
     Observation,
     QueuedPrompt,
     Slo,
     make_policy,
+    policy_names,
 )
 from joulescale.profiles import physics as ph
 
@@ -94,7 +94,7 @@ observations = st.one_of(decode_observations(), prefill_observations())
 
 @settings(max_examples=150, deadline=None)
 @given(
-    name=st.sampled_from(POLICY_NAMES),
+    name=st.sampled_from(policy_names()),
     limits=bounds,
     sequence=st.lists(observations, min_size=1, max_size=6),
     static_mhz=st.integers(100, 2500),

@@ -179,7 +179,7 @@ def _flag(command: list[str], flag: str) -> str:
 def test_the_token_budget_defaults_to_the_one_the_policies_and_twin_plan_with(
     body_factory: Callable[..., Any],
 ) -> None:
-    assert PolicyContext.__dataclass_fields__["max_batch_tokens"].default == DEFAULT_TOKEN_BUDGET
+    assert PolicyContext.__dataclass_fields__["token_budget"].default == DEFAULT_TOKEN_BUDGET
     assert ClusterConfig.__dataclass_fields__["prefill_token_budget"].default == DEFAULT_TOKEN_BUDGET
     vllm = rendered(body_factory())
     sglang = rendered(body_factory(engine={"name": "sglang", "image": "img:1"}))

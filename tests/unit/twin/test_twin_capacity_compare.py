@@ -96,4 +96,7 @@ def test_the_verdict_names_the_cheapest_policy_that_holds_the_slo() -> None:
     assert f"the least energy is {holding[0]}'s" in line
     assert "below it: static-best (" in line
     assert to_json(result)["slo_holding"] == {"floor": 0.995 - SLO_TOLERANCE_POINTS / 100.0, "by_energy": holding,
-                                              "below_floor": short}
+                                              "below_floor": short, "cheapest_online": holding[0]}
+    # static-best holding and cheapest: still not the cheapest *online* policy (the registry's role).
+    s["static-best"] = replace(s["static-best"], slo_attainment=0.995)
+    assert to_json(result)["slo_holding"]["cheapest_online"] == holding[0]  # type: ignore[index]

@@ -8,7 +8,7 @@ from joulescale.control.observation import Phase
 from joulescale.control.policy import Slo
 from joulescale.twin.metrics import summarise
 from joulescale.twin.oracle import oracle_bound, run_bound
-from joulescale.twin.policies import POLICY_NAMES, policy_run_setup
+from joulescale.twin.policies import policy_names, policy_run_setup
 from joulescale.twin.simulator import RunResult, simulate
 from joulescale.twin.traces import load_trace, scaled_window
 
@@ -35,7 +35,7 @@ def _policy_runs() -> dict[str, RunResult]:
     window = scaled_window(load_trace("azure-conv"), 2.5, 30.0)
     cluster = small_cluster(3, 1)
     runs = {}
-    for name in POLICY_NAMES:
+    for name in policy_names():
         static: dict[Phase, int] | None = {"prefill": 1410, "decode": 900} if name == "static-best" else None
         setup = policy_run_setup(name, cluster, SLO, None, static)
         runs[name] = simulate(window, setup.cluster, setup.control)
