@@ -33,6 +33,7 @@ class MetricsRecorder:
         "_decode_steps",
         "_per_step_counters",
         "_publish_at_batch",
+        "_sample",
         "dialect",
         "generation_tokens",
         "iteration_tokens",
@@ -56,6 +57,8 @@ class MetricsRecorder:
         self._per_step_counters = dialect.counters == "step-end"
         self._publish_at_batch = dialect.gauges == "batch-and-interval"
         self._decode_steps = 0
+        self._sample: EngineSample | None = None
+        """The page as last sampled; None once anything changed since."""
         self.prompt_tokens = 0
         self.generation_tokens = 0
         self.preemptions = 0
@@ -78,6 +81,7 @@ class MetricsRecorder:
     def batch_formed(self, running: int, waiting: int, kv_tokens: int) -> None:
         """A prefill batch was scheduled; ``running`` counts its requests, ``kv_tokens`` the cache
         in use with it (SGLang's ``log_prefill_stats`` publishes these)."""
+        self._sample = None
         if self._publish_at_batch:
             self._publish(running, waiting, kv_tokens)
 
@@ -89,6 +93,7 @@ class MetricsRecorder:
         prompt with its first token); ``generated_tokens``: tokens it produced, of which
         ``itl_tokens`` followed a token of the previous step (``step_s`` after it); the gauges
         are the scheduler's state after the step."""
+        self._sample = None
         if self.iteration_tokens is not None:
             self.iteration_tokens.observe(scheduled_tokens)
         if self._per_step_counters:
@@ -106,15 +111,18 @@ class MetricsRecorder:
     def token_after_gap(self, gap_s: float) -> None:
         """One token that followed its request's previous token by ``gap_s`` (a request resumed
         after a preemption): one inter-token latency longer than the step."""
+        self._sample = None
         self.itl.observe(gap_s)
 
     def first_token(self, ttft_s: float) -> None:
+        self._sample = None
         self.ttft.observe(ttft_s)
 
     def request_finished(self, *, prompt_tokens: int, generated_tokens: int, queue_s: float,
                          prefill_s: float) -> None:
         """A request left the instance: ``queue_s`` from its arrival to its first schedule,
         ``prefill_s`` from then to its first token here (vLLM books both at finish)."""
+        self._sample = None
         if not self._per_step_counters:
             self.prompt_tokens += prompt_tokens
             self.generation_tokens += generated_tokens
@@ -124,12 +132,15 @@ class MetricsRecorder:
             self.prefill_time.observe(prefill_s)
 
     def preempted(self, count: int = 1) -> None:
+        self._sample = None
         self.preemptions += count
 
     # --- what a scrape reads -----------------------------------------------------------------
     def sample(self) -> EngineSample:
-        """The page as a scrape reads it now."""
-        return EngineSample(
+        """The page as a scrape reads it now (the same object while nothing changed)."""
+        if self._sample is not None:
+            return self._sample
+        self._sample = EngineSample(
             running_requests=self.running,
             waiting_requests=self.waiting,
             kv_cache_usage=min(1.0, self.kv_tokens / self.kv_capacity_tokens),
@@ -143,3 +154,4 @@ class MetricsRecorder:
             queue_time=self.queue_time.snapshot() if self.queue_time is not None else None,
             prefill_time=self.prefill_time.snapshot() if self.prefill_time is not None else None,
         )
+        return self._sample

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Generic, TypeVar
 
 from joulescale.engines.model.request import EngineRequest
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.profiles import physics
 from joulescale.profiles.model import GpuProfile
 
+R = TypeVar("R", bound=EngineRequest)
+"""The caller's request type (a subclass may carry the caller's own fields)."""
 
-class DecodeModel:
+
+class DecodeModel(Generic[R]):
     """The scheduler of one decode instance; the caller drives time (``joulescale.engines.model``)."""
 
     __slots__ = (
@@ -52,18 +56,18 @@ class DecodeModel:
         self.max_running = max_running
         self.recorder = recorder
         self._admit_limit_tokens = int(kv_capacity_tokens * (1.0 - watermark))
-        self.waiting: deque[EngineRequest] = deque()
-        self.running: dict[int, EngineRequest] = {}
+        self.waiting: deque[R] = deque()
+        self.running: dict[int, R] = {}
         """Admission order (dict order): the newest is the first to be preempted."""
         self.iteration = 0
         self.busy = False
         self.iteration_log: list[tuple[int, int, int, int]] = []
         """(B, K, recomputed tokens, their S2) of every step run, for the oracle."""
-        self._finish_heap: list[tuple[int, int, int, EngineRequest]] = []
+        self._finish_heap: list[tuple[int, int, int, R]] = []
         self._offset = 0
         self._recompute_tokens = 0
         self._recompute_s2 = 0
-        self._admitted: list[EngineRequest] = []
+        self._admitted: list[R] = []
         """Admitted for the running step: their token is a first token or follows a gap."""
         self._step_batch = 0
         self._step_context = 0
@@ -76,7 +80,7 @@ class DecodeModel:
     def kv_cache_usage(self) -> float:
         return min(1.0, self.context_tokens / self.kv_capacity_tokens)
 
-    def enqueue(self, request: EngineRequest, now_s: float) -> None:
+    def enqueue(self, request: R, now_s: float) -> None:
         """A request whose KV cache has landed joins the queue (admitted at the next step)."""
         request.arrive(now_s)
         self.waiting.append(request)
@@ -131,14 +135,19 @@ class DecodeModel:
 
     def start_step(self, now_s: float) -> bool:
         """Admit and preempt for the next step (call when not busy); False when nothing runs."""
-        self._admit(now_s)
-        self._preempt_to_fit(now_s)
-        if not self.running:
+        if self.waiting:
+            self._admit(now_s)
+        running = self.running
+        batch = len(running)
+        if batch > 1 and self._offset + batch * self.iteration + batch > self.kv_capacity_tokens:
+            self._preempt_to_fit(now_s)
+            batch = len(running)
+        if not batch:
             return False
-        self._step_batch = len(self.running)
-        self._step_context = self.context_tokens
-        self.iteration_log.append((self._step_batch, self._step_context, self._recompute_tokens,
-                                   self._recompute_s2))
+        context = self._offset + batch * self.iteration
+        self._step_batch = batch
+        self._step_context = context
+        self.iteration_log.append((batch, context, self._recompute_tokens, self._recompute_s2))
         self.busy = True
         return True
 
@@ -150,7 +159,7 @@ class DecodeModel:
                                                           sm_clock_mhz)
         return step_s
 
-    def finish_step(self, now_s: float, step_s: float) -> list[EngineRequest]:
+    def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests it completed."""
         self.busy = False
         batch = len(self.running)
@@ -159,23 +168,25 @@ class DecodeModel:
         self._recompute_s2 = 0
         recorder = self.recorder
         first_prompts = 0
-        fresh = 0
-        for request in self._admitted:
-            if request.engine_first_token_s < 0.0:
-                request.engine_first_token_s = now_s
-                first_prompts += request.prompt_tokens
-                fresh += 1
-                if recorder is not None:
-                    recorder.first_token(now_s - request.engine_arrival_s)
-            elif recorder is not None:
-                recorder.token_after_gap(now_s - request.last_token_s)
-        resumed = len(self._admitted) - fresh
-        self._admitted.clear()
+        fresh = resumed = 0
+        if self._admitted:
+            for request in self._admitted:
+                if request.engine_first_token_s < 0.0:
+                    request.engine_first_token_s = now_s
+                    first_prompts += request.prompt_tokens
+                    fresh += 1
+                    if recorder is not None:
+                        recorder.first_token(now_s - request.engine_arrival_s)
+                else:
+                    resumed += 1
+                    if recorder is not None:
+                        recorder.token_after_gap(now_s - request.last_token_s)
+            self._admitted.clear()
         self.iteration += 1
         n = self.iteration
         heap = self._finish_heap
         running = self.running
-        done: list[EngineRequest] = []
+        done: list[R] = []
         while heap and heap[0][0] <= n:
             _, request_id, epoch, request = heapq.heappop(heap)
             if epoch != request.epoch or request_id not in running:
@@ -192,8 +203,8 @@ class DecodeModel:
         if recorder is not None:
             recorder.step_ended(scheduled_tokens=batch + recompute, prompt_tokens=first_prompts,
                                 generated_tokens=batch, itl_tokens=batch - fresh - resumed, step_s=step_s,
-                                running=len(running), waiting=len(self.waiting), kv_tokens=self.context_tokens,
-                                decode=True)
+                                running=len(running), waiting=len(self.waiting),
+                                kv_tokens=self._offset + len(running) * n, decode=True)
         return done
 
     def generated_tokens(self, request: EngineRequest) -> int:

@@ -18,6 +18,7 @@ step.
 from __future__ import annotations
 
 from collections import deque
+from typing import Generic, TypeVar
 
 from joulescale.engines.model.request import EngineRequest
 from joulescale.engines.recorder import MetricsRecorder
@@ -30,7 +31,11 @@ def chunk_squared_tokens(prefilled_tokens: int, chunk_tokens: int) -> int:
     return chunk_tokens * (chunk_tokens + 2 * prefilled_tokens)
 
 
-class PrefillModel:
+R = TypeVar("R", bound=EngineRequest)
+"""The caller's request type (a subclass may carry the caller's own fields)."""
+
+
+class PrefillModel(Generic[R]):
     """The scheduler of one prefill instance; the caller drives time (``joulescale.engines.model``)."""
 
     __slots__ = ("_partial_tokens", "_step_squared", "_step_tokens", "arrivals", "batch_log", "profile", "queue",
@@ -42,11 +47,11 @@ class PrefillModel:
         self.profile = profile
         self.token_budget = token_budget
         self.recorder = recorder
-        self.arrivals: deque[EngineRequest] = deque()
+        self.arrivals: deque[R] = deque()
         """Requests that reached the engine during a step: the scheduler sees them at the next."""
-        self.queue: deque[EngineRequest] = deque()
+        self.queue: deque[R] = deque()
         """The scheduler's requests in arrival order; the head may be partly prefilled."""
-        self.step: list[EngineRequest] = []
+        self.step: list[R] = []
         """Requests with a chunk in the running step (a prefix of ``queue``)."""
         self.queued_tokens = 0
         """Prompt tokens not yet prefilled (arrived, queued or in flight): the load a router balances."""
@@ -73,7 +78,7 @@ class PrefillModel:
         """Requests not yet scheduled, those still in arrival included."""
         return len(self.queue) + len(self.arrivals) - len(self.step)
 
-    def enqueue(self, request: EngineRequest, now_s: float) -> None:
+    def enqueue(self, request: R, now_s: float) -> None:
         request.arrive(now_s)
         self.arrivals.append(request)
         self.queued_tokens += request.prompt_tokens
@@ -113,7 +118,7 @@ class PrefillModel:
         """The running step's duration at a clock (the caller's GPU may change it mid-step)."""
         return physics.prefill_latency_from_sums_s(self.profile, self._step_tokens, self._step_squared, sm_clock_mhz)
 
-    def finish_step(self, now_s: float, step_s: float) -> list[EngineRequest]:
+    def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests whose prefill
         (and so whose stay on this P/D prefill instance) it completed."""
         queue = self.queue
@@ -122,7 +127,7 @@ class PrefillModel:
             request.chunk_tokens = 0
         self.step = []
         self.queued_tokens -= self._step_tokens
-        done: list[EngineRequest] = []
+        done: list[R] = []
         prompt_tokens = 0
         recorder = self.recorder
         while queue and queue[0].prefilled_tokens >= queue[0].prompt_tokens:
