@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from joulescale.control.observation import Observation, Phase
 from joulescale.engines import dialect_for
 from joulescale.engines.observe import ObservationBuilder
@@ -97,3 +99,10 @@ def test_on_sglang_a_policy_sees_no_iterations_and_no_queue_wait() -> None:
     assert all(o.oldest_wait_s is None for o in prefill + decode)
     # Decode gauges change every 40 steps, so successive scrapes often repeat them.
     assert sum(o.generation_tokens_delta for o in decode) > 0
+
+
+def test_the_engine_is_part_of_the_cluster_and_its_description() -> None:
+    assert small_cluster().describe()["engine"] == "vllm"
+    assert small_cluster(engine="sglang").describe()["engine"] == "sglang"
+    with pytest.raises(ValueError, match="unknown engine"):
+        small_cluster(engine="tgi")
