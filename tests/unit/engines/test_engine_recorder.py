@@ -88,3 +88,18 @@ def test_an_sglang_decode_gauge_changes_only_every_decode_log_interval_steps() -
     assert last.generation_tokens_total == 0
     assert last.inter_token_latency is not None
     assert last.inter_token_latency.count == 4 * (len(published) - 1)
+
+
+def test_an_unchanged_page_is_the_same_sample_and_diffs_to_nothing() -> None:
+    recorder = MetricsRecorder(dialect_for("vllm"), 1000)
+    first = recorder.sample()
+    assert recorder.sample() is first
+    assert first.ttft is not None
+    still = first.ttft.minus(first.ttft)
+    assert (still.count, still.sum, set(still.buckets.values())) == (0.0, 0.0, {0.0})
+    recorder.first_token(0.2)
+    later = recorder.sample()
+    assert later is not first
+    assert later.ttft is not None
+    grown = later.ttft.minus(first.ttft)
+    assert (grown.count, grown.buckets[0.25], grown.buckets[0.1]) == (1.0, 1.0, 0.0)
