@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+QueueTiming = Literal["finish", "schedule"]
+"""vLLM books a request's queue time when it finishes; SGLang when it enters a prefill batch."""
 GaugeTiming = Literal["step-end", "batch-and-interval"]
 """``step-end``: the scheduler gauges change when a step ends (vLLM V1). ``batch-and-interval``:
 they change when a prefill batch forms and every ``decode_log_interval`` decode steps (SGLang)."""
@@ -60,6 +62,10 @@ class EngineDialect:
     iteration_token_edges: tuple[float, ...] | None
     decode_log_interval: int = 0
     """Decode steps between two gauge refreshes (``batch-and-interval`` engines only)."""
+    queue_time_at: QueueTiming = "finish"
+    """When the queue-time histogram records a request (``queue_edges_s`` set)."""
+    kv_usage_decimals: int | None = None
+    """Decimals the published KV usage is rounded to (SGLang: ``round(token_usage, 2)``); None: exact."""
 
 
 VLLM = EngineDialect(
@@ -72,7 +78,7 @@ SGLANG = EngineDialect(
     name="sglang", gauges="batch-and-interval", counters="request-finish",
     ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
     queue_edges_s=SGLANG_QUEUE_EDGES_S, prefill_edges_s=None, iteration_token_edges=None,
-    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL,
+    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL, kv_usage_decimals=2, queue_time_at="schedule",
 )
 
 _DIALECTS: dict[str, EngineDialect] = {d.name: d for d in (VLLM, SGLANG)}

@@ -77,7 +77,7 @@ def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, s
         "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
         # A profile file may reuse a shipped profile's name with other physics: key on the content.
         "physics": [_digest(cluster.profile_of("prefill")), _digest(cluster.profile)],
-        "version": 2,
+        "version": 3,  # 3: chunked prefill in the core engine model
     })
     cached = cache.get(key)
     if cached is not None:
@@ -104,7 +104,7 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
         profile=profile, prefill_instances=prefill_instances,
         decode_instances=left // profile.tensor_parallel_size,
         kv_medium=settings.kv_medium, view=settings.view, scrape_period_s=settings.scrape_period_s,
-        scrape_delay_s=settings.scrape_delay_s, gauges=settings.gauges, clock_settle_s=settings.clock_settle_s,
+        scrape_delay_s=settings.scrape_delay_s, engine=settings.engine, clock_settle_s=settings.clock_settle_s,
         prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 
