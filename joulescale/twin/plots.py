@@ -156,8 +156,10 @@ def _clock_over_time(comparison: Comparison) -> Plot:
                              squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         run: RunResult = comparison.runs[name]
-        for color, phase, gpu in (("C0", "prefill", run.prefill[0].gpu), ("C1", "decode", run.decode[0].gpu)):
-            centres, means, lows, highs = binned_clock(gpu.clock_trace, end_s, CLOCK_BINS)
+        for color, phase, instances in (("C0", "prefill", run.prefill), ("C1", "decode", run.decode)):
+            if not instances:  # a topology without this phase
+                continue
+            centres, means, lows, highs = binned_clock(instances[0].gpu.clock_trace, end_s, CLOCK_BINS)
             ax.fill_between(centres, lows, highs, step="mid", color=color, alpha=0.25, linewidth=0)
             ax.step(centres, means, where="mid", color=color, linewidth=1.0, label=f"{phase} instance 0")
         ax.set_ylabel("SM clock\n(MHz)", fontsize=8)
@@ -178,11 +180,13 @@ def _time_at_clock(comparison: Comparison) -> Plot:
     from matplotlib import cm, colors
 
     names = list(comparison.summaries)
-    clocks = sorted({mhz for s in comparison.summaries.values() for per in s.time_at_clock_s.values() for mhz in per})
+    clocks = sorted({mhz for s in comparison.summaries.values() for per in s.time_at_clock_s.values() for mhz in per}) or [0]
     norm = colors.Normalize(min(clocks), max(clocks)) if len(clocks) > 1 else colors.Normalize(clocks[0] - 1, clocks[0])
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 1.8 + 0.45 * len(names)), sharey=True, layout="constrained")
-    for ax, phase in zip(axes, ("prefill", "decode"), strict=True):
+    phases = [p for p in ("prefill", "decode") if any(s.time_at_clock_s.get(p) for s in comparison.summaries.values())] or ["prefill", "decode"]
+    fig, axes = plt.subplots(1, len(phases), figsize=(10, 1.8 + 0.45 * len(names)), sharey=True,
+                             layout="constrained", squeeze=False)
+    for ax, phase in zip(axes[0], phases, strict=True):
         for row, name in enumerate(names):
             per_clock = comparison.summaries[name].time_at_clock_s.get(phase, {})
             total = sum(per_clock.values())
@@ -194,13 +198,13 @@ def _time_at_clock(comparison: Comparison) -> Plot:
         ax.set_yticks(range(len(names)), names)
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
-        ax.set_xlabel(f"share of {phase} GPU time (%)")
+        ax.set_xlabel(f"share of busy {phase} GPU time (%)")
         ax.set_title(f"{phase} instances", fontsize=9)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="SM clock (MHz)")
-    fig.suptitle("Time share at each SM clock, per phase")
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label="SM clock (MHz)")
+    fig.suptitle("Time share at each SM clock while busy, per phase")
     return Plot("time_at_clock", "Time share at each SM clock",
-                "How long each policy held each clock, summed over a phase's GPUs (busy and idle): the colour "
-                "is the clock, so a bar that is mostly yellow ran near the highest clock.", _png(fig))
+                "How long each policy ran iterations at each clock, summed over a phase's GPUs: the colour is the "
+                "clock, so a bar that is mostly yellow computed near the highest clock.", _png(fig))
 
 
 def _ccdf(comparison: Comparison, metric: str) -> Plot:
