@@ -239,7 +239,7 @@ def _ccdf(comparison: Comparison, metric: str) -> Plot:
     ax.set_ylabel("fraction of requests at or above (log)")
     ax.set_title(f"{label} tail: fraction of requests at or above each latency")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the tails fill the axes
     return Plot(f"{metric}_ccdf", f"{label} distribution and its tail",
                 f"A complementary CDF on a log axis, so the tail is visible: the SLO holds for a policy when its "
                 f"dot (its P{slo.percentile:g} {label}) lies left of the dashed target.", _png(fig))
