@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml router/pyproject.toml | c
 PYTEST_FLAGS ?=
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint crds chart-docs provision cluster-up cluster-down bench clean
+.PHONY: help venv demo test test-unit test-integration test-e2e lint crds chart-docs provision chromium cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo          run the digital twin comparison on the embedded default workload"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint          ruff, mypy (strict), import layering, CRD freshness"
 	@echo "make crds          regenerate crds/ (and the Helm chart's copy) from joulescale/api"
 	@echo "make chart-docs    rewrite the values table of helm/joulescale/README.md from its schema"
+	@echo "make chromium      install headless Chromium (Debian package) for the HTML report test, if missing"
 	@echo "make cluster-up    start the local cluster in the background ($(CLUSTER_DIR)/kubeconfig)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run every benchmark in bench/ (each prints one JSON document)"
@@ -50,7 +51,18 @@ chart-docs: $(STAMP)
 provision: $(STAMP)
 	$(PY) -m e2e.harness.provision
 
-test-unit: $(STAMP)
+# The HTML report test opens the page in a real browser: the Debian package `chromium`, installed
+# only when neither it nor $$JOULESCALE_CHROMIUM (any Chromium or Chrome binary) is there.
+chromium:
+	@if [ -n "$$JOULESCALE_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "headless Chromium is missing: install your distribution's chromium, or set JOULESCALE_CHROMIUM" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else \
+	  echo "headless Chromium is missing: run 'apt-get install chromium' as root, or set JOULESCALE_CHROMIUM" >&2; exit 1; fi; \
+	echo "installing the Debian package chromium (for the HTML report test)"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+test-unit: $(STAMP) chromium
 	$(VENV)/bin/pytest tests/unit $(PYTEST_FLAGS)
 
 test-integration: $(STAMP) provision
@@ -59,7 +71,7 @@ test-integration: $(STAMP) provision
 test-e2e: $(STAMP) provision
 	$(VENV)/bin/pytest -m "e2e" $(PYTEST_FLAGS)
 
-test: $(STAMP) lint provision
+test: $(STAMP) lint provision chromium
 	$(VENV)/bin/pytest $(PYTEST_FLAGS)
 
 cluster-up: $(STAMP) provision

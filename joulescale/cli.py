@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--cache-dir", type=Path, default=None, help="capacity cache (default: user cache dir)")
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
     cmp.add_argument("--json", type=output_file, default=None, help="write the comparison as JSON")
-    cmp.add_argument("--report", type=output_folder, default=None, help="write JSON, table and PNG plots here")
+    cmp.add_argument("--report", type=output_folder, default=None, help="write JSON, table, PNG plots and one self-contained HTML page (report.html) here")
     return parser
 
 
@@ -144,13 +144,16 @@ def _twin_compare(args: argparse.Namespace, out: TextIO) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if args.report is not None:
-        from joulescale.twin.plots import write_plots
+        from joulescale.twin.html_report import write_html
+        from joulescale.twin.plots import render_plots, write_plots
 
         args.report.mkdir(parents=True, exist_ok=True)
         (args.report / "comparison.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         (args.report / "table.txt").write_text(text + "\n", encoding="utf-8")
-        plots = write_plots(comparison, args.report)
-        print(f"report: {args.report} ({len(plots)} plots)", file=out)
+        plots = render_plots(comparison)
+        write_plots(plots, args.report)
+        page = write_html(comparison, plots, args.report)
+        print(f"report: {page} ({len(plots)} plots; PNG files beside it)", file=out)
     return 0
 
 

@@ -121,7 +121,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def table(comparison: Comparison) -> str:
+def table_rows(comparison: Comparison) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(header, one row of formatted cells per policy): the printed table and the HTML page share them."""
     base = comparison.summaries.get(BASELINE)
     header = ("policy", "prefill kJ", "decode kJ", "total kJ", "J/token", "vs max", "TTFT p ms", "TPOT p ms",
               "SLO %", "chg/s")
@@ -140,6 +141,11 @@ def table(comparison: Comparison) -> str:
             delta = f"{(o.total_j / base.total_j - 1.0) * 100:+.1f}%" if base else "-"
             rows.append((name + " (bound)", _fmt(o.prefill_j / 1e3), _fmt(o.decode_j / 1e3), _fmt(o.total_j / 1e3),
                          _fmt(o.total_j / tokens if tokens else None, 2), delta, "-", "-", "-", "-"))
+    return header, rows
+
+
+def table(comparison: Comparison) -> str:
+    header, rows = table_rows(comparison)
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
     lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
     lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
@@ -199,4 +205,4 @@ def slo_verdict(comparison: Comparison) -> str:
 
 
 __all__ = ["BASELINE", "ORACLE_FORMULATION", "SLO_TOLERANCE_POINTS", "conclusion", "preamble", "savings", "slo_holding",
-           "slo_verdict", "table", "to_json"]
+           "slo_verdict", "table", "table_rows", "to_json"]

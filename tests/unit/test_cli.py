@@ -45,7 +45,9 @@ def test_twin_compare_prints_the_table_and_writes_json_and_a_report(tmp_path: Pa
     assert set(doc["policies"]) == {"static-max", "joulescale", "oracle"}
     assert doc["config"]["view"] == "metrics"
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    assert pngs == ["clock_over_time.png", "energy_by_phase.png", "tpot_cdf.png", "ttft_cdf.png"]
+    assert pngs == ["clock_over_time.png", "energy_by_phase.png", "energy_vs_slo.png", "time_at_clock.png",
+                    "tpot_ccdf.png", "ttft_ccdf.png"]
+    assert (tmp_path / "rep" / "report.html").is_file()
 
 
 def test_a_malformed_trace_file_exits_2_naming_the_bad_lines(tmp_path: Path) -> None:
