@@ -18,12 +18,6 @@ from joulescale.profiles.model import GpuProfile, Phase
 _MS_PER_S = 1000.0
 
 
-def power_cap_clock_mhz(profile: GpuProfile, phase: Phase) -> float:
-    """The highest clock whose unclipped busy power fits under the power limit."""
-    d = derived(profile)
-    return d.prefill_cap_mhz if phase == "prefill" else d.decode_cap_mhz
-
-
 def _effective(d: Derived, cap_mhz: float, sm_clock_mhz: float) -> float:
     f = d.min_mhz if sm_clock_mhz < d.min_mhz else (d.max_mhz if sm_clock_mhz > d.max_mhz else sm_clock_mhz)
     return cap_mhz if f > cap_mhz else f

@@ -27,7 +27,6 @@ from joulescale.twin.policies import policy_run_setup
 from joulescale.twin.settings import ORACLE, CompareSettings
 from joulescale.twin.simulator import AbortRule, RunResult, simulate
 from joulescale.twin.traces import Trace, TraceRequest, check_replayable, load_trace, scaled_window
-from joulescale.twin.views import ViewName
 
 STATIC_BEST_LEVELS = 8
 """Clocks swept per phase for static-best (evenly over the allowed range, the top one included)."""
@@ -231,7 +230,3 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
         oracle = oracle_bound(runs, allowed, horizon_s)
     return Comparison(settings, trace, cluster, capacity, rate_scale, window, summaries, runs,
                       static_best, oracle, start_s, clock() - started, split_capacities)
-
-
-def with_view(settings: CompareSettings, view: ViewName) -> CompareSettings:
-    return replace(settings, view=view)
