@@ -85,5 +85,5 @@ class BiScalePolicy:
 
     def _expect(self, observation: Observation, clock_mhz: int, predicted_s: float) -> None:
         self._iterations.expect(
-            Expectation(clock_mhz, predicted_s, predicted_s, self.context.ttft_budget_s, observation.now_s)
+            Expectation(clock_mhz, predicted_s, predicted_s, self.context.ttft_budget_s)
         )

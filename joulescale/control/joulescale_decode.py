@@ -88,7 +88,7 @@ class JouleScaleDecode:
             base_s = self.offline.decode_s(batch_size, context_tokens, clock_mhz)
             predicted_s = base_s * self.predictor.factor("decode", clock_mhz)
             self._iterations.expect(
-                Expectation(clock_mhz, predicted_s, base_s, slo_budget_s, observation.now_s)
+                Expectation(clock_mhz, predicted_s, base_s, slo_budget_s)
             )
             return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 

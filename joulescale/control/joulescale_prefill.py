@@ -122,7 +122,7 @@ class JouleScalePrefill:
         base_s = self.offline.prefill_s(plan.batch_tokens, plan.squared_tokens, clock_mhz)
         predicted_s = base_s * self.predictor.factor("prefill", clock_mhz)
         self._iterations.expect(
-            Expectation(clock_mhz, predicted_s, base_s, self.context.ttft_budget_s, observation.now_s)
+            Expectation(clock_mhz, predicted_s, base_s, self.context.ttft_budget_s)
         )
         return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 

@@ -36,7 +36,6 @@ class Expectation:
     base_predicted_s: float
     """The offline (uncorrected) prediction, for the online correction."""
     budget_s: float
-    decided_at_s: float
 
 
 @dataclass(frozen=True, slots=True)
