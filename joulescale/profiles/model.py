@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SCHEMA_VERSION = 1
 
 Phase = Literal["prefill", "decode"]
-"""Same literal as ``joulescale.control.observation.Phase`` (profiles must not import control)."""
+"""Same literal as ``joulescale.engines.observation.Phase`` (profiles sit below engines and never import it)."""
 
 
 MAX_CLOCK_MHZ = 10_000
