@@ -115,3 +115,26 @@ def test_the_stated_power_cap_clock_and_slowdown_are_what_the_physics_computes()
     assert round(clock) == int(stated_clock.group(1))
     assert round(slowdown, 2) == float(stated_slowdown.group(1))
     assert ph.decode_latency_s(capped, 64, 76_800, 1980) == ph.decode_latency_s(tp4, 64, 76_800, 1980)
+
+
+def _series(pattern: str) -> list[str]:
+    match = re.search(pattern, " ".join(PAGE.split()))
+    assert match is not None, pattern
+    return match.group(1).split("/")
+
+
+def _matches(stated: list[str], computed_ms: list[float]) -> None:
+    _as_rounded(" ".join(stated), computed_ms)
+
+
+def test_the_profile_figures_set_against_public_measurements_are_what_the_physics_computes() -> None:
+    tp8, tp4 = load_profile("h100-sxm-llama-70b-tp8"), load_profile("h100-sxm-llama-70b-tp4")
+    prompts = (512, 1024, 2048, 4096, 8192)
+    _matches(_series(r"the TP8 profile gives ([0-9/]+) ms for those prompts"),
+             [1000 * ph.prefill_latency_s(tp8, [n], 1980) for n in prompts])
+    _matches(_series(r"ms for those prompts and ([0-9./]+) ms for those batches"),
+             [1000 * ph.decode_latency_s(tp8, b, b * 1000, 1980) for b in (1, 64)])
+    _matches(_series(r"where the TP4 profile gives ([0-9/]+) ms \(3-30 %"),
+             [1000 * ph.prefill_latency_s(tp4, [n], 1980) for n in prompts])
+    _matches(_series(r"where the TP4 profile gives ([0-9./]+) ms \(a larger"),
+             [1000 * ph.decode_latency_s(tp4, b, b * 1024, 1980) for b in (1, 16, 64, 128, 256)])
