@@ -150,7 +150,7 @@ class DecodePhase(_Strict):
 
 
 class KvCapacityDerivation(_Strict):
-    """Inputs of the KV capacity derivation (docs/profiles.md), kept so it can be re-checked."""
+    """Inputs of the KV capacity derivation (docs/physics.md, "KV-cache capacity"), kept so it can be re-checked."""
 
     weight_bytes: int = Field(gt=0, le=2**60)
     """Model weights in bytes, all GPUs together (parameters x bytes per parameter)."""

@@ -1,4 +1,4 @@
-"""Iteration latency, power and energy at an SM clock (docs/profiles.md, "Physics").
+"""Iteration latency, power and energy at an SM clock (docs/physics.md).
 
 Pure functions on plain floats: the twin calls them millions of times, so no numpy here and
 the profile's numbers are read from a table of derived constants (joulescale.profiles.derived).
