@@ -21,6 +21,8 @@ OUTSIDE_REFERENCE = re.compile(
     # A bare section number ("the sect@ion-1 physics", without the @) points into a numbered outside document:
     # the repository's own pages are cited by their headings, in quotes.
     + r"|\b[Ss]" + r"ection[- ]\d"
+    # So does a bare number of this project's own tracker: the reader has the code, not the issues.
+    + r"|\(" + r"issue \d+(?:, item \d+)?\)"
 )
 
 
@@ -55,6 +57,9 @@ def references(text: str) -> list[str]:
         ("as in Sect@ion 3.2", True),
         ("docs/physics.md, \"Power and the power cap\"", False),
         ("a cross-section of the trace", False),
+        ("Decision latency (iss@ue 4, item 5).", True),
+        ("Core API (iss@ue 4)", True),
+        ("delayed NCCL collectives (NVIDIA/nccl iss@ue 1551)", False),
     ],
 )
 def test_the_pattern_catches_pointers_to_the_outside_notes(text: str, found: bool) -> None:
