@@ -62,12 +62,15 @@ class Observation:
     interval_s: float = 0.0
     """Time since the previous observation (0 on the first)."""
     last_iteration_s: float | None = None
-    """Measured duration of the latest engine step, when known."""
+    """Measured duration of the latest engine step, when known (engine hook only: no engine's
+    /metrics page carries it, so it is None in the metrics-only view)."""
     mean_iteration_s: float | None = None
-    """Mean step duration over the interval (busy time / iterations), when known."""
+    """Mean step duration over the interval, when known. Metrics-only view: decode, the
+    inter-token latency's mean; prefill, the mean prefill time of the requests whose first token
+    came in the interval (engines.substitutes)."""
     oldest_wait_s: float | None = None
-    """Longest time any waiting request has queued (rich view, or estimated from queue-time
-    histogram deltas in the metrics-only view)."""
+    """Longest time any waiting request has queued (rich view); in the metrics-only view a lower
+    bound of the longest wait the queue-time histogram recorded in the interval."""
     queue: tuple[QueuedPrompt, ...] | None = None
     """Rich view: waiting and not-yet-finished prefill requests, in arrival order."""
     decoding: tuple[DecodeProgress, ...] | None = None
