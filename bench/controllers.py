@@ -1,4 +1,4 @@
-"""Decision latency of the clock policies, per phase, in microseconds (issue 4, item 5).
+"""Decision latency of the clock policies, per phase, in microseconds.
 
 Each policy decides over an evolving stream of realistic observations of one engine instance
 (Llama-70B TP4 on H100): decode batches that random-walk up to 256 requests and 200k context

@@ -1,4 +1,4 @@
-"""Engine metrics parsing and agent CPU cost (issue 6, item 9). Prints one JSON document.
+"""Engine metrics parsing and agent CPU cost. Prints one JSON document.
 
 - parse_ms: time to parse a ~40 KB vLLM V1 /metrics page and extract the engine sample
   (the agent's per-scrape work), over many repetitions: p50 and p99.

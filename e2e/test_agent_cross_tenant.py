@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from e2e.agent_tenants import create, engine_pod, gpu_node, owner_chain, service, set_running
+from e2e.harness.agentprocs import REPO, agent_env, free_port, http_get, metric_value, start_engine, wait_for
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.kubelet import Kubelet, pod_resources
 from e2e.test_agent_discovery import install_crd
 from joulescale.profiles import load_profile
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from joulescale_agent.gpu.simulated import SimulatedBackend
-from tests.agent.kubelet import Kubelet, pod_resources
-from tests.agent.procs import REPO, agent_env, free_port, http_get, metric_value, start_engine, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import pytest
 
 from e2e.agent_tenants import create, engine_pod, owner_chain, service, set_running
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.kubelet import Kubelet, pod_resources
 from joulescale_agent.discovery.base import Desired
 from joulescale_agent.discovery.kube import KubeDiscovery
 from joulescale_agent.discovery.podresources import PodResourcesSource
 from joulescale_agent.kube_events import KubeEventRecorder
-from tests.agent.kubelet import Kubelet, pod_resources
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from e2e.harness.agentprocs import free_port, http_get, start_agent, start_engine, wait_for, write_instances
 from e2e.simengine.loadgen import RequestResult, replay
 from joulescale.profiles import load_profile
 from joulescale.twin.traces import TraceRequest, load_trace, scaled_window
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from joulescale_agent.gpu.simulated import SimulatedBackend
-from tests.agent.procs import free_port, http_get, start_agent, start_engine, wait_for, write_instances
 
 PROFILE = "h100-sxm-llama-8b-tp1"
 # A tight TPOT for an 8B model on one H100 (~7 ms per step at f_max for small batches): light load

@@ -23,12 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from e2e.harness.agentprocs import REPO, free_port, http_get, start_engine, wait_for, write_instances
 from e2e.simengine.loadgen import replay
 from joulescale.profiles import load_profile
 from joulescale.twin.traces import load_trace, scaled_window
 from joulescale_agent.gpu.nvml import NvmlBackend
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
-from tests.agent.procs import REPO, free_port, http_get, start_engine, wait_for, write_instances
 
 PROFILE = "h100-sxm-llama-8b-tp1"
 LIGHT_S, HEAVY_S = 8.0, 8.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from e2e.simengine.metrics import EngineMetrics
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
-from joulescale.control.observation import Phase
+from joulescale.engines.observation import Phase
 from joulescale.profiles import GpuProfile, physics
 from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuMeter, effective_clock_mhz
 

@@ -12,7 +12,6 @@ from joulescale.control.controller import Controller, build_controller
 from joulescale.control.fitting import FitError, FittedPredictor, LatencySample, decode_bucket, fit_predictor
 from joulescale.control.governor import Actuation, ClockGovernor, group_clock_mhz
 from joulescale.control.joulescale_policy import JouleScalePolicy
-from joulescale.control.observation import PHASES, DecodeProgress, Observation, Phase, QueuedPrompt
 from joulescale.control.online import CorrectionSettings, OnlineCorrection
 from joulescale.control.policy import ClockBounds, ClockDecision, ClockPolicy, DecisionReason, Slo
 from joulescale.control.predictor import LatencyPredictor, ProfilePredictor
@@ -38,6 +37,7 @@ from joulescale.control.settings import (
 )
 from joulescale.control.static import StaticPolicy
 from joulescale.control.voltana import VoltanaPolicy
+from joulescale.engines.observation import PHASES, DecodeProgress, Observation, Phase, QueuedPrompt
 
 __all__ = [
     "OFF",

@@ -11,11 +11,11 @@ from joulescale.control.clocks import levels_mhz, snap_up_mhz
 from joulescale.control.context import PolicyContext
 from joulescale.control.decode_common import decode_batch, kv_pressure
 from joulescale.control.mpc import greedy_descent
-from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.control.prefill_mpc import PrefillMpc
 from joulescale.control.search import lowest_feasible_index
 from joulescale.control.tracking import ClockTracker, Expectation, IterationTracker, PromptLengthEstimate
+from joulescale.engines.observation import Observation
 
 
 class BiScalePolicy:
@@ -85,5 +85,5 @@ class BiScalePolicy:
 
     def _expect(self, observation: Observation, clock_mhz: int, predicted_s: float) -> None:
         self._iterations.expect(
-            Expectation(clock_mhz, predicted_s, predicted_s, self.context.ttft_budget_s, observation.now_s)
+            Expectation(clock_mhz, predicted_s, predicted_s, self.context.ttft_budget_s)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from joulescale.control.context import PolicyContext
-from joulescale.control.observation import Observation
+from joulescale.engines.observation import Observation
 
 
 def decode_batch(observation: Observation) -> tuple[int, int]:

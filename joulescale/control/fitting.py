@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from joulescale.control.observation import Phase
+from joulescale.engines.observation import Phase
 
 if TYPE_CHECKING:
     import numpy as np

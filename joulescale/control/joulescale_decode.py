@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from joulescale.control.context import PolicyContext
 from joulescale.control.decode_common import decode_batch, kv_pressure
-from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.control.predictor import LatencyPredictor, ProfilePredictor
 from joulescale.control.search import lowest_energy_index, lowest_feasible_index
 from joulescale.control.slack import SlackBank, rich_decode_budget_s
 from joulescale.control.tracking import Expectation, IterationTracker, Outcome
+from joulescale.engines.observation import Observation
 from joulescale.profiles import physics
 
 _ENERGY_CACHE_LIMIT = 8192
@@ -88,7 +88,7 @@ class JouleScaleDecode:
             base_s = self.offline.decode_s(batch_size, context_tokens, clock_mhz)
             predicted_s = base_s * self.predictor.factor("decode", clock_mhz)
             self._iterations.expect(
-                Expectation(clock_mhz, predicted_s, base_s, slo_budget_s, observation.now_s)
+                Expectation(clock_mhz, predicted_s, base_s, slo_budget_s)
             )
             return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 

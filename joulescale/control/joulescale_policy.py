@@ -25,10 +25,10 @@ from joulescale.control.clocks import snap_up_mhz
 from joulescale.control.context import PolicyContext
 from joulescale.control.joulescale_decode import JouleScaleDecode
 from joulescale.control.joulescale_prefill import JouleScalePrefill
-from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.policy import ClockDecision
 from joulescale.control.tracking import ClockTracker, IterationTracker, Outcome
+from joulescale.engines.observation import Observation
 
 
 class JouleScalePolicy:

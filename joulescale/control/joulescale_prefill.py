@@ -10,7 +10,6 @@ import math
 from joulescale.control.clocks import levels_mhz
 from joulescale.control.context import PolicyContext
 from joulescale.control.mpc import priced_plan
-from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.control.predictor import LatencyPredictor
@@ -24,6 +23,7 @@ from joulescale.control.tracking import (
     PromptLengthEstimate,
     PromptLengthQuantile,
 )
+from joulescale.engines.observation import Observation
 
 _PlanKey = tuple[object, ...]
 
@@ -122,7 +122,7 @@ class JouleScalePrefill:
         base_s = self.offline.prefill_s(plan.batch_tokens, plan.squared_tokens, clock_mhz)
         predicted_s = base_s * self.predictor.factor("prefill", clock_mhz)
         self._iterations.expect(
-            Expectation(clock_mhz, predicted_s, base_s, self.context.ttft_budget_s, observation.now_s)
+            Expectation(clock_mhz, predicted_s, base_s, self.context.ttft_budget_s)
         )
         return ClockDecision(clock_mhz, reason, urgent, predicted_s)
 

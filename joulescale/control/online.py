@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from joulescale.control.observation import Phase
 from joulescale.control.predictor import LatencyPredictor
+from joulescale.engines.observation import Phase
 
 
 @dataclass(frozen=True, slots=True)

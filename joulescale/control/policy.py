@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from joulescale.control.observation import Observation
+from joulescale.engines.observation import Observation
 
 
 class DecisionReason(StrEnum):

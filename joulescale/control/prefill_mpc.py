@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from joulescale.control.context import PolicyContext
 from joulescale.control.mpc import MpcProblem
-from joulescale.control.observation import Observation
 from joulescale.control.predictor import LatencyPredictor
 from joulescale.control.prefill_plan import PlannedBatch, project_batches, queued_prompts
+from joulescale.engines.observation import Observation
 from joulescale.profiles import physics
 
 Solver = Callable[[MpcProblem], "list[int] | None"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from joulescale.control.observation import Observation
+from joulescale.engines.observation import Observation
 
 
 @dataclass(frozen=True, slots=True)

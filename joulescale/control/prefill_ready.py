@@ -15,12 +15,12 @@ import math
 from collections import deque
 
 from joulescale.control.context import PolicyContext
-from joulescale.control.observation import Observation
 from joulescale.control.online import OnlineCorrection
 from joulescale.control.predictor import LatencyPredictor
 from joulescale.control.prefill_clocks import lone_prompt_mhz
 from joulescale.control.search import lowest_feasible_index
 from joulescale.control.tracking import EndedBatch, EndedBatches, PromptLengthQuantile
+from joulescale.engines.observation import Observation
 
 READY_MIN_PROMPTS = 20
 """Prompts seen before the ready clock trusts their quantile: a few short prompts say little

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from joulescale.control.observation import DecodeProgress, Observation
+from joulescale.engines.observation import DecodeProgress, Observation
 
 
 def rich_decode_budget_s(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from joulescale.control.clocks import snap_up_mhz
 from joulescale.control.context import PolicyContext
-from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockDecision, DecisionReason
+from joulescale.engines.observation import Observation
 
 
 class StaticPolicy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from joulescale.control.observation import Observation
+from joulescale.engines.observation import Observation
 
 
 class ClockTracker:
@@ -36,7 +36,6 @@ class Expectation:
     base_predicted_s: float
     """The offline (uncorrected) prediction, for the online correction."""
     budget_s: float
-    decided_at_s: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from joulescale.control.clocks import levels_mhz, snap_up_mhz
 from joulescale.control.context import PolicyContext
 from joulescale.control.decode_common import decode_batch
-from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.control.tracking import PromptLengthEstimate
+from joulescale.engines.observation import Observation
 
 _DEFAULT_LEVELS = 5
 _DEFAULT_LOW_SHARE = 0.7

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from joulescale.control.observation import Observation, Phase
 from joulescale.engines.histogram import Histogram
+from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.sample import EngineSample
 from joulescale.engines.substitutes import decode_steps, longest_wait_s, prefill_step_s
 

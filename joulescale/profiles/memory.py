@@ -1,4 +1,4 @@
-"""KV cache capacity of one instance, derived from GPU memory minus weights (docs/profiles.md)."""
+"""KV cache capacity of one instance, derived from GPU memory minus weights (docs/physics.md, "KV-cache capacity")."""
 
 from __future__ import annotations
 

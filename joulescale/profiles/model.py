@@ -8,6 +8,7 @@ is caught at load time instead of silently falling back to a default.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SCHEMA_VERSION = 1
 
 Phase = Literal["prefill", "decode"]
-"""Same literal as ``joulescale.control.observation.Phase`` (profiles must not import control)."""
+"""Same literal as ``joulescale.engines.observation.Phase`` (profiles sit below engines and never import it)."""
 
 
 MAX_CLOCK_MHZ = 10_000
@@ -67,12 +68,20 @@ class SmClocks(_Strict):
         return self
 
     def supported_mhz(self) -> tuple[int, ...]:
-        """All supported clocks, ascending and unique."""
-        if self.list_mhz is not None:
-            return tuple(sorted(set(self.list_mhz)))
-        if self.min_mhz is None or self.max_mhz is None or self.step_mhz is None:
-            raise ValueError("min_mhz, max_mhz and step_mhz are all required without list_mhz")
-        return tuple(range(self.min_mhz, self.max_mhz + 1, self.step_mhz))
+        """All supported clocks, ascending and unique (cached by value: the twin asks often)."""
+        return _supported_mhz(self.list_mhz, self.min_mhz, self.max_mhz, self.step_mhz)
+
+
+@lru_cache(maxsize=256)
+def _supported_mhz(
+    list_mhz: tuple[int, ...] | None, min_mhz: int | None, max_mhz: int | None, step_mhz: int | None
+) -> tuple[int, ...]:
+    """Keyed by the clock values, not the object, so ``model_copy(update=...)`` never sees a stale grid."""
+    if list_mhz is not None:
+        return tuple(sorted(set(list_mhz)))
+    if min_mhz is None or max_mhz is None or step_mhz is None:
+        raise ValueError("min_mhz, max_mhz and step_mhz are all required without list_mhz")
+    return tuple(range(min_mhz, max_mhz + 1, step_mhz))
 
 
 class PowerModel(_Strict):
@@ -141,7 +150,7 @@ class DecodePhase(_Strict):
 
 
 class KvCapacityDerivation(_Strict):
-    """Inputs of the KV capacity derivation (docs/profiles.md), kept so it can be re-checked."""
+    """Inputs of the KV capacity derivation (docs/physics.md, "KV-cache capacity"), kept so it can be re-checked."""
 
     weight_bytes: int = Field(gt=0, le=2**60)
     """Model weights in bytes, all GPUs together (parameters x bytes per parameter)."""
@@ -203,10 +212,8 @@ class GpuProfile(_Strict):
 
     @property
     def supported_sm_clocks_mhz(self) -> tuple[int, ...]:
-        """Ascending. Cached per object (see joulescale.profiles.derived)."""
-        from joulescale.profiles.derived import derived  # derived imports this module
-
-        return derived(self).clocks_mhz
+        """Ascending."""
+        return self.sm_clocks.supported_mhz()
 
     @property
     def min_sm_clock_mhz(self) -> int:

@@ -1,4 +1,4 @@
-"""Iteration latency, power and energy at an SM clock (docs/profiles.md, "Physics").
+"""Iteration latency, power and energy at an SM clock (docs/physics.md).
 
 Pure functions on plain floats: the twin calls them millions of times, so no numpy here and
 the profile's numbers are read from a table of derived constants (joulescale.profiles.derived).
@@ -16,12 +16,6 @@ from joulescale.profiles.derived import Derived, derived
 from joulescale.profiles.model import GpuProfile, Phase
 
 _MS_PER_S = 1000.0
-
-
-def power_cap_clock_mhz(profile: GpuProfile, phase: Phase) -> float:
-    """The highest clock whose unclipped busy power fits under the power limit."""
-    d = derived(profile)
-    return d.prefill_cap_mhz if phase == "prefill" else d.decode_cap_mhz
 
 
 def _effective(d: Derived, cap_mhz: float, sm_clock_mhz: float) -> float:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
-from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockDecision, ClockPolicy
 from joulescale.engines.dialects import ENGINE_NAMES
+from joulescale.engines.observation import Phase
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.views import ViewName
 

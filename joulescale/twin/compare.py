@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from joulescale.control.clocks import NoAllowedClockError, allowed_clocks_mhz, levels_mhz
-from joulescale.control.observation import Phase
 from joulescale.control.registry import reference_variant, twin_variant
+from joulescale.engines.observation import Phase
 from joulescale.profiles import ProfileError, profile_by_name_or_path
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin import limits
@@ -28,7 +28,6 @@ from joulescale.twin.policies import policy_run_setup
 from joulescale.twin.settings import ORACLE, CompareSettings
 from joulescale.twin.simulator import AbortRule, RunResult, simulate
 from joulescale.twin.traces import Trace, TraceRequest, check_replayable, load_trace, scaled_window
-from joulescale.twin.views import ViewName
 
 STATIC_BEST_LEVELS = 8
 """Clocks swept per phase for static-best (evenly over the allowed range, the top one included)."""
@@ -233,7 +232,3 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
         oracle = oracle_bound(runs, allowed, horizon_s)
     return Comparison(settings, trace, cluster, capacity, rate_scale, window, summaries, runs,
                       static_best, oracle, start_s, clock() - started, split_capacities)
-
-
-def with_view(settings: CompareSettings, view: ViewName) -> CompareSettings:
-    return replace(settings, view=view)

@@ -7,9 +7,9 @@ per-request view.
 
 from __future__ import annotations
 
-from joulescale.control.observation import DecodeProgress
 from joulescale.engines.dialects import VLLM, EngineDialect
 from joulescale.engines.model import DecodeModel
+from joulescale.engines.observation import DecodeProgress
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from joulescale.control.observation import Phase
+from joulescale.engines.observation import Phase
 from joulescale.profiles import physics
 from joulescale.profiles.model import GpuProfile
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from joulescale.control.observation import Observation
+from joulescale.engines.observation import Observation
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.sample import EngineSample
 from joulescale.twin.cluster import ControlFactory, InstanceControl

@@ -11,7 +11,7 @@ is <= every policy's energy.
 The SLO is dropped, so the gap to the oracle also contains the price of meeting the SLO.
 
 The minimisation uses that the physics stretches latency by a factor that depends on the clock
-and the batch's sensitivity only (docs/profiles.md, "Physics"), so the best factor is cached per sensitivity
+and the batch's sensitivity only (docs/physics.md, "Latency"), so the best factor is cached per sensitivity
 (prefill) or batch size (decode) and the cost stays linear in the number of iterations.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from joulescale.control.observation import Phase
+from joulescale.engines.observation import Phase
 from joulescale.profiles import physics
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.simulator import RunResult

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from joulescale.control import ClockGovernor, PolicySettings, build_controller
-from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, ClockDecision, Slo
 from joulescale.control.registry import twin_variant, twin_variants
+from joulescale.engines.observation import Phase
 from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
 
 

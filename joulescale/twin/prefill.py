@@ -7,9 +7,9 @@ at the clocks in force. The twin's event loop drives time.
 
 from __future__ import annotations
 
-from joulescale.control.observation import QueuedPrompt
 from joulescale.engines.dialects import VLLM, EngineDialect
 from joulescale.engines.model import PrefillModel
+from joulescale.engines.observation import QueuedPrompt
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from joulescale.control.observation import Observation
+from joulescale.engines.observation import Observation
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.prefill import PrefillInstance
 

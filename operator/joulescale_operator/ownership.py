@@ -32,11 +32,6 @@ def is_controlled_by(obj: dict[str, Any], identity: ServiceIdentity) -> bool:
     )
 
 
-def foreign_objects(cluster: Cluster, identity: ServiceIdentity, children: list[dict[str, Any]]) -> list[ChildRef]:
-    """The children whose name is already taken by an object this service does not control."""
-    return foreign_among(identity, existing_children(cluster, children))
-
-
 def existing_children(cluster: Cluster, children: list[dict[str, Any]]) -> dict[ChildRef, dict[str, Any] | None]:
     """Each child's object as stored now (None when absent), read once per reconcile."""
     return {ChildRef.of(child): cluster.get(ChildRef.of(child)) for child in children}

@@ -10,9 +10,6 @@ DECODE_READY: Final = "DecodeReady"
 ROUTER_READY: Final = "RouterReady"
 DEGRADED: Final = "Degraded"
 DVFS_ACTIVE: Final = "DVFSActive"
-OWNED_CONDITIONS: Final = (READY, PREFILL_READY, DECODE_READY, ROUTER_READY, DEGRADED, DVFS_ACTIVE)
-"""The conditions this operator writes; Planned belongs to the planner. DVFSActive is the
-operator's: the agents cannot write services, and the profile rule is the core's (dvfs.py)."""
 
 ALL_REPLICAS_READY: Final = "AllReplicasReady"
 REPLICAS_NOT_READY: Final = "ReplicasNotReady"

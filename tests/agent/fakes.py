@@ -10,8 +10,8 @@ from typing import cast
 
 from aiohttp import web
 
-from joulescale.control.observation import Observation
 from joulescale.control.policy import DecisionReason, Slo
+from joulescale.engines.observation import Observation
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 
 PAGE = """# TYPE vllm:num_requests_running gauge

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from e2e.harness.agentprocs import REPO, agent_env, free_port
 from joulescale.profiles import load_profile
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
-from tests.agent.procs import REPO, agent_env, free_port
 
 
 def _run(*argv: str) -> tuple[int, str, float]:

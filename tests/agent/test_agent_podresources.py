@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from e2e.harness.kubelet import Kubelet, pod_resources
 from joulescale_agent.clock import ManualClock
 from joulescale_agent.discovery.gpus import KubeletAssignments
 from joulescale_agent.discovery.kube import STALE_GPUS_OK_S, KubeDiscovery
 from joulescale_agent.discovery.podresources import PodResourcesSource, parse_list_response
-from tests.agent.kubelet import Kubelet, pod_resources
 
 pytest.importorskip("grpc")
 

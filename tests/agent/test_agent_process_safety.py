@@ -14,11 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from joulescale.profiles import load_profile
-from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec, specs_from_profile
-from joulescale_agent.gpu.simulated import SimulatedBackend
-from tests.agent.fullfs import FullableDir
-from tests.agent.procs import (
+from e2e.harness.agentprocs import (
     free_port,
     http_get,
     metric_value,
@@ -27,6 +23,10 @@ from tests.agent.procs import (
     wait_for,
     write_instances,
 )
+from joulescale.profiles import load_profile
+from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec, specs_from_profile
+from joulescale_agent.gpu.simulated import SimulatedBackend
+from tests.agent.fullfs import FullableDir
 
 PROFILE = "h100-sxm-llama-8b-tp1"
 GPUS = ["GPU-p0", "GPU-p1"]

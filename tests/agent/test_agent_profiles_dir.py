@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.harness.agentprocs import http_get, start_agent, wait_for, write_instances
 from joulescale.profiles import load_profile
-from tests.agent.procs import http_get, start_agent, wait_for, write_instances
 from tests.agent.test_agent_process_safety import Node
 
 USER_PROFILE = "my-h100-llama-8b-tp1"

@@ -16,7 +16,7 @@ from aiohttp import web
 from e2e.simengine.core import SimEngine
 from e2e.simengine.metrics import EngineMetrics
 from e2e.simengine.server import make_app
-from joulescale.control.observation import Phase
+from joulescale.engines.observation import Phase
 from joulescale.profiles import load_profile, physics
 from joulescale_agent.engines import adapter_for, parse_page
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockBounds, DecisionReason
+from joulescale.engines.observation import Observation
 from joulescale_agent.agent import EXIT_DISCOVERY_FAILED, Agent
 from joulescale_agent.clock import monotonic
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings

@@ -16,14 +16,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from e2e.harness.agentprocs import free_port
 from e2e.simengine.core import SimEngine
 from e2e.simengine.metrics import EngineMetrics
 from e2e.simengine.server import make_app
-from joulescale.control.observation import Phase
+from joulescale.engines.observation import Phase
 from joulescale.profiles import load_profile
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from tests.agent.fakes import site_port
-from tests.agent.procs import free_port
 
 PROFILE = load_profile("h100-sxm-llama-8b-tp1")
 

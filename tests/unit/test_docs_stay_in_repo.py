@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 _NOTES = "|".join(("ARCHITECTURE", "ALGORITHMS", "ENGINES", "STYLE"))
 OUTSIDE_REFERENCE = re.compile(
     rf"\b(?:{_NOTES})(?:\.md\b| +\d)" + r"|\.\./" + "shared" + r"\b|\b" + "shared" + "/design"
+    # A bare section number ("the sect@ion-1 physics", without the @) points into a numbered outside document:
+    # the repository's own pages are cited by their headings, in quotes.
+    + r"|\b[Ss]" + r"ection[- ]\d"
+    # So does a bare number of this project's own tracker: the reader has the code, not the issues.
+    + r"|\(" + r"issue \d+(?:, item \d+)?\)"
 )
 
 
@@ -39,7 +44,7 @@ def references(text: str) -> list[str]:
     ("text", "found"),
     [
         # "@" is removed before matching: it keeps these examples from matching this file.
-        ("(ALGORITHMS@.md section 1)", True),
+        ("(ALGORITHMS@.md sect@ion 1)", True),
         ("EcoRoute (ALGORITHMS@ 5)", True),
         ("These follow `design/ENGINES@.md`.", True),
         ("see ../sha@red/design/STYLE@.md", True),
@@ -48,6 +53,13 @@ def references(text: str) -> list[str]:
         ("See [ARCHITECTURE](docs/architecture.md)", False),
         ("the algorithms of docs/policies.md", False),
         ("a shared@/ folder of the device machine", False),
+        ("The sect@ion-1 physics", True),
+        ("as in Sect@ion 3.2", True),
+        ("docs/physics.md, \"Power and the power cap\"", False),
+        ("a cross-section of the trace", False),
+        ("Decision latency (iss@ue 4, item 5).", True),
+        ("Core API (iss@ue 4)", True),
+        ("delayed NCCL collectives (NVIDIA/nccl iss@ue 1551)", False),
     ],
 )
 def test_the_pattern_catches_pointers_to_the_outside_notes(text: str, found: bool) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from joulescale.control.observation import Observation
 from joulescale.control.policy import DecisionReason
+from joulescale.engines.observation import Observation
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from joulescale.control import OFF, ClockGovernor, GovernorSettings, build_controller
-from joulescale.control.observation import Observation
 from joulescale.control.policy import ClockPolicy, DecisionReason
+from joulescale.engines.observation import Observation
 from joulescale.profiles import ProfileCatalog, shipped_catalog
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
-from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.control.settings import PolicySettings
+from joulescale.engines.observation import Phase
 from joulescale_agent.events import PodRef
 
 

@@ -118,7 +118,6 @@ class PodResourcesSource:
         self._index_to_uuid = index_to_uuid
         self._last: KubeletAssignments = NO_GPUS
         self._fetched_at_s: float | None = None
-        self.calls = 0
 
     def _uuids(self, ids: tuple[str, ...]) -> tuple[str, ...]:
         if self._index_to_uuid is None:
@@ -130,7 +129,6 @@ class PodResourcesSource:
         if self._fetched_at_s is not None and now_s - self._fetched_at_s < self._max_age_s:
             return self._last
         self._fetched_at_s = now_s
-        self.calls += 1
         try:
             answer = parse_list_response(self._list(b"", timeout=self._timeout_s))
         except (self._error, ValueError) as error:  # UnicodeDecodeError is a ValueError

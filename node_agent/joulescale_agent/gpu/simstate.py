@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class EnergyState:
     energy_mj: float = 0.0
     power_watts: float = 0.0
     updated_at_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _write_atomic(path: Path, payload: dict[str, Any]) -> None:

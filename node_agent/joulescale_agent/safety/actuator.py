@@ -44,7 +44,6 @@ class ClockActuator:
         self.metrics = metrics
         self.no_permission = False
         """The process may not change clocks at all (no root / CAP_SYS_ADMIN)."""
-        self.read_only_reason = ""
         self.read_only_gpus: dict[str, str] = {}
         """GPUs that cannot lock clocks (MIG, NotSupported), with the reason."""
 
@@ -123,7 +122,6 @@ class ClockActuator:
         if not self.no_permission:
             log.error("no permission to change GPU clocks (%s): running read-only", error)
         self.no_permission = True
-        self.read_only_reason = str(error)
         if self.metrics is not None:
             self.metrics.read_only.set(1)
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joulescale.control import policy_names
-from joulescale.control.observation import Phase
 from joulescale.control.policy import Slo
 from joulescale.engines.histogram import Histogram
+from joulescale.engines.observation import Phase
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.sample import EngineSample
 from joulescale.profiles import load_profile

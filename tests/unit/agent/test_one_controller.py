@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joulescale.api.spec import EnergySpec
-from joulescale.control.observation import Observation, Phase
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.control.registry import twin_variants
 from joulescale.engines.histogram import Histogram
+from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.sample import EngineSample
 from joulescale.profiles import load_profile

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from joulescale.control.observation import Observation, Phase
 from joulescale.engines.histogram import Histogram
+from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.substitutes import longest_wait_s
 from joulescale_agent.engines import adapter_for, parse_page

@@ -173,7 +173,7 @@ def test_the_long_prompt_quantile_sees_a_lone_long_prompt_through_the_kv_gauge()
 def test_a_prefill_prediction_is_not_judged_against_a_later_batch() -> None:
     clocks = ClockTracker(settle_s=0.05)
     tracker = IterationTracker()
-    expectation = Expectation(1380, 0.2, 0.2, 0.54, 1.0)
+    expectation = Expectation(1380, 0.2, 0.2, 0.54)
     for ended, paired in ((1, True), (2, False)):
         tracker.expect(expectation)
         observation = prefill_obs(sm_clock_mhz=1380, now_s=2.0, iterations_delta=ended, last_iteration_s=0.04)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from joulescale.control.observation import DecodeProgress
 from joulescale.control.slack import SlackBank, rich_decode_budget_s
+from joulescale.engines.observation import DecodeProgress
 
 from .helpers import decode_obs
 

@@ -1,4 +1,4 @@
-"""The section-1 physics: latency, power cap, energy."""
+"""The profile physics (docs/physics.md): latency, power cap, energy."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_clocks_outside_the_device_range_are_clamped() -> None:
 
 
 def test_a_70_percent_power_cap_slows_prefill_about_1_3x_and_not_decode() -> None:
-    """Splitwise's measurement that the section-1 coefficients reproduce."""
+    """Splitwise's measurement that the shipped coefficients reproduce (docs/physics.md, "Power and the power cap")."""
     capped = TP8.model_copy(update={"power_limit_watts": 0.7 * TP8.power_limit_watts})
     prefill = ph.prefill_latency_s(capped, [2048], F_MAX) / ph.prefill_latency_s(TP8, [2048], F_MAX)
     decode = ph.decode_latency_s(capped, 64, 64_000, F_MAX) / ph.decode_latency_s(TP8, 64, 64_000, F_MAX)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from joulescale.control.observation import Observation, Phase
 from joulescale.control.policy import ClockDecision, DecisionReason
+from joulescale.engines.observation import Observation, Phase
 from joulescale.profiles import load_profile
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from joulescale.control.observation import Phase
 from joulescale.control.policy import Slo
+from joulescale.engines.observation import Phase
 from joulescale.twin.metrics import summarise
 from joulescale.twin.oracle import oracle_bound, run_bound
 from joulescale.twin.policies import policy_names, policy_run_setup

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from joulescale.control.observation import Observation, Phase
 from joulescale.engines import dialect_for
+from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.sample import EngineSample
 from joulescale.twin.cluster import InstanceControl

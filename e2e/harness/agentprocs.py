@@ -1,4 +1,4 @@
-"""Real processes on loopback for the agent tests: the agent CLI and the simulated engine."""
+"""Real processes on loopback for the agent tests and e2e: the agent CLI and the simulated engine."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """What a clock policy may see of one engine instance at one decision point.
 
+It belongs to the engines layer: the observation builder (observe.py) makes it from engine
+samples, and the control layer above only reads it.
+
 Two views exist (docs/architecture.md, "What a policy can observe"): the metrics-only view that the
 agent can build from the engine's /metrics page in production, and the richer engine-hook
 view with per-request detail. Fields of the rich view are ``None`` in the metrics-only view;
