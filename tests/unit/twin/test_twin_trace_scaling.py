@@ -1,0 +1,127 @@
+"""Trace windows: scaling keeps every request's lengths and divides its arrival gaps; files in
+any row order load sorted with each request still naming its source line."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from joulescale.twin.traces import Trace, TraceError, check_replayable, load_trace, parse_jsonl, scaled_window
+
+FAST = settings(max_examples=40, deadline=None)
+_ROWS = st.lists(st.tuples(st.integers(0, 60_000), st.integers(1, 9000), st.integers(1, 900)), min_size=2,
+                 max_size=40, unique_by=lambda row: row[0])
+
+
+def _jsonl(rows: list[tuple[int, int, int]]) -> str:
+    return "".join(json.dumps({"timestamp": t, "input_length": i, "output_length": o}) + "\n" for t, i, o in rows)
+
+
+def _trace(rows: list[tuple[int, int, int]]) -> Trace:
+    return parse_jsonl(_jsonl(rows), "generated.jsonl")
+
+
+@FAST
+@given(rows=_ROWS, seed=st.integers(0, 1000))
+def test_rows_in_any_order_load_sorted_and_each_request_names_its_line(rows: list[tuple[int, int, int]],
+                                                                       seed: int) -> None:
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    trace = _trace(shuffled)
+    arrivals = [r.arrival_s for r in trace.requests]
+    assert arrivals == sorted(arrivals) and arrivals[0] == 0.0
+    first_ms = min(t for t, _, _ in rows)
+    for request, line in zip(trace.requests, trace.lines, strict=True):
+        t, i, o = shuffled[line - 1]
+        assert (request.prompt_tokens, request.output_tokens) == (i, o)
+        assert request.arrival_s == pytest.approx((t - first_ms) / 1000.0)
+    assert trace.digest == _trace(sorted(shuffled)).digest  # the digest is of the requests, not the file order
+
+
+def test_equal_timestamps_keep_the_file_order() -> None:
+    trace = _trace([(500, 7, 1), (0, 1, 1), (500, 3, 1), (500, 5, 1)])
+    assert [r.prompt_tokens for r in trace.requests] == [1, 7, 3, 5]
+    assert trace.lines == (2, 1, 3, 4)
+
+
+@FAST
+@given(rows=_ROWS, scale=st.floats(0.1, 20.0), fraction=st.floats(0.05, 1.0), start_fraction=st.floats(0.0, 0.5))
+def test_a_window_inside_the_trace_is_its_requests_with_gaps_divided_by_the_scale(
+        rows: list[tuple[int, int, int]], scale: float, fraction: float, start_fraction: float) -> None:
+    """Scaling keeps the length distribution (the very requests, in order) and multiplies the rate."""
+    trace = _trace(rows)
+    start_s = trace.duration_s * start_fraction
+    source_s = (trace.duration_s - start_s) * fraction  # stays inside the trace: no tiling
+    duration_s = source_s / scale
+    if duration_s <= 0:
+        return
+    window = scaled_window(trace, scale, duration_s, start_s)
+    end_s = start_s + duration_s * scale  # the window's end in trace time (as rounded by the caller's duration)
+    source = [r for r in trace.requests if start_s <= r.arrival_s < end_s]
+    assert [(r.prompt_tokens, r.output_tokens) for r in window] == [(r.prompt_tokens, r.output_tokens) for r in source]
+    for got, original in zip(window, source, strict=True):
+        assert got.arrival_s == pytest.approx((original.arrival_s - start_s) / scale, abs=1e-9)
+        assert 0.0 <= got.arrival_s < duration_s + 1e-9
+
+
+@FAST
+@given(rows=_ROWS, repeats=st.integers(2, 5), scale=st.floats(0.5, 8.0))
+def test_a_window_longer_than_the_trace_tiles_it_whole(rows: list[tuple[int, int, int]], repeats: int,
+                                                       scale: float) -> None:
+    """Each tile is the whole trace, one mean gap after the previous one: lengths repeat exactly
+    and the window's rate is the scale x the tiled trace's rate."""
+    trace = _trace(rows)
+    period = trace.duration_s + 1.0 / trace.requests_per_second
+    window = scaled_window(trace, scale, (repeats - 0.5) * period / scale)
+    lengths = Counter((r.prompt_tokens, r.output_tokens) for r in trace.requests)
+    whole = Counter((r.prompt_tokens, r.output_tokens) for r in window[: (repeats - 1) * len(trace.requests)])
+    assert whole == Counter({key: count * (repeats - 1) for key, count in lengths.items()})
+    arrivals = [r.arrival_s for r in window]
+    assert arrivals == sorted(arrivals)
+    tile = len(trace.requests)
+    assert window[tile].arrival_s == pytest.approx(period / scale)
+    assert len(window) >= (repeats - 1) * tile
+
+
+def test_the_shipped_trace_scaled_keeps_its_mean_lengths_and_multiplies_its_rate() -> None:
+    trace = load_trace("azure-code")
+    source_s = trace.duration_s / 2
+    for scale in (0.5, 2.0, 7.5):
+        window = scaled_window(trace, scale, source_s / scale)
+        source = [r for r in trace.requests if r.arrival_s < source_s]
+        assert len(window) == len(source)
+        assert sum(r.prompt_tokens for r in window) == sum(r.prompt_tokens for r in source)
+        assert sum(r.output_tokens for r in window) == sum(r.output_tokens for r in source)
+        assert len(window) / (source_s / scale) == pytest.approx(scale * len(source) / source_s)
+
+
+@pytest.mark.parametrize(("scale", "duration"), [(0.0, 10.0), (-1.0, 10.0), (1.0, 0.0), (1.0, -5.0)])
+def test_a_window_needs_a_positive_scale_and_duration(scale: float, duration: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        scaled_window(load_trace("azure-code"), scale, duration)
+
+
+def test_a_trace_that_cannot_be_replayed_is_refused_naming_the_line() -> None:
+    trace = _trace([(0, 10, 5), (1000, 5000, 5), (2000, 10, 5000), (3000, 10, 5)])
+    check_replayable(trace, 5000, 5010, "one instance")
+    with pytest.raises(TraceError, match=r"generated.jsonl:2: 5000 prompt \+ 5 output tokens do not fit one inst"):
+        check_replayable(trace, 4999, 100_000, "one instance")
+    with pytest.raises(TraceError, match=r"generated.jsonl:3: 10 prompt \+ 5000 output"):
+        check_replayable(trace, 5000, 5009, "one instance")
+    same_instant = _trace([(100, 10, 5), (100, 12, 5)])
+    assert same_instant.duration_s == 0.0 and same_instant.requests_per_second == 0.0
+    with pytest.raises(TraceError, match="all 2 request"):
+        check_replayable(same_instant, 5000, 5010, "one instance")
+
+
+def test_a_trace_reports_its_rate_over_its_span() -> None:
+    trace = _trace([(0, 10, 5), (1000, 10, 5), (4000, 10, 5)])
+    assert trace.duration_s == 4.0
+    assert trace.requests_per_second == 0.75
+    assert not math.isnan(trace.requests_per_second)
