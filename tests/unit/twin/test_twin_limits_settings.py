@@ -1,0 +1,127 @@
+"""The bounds every twin input is checked against, and the settings that apply them."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import fields
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from joulescale.control.policy import ClockBounds, Slo
+from joulescale.twin import limits
+from joulescale.twin.limits import SettingError, check_work, finite_in, float_argument, int_argument, int_in
+from joulescale.twin.settings import DEFAULT_POLICIES, ORACLE, CompareSettings
+
+FAST = settings(max_examples=60, deadline=None)
+
+
+@FAST
+@given(low=st.floats(-1e6, 1e6), span=st.floats(0.0, 1e6), value=st.floats(allow_nan=True, allow_infinity=True))
+def test_finite_in_accepts_exactly_the_finite_numbers_in_the_interval(low: float, span: float, value: float) -> None:
+    high = low + span
+    inside = math.isfinite(value) and low <= value <= high
+    if inside:
+        assert finite_in(value, low, high) == value
+    else:
+        with pytest.raises(ValueError, match="must be"):
+            finite_in(value, low, high)
+    if inside and value == low:
+        with pytest.raises(ValueError, match=r"\("):  # the open interval's message shows it open
+            finite_in(value, low, high, low_open=True)
+
+
+@pytest.mark.parametrize("value", [True, False, "5", None, [1.0], 1j])
+def test_numbers_must_be_numbers_not_bools_or_text(value: object) -> None:
+    with pytest.raises(ValueError, match="expected a"):
+        finite_in(value, 0.0, 10.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected a whole number"):
+        int_in(value, 0, 10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected a whole number"):
+        int_in(5.0, 0, 10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "infinity", "1_000", "\u0663", "0x10", "1e", "",
+                                  "1e309", "--1", "5 5", "1e1000"])
+def test_a_number_argument_takes_plain_ascii_decimals_only(text: str) -> None:
+    parse = float_argument(0.0, 1e6)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("5", 5.0), (" 2.5 ", 2.5), (".5", 0.5), ("1e3", 1000.0), ("+3", 3.0),
+                                             ("7.", 7.0)])
+def test_a_number_argument_reads_what_a_person_types(text: str, value: float) -> None:
+    assert float_argument(0.0, 1e6)(text) == value
+
+
+def test_an_integer_argument_refuses_everything_but_ascii_integers_in_range() -> None:
+    parse = int_argument(1, 100)
+    assert parse("7") == 7 and parse("+100") == 100 and parse(" 1 ") == 1
+    for text in ("0", "101", "1.0", "1e2", "\u0661", "1_0", "true", "9" * 20, "", "-0x1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\[1, 100\]"):
+        parse("500")
+
+
+def test_the_work_cap_is_inclusive_and_names_what_to_shrink() -> None:
+    check_work(limits.MAX_SIMULATED_WORK / 16, 16, 1)
+    with pytest.raises(SettingError, match="shorten the duration") as caught:
+        check_work(limits.MAX_SIMULATED_WORK / 16, 16, 2)
+    assert caught.value.setting == "work"
+    check_work(300.0, 16, 3)  # the default run is far under the cap
+
+
+def test_the_defaults_are_a_valid_run_of_every_policy_and_the_oracle() -> None:
+    defaults = CompareSettings()
+    assert defaults.policies == DEFAULT_POLICIES and DEFAULT_POLICIES[-1] == ORACLE
+    assert defaults.duration_s * defaults.gpus * 3 <= limits.MAX_SIMULATED_WORK
+
+
+_FLOAT_FIELDS = [("load", 0.0, limits.MAX_LOAD, True), ("duration_s", 0.0, limits.MAX_DURATION_S, True),
+                 ("scrape_period_s", limits.MIN_SCRAPE_PERIOD_MS / 1000, limits.MAX_PERIOD_MS / 1000, False),
+                 ("scrape_delay_s", 0.0, limits.MAX_PERIOD_MS / 1000, False),
+                 ("power_limit_watts", 0.0, limits.MAX_POWER_WATTS, True),
+                 ("clock_settle_s", 0.0, limits.MAX_PERIOD_MS / 1000, False)]
+
+
+@pytest.mark.parametrize(("field", "low", "high", "low_open"), _FLOAT_FIELDS, ids=[f[0] for f in _FLOAT_FIELDS])
+def test_each_float_setting_is_refused_outside_its_bounds_naming_itself(field: str, low: float, high: float,
+                                                                        low_open: bool) -> None:
+    CompareSettings(**{field: high})  # type: ignore[arg-type]
+    if not low_open:
+        CompareSettings(**{field: low})  # type: ignore[arg-type]
+    refused = [math.nan, math.inf, -math.inf, high * (1 + 1e-9), low - 1.0, *([low] if low_open else [])]
+    for value in refused:
+        with pytest.raises(SettingError) as caught:
+            CompareSettings(**{field: value})  # type: ignore[arg-type]
+        assert caught.value.setting == field, value
+        assert field in str(caught.value)
+
+
+@pytest.mark.parametrize(("changes", "setting"), [
+    ({"gpus": 1}, "gpus"), ({"gpus": limits.MAX_GPUS + 1}, "gpus"), ({"gpus": 16.0}, "gpus"),
+    ({"seed": limits.MAX_SEED + 1}, "seed"), ({"prefill_instances": 0}, "prefill_instances"),
+    ({"slo": Slo(600.0, 100.0, 0)}, "slo.percentile"), ({"slo": Slo(600.0, 100.0, 101)}, "slo.percentile"),
+    ({"slo": Slo(600.0, math.inf, 99)}, "slo.tpot_ms"), ({"slo": Slo(0.0, 100.0, 99)}, "slo.ttft_ms"),
+    ({"bounds": ClockBounds(min_mhz=-1, max_mhz=1980)}, "bounds.min_mhz"),
+    ({"bounds": ClockBounds(min_mhz=300, max_mhz=limits.MAX_CLOCK_MHZ + 1)}, "bounds.max_mhz"),
+    ({"policies": ()}, "policies"), ({"policies": ("static-max", "fastest")}, "policies"),
+    ({"kv_medium": "pigeon"}, "kv_medium"), ({"view": "omniscient"}, "view"), ({"gauges": "never"}, "gauges"),
+])
+def test_other_settings_are_refused_naming_themselves(changes: dict[str, object], setting: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        CompareSettings(**changes)  # type: ignore[arg-type]
+    assert caught.value.setting == setting
+    assert "\n" not in str(caught.value)
+
+
+def test_every_settings_field_is_either_checked_or_free_of_bounds() -> None:
+    """A new field must be added to the checks (or here, saying why it needs none)."""
+    unchecked = {"trace", "profile", "prefill_profile", "cache_dir"}  # resolved (and refused) by compare
+    checked = {f[0] for f in _FLOAT_FIELDS} | {"gpus", "seed", "prefill_instances", "slo", "bounds", "policies",
+                                               "kv_medium", "view", "gauges"}
+    assert {f.name for f in fields(CompareSettings)} == unchecked | checked
