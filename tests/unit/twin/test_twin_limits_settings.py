@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import math
 from dataclasses import fields
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from joulescale.cli import main
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.twin import limits
 from joulescale.twin.limits import SettingError, check_work, finite_in, float_argument, int_argument, int_in
@@ -117,6 +119,18 @@ def test_other_settings_are_refused_naming_themselves(changes: dict[str, object]
         CompareSettings(**changes)  # type: ignore[arg-type]
     assert caught.value.setting == setting
     assert "\n" not in str(caught.value)
+
+
+def test_a_policy_listed_twice_is_refused_instead_of_run_and_printed_twice() -> None:
+    """Found by these tests: ``--policies static-max,joulescale,joulescale`` simulated joulescale
+    twice and printed two identical table rows, while the JSON (keyed by name) held one."""
+    with pytest.raises(SettingError, match="joulescale listed more than once") as caught:
+        CompareSettings(policies=("static-max", "joulescale", "oracle", "joulescale"))
+    assert caught.value.setting == "policies"
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["twin", "compare", "--no-cache", "--policies", "static-max,voltana,voltana"], out=out, err=err) == 2
+    assert err.getvalue() == "joulescale: error: argument --policies: voltana listed more than once\n"
+    assert out.getvalue() == ""
 
 
 def test_every_settings_field_is_either_checked_or_free_of_bounds() -> None:
