@@ -115,7 +115,8 @@ def test_the_cli_compares_a_tiny_window_and_writes_json_that_agrees_with_its_tab
     assert f"joulescale uses {saving * 100:.1f}% less energy than static-max" in result.stdout
     table_row = next(line for line in result.stdout.splitlines() if line.startswith("joulescale "))
     assert f"{policies['joulescale']['energy_j']['total'] / 1e3:.1f}" in table_row.split()
-    assert doc["config"]["prefill_instances"] == 1 and doc["config"]["decode_instances"] == 1
+    assert doc["config"]["prefill_instances"] == 1
+    assert doc["config"]["decode_instances"] == 1
 
 
 def test_the_cli_refuses_a_trace_whose_request_does_not_fit_one_instance(tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ def test_a_faster_arrival_rate_of_one_trace_costs_more_energy_at_a_fixed_clock()
             for scale in (1.0, 2.0, 3.0)]
     horizon = max(r.end_s for r in runs)
     energies = [summarise(r, SLO, horizon).total_j for r in runs]
-    assert energies == sorted(energies) and len(set(energies)) == 3
+    assert energies == sorted(energies)
+    assert len(set(energies)) == 3
 
 
 def _shifted(window: list[TraceRequest]) -> list[TraceRequest]:

@@ -63,10 +63,13 @@ def test_a_clock_asked_while_idle_applies_after_the_settle_and_counts_once() -> 
     gpu.request(1.005, 1200)  # the same target again: no change
     assert gpu.clock_changes == 1
     gpu.settle(1.019)
-    assert gpu.clock_mhz == TOP and gpu.target_mhz == 1200
+    assert gpu.clock_mhz == TOP
+    assert gpu.target_mhz == 1200
     gpu.settle(1.02)
-    assert gpu.clock_mhz == 1200 and gpu.clock_trace == [(0.0, TOP), (1.02, 1200)]
-    assert gpu.busy_s == 0.0 and gpu.busy_energy_j == 0.0
+    assert gpu.clock_mhz == 1200
+    assert gpu.clock_trace == [(0.0, TOP), (1.02, 1200)]
+    assert gpu.busy_s == 0.0
+    assert gpu.busy_energy_j == 0.0
     p = profile()
     assert gpu.idle_energy_j(10.0) == pytest.approx(p.tensor_parallel_size * p.idle_power_watts * 10.0)
 
@@ -74,7 +77,8 @@ def test_a_clock_asked_while_idle_applies_after_the_settle_and_counts_once() -> 
 def test_a_kv_transfer_takes_the_overhead_plus_the_bytes_over_the_bandwidth() -> None:
     bytes_per_token = profile().kv_bytes_per_token
     for medium in kv_media().values():
-        assert medium.bandwidth_gb_per_s > 0 and medium.overhead_ms >= 0
+        assert medium.bandwidth_gb_per_s > 0
+        assert medium.overhead_ms >= 0
         expected = medium.overhead_ms / 1000 + 1000 * bytes_per_token / (medium.bandwidth_gb_per_s * 1e9)
         assert medium.transfer_s(1000, bytes_per_token) == pytest.approx(expected)
     infiniband = kv_medium("infiniband")

@@ -61,7 +61,9 @@ def test_a_number_argument_reads_what_a_person_types(text: str, value: float) ->
 
 def test_an_integer_argument_refuses_everything_but_ascii_integers_in_range() -> None:
     parse = int_argument(1, 100)
-    assert parse("7") == 7 and parse("+100") == 100 and parse(" 1 ") == 1
+    assert parse("7") == 7
+    assert parse("+100") == 100
+    assert parse(" 1 ") == 1
     for text in ("0", "101", "1.0", "1e2", "\u0661", "1_0", "true", "9" * 20, "", "-0x1"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
@@ -79,7 +81,8 @@ def test_the_work_cap_is_inclusive_and_names_what_to_shrink() -> None:
 
 def test_the_defaults_are_a_valid_run_of_every_policy_and_the_oracle() -> None:
     defaults = CompareSettings()
-    assert defaults.policies == DEFAULT_POLICIES and DEFAULT_POLICIES[-1] == ORACLE
+    assert defaults.policies == DEFAULT_POLICIES
+    assert DEFAULT_POLICIES[-1] == ORACLE
     assert defaults.duration_s * defaults.gpus * 3 <= limits.MAX_SIMULATED_WORK
 
 

@@ -58,7 +58,8 @@ def test_the_bound_of_each_run_is_below_its_energy_with_any_set_of_clocks(runs: 
             assert decode <= summary.decode.total_j * (1 + 1e-12), (name, len(allowed))
         # more freedom never raises the bound
         wide, narrow = run_bound(result, clocks, horizon), run_bound(result, [TOP], horizon)
-        assert wide[0] <= narrow[0] and wide[1] <= narrow[1]
+        assert wide[0] <= narrow[0]
+        assert wide[1] <= narrow[1]
 
 
 def test_the_oracle_takes_the_smallest_bound_of_each_phase_and_names_its_run(runs: dict[str, RunResult]) -> None:
@@ -104,7 +105,8 @@ def test_the_capacity_search_brackets_the_slo_boundary(threshold: float, toleran
 
     scale, probes = find_capacity_scale(meets, start_scale=start, rel_tolerance=tolerance)
     assert probes == len(probed)
-    assert scale in probed and scale <= threshold
+    assert scale in probed
+    assert scale <= threshold
     assert scale * (1.0 + tolerance) > threshold
     assert any(threshold < p <= scale * (1.0 + tolerance) * (1 + 1e-12) for p in probed)  # the upper bracket
 

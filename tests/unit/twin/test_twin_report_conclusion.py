@@ -70,7 +70,8 @@ def test_without_joulescale_or_the_baseline_the_conclusion_says_what_to_add(real
     assert "joulescale_saving_vs_static_max" not in to_json(only_max)
     only_ours = _set(real, {"joulescale": _summary(80.0, 150.0, 0.99)})
     assert conclusion(only_ours).startswith("(include static-max and joulescale")
-    assert slo_holding(only_ours) is None and slo_verdict(only_ours) == ""
+    assert slo_holding(only_ours) is None
+    assert slo_verdict(only_ours) == ""
     assert "slo_holding" not in to_json(only_ours)
 
 
@@ -82,8 +83,10 @@ def test_the_table_lists_the_policies_in_the_order_asked_with_the_change_against
     ours, base, oracle = (line.split() for line in lines[1:])
     assert ours[1:6] == ["0.1", "0.1", "0.2", "0.23", "-42.5%"]  # kJ, kJ, kJ, J/token, vs max
     assert base[5] == "+0.0%"
-    assert ours[8] == "99.00" and base[8] == "99.50"
-    assert oracle[:2] == ["oracle", "(bound)"] and oracle[6] == "-50.0%"
+    assert ours[8] == "99.00"
+    assert base[8] == "99.50"
+    assert oracle[:2] == ["oracle", "(bound)"]
+    assert oracle[6] == "-50.0%"
     assert len({len(line) for line in lines}) == 1  # columns aligned
 
 
@@ -91,7 +94,9 @@ def test_nan_figures_print_as_a_dash(real: Comparison) -> None:
     empty = replace(_summary(100.0, 300.0, math.nan, tokens=0), ttft_ms_at_percentile=math.nan)
     comparison = _set(real, {"static-max": empty})
     row = table(comparison).splitlines()[1].split()
-    assert row[4] == "-" and row[6] == "-" and row[8] == "-"
+    assert row[4] == "-"
+    assert row[6] == "-"
+    assert row[8] == "-"
 
 
 def test_no_policy_holding_the_slo_is_said_so(real: Comparison) -> None:
@@ -113,7 +118,8 @@ def test_the_verdict_names_the_cheapest_policy_within_the_tolerance_of_static_ma
     holding = [n for n in NAMES[1:] if summaries[n].slo_attainment >= floor]
     verdict = slo_holding(comparison)
     assert verdict is not None
-    assert set(verdict[0]) == set(holding) and set(verdict[1]) == set(NAMES[1:]) - set(holding)
+    assert set(verdict[0]) == set(holding)
+    assert set(verdict[1]) == set(NAMES[1:]) - set(holding)
     assert [summaries[n].total_j for n in verdict[0]] == sorted(summaries[n].total_j for n in holding)
     line = slo_verdict(comparison)
     if holding:
@@ -130,9 +136,12 @@ def test_a_real_comparison_reports_itself_consistently(real: Comparison) -> None
     assert config["requests"] == len(real.requests) > 0
     assert config["rate_scale"] == pytest.approx(real.settings.load * real.capacity.rate_scale)
     assert doc["requests_per_second"] == pytest.approx(real.rate_scale * real.trace.requests_per_second)
-    assert config["gpus"] == 8 and config["prefill_instances"] == 1 and config["decode_instances"] == 1
+    assert config["gpus"] == 8
+    assert config["prefill_instances"] == 1
+    assert config["decode_instances"] == 1
     policies = doc["policies"]
-    assert isinstance(policies, dict) and list(policies) == ["static-max", "joulescale", "oracle"]
+    assert isinstance(policies, dict)
+    assert list(policies) == ["static-max", "joulescale", "oracle"]
     for name in ("static-max", "joulescale"):
         assert policies[name]["energy_j"]["total"] >= policies["oracle"]["energy_j"]["total"]
         assert policies[name]["duration_s"] == policies["static-max"]["duration_s"]  # one common horizon

@@ -35,7 +35,8 @@ def test_rows_in_any_order_load_sorted_and_each_request_names_its_line(rows: lis
     random.Random(seed).shuffle(shuffled)
     trace = _trace(shuffled)
     arrivals = [r.arrival_s for r in trace.requests]
-    assert arrivals == sorted(arrivals) and arrivals[0] == 0.0
+    assert arrivals == sorted(arrivals)
+    assert arrivals[0] == 0.0
     first_ms = min(t for t, _, _ in rows)
     for request, line in zip(trace.requests, trace.lines, strict=True):
         t, i, o = shuffled[line - 1]
@@ -115,7 +116,8 @@ def test_a_trace_that_cannot_be_replayed_is_refused_naming_the_line() -> None:
     with pytest.raises(TraceError, match=r"generated.jsonl:3: 10 prompt \+ 5000 output"):
         check_replayable(trace, 5000, 5009, "one instance")
     same_instant = _trace([(100, 10, 5), (100, 12, 5)])
-    assert same_instant.duration_s == 0.0 and same_instant.requests_per_second == 0.0
+    assert same_instant.duration_s == 0.0
+    assert same_instant.requests_per_second == 0.0
     with pytest.raises(TraceError, match="all 2 request"):
         check_replayable(same_instant, 5000, 5010, "one instance")
 
