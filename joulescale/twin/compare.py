@@ -213,6 +213,10 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache)
     rate_scale = capacity.rate_scale * settings.load
     window = scaled_window(trace, rate_scale, settings.duration_s, start_s)
+    if not window:  # a quiet stretch of a bursty trace: there is nothing to measure
+        raise SettingError("duration_s", f"the {settings.duration_s:g} s window from {start_s:.1f} s of trace "
+                                         f"{trace.name} holds no request at load {settings.load:g}; lengthen "
+                                         "the duration or pick another seed")
     runs: dict[str, RunResult] = {}
     static_best: dict[Phase, int] = {}
     for name in settings.policies:

@@ -132,6 +132,10 @@ def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> Ru
 
 
 def meets_slo(summary: RunSummary, slo: Slo) -> bool:
-    """Both latencies at the SLO percentile within their targets, and every request served."""
+    """Both latencies at the SLO percentile within their targets, and every request served.
+
+    A run of no requests meets it: nothing was missed (its percentiles are NaN)."""
+    if summary.requests == 0:
+        return True
     return (summary.finished == summary.requests
             and summary.ttft_ms_at_percentile <= slo.ttft_ms and summary.tpot_ms_at_percentile <= slo.tpot_ms)
