@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -148,3 +149,44 @@ def test_a_real_comparison_reports_itself_consistently(real: Comparison) -> None
     saving = doc["joulescale_saving_vs_static_max"]
     assert isinstance(saving, dict)
     assert f"{saving['total'] * 100:.1f}% less energy" in conclusion(real)
+
+
+@pytest.mark.parametrize("trace", ["azure-conv", "azure-code"])
+def test_every_policy_serves_the_same_window_and_the_oracle_is_below_each_phase(trace: str) -> None:
+    """All the default policies on a small cluster: one window, one horizon, every request served,
+    and the oracle bound under each policy's energy phase by phase."""
+    full = compare(CompareSettings(trace=trace, duration_s=20.0, gpus=8, prefill_instances=1))
+    assert full.oracle is not None
+    assert list(full.summaries) == list(NAMES)
+    horizon = max(r.end_s for r in full.runs.values())
+    for name, summary in full.summaries.items():
+        assert summary.requests == summary.finished == len(full.requests), name
+        assert summary.duration_s == horizon, name
+        assert full.oracle.prefill_j <= summary.prefill.total_j, name
+        assert full.oracle.decode_j <= summary.decode.total_j, name
+    assert full.oracle.prefill_source in NAMES
+    assert full.oracle.decode_source in NAMES
+    allowed = full.cluster.profile.supported_sm_clocks_mhz
+    assert set(full.static_best_mhz) == {"prefill", "decode"}
+    assert all(mhz in allowed for mhz in full.static_best_mhz.values())
+    # static-best holds its clocks: its GPUs spend their busy time at them once settled
+    best = full.runs["static-best"]
+    for phase, instances in (("prefill", best.prefill), ("decode", best.decode)):
+        clocks = {mhz for inst in instances for mhz, seconds in inst.gpu.time_at_clock_s.items() if seconds > 0}
+        assert clocks <= {full.static_best_mhz[phase], full.cluster.profile.max_sm_clock_mhz}, phase  # type: ignore[index]
+
+
+def test_the_plots_are_four_png_files_of_the_comparison(real: Comparison, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from joulescale.twin.plots import write_plots
+
+    written = write_plots(real, tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["clock_over_time.png", "energy_by_phase.png", "tpot_cdf.png",
+                                                "ttft_cdf.png"]
+    from matplotlib import image
+
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path.name
+        pixels = image.imread(path)[..., :3]
+        coloured = (abs(pixels[..., 0] - pixels[..., 1]) + abs(pixels[..., 1] - pixels[..., 2]) > 0.2).sum()
+        assert coloured > 500, path.name  # series were drawn: empty axes are black on white
