@@ -12,7 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from joulescale.twin.traces import Trace, TraceError, check_replayable, load_trace, parse_jsonl, scaled_window
+from joulescale.twin import limits
+from joulescale.twin.traces import (
+    Trace,
+    TraceError,
+    check_replayable,
+    load_trace,
+    parse_azure_csv,
+    parse_jsonl,
+    scaled_window,
+)
 
 FAST = settings(max_examples=40, deadline=None)
 _ROWS = st.lists(st.tuples(st.integers(0, 60_000), st.integers(1, 9000), st.integers(1, 900)), min_size=2,
@@ -127,3 +136,56 @@ def test_a_trace_reports_its_rate_over_its_span() -> None:
     assert trace.duration_s == 4.0
     assert trace.requests_per_second == 0.75
     assert not math.isnan(trace.requests_per_second)
+
+
+def _azure_lines(count: int) -> str:
+    """A header and ``count - 1`` rows: ``count`` newline-terminated lines."""
+    return "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+        f"2023-11-16 {10 + k // 3600:02d}:{(k // 60) % 60:02d}:{k % 60:02d}.00,5,5\n" for k in range(count - 1))
+
+
+def test_a_file_of_exactly_the_line_cap_loads_and_one_line_more_is_refused() -> None:
+    """Found by these tests: a file of exactly 50 000 newline-terminated lines was refused as
+    having "more than 50000 lines", naming a line 50 001 that it does not have."""
+    cap = limits.MAX_TRACE_LINES
+    assert len(parse_azure_csv(_azure_lines(cap), "cap.csv").requests) == cap - 1
+    assert len(parse_azure_csv(_azure_lines(cap).rstrip("\n"), "cap.csv").requests) == cap - 1
+    with pytest.raises(TraceError, match=f"over.csv:{cap + 1}: more than {cap} lines"):
+        parse_azure_csv(_azure_lines(cap + 1), "over.csv")
+    with pytest.raises(TraceError, match=f"over.csv:{cap + 1}: more than {cap} lines"):
+        parse_azure_csv(_azure_lines(cap) + "2023-11-17 00:00:00.00,5,5", "over.csv")  # no final newline
+
+
+def test_a_line_of_exactly_the_length_cap_is_read_and_one_character_more_is_refused() -> None:
+    cap = limits.MAX_LINE_CHARS
+    row = '{"timestamp": 1000, "input_length": 5, "output_length": 3}'
+    padded = row[:-1] + " " * (cap - len(row)) + "}"
+    assert len(padded) == cap
+    assert len(parse_jsonl(_jsonl([(0, 5, 3)]) + padded + "\n", "pad.jsonl").requests) == 2
+    with pytest.raises(TraceError, match=f"pad.jsonl:2: longer than {cap} characters"):
+        parse_jsonl(_jsonl([(0, 5, 3)]) + " " + padded + "\n", "pad.jsonl")
+
+
+def test_reading_stops_after_the_cap_on_reported_problems() -> None:
+    bad = "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "x,1,1\n" * (limits.MAX_REPORTED_PROBLEMS + 500)
+    with pytest.raises(TraceError) as caught:
+        parse_azure_csv(bad, "bad.csv")
+    assert len(caught.value.problems) == limits.MAX_REPORTED_PROBLEMS
+    assert str(caught.value).endswith(f"(and more: reading stopped after {limits.MAX_REPORTED_PROBLEMS} malformed rows)")
+    assert caught.value.problems[0].startswith("line 2: ")
+
+
+def test_azure_timestamps_keep_sub_second_digits_beyond_microseconds_truncated() -> None:
+    text = ("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+            "2023-11-16 18:15:46.1234567,5,5\n"
+            "2023-11-16 18:15:47.5,6,6\n"
+            "2023-11-16 18:15:48,7,7\n")
+    trace = parse_azure_csv(text, "t.csv")
+    assert [r.arrival_s for r in trace.requests] == pytest.approx([0.0, 1.376544, 1.876544], abs=4e-7)  # float epoch seconds: 2.4e-7 apart
+
+
+def test_a_span_of_exactly_the_cap_is_accepted_and_a_longer_one_refused() -> None:
+    span_ms = int(limits.MAX_TRACE_SPAN_S * 1000)
+    assert _trace([(0, 5, 3), (span_ms, 5, 3)]).duration_s == limits.MAX_TRACE_SPAN_S
+    with pytest.raises(TraceError, match="generated.jsonl:2: the trace spans"):
+        _trace([(0, 5, 3), (span_ms + 1, 5, 3)])
