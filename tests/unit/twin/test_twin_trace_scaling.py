@@ -187,5 +187,5 @@ def test_azure_timestamps_keep_sub_second_digits_beyond_microseconds_truncated()
 def test_a_span_of_exactly_the_cap_is_accepted_and_a_longer_one_refused() -> None:
     span_ms = int(limits.MAX_TRACE_SPAN_S * 1000)
     assert _trace([(0, 5, 3), (span_ms, 5, 3)]).duration_s == limits.MAX_TRACE_SPAN_S
-    with pytest.raises(TraceError, match="generated.jsonl:2: the trace spans"):
+    with pytest.raises(TraceError, match=r"generated\.jsonl:2: the trace spans"):
         _trace([(0, 5, 3), (span_ms + 1, 5, 3)])
