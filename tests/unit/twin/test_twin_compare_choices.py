@@ -15,6 +15,7 @@ from joulescale.control.clocks import allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
 from joulescale.control.policy import Slo
 from joulescale.profiles import physics
+from joulescale.twin.capacity import find_capacity_scale
 from joulescale.twin.compare import STATIC_BEST_LEVELS, choose_static_best, compare
 from joulescale.twin.kv_transfer import kv_medium
 from joulescale.twin.limits import SettingError
@@ -139,3 +140,24 @@ def test_a_token_count_reads_as_ascii_digits_or_an_integer(count: int, pad: str)
         tokens(f"-{count}", "ContextTokens")
     with pytest.raises(ValueError, match="ContextTokens"):
         tokens(float(count), "ContextTokens")
+
+
+@pytest.mark.parametrize(("trace", "percentile"), [("azure-conv", 99), ("azure-code", 90)])
+def test_stopping_probes_early_never_changes_the_capacity_found(trace: str, percentile: int) -> None:
+    """The search stops a probe once too many requests missed a target for the percentile to be
+    met; a search that runs every probe to its end finds the very same capacity in as many probes."""
+    slo = Slo(600.0, 100.0, percentile)
+    found = compare(CompareSettings(trace=trace, duration_s=20.0, gpus=8, prefill_instances=1, slo=slo,
+                                    policies=("static-max",)))
+    top = found.cluster.profile.max_sm_clock_mhz
+
+    def meets_in_full(scale: float) -> bool:
+        window = scaled_window(found.trace, scale, 20.0, found.window_start_s)
+        result = simulate(window, found.cluster, fixed_control(top, top))
+        assert not result.aborted
+        return meets_slo(summarise(result, slo), slo)
+
+    scale, probes = find_capacity_scale(meets_in_full)
+    assert scale == found.capacity.rate_scale
+    assert probes == found.capacity.probes
+    assert found.capacity.requests_per_second == pytest.approx(scale * found.trace.requests_per_second)
