@@ -20,6 +20,7 @@ from joulescale.twin.compare import STATIC_BEST_LEVELS, choose_static_best, comp
 from joulescale.twin.kv_transfer import kv_medium
 from joulescale.twin.limits import SettingError
 from joulescale.twin.metrics import meets_slo, summarise
+from joulescale.twin.report import to_json
 from joulescale.twin.settings import CompareSettings
 from joulescale.twin.simulator import RunResult, simulate
 from joulescale.twin.trace_rows import tokens
@@ -161,3 +162,20 @@ def test_stopping_probes_early_never_changes_the_capacity_found(trace: str, perc
     assert scale == found.capacity.rate_scale
     assert probes == found.capacity.probes
     assert found.capacity.requests_per_second == pytest.approx(scale * found.trace.requests_per_second)
+
+
+def test_the_split_chosen_is_the_one_of_highest_capacity_and_a_comparison_repeats_exactly() -> None:
+    settings_ = CompareSettings(trace="azure-conv", duration_s=15.0, gpus=12, policies=("static-max", "joulescale"))
+    first = compare(settings_)
+    assert set(first.split_capacities) == {1, 2}  # 12 GPUs of TP4: one or two prefill instances
+    best = max(first.split_capacities.values())
+    chosen = first.cluster.prefill_instances
+    assert first.split_capacities[chosen] == best
+    assert all(p > chosen for p, c in first.split_capacities.items() if c == best and p != chosen)  # ties: fewer
+    assert first.cluster.decode_instances == 3 - chosen
+    assert first.capacity.requests_per_second == best
+    again = compare(settings_)
+    first_doc, again_doc = to_json(first), to_json(again)
+    first_doc.pop("wall_s")
+    again_doc.pop("wall_s")
+    assert first_doc == again_doc
