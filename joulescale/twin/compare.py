@@ -129,6 +129,11 @@ def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
     if watts < needed:
         raise SettingError("power_limit_watts", f"power limit {watts:g} W is below the {needed:g} W that profile "
                                                 f"{profile.name} draws at its lowest clock")
+    for phase, power in (("prefill", profile.prefill.power), ("decode", profile.decode.power)):
+        if watts <= power.floor_watts < power.fmax_watts:  # the cap would hold the phase at 0 MHz
+            raise SettingError("power_limit_watts", f"power limit {watts:g} W leaves no clock for {phase} on "
+                                                    f"profile {profile.name}: it draws {power.floor_watts:g} W "
+                                                    "at its lowest clock; the limit must exceed it")
     return profile.model_copy(update={"power_limit_watts": watts})
 
 

@@ -142,3 +142,21 @@ def test_every_settings_field_is_either_checked_or_free_of_bounds() -> None:
     checked = {f[0] for f in _FLOAT_FIELDS} | {"gpus", "seed", "prefill_instances", "slo", "bounds", "policies",
                                                "kv_medium", "view", "gauges"}
     assert {f.name for f in fields(CompareSettings)} == unchecked | checked
+
+
+def test_a_power_limit_at_a_phase_floor_is_refused_not_a_division_by_zero() -> None:
+    """Found by these tests: ``--power-limit-watts 250`` (the TP4 profile's prefill floor) was
+    accepted, capped prefill at 0 MHz and ended the run in a ZeroDivisionError traceback. At its
+    floor a phase has no clock left to run at, so the limit must exceed every floor it binds."""
+    from joulescale.profiles import load_profile
+    from joulescale.twin.compare import compare
+
+    floor = load_profile(CompareSettings().profile).prefill.power.floor_watts
+    assert floor == 250.0
+    with pytest.raises(SettingError, match=r"power limit 250 W leaves no clock for prefill") as caught:
+        compare(CompareSettings(power_limit_watts=floor, gpus=8, duration_s=5.0, prefill_instances=1))
+    assert caught.value.setting == "power_limit_watts"
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["twin", "compare", "--no-cache", "--power-limit-watts", "250", "--gpus", "8"], out=out, err=err)
+    assert code == 2
+    assert err.getvalue().startswith("joulescale: error: argument --power-limit-watts: power limit 250 W leaves no")
