@@ -6,6 +6,7 @@ import argparse
 import io
 import math
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -160,3 +161,22 @@ def test_a_power_limit_at_a_phase_floor_is_refused_not_a_division_by_zero() -> N
     code = main(["twin", "compare", "--no-cache", "--power-limit-watts", "250", "--gpus", "8"], out=out, err=err)
     assert code == 2
     assert err.getvalue().startswith("joulescale: error: argument --power-limit-watts: power limit 250 W leaves no")
+
+
+@pytest.mark.parametrize("flag", ["--profile", "--prefill-profile"])
+def test_a_profile_file_whose_own_limit_is_a_phase_floor_is_refused_naming_its_flag(tmp_path: Path, flag: str) -> None:
+    """The same defect through a profile file: its validation lets the limit equal a floor."""
+    from joulescale.profiles import load_profile
+
+    shipped = Path(__file__).parents[3] / "joulescale" / "profiles" / "data" / f"{CompareSettings().profile}.yaml"
+    text = shipped.read_text(encoding="utf-8")
+    limit = load_profile(CompareSettings().profile).power_limit_watts
+    capped = tmp_path / "floor-capped.yaml"
+    capped.write_text(text.replace(f"power_limit_watts: {limit:g}", "power_limit_watts: 250", 1)
+                      .replace(f"name: {CompareSettings().profile}", "name: floor-capped", 1), encoding="utf-8")
+    assert "power_limit_watts: 250" in capped.read_text(encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["twin", "compare", "--no-cache", flag, str(capped), "--gpus", "8", "--duration", "5"], out=out, err=err)
+    assert code == 2
+    assert err.getvalue() == (f"joulescale: error: argument {flag}: power limit 250 W leaves no clock for prefill on "
+                              "profile floor-capped: it draws 250 W at its lowest clock; the limit must exceed it\n")
