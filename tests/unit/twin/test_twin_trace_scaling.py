@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
+from datetime import datetime
 from collections import Counter
 
 import pytest
@@ -189,3 +191,32 @@ def test_a_span_of_exactly_the_cap_is_accepted_and_a_longer_one_refused() -> Non
     assert _trace([(0, 5, 3), (span_ms, 5, 3)]).duration_s == limits.MAX_TRACE_SPAN_S
     with pytest.raises(TraceError, match=r"generated\.jsonl:2: the trace spans"):
         _trace([(0, 5, 3), (span_ms + 1, 5, 3)])
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "UTC"])
+def test_azure_timestamps_mean_the_same_gaps_in_every_time_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    """Found by these tests: naive trace timestamps were read in the machine's local time, so a
+    trace spanning a daylight-saving change lost (or gained) an hour of arrivals on some
+    machines, and a comparison's figures depended on where it ran."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        text = ("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                "2023-03-26 01:30:00.0,5,5\n"  # Europe's spring change is at 02:00 that night
+                "2023-03-26 03:30:00.0,6,6\n"
+                "2023-11-05 01:30:00.0,7,7\n"  # America's autumn change repeats 01:00-02:00
+                "2023-11-05 02:30:00.0,8,8\n")
+        arrivals = [r.arrival_s for r in parse_azure_csv(text, "dst.csv").requests]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert arrivals[1] == 7200.0
+    assert arrivals[3] - arrivals[2] == 3600.0
+    assert arrivals[2] == (datetime(2023, 11, 5, 1, 30) - datetime(2023, 3, 26, 1, 30)).total_seconds()
+
+
+def test_an_explicit_utc_offset_in_a_timestamp_is_honoured() -> None:
+    text = ("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+            "2023-11-16 18:00:00.0+00:00,5,5\n"
+            "2023-11-16 19:30:00.0+01:00,6,6\n")
+    assert [r.arrival_s for r in parse_azure_csv(text, "tz.csv").requests] == [0.0, 1800.0]
