@@ -7,8 +7,8 @@ import json
 import math
 import random
 import time
-from datetime import datetime
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -212,7 +212,7 @@ def test_azure_timestamps_mean_the_same_gaps_in_every_time_zone(monkeypatch: pyt
         time.tzset()
     assert arrivals[1] == 7200.0
     assert arrivals[3] - arrivals[2] == 3600.0
-    assert arrivals[2] == (datetime(2023, 11, 5, 1, 30) - datetime(2023, 3, 26, 1, 30)).total_seconds()
+    assert arrivals[2] == (datetime(2023, 11, 5, 1, 30, tzinfo=UTC) - datetime(2023, 3, 26, 1, 30, tzinfo=UTC)).total_seconds()
 
 
 def test_an_explicit_utc_offset_in_a_timestamp_is_honoured() -> None:
