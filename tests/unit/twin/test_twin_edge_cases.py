@@ -131,3 +131,31 @@ def test_the_cli_refuses_a_trace_whose_request_does_not_fit_one_instance(tmp_pat
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert f"{path}:2: {kv + 1} prompt + 2 output tokens do not fit" in result.stderr
+
+
+def test_a_trace_of_single_token_answers_has_a_capacity_and_writes_strict_json(tmp_path: Path) -> None:
+    """Found by these tests: with no request longer than one token there is no TPOT; its NaN
+    percentile failed every capacity probe ("the cluster misses the SLO even at a tiny fraction of
+    the trace's rate"), and a NaN figure was written into --json as the bare token NaN, which
+    strict JSON parsers refuse. No TPOT to measure now misses nothing, and undefined figures
+    are written as null."""
+    path = tmp_path / "classify.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": 400 * k, "input_length": 150 + 20 * (k % 5),
+                                        "output_length": 1}) + "\n" for k in range(30)), encoding="utf-8")
+    out = tmp_path / "c.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "joulescale.cli", "twin", "compare", "--trace", str(path), "--duration", "5",
+         "--gpus", "8", "--prefill-instances", "1", "--no-cache", "--policies", "static-max,joulescale,oracle",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in strict JSON")
+
+    doc = json.loads(out.read_text(encoding="utf-8"), parse_constant=refuse)
+    entry = doc["policies"]["static-max"]
+    assert entry["tpot_ms_at_percentile"] is None
+    assert entry["ttft_ms_at_percentile"] > 0
+    assert entry["slo_attainment"] == 1.0
+    assert doc["config"]["capacity_requests_per_second"] > 0
