@@ -17,6 +17,7 @@ from joulescale.twin.report import (
     BASELINE,
     SLO_TOLERANCE_POINTS,
     conclusion,
+    preamble,
     savings,
     slo_holding,
     slo_verdict,
@@ -190,3 +191,16 @@ def test_the_plots_are_four_png_files_of_the_comparison(real: Comparison, tmp_pa
         pixels = image.imread(path)[..., :3]
         coloured = (abs(pixels[..., 0] - pixels[..., 1]) + abs(pixels[..., 1] - pixels[..., 2]) > 0.2).sum()
         assert coloured > 500, path.name  # series were drawn: empty axes are black on white
+
+
+def test_the_preamble_states_the_window_the_load_and_the_cluster(real: Comparison) -> None:
+    text = preamble(real)
+    first, second = text.splitlines()
+    assert first.startswith(f"trace azure-code: 10 s simulated window (--duration), {len(real.requests)} requests ")
+    assert f"load 0.67 x static-max capacity {real.capacity.requests_per_second:.2f} req/s" in first
+    assert not first.endswith("(cached)")
+    assert "cluster: 8 GPUs, 1 prefill (TP4) + 1 decode (TP4) instances, h100-sxm-llama-70b-tp4" in second
+    assert "KV over infiniband; SLO P99 TTFT 600 ms / TPOT 100 ms; policy view: metrics" in second
+    assert "scrape every 50 ms + 10 ms delay" in second
+    cached = replace(real, capacity=replace(real.capacity, cached=True))
+    assert preamble(cached).splitlines()[0].endswith("(cached)")

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joulescale.twin import limits
+from joulescale.twin.trace_rows import jsonl_row
 from joulescale.twin.traces import (
     Trace,
     TraceError,
@@ -220,3 +221,13 @@ def test_an_explicit_utc_offset_in_a_timestamp_is_honoured() -> None:
             "2023-11-16 18:00:00.0+00:00,5,5\n"
             "2023-11-16 19:30:00.0+01:00,6,6\n")
     assert [r.arrival_s for r in parse_azure_csv(text, "tz.csv").requests] == [0.0, 1800.0]
+
+
+@FAST
+@given(stamp=st.one_of(st.integers(0, 2**53), st.floats(0.0, 1e12)), prompt=st.integers(1, 5_000_000),
+       output=st.integers(1, 5_000_000), extra=st.dictionaries(st.sampled_from(("hash_ids", "note", "model")),
+                                                                st.lists(st.integers(0, 99), max_size=3)))
+def test_a_valid_json_row_reads_back_as_written_whatever_else_it_carries(
+        stamp: float, prompt: int, output: int, extra: dict[str, list[int]]) -> None:
+    line = json.dumps({**extra, "output_length": output, "timestamp": stamp, "input_length": prompt})
+    assert jsonl_row(line, 7) == (float(stamp) / 1000.0, prompt, output, 7)
