@@ -133,3 +133,14 @@ def test_routers_are_known_by_name_and_ecoroute_routes_decode_only() -> None:
         Routers("capacity-weighted", "random")
     with pytest.raises(ValueError, match="unknown router"):
         simulate([TraceRequest(0.0, 10, 2)], small_cluster(1, 1, prefill_router="nearest"), fixed_control(TOP, TOP))
+
+
+def test_each_prefill_instance_has_its_own_kv_link() -> None:
+    """Two prompts prefilled side by side on two instances send their KV caches in parallel."""
+    p = profile()
+    window = [TraceRequest(1.0, 4000, 2), TraceRequest(1.0, 4000, 2)]
+    run = simulate(window, small_cluster(2, 1), fixed_control(TOP, TOP))
+    a, b = run.requests
+    assert a.prefill_done_s == b.prefill_done_s  # one each, at once
+    assert a.first_token_s == b.first_token_s == pytest.approx(
+        a.prefill_done_s + kv_medium("infiniband").transfer_s(4000, p.kv_bytes_per_token))

@@ -231,3 +231,28 @@ def test_a_valid_json_row_reads_back_as_written_whatever_else_it_carries(
         stamp: float, prompt: int, output: int, extra: dict[str, list[int]]) -> None:
     line = json.dumps({**extra, "output_length": output, "timestamp": stamp, "input_length": prompt})
     assert jsonl_row(line, 7) == (float(stamp) / 1000.0, prompt, output, 7)
+
+
+@FAST
+@given(rows=_ROWS, start_fraction=st.floats(0.0, 1.0), length=st.floats(1.0, 3.5), scale=st.floats(0.5, 4.0))
+def test_a_window_from_any_start_wraps_to_the_trace_beginning_in_order(
+        rows: list[tuple[int, int, int]], start_fraction: float, length: float, scale: float) -> None:
+    """From a random start (``--seed``), the window takes the requests after it, then the trace
+    again from its first request, one mean gap after the last: the requests in cyclic order."""
+    trace = _trace(rows)
+    start_s = trace.duration_s * start_fraction
+    duration_s = length * trace.duration_s / scale
+    window = scaled_window(trace, scale, duration_s, start_s)
+    n = len(trace.requests)
+    first = next((i for i, r in enumerate(trace.requests) if r.arrival_s >= start_s), n)
+    expected = [trace.requests[(first + k) % n] for k in range(len(window))]
+    assert [(r.prompt_tokens, r.output_tokens) for r in window] == [(r.prompt_tokens, r.output_tokens)
+                                                                   for r in expected]
+    arrivals = [r.arrival_s for r in window]
+    assert arrivals == sorted(arrivals)
+    assert all(0.0 <= t < duration_s * (1 + 1e-12) for t in arrivals)
+    period = trace.duration_s + 1.0 / trace.requests_per_second
+    for k, request in enumerate(window):
+        tiles = (first + k) // n
+        source_s = tiles * period + trace.requests[(first + k) % n].arrival_s
+        assert request.arrival_s == pytest.approx((source_s - start_s) / scale, abs=1e-6)
