@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from joulescale.control.clocks import allowed_clocks_mhz, levels_mhz
 from joulescale.control.observation import Phase
-from joulescale.control.policy import Slo
+from joulescale.control.policy import ClockBounds, Slo
 from joulescale.profiles import physics
-from joulescale.twin.capacity import find_capacity_scale
+from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
 from joulescale.twin.compare import STATIC_BEST_LEVELS, choose_static_best, compare
 from joulescale.twin.kv_transfer import kv_medium
 from joulescale.twin.limits import SettingError
@@ -179,3 +179,29 @@ def test_the_split_chosen_is_the_one_of_highest_capacity_and_a_comparison_repeat
     first_doc.pop("wall_s")
     again_doc.pop("wall_s")
     assert first_doc == again_doc
+
+
+def test_the_capacity_cache_is_reused_exactly_when_nothing_that_changes_capacity_changed(tmp_path: Path) -> None:
+    """Not claimed: that the scrape settings, which static-max never uses, keep the cache (they
+    are in the key, so a new scrape period searches the capacity again; a cost, not an error)."""
+    base = CompareSettings(trace="azure-conv", duration_s=10.0, gpus=8, prefill_instances=1, policies=("static-max",),
+                           cache_dir=tmp_path)
+    assert not compare(base).capacity.cached
+    same_capacity = [replace(base, load=0.4), replace(base, policies=("static-max", "joulescale")),
+                     replace(base, view="rich")]
+    for settings_ in same_capacity:
+        assert compare(settings_).capacity.cached, settings_
+    other_capacity = [replace(base, slo=Slo(300.0, 100.0, 99)), replace(base, kv_medium="nvme"),
+                      replace(base, power_limit_watts=500.0), replace(base, seed=3),
+                      replace(base, bounds=ClockBounds(900, 1500))]
+    for settings_ in other_capacity:
+        assert not compare(settings_).capacity.cached, settings_
+
+
+def test_two_caches_sharing_a_file_keep_each_others_entries(tmp_path: Path) -> None:
+    first, second = CapacityCache(tmp_path), CapacityCache(tmp_path)
+    first.put("a" * 24, Capacity(1.0, 2.0, 3))
+    second.put("b" * 24, Capacity(4.0, 5.0, 6))
+    fresh = CapacityCache(tmp_path)
+    assert fresh.get("a" * 24) == Capacity(1.0, 2.0, 0, cached=True)
+    assert fresh.get("b" * 24) == Capacity(4.0, 5.0, 0, cached=True)
