@@ -181,7 +181,7 @@ def test_the_split_chosen_is_the_one_of_highest_capacity_and_a_comparison_repeat
     assert first_doc == again_doc
 
 
-def test_the_capacity_cache_is_reused_exactly_when_nothing_that_changes_capacity_changed(tmp_path: Path) -> None:
+def test_the_capacity_cache_is_reused_across_what_leaves_capacity_alone_and_not_across_what_changes_it(tmp_path: Path) -> None:
     """Not claimed: that the scrape settings, which static-max never uses, keep the cache (they
     are in the key, so a new scrape period searches the capacity again; a cost, not an error)."""
     base = CompareSettings(trace="azure-conv", duration_s=10.0, gpus=8, prefill_instances=1, policies=("static-max",),
