@@ -128,3 +128,16 @@ def test_an_empty_window_runs_and_summarises_without_dividing_by_zero() -> None:
     later = summarise(result, SLO, horizon_s=2.0)
     assert later.total_j == pytest.approx(later.prefill.idle_j + later.decode.idle_j)
     assert later.total_j > 0
+
+
+def test_a_request_measures_ttft_to_its_first_usable_token_and_tpot_over_the_rest() -> None:
+    request = SimRequest(0, 2.0, 100, 5)
+    request.first_token_s = 2.25
+    request.finish_s = 3.25
+    assert request.ttft_s == 0.25
+    assert request.tpot_s == 0.25  # 4 tokens after the first in 1 s
+    assert request.decode_tokens == 4
+    single = SimRequest(1, 2.0, 100, 1)
+    single.first_token_s = single.finish_s = 2.5
+    assert single.tpot_s == 0.0
+    assert single.decode_tokens == 0

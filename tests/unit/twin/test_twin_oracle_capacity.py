@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,24 @@ def test_an_unwritable_cache_directory_costs_only_a_new_search(tmp_path: Path) -
     assert cache.get(key) == Capacity(1.5, 3.0, 0, cached=True)  # still remembered in memory
     assert CapacityCache(blocker / "sub").get(key) is None
     assert not math.isnan(cache.get(key).rate_scale)  # type: ignore[union-attr]
+
+
+def test_a_hostile_cache_file_is_a_miss_at_once_never_a_hang(tmp_path: Path) -> None:
+    """A 200 MB sparse file, a named pipe (a read would block forever) and a directory in the
+    cache file's place: each is a miss, and a put replaces the pipe with a regular file."""
+    key = CapacityCache.key({"trace": "abc"})
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    with (huge / "capacity.json").open("wb") as handle:
+        handle.truncate(200 * 1024 * 1024)
+    assert CapacityCache(huge).get(key) is None
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    os.mkfifo(pipe / "capacity.json")
+    assert CapacityCache(pipe).get(key) is None
+    CapacityCache(pipe).put(key, Capacity(2.0, 3.0, 1))
+    assert (pipe / "capacity.json").is_file()
+    assert CapacityCache(pipe).get(key) == Capacity(2.0, 3.0, 0, cached=True)
+    folder = tmp_path / "folder"
+    (folder / "capacity.json").mkdir(parents=True)
+    assert CapacityCache(folder).get(key) is None
