@@ -119,17 +119,25 @@ def _profile(setting: str, name: str) -> GpuProfile:
         raise SettingError(setting, str(error)) from None
 
 
-def _capped(profile: GpuProfile, settings: CompareSettings) -> GpuProfile:
+def _capped(profile: GpuProfile, settings: CompareSettings, setting: str) -> GpuProfile:
     """The profile under ``power_limit_watts``, which must cover what the GPU draws at any clock
-    (the profile's own rule: idle power and each phase's floor stay under the cap)."""
+    (the profile's own rule: idle power and each phase's floor stay under the cap); ``setting``
+    names the profile's flag when its own limit is the one at fault."""
     watts = settings.power_limit_watts
-    if watts is None:
-        return profile
-    needed = max(profile.idle_power_watts, profile.prefill.power.floor_watts, profile.decode.power.floor_watts)
-    if watts < needed:
-        raise SettingError("power_limit_watts", f"power limit {watts:g} W is below the {needed:g} W that profile "
-                                                f"{profile.name} draws at its lowest clock")
-    return profile.model_copy(update={"power_limit_watts": watts})
+    if watts is not None:
+        needed = max(profile.idle_power_watts, profile.prefill.power.floor_watts, profile.decode.power.floor_watts)
+        if watts < needed:
+            raise SettingError("power_limit_watts", f"power limit {watts:g} W is below the {needed:g} W that "
+                                                    f"profile {profile.name} draws at its lowest clock")
+        profile = profile.model_copy(update={"power_limit_watts": watts})
+        setting = "power_limit_watts"
+    limit = profile.power_limit_watts
+    for phase, power in (("prefill", profile.prefill.power), ("decode", profile.decode.power)):
+        if limit <= power.floor_watts < power.fmax_watts:  # the cap would hold the phase at 0 MHz
+            raise SettingError(setting, f"power limit {limit:g} W leaves no clock for {phase} on profile "
+                                        f"{profile.name}: it draws {power.floor_watts:g} W at its lowest clock; "
+                                        "the limit must exceed it")
+    return profile
 
 
 def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, prefill_profile: GpuProfile) -> None:
@@ -149,7 +157,7 @@ def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, 
 def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
                  cache: CapacityCache) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
     """The given split, or the one whose static-max capacity is highest (ties: fewer prefill)."""
-    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings) \
+    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile") \
         if settings.prefill_profile else profile
     tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
     most = (settings.gpus - tp_decode) // tp_prefill
@@ -204,9 +212,9 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
 
 def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter) -> Comparison:
     started = clock()
-    profile = _capped(_profile("profile", settings.profile), settings)
+    profile = _capped(_profile("profile", settings.profile), settings, "profile")
     trace = load_trace(settings.trace)
-    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings) \
+    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile") \
         if settings.prefill_profile else profile
     _check_inputs(settings, trace, profile, prefill_profile)
     start_s = _window_start(trace, settings.seed)
@@ -214,6 +222,10 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache)
     rate_scale = capacity.rate_scale * settings.load
     window = scaled_window(trace, rate_scale, settings.duration_s, start_s)
+    if not window:  # a quiet stretch of a bursty trace: there is nothing to measure
+        raise SettingError("duration_s", f"the {settings.duration_s:g} s window from {start_s:.1f} s of trace "
+                                         f"{trace.name} holds no request at load {settings.load:g}; lengthen "
+                                         "the duration or pick another seed")
     runs: dict[str, RunResult] = {}
     static_best: dict[Phase, int] = {}
     for name in settings.policies:

@@ -132,6 +132,14 @@ def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> Ru
 
 
 def meets_slo(summary: RunSummary, slo: Slo) -> bool:
-    """Both latencies at the SLO percentile within their targets, and every request served."""
+    """Both latencies at the SLO percentile within their targets, and every request served.
+
+    A latency no request has (NaN: no request at all, or none longer than one token for TPOT)
+    misses nothing."""
     return (summary.finished == summary.requests
-            and summary.ttft_ms_at_percentile <= slo.ttft_ms and summary.tpot_ms_at_percentile <= slo.tpot_ms)
+            and _within(summary.ttft_ms_at_percentile, slo.ttft_ms)
+            and _within(summary.tpot_ms_at_percentile, slo.tpot_ms))
+
+
+def _within(latency_ms: float, target_ms: float) -> bool:
+    return math.isnan(latency_ms) or latency_ms <= target_ms

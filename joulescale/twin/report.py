@@ -107,7 +107,19 @@ def to_json(comparison: Comparison) -> dict[str, object]:
             "below_floor": verdict[1],
             "cheapest_online": next((n for n in verdict[0] if n in _online()), None),
         }
-    return doc
+    return _strict(doc)  # type: ignore[return-value]
+
+
+def _strict(value: object) -> object:
+    """Undefined figures (NaN, e.g. the TPOT of a window of one-token answers) as null: strict
+    JSON has no NaN, and parsers other than Python's refuse the bare token."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value
 
 
 def _online() -> set[str]:

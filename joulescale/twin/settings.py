@@ -61,6 +61,9 @@ class CompareSettings:
         unknown = [p for p in self.policies if p not in known]
         if unknown or not self.policies:
             raise SettingError("policies", f"unknown policies {unknown}; known: {', '.join(known)}")
+        twice = sorted({p for p in self.policies if self.policies.count(p) > 1})
+        if twice:  # each policy is one run, one table row and one JSON key
+            raise SettingError("policies", f"{', '.join(twice)} listed more than once")
         bounded_float("load", self.load, 0.0, limits.MAX_LOAD, low_open=True)
         bounded_float("duration_s", self.duration_s, 0.0, limits.MAX_DURATION_S, low_open=True)
         bounded_int("gpus", self.gpus, 2, limits.MAX_GPUS)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from joulescale.twin import limits
 
@@ -44,9 +44,15 @@ def iso_seconds(cell: str) -> float:
     stamp = cell.strip()
     if not stamp.isascii():
         raise ValueError(f"TIMESTAMP must be an ISO date and time, got {shown(stamp)}")
-    # Python < 3.12 accepts at most 6 fractional digits; the trace has 7.
-    head, dot, fraction = stamp.partition(".")
-    return datetime.fromisoformat(head + (dot + fraction[:6] if dot else "")).timestamp()
+    # Python < 3.12 accepts at most 6 fractional digits; the trace has 7 (an offset may follow them).
+    head, dot, rest = stamp.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        stamp = head + dot + rest[:min(digits, 6)] + rest[digits:]
+    moment = datetime.fromisoformat(stamp)
+    if moment.tzinfo is None:  # one clock for naive stamps, not the machine's (no daylight-saving jumps)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 class _Refused(ValueError):

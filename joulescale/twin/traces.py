@@ -99,7 +99,8 @@ def _finish(name: str, raw: list[Row]) -> Trace:
 
 def _check_shape(text: str, origin: str) -> None:
     """The line count and line length caps, before any parsing."""
-    if text.count("\n") >= limits.MAX_TRACE_LINES:
+    lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)  # the last may lack its newline
+    if lines > limits.MAX_TRACE_LINES:
         raise TraceError(origin, [f"line {limits.MAX_TRACE_LINES + 1}: more than {limits.MAX_TRACE_LINES} "
                                   "lines; cut the trace to the part to replay"])
     for number, content in enumerate(text.split("\n"), start=1):
