@@ -127,7 +127,8 @@ class ReadyClock:
             worst = self._worst_batches()
 
             def worst_s(clock_mhz: int) -> float:
-                return max(b.queued_s + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
+                return max(self._queued_at(b, clock_mhz)
+                           + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
                            for b in worst)
 
             index = lowest_feasible_index(clocks, worst_s, budget_s)
@@ -146,6 +147,18 @@ class ReadyClock:
         self._severity_version = ended.version
         top_mhz = self.context.allowed_mhz[-1]
         for batch in itertools.islice(batches, len(batches) - fresh, None):
-            self._severity.append(batch.queued_s + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
+            self._severity.append(self._queued_at(batch, top_mhz)
+                                  + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
         ranked = heapq.nlargest(_WORST_BATCHES, range(len(batches)), key=self._severity.__getitem__)
         return [batches[i] for i in ranked]
+
+    def _queued_at(self, batch: EndedBatch, clock_mhz: int) -> float:
+        """The batch's queueing had the step before it run at ``clock_mhz``: it queued behind a
+        step at the clock then in force, whose time scales with the clock like any batch's."""
+        if batch.queued_s <= 0.0 or batch.clock_mhz <= 0 or batch.clock_mhz == clock_mhz:
+            return batch.queued_s
+        offline = self._offline
+        then_s = offline.prefill_s(batch.tokens, batch.squared_tokens, batch.clock_mhz)
+        if then_s <= 0.0:
+            return batch.queued_s
+        return batch.queued_s * offline.prefill_s(batch.tokens, batch.squared_tokens, clock_mhz) / then_s
