@@ -9,6 +9,8 @@ recorder (vLLM dialect) and the agent's observation builder, as the agent and th
 
 from __future__ import annotations
 
+import pytest
+
 from joulescale.control import Observation, make_policy
 from joulescale.engines.dialects import VLLM
 from joulescale.engines.observe import ObservationBuilder
@@ -51,17 +53,18 @@ def test_the_builder_reports_the_queueing_of_ended_batches_while_the_gauges_show
     page = _VllmPrefillPage()
     page.idle_scrape(1980)
     seen = page.batch([(1000, 0.22), (1000, 0.05)], step_s=0.1, clock_mhz=1980)
-    assert seen.waiting_requests == 0 and seen.running_requests == 0
+    assert seen.waiting_requests == 0
+    assert seen.running_requests == 0
     assert seen.oldest_wait_s is None  # nothing waits now
     # Both waits fall in vLLM's first bucket (up to 0.3 s): the mean below, their sum above.
-    assert seen.recorded_wait_s == 0.135
-    assert seen.recorded_wait_cap_s == 0.27
+    assert seen.recorded_wait_s == pytest.approx(0.135)
+    assert seen.recorded_wait_cap_s == pytest.approx(0.27)
     assert page.idle_scrape(1980).recorded_wait_s is None  # no request finished since
 
 
-def _blind_ready_clock(queued_s: float, tokens: int = 4000, batches: int = 40) -> tuple[int, int]:
-    """Batches of one long prompt, each queued ``queued_s`` behind the step before it (at the
-    clock the policy set); returns (the clock the policy waits at, the clock batches ran at)."""
+def _blind_ready_clock(queued_s: float, tokens: int = 4000, batches: int = 40) -> int:
+    """Batches of one long prompt, each queued ``queued_s`` behind the step before it and run at
+    the clock the policy set; returns the clock the policy then waits at."""
     ctx = context(profile=TP4)
     policy = make_policy("joulescale", ctx)
     page = _VllmPrefillPage()
@@ -70,15 +73,15 @@ def _blind_ready_clock(queued_s: float, tokens: int = 4000, batches: int = 40) -
         step_s = ph.prefill_latency_s(TP4, [tokens], clock)
         policy.decide(page.batch([(tokens, queued_s)], step_s, clock))
         clock = policy.decide(page.idle_scrape(clock)).sm_clock_mhz
-    return clock, clock
+    return clock
 
 
 def test_a_queue_seen_only_in_vllm_histograms_keeps_the_blind_clock_within_ttft() -> None:
     """The request queued 0.25 s behind the step before; the policy, blind to batches in
     flight, waits at the clock the next such batch runs at: queue plus prefill must fit."""
     ctx = context(profile=TP4)
-    calm, _ = _blind_ready_clock(0.0)
-    queued, _ = _blind_ready_clock(0.25)
+    calm = _blind_ready_clock(0.0)
+    queued = _blind_ready_clock(0.25)
     assert queued > calm
     assert 0.25 + ph.prefill_latency_s(TP4, [4000], calm) > ctx.ttft_budget_s  # the queue-blind clock misses
     # The queueing ran behind a step at the clock the batches ran at (``queued`` itself once it
