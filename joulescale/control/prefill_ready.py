@@ -38,22 +38,30 @@ class ReactionTime:
     Engine hook: the policy decides as the batch starts, so only the settle time. Metrics-only:
     vLLM V1 and SGLang publish a prefill instance's gauges at step boundaries, so a batch that
     starts on an idle instance shows only once it is done: never in time. An engine whose gauges
-    do show a batch in flight (running requests while one runs) is seen at the next scrape, up to
-    one scrape interval later (learnt from the observations, capped, so one stalled scrape does
-    not inflate it).
+    do show a batch in flight is seen at the next scrape, up to one scrape interval later (learnt
+    from the observations, capped, so one stalled scrape does not inflate it).
+
+    Gauges count as live only once a batch shows running with no step ended since a scrape that
+    showed nothing running: under step-end gauges the running count rises only as a step ends.
+    A running request at a step end (vLLM: the rest of a prompt longer than the token budget)
+    says nothing about the next batch that starts on an idle instance.
     """
 
     def __init__(self, settle_s: float) -> None:
         self.settle_s = settle_s
         self.scrape_interval_s = DEFAULT_SCRAPE_INTERVAL_S
         self.batches_visible = False
-        """Whether the engine's gauges have shown a prefill batch in flight."""
+        """Whether the engine's gauges have shown a prefill batch in flight as it started."""
+        self._nothing_running = False
+        """The previous scrape showed no request running."""
 
     def update(self, observation: Observation) -> None:
         if observation.queue is not None:
             return
-        if observation.running_requests > 0:
+        running = observation.running_requests > 0
+        if running and self._nothing_running and observation.iterations_delta == 0:
             self.batches_visible = True
+        self._nothing_running = not running
         if observation.interval_s > 0:
             sample = min(observation.interval_s, _MAX_SCRAPE_INTERVAL_S)
             self.scrape_interval_s += _INTERVAL_WEIGHT * (sample - self.scrape_interval_s)

@@ -44,6 +44,14 @@ class _VllmPrefillPage:
         self.now_s += 0.01
         return self.builder.build(self.recorder.sample(), self.now_s, clock_mhz)
 
+    def first_chunk(self, tokens: int, step_s: float, clock_mhz: int) -> Observation:
+        """A step that prefilled the first ``tokens`` of a longer prompt: it still runs."""
+        self.now_s += step_s
+        self.recorder.step_ended(scheduled_tokens=tokens, prompt_tokens=0, generated_tokens=0, itl_tokens=0,
+                                 step_s=step_s, running=1, waiting=0, kv_tokens=tokens, decode=False)
+        self.now_s += 0.01
+        return self.builder.build(self.recorder.sample(), self.now_s, clock_mhz)
+
     def idle_scrape(self, clock_mhz: int) -> Observation:
         self.now_s += 0.05
         return self.builder.build(self.recorder.sample(), self.now_s, clock_mhz)
@@ -62,13 +70,20 @@ def test_the_builder_reports_the_queueing_of_ended_batches_while_the_gauges_show
     assert page.idle_scrape(1980).recorded_wait_s is None  # no request finished since
 
 
-def _blind_ready_clock(queued_s: float, tokens: int = 4000, batches: int = 40) -> int:
+def _blind_ready_clock(queued_s: float, tokens: int = 4000, batches: int = 40, chunked_first: bool = False) -> int:
     """Batches of one long prompt, each queued ``queued_s`` behind the step before it and run at
-    the clock the policy set; returns the clock the policy then waits at."""
+    the clock the policy set; returns the clock the policy then waits at. ``chunked_first``: the
+    instance first prefilled a prompt longer than the token budget, in two steps."""
     ctx = context(profile=TP4)
     policy = make_policy("joulescale", ctx)
     page = _VllmPrefillPage()
     clock = policy.decide(page.idle_scrape(ctx.allowed_mhz[-1])).sm_clock_mhz
+    if chunked_first:
+        budget = ctx.token_budget
+        policy.decide(page.first_chunk(budget, ph.prefill_latency_s(TP4, [budget], clock), clock))
+        policy.decide(page.idle_scrape(clock))
+        policy.decide(page.batch([(budget + 2000, 0.0)], ph.prefill_latency_s(TP4, [2000], clock), clock))
+        clock = policy.decide(page.idle_scrape(clock)).sm_clock_mhz
     for _ in range(batches):
         step_s = ph.prefill_latency_s(TP4, [tokens], clock)
         policy.decide(page.batch([(tokens, queued_s)], step_s, clock))
@@ -87,3 +102,13 @@ def test_a_queue_seen_only_in_vllm_histograms_keeps_the_blind_clock_within_ttft(
     # The queueing ran behind a step at the clock the batches ran at (``queued`` itself once it
     # settled): at that clock the request's TTFT fits the budget.
     assert 0.25 + ph.prefill_latency_s(TP4, [4000], queued) <= ctx.ttft_budget_s
+
+
+def test_the_rest_of_a_chunked_prompt_running_at_a_step_end_does_not_make_the_queue_ignored() -> None:
+    """vLLM shows the rest of a prompt longer than the token budget as running at a step end.
+    That is no sign that the gauges show batches as they start: the policy stays blind to the
+    next batch on an idle instance and keeps counting the queueing its histograms record."""
+    ctx = context(profile=TP4)
+    # More batches than the policy's windows hold: the long prompt itself is forgotten.
+    after_chunks = _blind_ready_clock(0.25, batches=300, chunked_first=True)
+    assert 0.25 + ph.prefill_latency_s(TP4, [4000], after_chunks) <= ctx.ttft_budget_s
