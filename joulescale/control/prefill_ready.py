@@ -170,3 +170,24 @@ class ReadyClock:
         if then_s <= 0.0:
             return batch.queued_s
         return batch.queued_s * offline.prefill_s(batch.tokens, batch.squared_tokens, clock_mhz) / then_s
+
+    def successor_mhz(self, waited_s: float, started_mhz: int, raised_after_s: float) -> int:
+        """Blind, a step just ended after ``waited_s``: what arrived during it runs now in the
+        batch that followed, at ``started_mhz``, having waited up to that long. The lowest clock
+        that, settled ``raised_after_s`` into that batch, still serves a lone prompt of the ready
+        quantile in it within the budget (the top clock when none does)."""
+        long = self._lengths.tokens_at(self.context.settings.joulescale.ready_quantile, READY_MIN_PROMPTS)
+        tokens = max(1, self.context.token_budget if long is None else long)
+        squared = float(tokens * tokens)
+        predictors = self._predictors
+        started_s = max(p.prefill_s(tokens, squared, started_mhz) for p in predictors)
+
+        def latency_s(clock_mhz: int) -> float:
+            if started_s <= raised_after_s:
+                return started_s
+            at_clock_s = max(p.prefill_s(tokens, squared, clock_mhz) for p in predictors)
+            return raised_after_s + (1.0 - raised_after_s / started_s) * at_clock_s
+
+        clocks = self.context.allowed_mhz
+        index = lowest_feasible_index(clocks, latency_s, self.context.ttft_budget_s - waited_s)
+        return clocks[-1 if index is None else index]

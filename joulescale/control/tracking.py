@@ -196,6 +196,12 @@ class EndedBatches:
         alone = steps == 1 and not observation.waiting_requests
         self._step_s = observation.mean_iteration_s if alone else None
 
+    @property
+    def last_step_s(self) -> float | None:
+        """The step that ended alone since the previous scrape, when nothing was seen waiting
+        after it: every request of the batch that follows arrived during it."""
+        return self._step_s
+
     def _queued_s(self, observation: Observation, steps: int) -> float:
         low = observation.recorded_wait_s
         if low is None:

@@ -30,9 +30,11 @@ class _VllmPrefillPage:
         self.builder = ObservationBuilder("prefill")
         self.now_s = 0.0
 
-    def batch(self, prompts: list[tuple[int, float]], step_s: float, clock_mhz: int) -> Observation:
-        """A step that prefilled ``prompts`` (tokens, queue time) and ended; then a scrape."""
-        self.now_s += step_s
+    def batch(self, prompts: list[tuple[int, float]], step_s: float, clock_mhz: int,
+              scraped_s: float = 0.0) -> Observation:
+        """A step that prefilled ``prompts`` (tokens, queue time) and ended; then a scrape.
+        ``scraped_s``: how much of the step the scrapes before this one already covered."""
+        self.now_s += step_s - scraped_s
         for tokens, queued_s in prompts:
             self.recorder.first_token(queued_s + step_s)
             self.recorder.request_finished(prompt_tokens=tokens, generated_tokens=1, queue_s=queued_s,
@@ -112,3 +114,33 @@ def test_the_rest_of_a_chunked_prompt_running_at_a_step_end_does_not_make_the_qu
     # More batches than the policy's windows hold: the long prompt itself is forgotten.
     after_chunks = _blind_ready_clock(0.25, batches=300, chunked_first=True)
     assert 0.25 + ph.prefill_latency_s(TP4, [4000], after_chunks) <= ctx.ttft_budget_s
+
+
+def test_a_long_step_seen_ended_raises_the_clock_for_the_batch_that_followed_it() -> None:
+    """Blind, the scrape that shows a step ended after 0.35 s is the first sign of the batch that
+    followed it: what arrived meanwhile runs now, already 0.35 s late, at the clock in force. A
+    clock set now settles within that batch, so the policy raises it (urgently) to one that
+    still serves a long prompt there."""
+    ctx = context(profile=TP4)
+    policy = make_policy("joulescale", ctx)
+    page = _VllmPrefillPage()
+    clock = policy.decide(page.idle_scrape(ctx.allowed_mhz[-1])).sm_clock_mhz
+    for _ in range(40):
+        policy.decide(page.batch([(1000, 0.0)], ph.prefill_latency_s(TP4, [1000], clock), clock))
+        clock = policy.decide(page.idle_scrape(clock)).sm_clock_mhz
+    waited_s = 0.35
+    for _ in range(6):  # scrapes every 50 ms while the step runs show nothing new
+        assert policy.decide(page.idle_scrape(clock)).sm_clock_mhz == clock
+    ended = page.batch([(2000, 0.0)], waited_s, clock, scraped_s=0.3)
+    decision = policy.decide(ended)
+    # At the calm clock a 2000-token prompt (the longest seen) 0.35 s late would miss.
+    assert waited_s + ph.prefill_latency_s(TP4, [2000], clock) > ctx.ttft_budget_s
+    assert decision.urgent
+    raised = decision.sm_clock_mhz
+    # Started at the calm clock, raised once the scrape was seen and the clock settled: in time.
+    at_calm_s = ph.prefill_latency_s(TP4, [2000], clock)
+    reaction_s = ended.interval_s + TP4.clock_settle_ms / 1000.0
+    served_s = reaction_s + (1 - reaction_s / at_calm_s) * ph.prefill_latency_s(TP4, [2000], raised)
+    assert waited_s + served_s <= ctx.ttft_budget_s
+    # The next scrape shows nothing new: back to the calm clock (the governor holds it a while).
+    assert policy.decide(page.idle_scrape(raised)).sm_clock_mhz == clock
