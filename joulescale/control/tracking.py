@@ -114,6 +114,8 @@ class PromptLengthQuantile:
         self.quantile = quantile
         self._last_arrival_s = float("-inf")
         self._cached: int | None = None
+        self._ordered: list[int] | None = None
+        """The window sorted, until the next prompt (scrapes ask far more often than prompts end)."""
 
     def update(self, observation: Observation) -> None:
         if observation.queue is not None:
@@ -129,6 +131,7 @@ class PromptLengthQuantile:
     def _add(self, tokens: int) -> None:
         self._tokens.append(tokens)
         self._cached = None
+        self._ordered = None
 
     @property
     def tokens(self) -> int | None:
@@ -141,7 +144,9 @@ class PromptLengthQuantile:
         """Another quantile of the same window; None until it holds ``min_samples`` prompts."""
         if len(self._tokens) < max(1, min_samples):
             return None
-        ordered = sorted(self._tokens)
+        if self._ordered is None:
+            self._ordered = sorted(self._tokens)
+        ordered = self._ordered
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
