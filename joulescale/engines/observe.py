@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from joulescale.engines.histogram import Histogram
 from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.sample import EngineSample
-from joulescale.engines.substitutes import decode_steps, longest_wait_s, prefill_step_s
+from joulescale.engines.substitutes import decode_steps, longest_wait_cap_s, longest_wait_s, prefill_step_s
 
 
 def _delta(now: float | None, before: float | None) -> int:
@@ -59,6 +59,7 @@ class ObservationBuilder:
         kv_usage = _fraction(sample.kv_cache_usage)
         context_tokens = int(kv_usage * sample.kv_capacity_tokens) if sample.kv_capacity_tokens else 0
         running = max(sample.running_requests, 0)
+        recorded_wait_s = longest_wait_s(queue)
         observation = Observation(
             phase=self.phase,
             now_s=now_s,
@@ -77,7 +78,9 @@ class ObservationBuilder:
             preemptions_delta=_delta(sample.preemptions_total, before.preemptions_total if before else None),
             interval_s=now_s - prev.at_s if prev is not None else 0.0,
             mean_iteration_s=self._mean_iteration_s(sample, before, itl, queue),
-            oldest_wait_s=longest_wait_s(queue) if sample.waiting_requests > 0 else None,
+            oldest_wait_s=recorded_wait_s if sample.waiting_requests > 0 else None,
+            recorded_wait_s=recorded_wait_s,
+            recorded_wait_cap_s=longest_wait_cap_s(queue),
         )
         self._previous = _Previous(sample, now_s)
         return observation
