@@ -7,8 +7,11 @@ The profile's latency at f_max is linear in its coefficients (joulescale.profile
 
 so the fit is a non-negative least squares over a grid of batches and lengths, each row divided
 by the database's time (it minimises relative, not absolute, error: a 40 ms prefill matters as
-much as a 4 s one). The error is then measured through the physics functions on the written
-profile itself (rounded coefficients included), so the reported error is the twin's.
+much as a 4 s one). The database's kernels ran at the GPU's default clock under its board power
+limit, which is what the profile calls "asking for f_max": where the profile's power model puts
+the power-cap clock below f_max (an H200 prefill), t(f_max) is the database's time divided by
+the physics' slowdown at that clock. The error is then measured through the physics functions on
+the written profile itself (rounded coefficients included), so the reported error is the twin's.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ PREFILL_GRID: tuple[tuple[int, int], ...] = (
 )
 """(prompts, tokens each) of one prefill batch: single prompts up to 16k, and mixed batches."""
 DECODE_GRID: tuple[tuple[int, int], ...] = tuple(
-    (b, k) for b in (1, 8, 32, 64, 128, 256) for k in (512, 2048, 8192)
+    (b, k) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) for k in (512, 2048, 8192)
 )
 """(sequences, context tokens each) of one decode step; points that do not fit in memory drop out."""
 
@@ -102,6 +105,18 @@ def profile_ms(profile: GpuProfile, phase: str, batch: int, tokens: int) -> floa
     return 1000.0 * physics.decode_latency_s(profile, batch, batch * (tokens + 1), f_max)
 
 
+def _slowdown(profile: GpuProfile, phase: str, batch: int, tokens: int) -> float:
+    """t(asked f_max) / t(f_max): above 1 where the power cap lowers the clock the GPU runs."""
+    f_max = profile.max_sm_clock_mhz
+    if phase == "prefill":
+        s = physics.prefill_sensitivity(profile, batch * tokens)
+        f = physics.effective_clock_mhz(profile, "prefill", f_max)
+    else:
+        s = physics.decode_sensitivity(profile, batch)
+        f = physics.effective_clock_mhz(profile, "decode", f_max)
+    return 1.0 + s * (f_max / f - 1.0)
+
+
 def _errors(profile: GpuProfile, phase: str, points: list[tuple[int, int, float]]) -> PhaseFit:
     errors = [abs(profile_ms(profile, phase, b, n) - ms) / ms for b, n, ms in points]
     return PhaseFit(len(errors), statistics.median(errors), max(errors))
@@ -114,10 +129,6 @@ def generate(
     """Fit the latency, derive the KV fields, take the rest from ``hardware``."""
     prefill_points = _measure(database, "prefill")
     decode_points = _measure(database, "decode")
-    prefill = fit_nonnegative([(1.0, b * n, b * n * n) for b, n, _ in prefill_points],
-                              [ms for *_, ms in prefill_points])
-    decode = fit_nonnegative([(1.0, b, b * (n + 1)) for b, n, _ in decode_points],
-                             [ms for *_, ms in decode_points])
     derivation = KvCapacityDerivation(weight_bytes=architecture.weight_bytes,
                                       gpu_memory_utilization=GPU_MEMORY_UTILIZATION, reserved_mib=RESERVED_MIB)
     kv_tokens = derive_kv_capacity_tokens(hardware.gpu_memory_mib, tensor_parallel_size,
@@ -125,7 +136,7 @@ def generate(
     if kv_tokens <= 0:
         raise ValueError(f"{model_name} does not fit in {tensor_parallel_size} x {hardware.gpu_memory_mib} MiB")
 
-    def build(latency_citation: str) -> GpuProfile:
+    def build(prefill: Sequence[float], decode: Sequence[float], latency_citation: str) -> GpuProfile:
         return GpuProfile(
             schema_version=1, name=name,
             description=(f"{model_name} (BF16) on {tensor_parallel_size}x {hardware.gpu_product}, tensor parallel "
@@ -164,10 +175,16 @@ def generate(
     grid = (f"fitted at f_max by non-negative least squares on relative error over {len(prefill_points)} "
             f"prefill points (batch 1-8, 128-16384 tokens each) and {len(decode_points)} decode points "
             f"(batch 1-256, context 512-8192 tokens each)")
-    draft = build(f"{database.label}; {grid}.")
+    unit = build((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), "-")
+    prefill = fit_nonnegative([(1.0, b * n, b * n * n) for b, n, _ in prefill_points],
+                              [ms / _slowdown(unit, "prefill", b, n) for b, n, ms in prefill_points])
+    decode = fit_nonnegative([(1.0, b, b * (n + 1)) for b, n, _ in decode_points],
+                             [ms / _slowdown(unit, "decode", b, n) for b, n, ms in decode_points])
+    draft = build(prefill, decode, "-")
     prefill_fit, decode_fit = _errors(draft, "prefill", prefill_points), _errors(draft, "decode", decode_points)
-    profile = build(f"{database.label}; {grid}. Fit error: prefill {prefill_fit.text()}; decode "
-                    f"{decode_fit.text()}. Command: {command}")
+    citation = (f"{database.label}; {grid}. Fit error: prefill {prefill_fit.text()}; decode {decode_fit.text()}. "
+                f"Command: {command}")
+    profile = build(prefill, decode, citation)
     return Generated(profile, prefill_fit, decode_fit)
 
 

@@ -2,7 +2,8 @@
 
 ``joulescale profile generate --power-from`` takes these from a full profile (a shipped or a
 measured one) or from a hardware file that holds only them, each with its sources. Sources that
-back only latency or KV fields are dropped: the generated profile cites the database for those.
+back latency or KV fields lose them (a source left with none is dropped): the generated profile
+cites the database and the model's config for those.
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ class Hardware(_Strict):
     """Where these numbers were read from (a profile's name or a file); filled in by the loader."""
 
 
-def _keeps(source: Source) -> bool:
-    """A source stays unless every field it backs is a latency or model-size field."""
+def _hardware_part(source: Source) -> Source | None:
+    """The source narrowed to the hardware fields it backs; None when it backs none."""
     fields = [f.strip() for f in source.fields.split(",") if f.strip()]
-    return not fields or not all(any(tag in f for tag in _LATENCY_OR_MODEL_ONLY) for f in fields)
+    kept = [f for f in fields if not any(tag in f for tag in _LATENCY_OR_MODEL_ONLY)]
+    if not kept:
+        return None
+    return source if kept == fields else Source(fields=", ".join(kept), citation=source.citation)
 
 
 def hardware_of(profile: GpuProfile) -> Hardware:
@@ -75,7 +79,7 @@ def hardware_of(profile: GpuProfile) -> Hardware:
         **{name: getattr(profile, name) for name in _HARDWARE_FIELDS},
         prefill=PrefillHardware(clock_sensitivity=profile.prefill.clock_sensitivity, power=profile.prefill.power),
         decode=DecodeHardware(clock_sensitivity=profile.decode.clock_sensitivity, power=profile.decode.power),
-        source=tuple(s for s in profile.source if _keeps(s)) or profile.source,
+        source=tuple(part for part in map(_hardware_part, profile.source) if part is not None) or profile.source,
         origin=f"profile {profile.name}",
     )
 
