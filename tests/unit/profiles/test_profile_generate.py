@@ -146,3 +146,23 @@ def test_power_from_is_required_for_a_profile_that_is_not_shipped(tmp_path: Path
     assert main(argv, out=io.StringIO(), err=err) == 2
     assert "--power-from" in err.getvalue()
     assert not (tmp_path / "mine.yaml").exists()
+
+
+GENERATED_SHIPPED = ["h100-sxm-llama-70b-tp2", "h200-sxm-llama-70b-tp2", "h200-sxm-llama-70b-tp4",
+                     "h200-sxm-llama-8b-tp1"]
+CITED = ["prefill.latency", "decode.latency", "prefill.power", "decode.power", "prefill.clock_sensitivity",
+         "decode.clock_sensitivity", "sm_clocks", "memory_clock_mhz", "power_limit_watts", "idle_power_watts",
+         "clock_settle_ms", "gpu_memory_mib", "kv_bytes_per_token", "kv_capacity_tokens"]
+
+
+@pytest.mark.parametrize("name", GENERATED_SHIPPED)
+def test_every_field_of_a_generated_shipped_profile_cites_a_source(name: str) -> None:
+    profile = load_profile(name)
+    cited = {f.strip() for s in profile.source for f in s.fields.split(",")}
+    for field in CITED:
+        # "clock_sensitivity" alone backs both phases' sensitivities
+        assert field in cited or field.split(".")[-1] in cited, (name, field)
+    latency = next(s for s in profile.source if s.fields == "prefill.latency, decode.latency")
+    assert "AIConfigurator 0.12.0" in latency.citation
+    assert "vllm 0.24.0" in latency.citation
+    assert f"-o joulescale/profiles/data/{name}.yaml" in latency.citation

@@ -17,9 +17,13 @@ from joulescale.profiles import ProfileError, load_profile, load_profile_file, l
 
 SHIPPED = [
     "a100-sxm4-80gb-llama-8b-tp1",
+    "h100-sxm-llama-70b-tp2",
     "h100-sxm-llama-70b-tp4",
     "h100-sxm-llama-70b-tp8",
     "h100-sxm-llama-8b-tp1",
+    "h200-sxm-llama-70b-tp2",
+    "h200-sxm-llama-70b-tp4",
+    "h200-sxm-llama-8b-tp1",
 ]
 
 
@@ -38,7 +42,7 @@ def _set(document: dict[str, object], dotted: str, value: object) -> dict[str, o
     return document
 
 
-def test_the_four_design_profiles_are_shipped() -> None:
+def test_the_design_and_generated_profiles_are_shipped() -> None:
     assert profiles.list_profiles() == SHIPPED
 
 
