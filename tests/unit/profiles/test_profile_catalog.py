@@ -181,6 +181,8 @@ def test_too_many_files_are_bounded(tmp_path: Path) -> None:
 @pytest.mark.parametrize("written", ["8e-07", "8E-7", "8.0e-7", "0.8e-6", "+8e-07"])
 def test_exponent_floats_read_as_numbers_as_helm_writes_them(written: str) -> None:
     """PyYAML alone reads ``8e-07`` as a string: a profile rendered by Helm's toYaml would fail."""
-    text = yaml.safe_dump(_user("exp")).replace("per_token_squared_ms: 8.0e-07", f"per_token_squared_ms: {written}")
+    document = _user("exp")
+    document["prefill"]["latency"]["per_token_squared_ms"] = 8.0e-7
+    text = yaml.safe_dump(document).replace("per_token_squared_ms: 8.0e-07", f"per_token_squared_ms: {written}")
     assert written in text
     assert parse_profile(text).prefill.latency.per_token_squared_ms == pytest.approx(8e-7)
