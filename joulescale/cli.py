@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from joulescale.cli_paths import output_file, output_folder
+from joulescale.cli_profile import add_profile_commands, run_profile_command
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.engines.dialects import ENGINE_NAMES
 from joulescale.profiles.loader import ProfileError
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
     cmp.add_argument("--json", type=output_file, default=None, help="write the comparison as JSON")
     cmp.add_argument("--report", type=output_folder, default=None, help="write JSON, table, PNG plots and one self-contained HTML page (report.html) here")
+    add_profile_commands(commands)
     return parser
 
 
@@ -167,6 +169,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     try:
         if args.command == "twin" and args.twin_command == "compare":
             return _twin_compare(args, stdout)
+        if args.command == "profile" and args.profile_command == "generate":
+            return run_profile_command(args, list(argv) if argv is not None else sys.argv[1:], stdout)
     except SettingError as error:
         flag = _FLAGS.get(error.setting)
         print(one_line(f"joulescale: error: {f'argument {flag}: ' if flag else ''}{error}"), file=stderr)
