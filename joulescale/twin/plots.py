@@ -156,7 +156,8 @@ def _clock_over_time(comparison: Comparison) -> Plot:
                              squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         run: RunResult = comparison.runs[name]
-        for color, phase, instances in (("C0", "prefill", run.prefill), ("C1", "decode", run.decode)):
+        for color, phase, instances in (("C0", "prefill", run.prefill), ("C1", "decode", run.decode),
+                                        ("C2", "aggregated", run.aggregated)):
             if not instances:  # a topology without this phase
                 continue
             centres, means, lows, highs = binned_clock(instances[0].gpu.clock_trace, end_s, CLOCK_BINS)
@@ -183,7 +184,7 @@ def _time_at_clock(comparison: Comparison) -> Plot:
     clocks = sorted({mhz for s in comparison.summaries.values() for per in s.time_at_clock_s.values() for mhz in per}) or [0]
     norm = colors.Normalize(min(clocks), max(clocks)) if len(clocks) > 1 else colors.Normalize(clocks[0] - 1, clocks[0])
     cmap = plt.get_cmap("viridis")
-    phases = [p for p in ("prefill", "decode") if any(s.time_at_clock_s.get(p) for s in comparison.summaries.values())] or ["prefill", "decode"]
+    phases = [p for p in ("prefill", "decode", "aggregated") if any(s.time_at_clock_s.get(p) for s in comparison.summaries.values())] or ["prefill", "decode"]
     fig, axes = plt.subplots(1, len(phases), figsize=(10, 1.8 + 0.45 * len(names)), sharey=True,
                              layout="constrained", squeeze=False)
     for ax, phase in zip(axes[0], phases, strict=True):
