@@ -41,7 +41,7 @@ class _Control:
         if not isinstance(control.policy, AggregatedPolicy):
             raise TypeError("an aggregated instance needs the controller built with role='aggregated'")
         self.control = control
-        self.prefill_view = ObservationBuilder("prefill")
+        self.prefill_view = ObservationBuilder("prefill", colocated=True)
         self.decode_view = ObservationBuilder("decode")
 
 

@@ -228,3 +228,32 @@ def test_prefill_only_steps_match_the_prefill_model() -> None:
 def test_the_budget_must_hold_every_running_decode() -> None:
     with pytest.raises(ValueError, match="max_running"):
         AggregatedModel(PROFILE, 16, 1000, 64, 0.0)
+
+
+def test_the_colocated_prefill_view_reads_the_page_as_a_prefill_instance_would() -> None:
+    """vLLM's running gauge and cache hold the decodes too: the prefill side of an aggregated
+    instance sees the waiting prompts and one generated token per first token."""
+    from joulescale.engines.observe import ObservationBuilder
+
+    recorder = MetricsRecorder(dialect_for("vllm"), 100_000)
+    model = _model(budget=512, recorder=recorder)
+    prefill_view, decode_view = ObservationBuilder("prefill", colocated=True), ObservationBuilder("decode")
+    prefill_view.build(recorder.sample(), 0.0, MHZ)
+    decode_view.build(recorder.sample(), 0.0, MHZ)
+    for i in range(4):
+        model.enqueue(EngineRequest(i, 0.0, 300, 50), 0.0)
+    now_s = 0.0
+    for _ in range(6):
+        model.start_step(now_s)
+        now_s, _ = _step(model, now_s)
+    model.enqueue(EngineRequest(9, now_s, 300, 50), now_s)
+    sample = recorder.sample()
+    prefill, decode = prefill_view.build(sample, now_s, MHZ), decode_view.build(sample, now_s, MHZ)
+    assert decode.running_requests == 4
+    assert decode.context_tokens > 0
+    assert prefill.running_requests == 0
+    assert prefill.context_tokens == 0
+    first_tokens = sample.ttft.count if sample.ttft is not None else 0
+    assert prefill.generation_tokens_delta == first_tokens == 4
+    assert prefill.prompt_tokens_delta / prefill.generation_tokens_delta == 300  # the prompts' length
+    assert decode.generation_tokens_delta > prefill.generation_tokens_delta
