@@ -209,3 +209,38 @@ def test_settings_refuse_what_an_aggregated_cluster_cannot_do() -> None:
         CompareSettings(topology="aggregated", view="rich")
     with pytest.raises(SettingError, match="prefill"):
         CompareSettings(topology="aggregated", prefill_instances=2)
+
+
+def test_the_cli_prints_both_topologies_and_the_verdict(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from joulescale.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    path = tmp_path / "both.json"
+    code = main(["twin", "compare", "--topology", "both", "--duration", "20", "--gpus", "8", "--policies",
+                 "static-max", "--cache-dir", str(tmp_path), "--json", str(path)], out=out, err=err)
+    assert code == 0, err.getvalue()
+    text = out.getvalue()
+    assert "== disaggregated ==" in text
+    assert "== aggregated ==" in text
+    assert "2 aggregated (TP4) instances" in text
+    assert "(the rate both topologies replay)" in text or "load 0.67" in text
+    verdict = text.split("== topologies at the same rate and GPUs ==")[1]
+    document = json.loads(path.read_text())
+    winner = document["verdict"]["static-max"]["lower_energy_at_slo"]
+    assert (f"{winner} uses less energy at the SLO" if winner else "neither topology meets the SLO") in verdict
+    assert "2601.08833" in verdict
+
+
+def test_the_plots_show_an_aggregated_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from joulescale.twin.plots import render_plots
+
+    result = compare(CompareSettings(trace="azure-conv", duration_s=20.0, gpus=8, topology="aggregated",
+                                     policies=("static-max", "joulescale"), cache_dir=tmp_path))
+    assert "aggregated" in result.summaries["joulescale"].time_at_clock_s
+    plots = {plot.name: plot for plot in render_plots(result)}
+    assert "clock_over_time" in plots
+    assert all(plot.png.startswith(b"\x89PNG") for plot in plots.values())
