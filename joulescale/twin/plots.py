@@ -109,15 +109,17 @@ def _energy_by_phase(comparison: Comparison) -> Plot:
         names.append("oracle (bound)")
         prefill.append(comparison.oracle.prefill_j / 1e3)
         decode.append(comparison.oracle.decode_j / 1e3)
-    ax.bar(names, prefill, label="prefill instances")
-    ax.bar(names, decode, bottom=prefill, label="decode instances")
+    aggregated = comparison.cluster.topology == "aggregated"  # one instance runs both: its energy split by phase
+    ax.bar(names, prefill, label="prefill parts of the steps" if aggregated else "prefill instances")
+    ax.bar(names, decode, bottom=prefill, label="decode parts and idle" if aggregated else "decode instances")
     ax.set_ylabel("energy (kJ)")
     ax.set_title(f"Energy per policy and phase ({_where(comparison)})")
     ax.legend(fontsize=8)
     fig.autofmt_xdate(rotation=20)
     return Plot("energy_by_phase", "Energy per policy and phase",
                 "Where each policy spends its energy: the prefill and the decode instances, busy and idle power "
-                "over the same horizon.", _png(fig))
+                "over the same horizon (aggregated instances: each step's energy split by its phases' parts, "
+                "idle power with decode).", _png(fig))
 
 
 def binned_clock(trace: Sequence[tuple[float, int]], end_s: float, bins: int
