@@ -20,7 +20,13 @@ from joulescale.twin.capacity import default_cache_dir
 from joulescale.twin.compare import compare
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError
-from joulescale.twin.settings import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings, known_policies
+from joulescale.twin.settings import (
+    DEFAULT_DURATION_S,
+    DEFAULT_POLICIES,
+    TOPOLOGY_CHOICES,
+    CompareSettings,
+    known_policies,
+)
 from joulescale.twin.traces import TraceError
 from joulescale.twin.views import VIEW_NAMES
 
@@ -33,6 +39,7 @@ _FLAGS = {
     "bounds.max_mhz": "--max-mhz", "scrape_period_s": "--scrape-period-ms", "scrape_delay_s": "--scrape-delay-ms",
     "power_limit_watts": "--power-limit-watts", "clock_settle_s": "--clock-settle-ms", "kv_medium": "--kv-medium",
     "view": "--view", "engine": "--engine", "profile": "--profile", "prefill_profile": "--prefill-profile",
+    "topology": "--topology",
 }
 """``CompareSettings`` fields by the flag that sets them, to name the flag in an error."""
 
@@ -105,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--engine", choices=ENGINE_NAMES, default="vllm",
                      help="the serving engine simulated: which metrics its /metrics page holds, with which "
                           "buckets, and when they change (default: vllm)")
+    cmp.add_argument("--topology", choices=TOPOLOGY_CHOICES, default="disaggregated",
+                     help="disaggregated (P/D, default), aggregated (prefill chunks and decodes share each step), "
+                          "or both on the same trace, rate and GPUs, with which uses less energy at the SLO")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="capacity cache (default: user cache dir)")
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
     cmp.add_argument("--json", type=output_file, default=None, help="write the comparison as JSON")
@@ -127,6 +137,7 @@ def _settings(args: argparse.Namespace) -> CompareSettings:
         engine=args.engine, power_limit_watts=args.power_limit_watts,
         clock_settle_s=args.clock_settle_ms / 1000.0 if args.clock_settle_ms is not None else None,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        topology=args.topology,
     )
 
 
@@ -136,7 +147,10 @@ def _twin_compare(args: argparse.Namespace, out: TextIO) -> int:
     if args.report is not None and importlib.util.find_spec("matplotlib") is None:  # before the long run
         raise ValueError("argument --report: the plots need matplotlib: pip install 'joulescale[twin]'")
 
-    comparison = compare(_settings(args))
+    settings = _settings(args)
+    if settings.topology == "both":
+        return _twin_compare_topologies(args, settings, out)
+    comparison = compare(settings)
     document = report.to_json(comparison)
     verdict = report.slo_verdict(comparison)
     text = "\n".join([report.preamble(comparison), "", report.table(comparison), *([verdict] if verdict else []), "",
@@ -156,6 +170,35 @@ def _twin_compare(args: argparse.Namespace, out: TextIO) -> int:
         write_plots(plots, args.report)
         page = write_html(comparison, plots, args.report)
         print(f"report: {page} ({len(plots)} plots; PNG files beside it)", file=out)
+    return 0
+
+
+def _twin_compare_topologies(args: argparse.Namespace, settings: CompareSettings, out: TextIO) -> int:
+    """``--topology both``: each topology's table, then the verdict; --report writes one folder each."""
+    from joulescale.twin import report, topology
+
+    result = topology.compare_topologies(settings)
+    text = topology.text(result)
+    print(text, file=out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(topology.to_json(result), indent=2) + "\n", encoding="utf-8")
+    if args.report is not None:
+        from joulescale.twin.html_report import write_html
+        from joulescale.twin.plots import render_plots, write_plots
+
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "topologies.json").write_text(json.dumps(topology.to_json(result), indent=2) + "\n",
+                                                     encoding="utf-8")
+        (args.report / "table.txt").write_text(text + "\n", encoding="utf-8")
+        for name, comparison in result.comparisons.items():
+            folder = args.report / name
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "comparison.json").write_text(json.dumps(report.to_json(comparison), indent=2) + "\n",
+                                                    encoding="utf-8")
+            plots = render_plots(comparison)
+            write_plots(plots, folder)
+            print(f"report: {write_html(comparison, plots, folder)} ({len(plots)} plots)", file=out)
     return 0
 
 

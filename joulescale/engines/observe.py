@@ -6,7 +6,7 @@ publish (``substitutes``); what no engine offers stays ``None`` (``last_iteratio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from joulescale.engines.histogram import Histogram
 from joulescale.engines.observation import Observation, Phase
@@ -43,8 +43,15 @@ class _Previous:
 class ObservationBuilder:
     """Keeps the previous sample of one engine instance so that counters become deltas."""
 
-    def __init__(self, phase: Phase) -> None:
+    def __init__(self, phase: Phase, colocated: bool = False) -> None:
+        """``colocated``: the page is an aggregated instance's, whose steps run both phases. Its
+        prefill view is then the page read as a P/D prefill instance's would be: vLLM's running
+        gauge counts every sequence and its cache holds the decodes' contexts, and the page
+        cannot tell which running request is still in prefill, so the prompts are the waiting
+        ones (a running prompt's chunks end within a few steps) and no batch is in flight; one
+        generated token per first token, so prompt tokens per request stay the prompts' length."""
         self.phase = phase
+        self.colocated = colocated
         self._previous: _Previous | None = None
 
     def reset(self) -> None:
@@ -83,6 +90,11 @@ class ObservationBuilder:
             recorded_wait_cap_s=longest_wait_cap_s(queue),
         )
         self._previous = _Previous(sample, now_s)
+        if self.colocated and self.phase == "prefill":
+            first = _hist_delta(sample.ttft, before.ttft if before else None)
+            first_tokens = round(first.count) if first is not None else 0
+            observation = replace(observation, running_requests=0, context_tokens=0, kv_cache_usage=0.0,
+                                  generation_tokens_delta=first_tokens)
         return observation
 
     def _iterations(self, sample: EngineSample, before: EngineSample | None, itl: Histogram | None) -> int:

@@ -20,7 +20,7 @@ from joulescale.profiles import ProfileError, profile_by_name_or_path
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin import limits
 from joulescale.twin.capacity import Capacity, CapacityCache, find_capacity_scale
-from joulescale.twin.cluster import ClusterConfig
+from joulescale.twin.cluster import TOPOLOGIES, ClusterConfig
 from joulescale.twin.limits import SettingError
 from joulescale.twin.metrics import RunSummary, meets_slo, summarise
 from joulescale.twin.oracle import OracleBound, oracle_bound
@@ -156,7 +156,19 @@ def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, 
 
 def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
                  cache: CapacityCache) -> tuple[ClusterConfig, Capacity, dict[int, float]]:
-    """The given split, or the one whose static-max capacity is highest (ties: fewer prefill)."""
+    """The given split, or the one whose static-max capacity is highest (ties: fewer prefill);
+    an aggregated cluster has no split: as many instances as the GPUs hold."""
+    if settings.topology == "aggregated":
+        instances = settings.gpus // profile.tensor_parallel_size
+        if instances < 1:
+            raise SettingError("gpus", f"{settings.gpus} GPUs cannot hold one TP{profile.tensor_parallel_size} instance")
+        limits.check_work(settings.duration_s, settings.gpus, 1)
+        cluster = ClusterConfig(
+            profile=profile, prefill_instances=0, decode_instances=0, topology="aggregated",
+            aggregated_instances=instances, kv_medium=settings.kv_medium, view=settings.view,
+            scrape_period_s=settings.scrape_period_s, scrape_delay_s=settings.scrape_delay_s, engine=settings.engine,
+            clock_settle_s=settings.clock_settle_s)
+        return cluster, _capacity(trace, cluster, settings, start_s, cache), {}
     prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile") \
         if settings.prefill_profile else profile
     tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
@@ -189,12 +201,21 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
 
     Sweeps each phase's clock with the other phase at the top clock (so a slow prefill does not
     lengthen the run and charge decode for idling); prefill is judged on TTFT, decode on TPOT.
+    An aggregated instance has one clock for both phases: the sweep is of that clock, judged on
+    the SLO and the whole energy, and both phases get it.
     """
     allowed = allowed_clocks_mhz(cluster.profile.supported_sm_clocks_mhz, settings.bounds)
     levels = levels_mhz(allowed, STATIC_BEST_LEVELS)
     top = allowed[-1]
     slo = settings.slo
     run = runner or (lambda clocks: _run(name, cluster, settings, window, clocks))
+    if cluster.topology == "aggregated":
+        best_j, best_mhz = float("inf"), top
+        for mhz in levels:
+            summary = summarise(run({"prefill": mhz, "decode": mhz}), slo)
+            if meets_slo(summary, slo) and summary.total_j < best_j:
+                best_j, best_mhz = summary.total_j, mhz
+        return {"prefill": best_mhz, "decode": best_mhz}
     chosen: dict[Phase, int] = {}
     for phase in ("prefill", "decode"):
         other: Phase = "decode" if phase == "prefill" else "prefill"
@@ -210,17 +231,34 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
     return chosen
 
 
-def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter) -> Comparison:
-    started = clock()
+def _setup(settings: CompareSettings, cache: CapacityCache) -> tuple[
+        GpuProfile, Trace, float, tuple[ClusterConfig, Capacity, dict[int, float]]]:
+    """The checked inputs, the window's start and the cluster with its capacity."""
     profile = _capped(_profile("profile", settings.profile), settings, "profile")
     trace = load_trace(settings.trace)
     prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile") \
         if settings.prefill_profile else profile
     _check_inputs(settings, trace, profile, prefill_profile)
     start_s = _window_start(trace, settings.seed)
-    cache = CapacityCache(settings.cache_dir)
-    cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache)
-    rate_scale = capacity.rate_scale * settings.load
+    return profile, trace, start_s, choose_split(trace, settings, profile, start_s, cache)
+
+
+def capacity_of(settings: CompareSettings, cache: CapacityCache) -> Capacity:
+    """The static-max capacity of the cluster ``settings`` describe (one topology), cached."""
+    return _setup(settings, cache)[3][1]
+
+
+def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter, *,
+            rate_scale: float | None = None, cache: CapacityCache | None = None) -> Comparison:
+    """One topology's comparison (``twin.topology`` runs both). ``rate_scale``: replay at this
+    multiple of the trace's rate instead of ``load`` x capacity; ``cache``: a capacity cache to share."""
+    if settings.topology not in TOPOLOGIES:
+        raise SettingError("topology", "compare runs one topology; both: joulescale.twin.topology.compare_topologies")
+    started = clock()
+    cache = cache if cache is not None else CapacityCache(settings.cache_dir)
+    profile, trace, start_s, (cluster, capacity, split_capacities) = _setup(settings, cache)
+    if rate_scale is None:
+        rate_scale = capacity.rate_scale * settings.load
     window = scaled_window(trace, rate_scale, settings.duration_s, start_s)
     if not window:  # a quiet stretch of a bursty trace: there is nothing to measure
         raise SettingError("duration_s", f"the {settings.duration_s:g} s window from {start_s:.1f} s of trace "
@@ -239,7 +277,7 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     horizon_s = max((r.end_s for r in runs.values()), default=0.0)
     summaries = {name: summarise(result, settings.slo, horizon_s) for name, result in runs.items()}
     oracle = None
-    if ORACLE in settings.policies and runs:
+    if ORACLE in settings.policies and runs and cluster.topology == "disaggregated":  # P/D steps only
         allowed = allowed_clocks_mhz(profile.supported_sm_clocks_mhz, settings.bounds)
         oracle = oracle_bound(runs, allowed, horizon_s)
     return Comparison(settings, trace, cluster, capacity, rate_scale, window, summaries, runs,

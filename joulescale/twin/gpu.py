@@ -38,6 +38,7 @@ class SimGpuGroup:
         "_latency_s",
         "_power_watts",
         "_start_s",
+        "_step_power_watts",
         "_switch_s",
         "_tail_latency_s",
         "_tail_mhz",
@@ -81,6 +82,8 @@ class SimGpuGroup:
         self._power_watts: dict[int, float] = {}
         self._tp = profile.tensor_parallel_size
         self._latency_s: Callable[[int], float] = _no_latency_s
+        self._step_power_watts: Callable[[int], float] | None = None
+        """The running step's own power at a clock (an aggregated step mixes phases); None: the phase's."""
         self._start_s = 0.0
         self._from_s = 0.0
         self._work = 0.0
@@ -134,14 +137,19 @@ class SimGpuGroup:
 
     def _account(self, sm_clock_mhz: int, duration_s: float) -> None:
         """Book (or, with a negative duration, unbook) busy time at one clock."""
-        self.busy_energy_j += self._tp * self.power_watts(sm_clock_mhz) * duration_s
+        step_power = self._step_power_watts
+        watts = self.power_watts(sm_clock_mhz) if step_power is None else step_power(sm_clock_mhz)
+        self.busy_energy_j += self._tp * watts * duration_s
         self.busy_s += duration_s
         self.time_at_clock_s[sm_clock_mhz] = self.time_at_clock_s.get(sm_clock_mhz, 0.0) + duration_s
 
-    def run(self, now_s: float, latency_s: Callable[[int], float]) -> float:
-        """Run one iteration starting now; returns its duration as planned now and books it."""
+    def run(self, now_s: float, latency_s: Callable[[int], float],
+            power_watts: Callable[[int], float] | None = None) -> float:
+        """Run one iteration starting now; returns its duration as planned now and books it.
+        ``power_watts``: the iteration's power per GPU at a clock, when not the phase's."""
         self.settle(now_s)
         self._latency_s = latency_s
+        self._step_power_watts = power_watts
         self._start_s = now_s
         duration_s = self._plan(now_s, 1.0)
         self.iteration_s = duration_s

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from joulescale.engines.dialects import dialect_for
+from joulescale.twin.aggregated import AggregatedInstance
 from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
@@ -53,10 +54,12 @@ class RunResult:
     aborted: bool = False
     decisions: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    aggregated: list[AggregatedInstance] = field(default_factory=list)
+    """The aggregated topology's instances (the P/D lists are then empty)."""
 
     @property
     def gpus(self) -> list[SimGpuGroup]:
-        return [p.gpu for p in self.prefill] + [d.gpu for d in self.decode]
+        return [p.gpu for p in self.prefill] + [d.gpu for d in self.decode] + [a.gpu for a in self.aggregated]
 
 
 def simulate(
@@ -66,6 +69,10 @@ def simulate(
     abort: AbortRule | None = None,
 ) -> RunResult:
     """Replay ``requests`` (sorted by arrival) through the cluster; deterministic."""
+    if cluster.topology == "aggregated":
+        from joulescale.twin.aggregated_run import simulate_aggregated  # it builds on this module
+
+        return simulate_aggregated(requests, cluster, control, abort)
     return _Run(requests, cluster, control, abort).run()
 
 
