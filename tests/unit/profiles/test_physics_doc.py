@@ -114,7 +114,11 @@ def test_the_stated_power_cap_clock_and_slowdown_are_what_the_physics_computes()
     assert stated_slowdown is not None
     assert round(clock) == int(stated_clock.group(1))
     assert round(slowdown, 2) == float(stated_slowdown.group(1))
-    assert ph.decode_latency_s(capped, 64, 76_800, 1980) == ph.decode_latency_s(tp4, 64, 76_800, 1980)
+    assert ph.decode_latency_s(capped, 32, 38_400, 1980) == ph.decode_latency_s(tp4, 32, 38_400, 1980)
+    decode_slowdown = ph.decode_latency_s(capped, 256, 307_200, 1980) / ph.decode_latency_s(tp4, 256, 307_200, 1980)
+    stated_decode = re.search(r"256 sequences take ([0-9.]+)x as long", text)
+    assert stated_decode is not None
+    assert round(decode_slowdown, 2) == float(stated_decode.group(1))
 
 
 def _series(pattern: str) -> list[str]:
