@@ -58,8 +58,8 @@ class SimGpuGroup:
         "profile",
         "retimes",
         "settle_s",
-        "time_at_clock_s",
         "time_at_clock_and_batch_s",
+        "time_at_clock_s",
     )
 
     def __init__(self, profile: GpuProfile, phase: Phase, initial_mhz: int, settle_s: float) -> None:
