@@ -114,3 +114,40 @@ def idle_energy_j(profile: GpuProfile, duration_s: float) -> float:
     """Energy of the instance's GPUs idling (no batch) for ``duration_s``."""
     d = derived(profile)
     return d.tensor_parallel_size * d.idle_power_watts * duration_s
+
+
+def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int, chunk_tokens: int,
+                       chunk_squared_tokens: float, sm_clock_mhz: float) -> tuple[float, float]:
+    """The decode and prefill parts of one aggregated (vLLM V1) step, whose latency is their sum.
+
+    A step that runs ``batch_size`` decodes over ``context_tokens`` and prefill chunks of
+    ``chunk_tokens`` (``chunk_squared_tokens``: their S2, ``joulescale.engines.model.prefill``)
+    costs a decode step, which pays the step's fixed cost (reading the weights, launching the
+    kernels), plus the chunks' marginal prefill cost: the token and attention terms of the
+    prefill formula without its base, at the prefill's clock sensitivity. A step with no decode
+    is a plain prefill step (base included); one with no chunk is a plain decode step.
+    """
+    if batch_size <= 0:
+        return 0.0, prefill_latency_from_sums_s(profile, chunk_tokens, chunk_squared_tokens, sm_clock_mhz)
+    decode_s = decode_latency_s(profile, batch_size, context_tokens, sm_clock_mhz)
+    if chunk_tokens <= 0:
+        return decode_s, 0.0
+    d = derived(profile)
+    _, per_token, per_squared = d.prefill_ms
+    compute, short, short_tokens = d.prefill_sensitivity
+    s = short if chunk_tokens < short_tokens else compute
+    f = _effective(d, d.prefill_cap_mhz, sm_clock_mhz)
+    marginal_ms = per_token * chunk_tokens + per_squared * chunk_squared_tokens
+    return decode_s, marginal_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
+
+
+def mixed_busy_power_watts(profile: GpuProfile, decode_s: float, prefill_s: float, sm_clock_mhz: float) -> float:
+    """Power of one GPU over a mixed step: each phase's busy power, weighted by its part of the
+    step's time (``mixed_step_parts_s``)."""
+    total_s = decode_s + prefill_s
+    if total_s <= 0.0 or prefill_s <= 0.0:
+        return busy_power_watts(profile, "decode", sm_clock_mhz)
+    if decode_s <= 0.0:
+        return busy_power_watts(profile, "prefill", sm_clock_mhz)
+    return (decode_s * busy_power_watts(profile, "decode", sm_clock_mhz)
+            + prefill_s * busy_power_watts(profile, "prefill", sm_clock_mhz)) / total_s
