@@ -117,7 +117,8 @@ def idle_energy_j(profile: GpuProfile, duration_s: float) -> float:
 
 
 def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int, chunk_tokens: int,
-                       chunk_squared_tokens: float, sm_clock_mhz: float) -> tuple[float, float]:
+                       chunk_squared_tokens: float, sm_clock_mhz: float,
+                       chunk_prompts: int | None = None) -> tuple[float, float]:
     """The decode and prefill parts of one aggregated (vLLM V1) step, whose latency is their sum.
 
     A step that runs ``batch_size`` decodes over ``context_tokens`` and prefill chunks of
@@ -128,7 +129,8 @@ def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int
     is a plain prefill step (base included); one with no chunk is a plain decode step.
     """
     if batch_size <= 0:
-        return 0.0, prefill_latency_from_sums_s(profile, chunk_tokens, chunk_squared_tokens, sm_clock_mhz)
+        return 0.0, prefill_latency_from_sums_s(profile, chunk_tokens, chunk_squared_tokens, sm_clock_mhz,
+                                                chunk_prompts)
     decode_s = decode_latency_s(profile, batch_size, context_tokens, sm_clock_mhz)
     if chunk_tokens <= 0:
         return decode_s, 0.0
@@ -136,18 +138,20 @@ def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int
     _, per_token, per_squared = d.prefill_ms
     compute, short, short_tokens = d.prefill_sensitivity
     s = short if chunk_tokens < short_tokens else compute
-    f = _effective(d, d.prefill_cap_mhz, sm_clock_mhz)
+    f = _effective(d, d.prefill_power.cap_mhz(chunk_prompts), sm_clock_mhz)
     marginal_ms = per_token * chunk_tokens + per_squared * chunk_squared_tokens
     return decode_s, marginal_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
 
 
-def mixed_busy_power_watts(profile: GpuProfile, decode_s: float, prefill_s: float, sm_clock_mhz: float) -> float:
-    """Power of one GPU over a mixed step: each phase's busy power, weighted by its part of the
-    step's time (``mixed_step_parts_s``)."""
+def mixed_busy_power_watts(profile: GpuProfile, decode_s: float, prefill_s: float, sm_clock_mhz: float,
+                           batch_size: int, chunk_prompts: int) -> float:
+    """Power of one GPU over a mixed step: each phase's busy power (decode at ``batch_size``
+    decodes, prefill at ``chunk_prompts`` prompts), weighted by its part of the step's time
+    (``mixed_step_parts_s``)."""
     total_s = decode_s + prefill_s
     if total_s <= 0.0 or prefill_s <= 0.0:
-        return busy_power_watts(profile, "decode", sm_clock_mhz)
+        return busy_power_watts(profile, "decode", sm_clock_mhz, batch_size)
     if decode_s <= 0.0:
-        return busy_power_watts(profile, "prefill", sm_clock_mhz)
-    return (decode_s * busy_power_watts(profile, "decode", sm_clock_mhz)
-            + prefill_s * busy_power_watts(profile, "prefill", sm_clock_mhz)) / total_s
+        return busy_power_watts(profile, "prefill", sm_clock_mhz, chunk_prompts)
+    return (decode_s * busy_power_watts(profile, "decode", sm_clock_mhz, batch_size)
+            + prefill_s * busy_power_watts(profile, "prefill", sm_clock_mhz, chunk_prompts)) / total_s
