@@ -1,16 +1,18 @@
 """``joulescale twin steady``: ML.ENERGY's measurement made in the twin.
 
-One aggregated instance is kept full: ``max_num_seqs`` requests are always in it, and when one
-finishes the next of the length mix takes its place (a closed loop at fixed concurrency, as a
-benchmark client with that many requests in flight). The first requests all start together, so
-the run is measured only after a warm-up of completions has mixed their phases; from then on,
-energy, time and output tokens are counted over a window of completions. The instance runs at a
-fixed clock (f_max by default, as ML.ENERGY's runs) through the twin's simulated GPUs, so power,
-the power cap and energy come from the same physics as ``twin compare``.
+One aggregated instance (the core's ``AggregatedModel``: vLLM V1's scheduler, prefill chunks and
+decodes sharing each step's token budget) is kept full: ``max_num_seqs`` requests are always in
+it, and when one finishes the next of the length mix takes its place (a closed loop at fixed
+concurrency, as a benchmark client with that many requests in flight). The first requests all
+start together, so the run is measured only after a warm-up of completions has mixed their
+phases; from then on, energy, time and output tokens are counted over a window of completions.
+The instance runs at one fixed clock (f_max by default, as ML.ENERGY's runs), so a step's energy
+is exactly TP x its mixed power x its latency (``physics.mixed_busy_power_watts``); the twin's
+``SimGpuGroup`` would add nothing without clock changes.
 
 Length mix: the prompt and output lengths of a trace's requests in trace order, cycled
-(``azure-conv`` by default: Azure's production conversation service, the closest public trace to
-ML.ENERGY's chat workload the twin ships; its arrival times are not used).
+(``azure-conv`` by default: Azure's production conversation service, the conversation trace the
+twin ships and uses everywhere; its arrival times are not used).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
+from joulescale.engines.model import AggregatedModel
+from joulescale.engines.model.request import EngineRequest
 from joulescale.profiles.model import GpuProfile
-from joulescale.twin.colocated import ColocatedEngine, LengthMix
-from joulescale.twin.gpu import SimGpuGroup
 from joulescale.twin.traces import load_trace
 
 DEFAULT_MIX = "azure-conv"
+KV_WATERMARK = 0.01
+"""vLLM's default share of the KV cache kept free at admission (as the twin's clusters)."""
 MAX_STEPS = 10_000_000
 """A run that has not completed its window by then is refused (a request that can never fit)."""
 
@@ -96,38 +100,66 @@ class SteadyResult:
                 f"output tokens per s   {self.output_tokens_per_second:.0f}")
 
 
+class _LengthMix:
+    """(prompt, output) lengths in trace order, cycled; requests that can never fit the cache are skipped."""
+
+    def __init__(self, trace_name: str, kv_capacity_tokens: int) -> None:
+        self._lengths = tuple((r.prompt_tokens, r.output_tokens) for r in load_trace(trace_name).requests
+                              if r.prompt_tokens + r.output_tokens <= kv_capacity_tokens)
+        if not self._lengths:
+            raise ValueError(f"no request of {trace_name} fits the KV cache")
+        self._next = 0
+
+    def request(self, request_id: int, now_s: float) -> EngineRequest:
+        prompt, output = self._lengths[self._next % len(self._lengths)]
+        self._next += 1
+        return EngineRequest(request_id, now_s, prompt, output)
+
+
 def measure_steady(settings: SteadySettings) -> SteadyResult:
     """Run the closed loop and measure its steady-state window (module docstring)."""
     profile = settings.profile
     n = settings.max_num_seqs
     if n < 1:
         raise ValueError("max_num_seqs must be positive")
+    if n > settings.token_budget:
+        raise ValueError(f"max_num_seqs {n} exceeds the token budget {settings.token_budget} (vLLM refuses it too)")
     clock = profile.max_sm_clock_mhz if settings.clock_mhz is None else settings.clock_mhz
     if clock not in profile.supported_sm_clocks_mhz:
         raise ValueError(f"clock {clock} MHz is not a supported clock of {profile.name}")
     warmup = settings.warmup_completions if settings.warmup_completions is not None else 2 * n + 200
     measured = settings.measured_completions if settings.measured_completions is not None else 4 * n + 1000
-    trace = load_trace(settings.mix)
-    mix = LengthMix(tuple((r.prompt_tokens, r.output_tokens) for r in trace.requests), profile.kv_capacity_tokens)
-    engine = ColocatedEngine(profile, n, settings.token_budget, mix)
-    gpu = SimGpuGroup(profile, "decode", clock, 0.0)
-    now = 0.0
-    completed = 0
+    mix = _LengthMix(settings.mix, profile.kv_capacity_tokens)
+    model: AggregatedModel[EngineRequest] = AggregatedModel(profile, settings.token_budget,
+                                                            profile.kv_capacity_tokens, n, KV_WATERMARK)
+    tp = profile.tensor_parallel_size
+    now = energy = batch_time = 0.0
+    tokens = completed = 0
+    for request_id in range(n):
+        model.enqueue(mix.request(request_id, now), now)
+    next_id = n
     start: tuple[float, float, int, float] | None = None  # time, energy, tokens, batch x time
-    batch_time = 0.0
     for _ in range(MAX_STEPS):
         if start is None and completed >= warmup:
-            start = (now, gpu.busy_energy_j, engine.output_tokens, batch_time)
+            start = (now, energy, tokens, batch_time)
         if start is not None and completed >= warmup + measured:
             window_s = now - start[0]
             return SteadyResult(
                 profile=profile.name, topology="aggregated", max_num_seqs=n, clock_mhz=clock, mix=settings.mix,
-                window_s=window_s, output_tokens=engine.output_tokens - start[2], completed_requests=measured,
-                energy_j=(gpu.busy_energy_j - start[1]), mean_batch=(batch_time - start[3]) / window_s,
-                tensor_parallel_size=profile.tensor_parallel_size)
-        engine.start_step()
-        step_s = gpu.run(now, engine.step_latency_s, engine.step_sequences)
-        batch_time += engine.step_sequences * step_s
+                window_s=window_s, output_tokens=tokens - start[2], completed_requests=measured,
+                energy_j=energy - start[1], mean_batch=(batch_time - start[3]) / window_s,
+                tensor_parallel_size=tp)
+        if not model.start_step(now):
+            raise ValueError("the instance ran out of work")  # a closed loop never does
+        step_s = model.step_latency_s(clock)
+        energy += tp * model.step_power_watts(clock) * step_s
+        batch_time += model.running * step_s
         now += step_s
-        completed += engine.finish_step()
+        decodes = model.step_batch
+        done = model.finish_step(now, step_s)
+        tokens += decodes + len(model.prefilled)
+        completed += len(done)
+        for _ in done:
+            model.enqueue(mix.request(next_id, now), now)
+            next_id += 1
     raise ValueError(f"no steady state within {MAX_STEPS} steps")
