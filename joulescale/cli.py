@@ -14,6 +14,7 @@ from joulescale.cli_paths import output_file, output_folder
 from joulescale.cli_profile import add_profile_commands, run_profile_command
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.engines.dialects import ENGINE_NAMES
+from joulescale.profiles.catalog import profile_by_name_or_path
 from joulescale.profiles.loader import ProfileError
 from joulescale.twin import limits
 from joulescale.twin.capacity import default_cache_dir
@@ -27,6 +28,7 @@ from joulescale.twin.settings import (
     CompareSettings,
     known_policies,
 )
+from joulescale.twin.steady import DEFAULT_MIX, SteadySettings, measure_steady
 from joulescale.twin.traces import TraceError
 from joulescale.twin.views import VIEW_NAMES
 
@@ -68,6 +70,8 @@ def _policies(text: str) -> tuple[str, ...]:
 _ms = limits.MAX_PERIOD_MS
 _POSITIVE_MS = limits.float_argument(0.0, limits.MAX_SLO_MS, low_open=True, unit=" ms")
 _MHZ = limits.int_argument(1, limits.MAX_CLOCK_MHZ)
+_MAX_NUM_SEQS = 65_536
+"""vLLM's default is 256 (1024 on large GPUs); ML.ENERGY swept up to 4096."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", type=output_file, default=None, help="write the comparison as JSON")
     cmp.add_argument("--report", type=output_folder, default=None, help="write JSON, table, PNG plots and one self-contained HTML page (report.html) here")
     add_profile_commands(commands)
+    steady = twin_commands.add_parser(
+        "steady", help="one instance kept full at a fixed concurrency: J per output token, W per GPU, tokens/s "
+                       "in steady state (ML.ENERGY's measurement)")
+    steady.add_argument("--profile", default="h100-sxm-llama-70b-tp4", help="shipped profile name or profile file "
+                        "(default: h100-sxm-llama-70b-tp4)")
+    steady.add_argument("--topology", choices=("aggregated",), default="aggregated",
+                        help="serving topology of the instance (default: aggregated)")
+    steady.add_argument("--max-num-seqs", type=limits.int_argument(1, _MAX_NUM_SEQS), required=True,
+                        help="sequences kept in the instance (vLLM's --max-num-seqs)")
+    steady.add_argument("--clock-mhz", type=_MHZ, default=None, help="SM clock (default: the profile's f_max)")
+    steady.add_argument("--lengths", default=DEFAULT_MIX,
+                        help=f"trace whose prompt and output lengths make the mix (default: {DEFAULT_MIX})")
+    steady.add_argument("--json", type=output_file, default=None, help="write the figures as JSON")
     return parser
 
 
@@ -202,6 +219,16 @@ def _twin_compare_topologies(args: argparse.Namespace, settings: CompareSettings
     return 0
 
 
+def _twin_steady(args: argparse.Namespace, out: TextIO) -> int:
+    profile = profile_by_name_or_path(args.profile)
+    result = measure_steady(SteadySettings(profile, args.max_num_seqs, args.clock_mhz, args.lengths))
+    print(result.text(), file=out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     stdout = out if out is not None else sys.stdout
     stderr = err if err is not None else sys.stderr
@@ -214,6 +241,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return _twin_compare(args, stdout)
         if args.command == "profile" and args.profile_command == "generate":
             return run_profile_command(args, list(argv) if argv is not None else sys.argv[1:], stdout)
+        if args.command == "twin" and args.twin_command == "steady":
+            return _twin_steady(args, stdout)
     except SettingError as error:
         flag = _FLAGS.get(error.setting)
         print(one_line(f"joulescale: error: {f'argument {flag}: ' if flag else ''}{error}"), file=stderr)

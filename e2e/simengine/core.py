@@ -120,7 +120,7 @@ class SimEngine:
         start_s = max(start_s, max((r.arrival_s for r in batch if r.started_s is None), default=start_s))
         clock = self.clock_mhz(start_s)
         self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
-        self._set_power(start_s, physics.busy_power_watts(self.profile, self.role, clock))
+        self._set_power(start_s, physics.busy_power_watts(self.profile, self.role, clock, len(batch)))
         end_s = start_s + latency_s
         await asyncio.sleep(max(end_s - time.monotonic(), 0.0))
         self._next_start_s = end_s

@@ -69,7 +69,7 @@ class AggregatedInstance:
         gpu = self.gpu
         self._energy_at_start_j = gpu.busy_energy_j
         self._prefill_share = self._prefill_energy_share(gpu.target_mhz)
-        return gpu.run(now_s, model.step_latency_s, model.step_power_watts)
+        return gpu.run(now_s, model.step_latency_s, max(model.step_batch + len(model.step), 1), model.step_power_watts)
 
     def _prefill_energy_share(self, sm_clock_mhz: int) -> float:
         model = self.model
@@ -78,10 +78,12 @@ class AggregatedInstance:
         if not model.step_batch:
             return 1.0
         profile = self.gpu.profile
+        prompts = len(model.step)
         decode_s, prefill_s = physics.mixed_step_parts_s(profile, model.step_batch, model.decode.context_tokens,
-                                                         model.step_tokens, model.step_log[-1][3], sm_clock_mhz)
-        prefill_j = prefill_s * physics.busy_power_watts(profile, "prefill", sm_clock_mhz)
-        decode_j = decode_s * physics.busy_power_watts(profile, "decode", sm_clock_mhz)
+                                                         model.step_tokens, model.step_log[-1][3], sm_clock_mhz,
+                                                         prompts)
+        prefill_j = prefill_s * physics.busy_power_watts(profile, "prefill", sm_clock_mhz, max(prompts, 1))
+        decode_j = decode_s * physics.busy_power_watts(profile, "decode", sm_clock_mhz, max(model.step_batch, 1))
         return prefill_j / (prefill_j + decode_j)
 
     def finish_step(self, now_s: float) -> tuple[list[SimRequest], list[SimRequest]]:

@@ -31,6 +31,7 @@ class SimGpuGroup:
     unbooks the part after now and books the new plan (``retimes`` counts those)."""
 
     __slots__ = (
+        "_batch",
         "_from_s",
         "_head_latency_s",
         "_head_mhz",
@@ -58,6 +59,7 @@ class SimGpuGroup:
         "profile",
         "retimes",
         "settle_s",
+        "time_at_clock_and_batch_s",
         "time_at_clock_s",
     )
 
@@ -74,12 +76,16 @@ class SimGpuGroup:
         self.retimes = 0
         """Requests that moved the end of a running iteration."""
         self.time_at_clock_s: dict[int, float] = {}
+        self.time_at_clock_and_batch_s: dict[tuple[int, int], float] = {}
+        """Busy time per (clock, sequences in the step): what the energy integrates power over."""
         self.clock_trace: list[tuple[float, int]] = [(0.0, initial_mhz)]
         self.end_s = 0.0
         """When the running (or last) iteration ends."""
         self.iteration_s = 0.0
         """Duration of the running (or last) iteration, retimes included."""
-        self._power_watts: dict[int, float] = {}
+        self._power_watts: dict[tuple[int, int], float] = {}
+        self._batch = 1
+        """Sequences in the running (or last) iteration: its power depends on them."""
         self._tp = profile.tensor_parallel_size
         self._latency_s: Callable[[int], float] = _no_latency_s
         self._step_power_watts: Callable[[int], float] | None = None
@@ -128,28 +134,33 @@ class SimGpuGroup:
         self.clock_trace.append((self.pending_at_s, self.clock_mhz))
         self.pending_mhz = None
 
-    def power_watts(self, sm_clock_mhz: int) -> float:
-        cached = self._power_watts.get(sm_clock_mhz)
+    def power_watts(self, sm_clock_mhz: int, batch_size: int) -> float:
+        key = (sm_clock_mhz, batch_size)
+        cached = self._power_watts.get(key)
         if cached is None:
-            cached = physics.busy_power_watts(self.profile, self.phase, sm_clock_mhz)
-            self._power_watts[sm_clock_mhz] = cached
+            cached = physics.busy_power_watts(self.profile, self.phase, sm_clock_mhz, batch_size)
+            self._power_watts[key] = cached
         return cached
 
     def _account(self, sm_clock_mhz: int, duration_s: float) -> None:
-        """Book (or, with a negative duration, unbook) busy time at one clock."""
+        """Book (or, with a negative duration, unbook) busy time of the running iteration at one clock."""
         step_power = self._step_power_watts
-        watts = self.power_watts(sm_clock_mhz) if step_power is None else step_power(sm_clock_mhz)
+        watts = self.power_watts(sm_clock_mhz, self._batch) if step_power is None else step_power(sm_clock_mhz)
         self.busy_energy_j += self._tp * watts * duration_s
         self.busy_s += duration_s
         self.time_at_clock_s[sm_clock_mhz] = self.time_at_clock_s.get(sm_clock_mhz, 0.0) + duration_s
+        key = (sm_clock_mhz, self._batch)
+        self.time_at_clock_and_batch_s[key] = self.time_at_clock_and_batch_s.get(key, 0.0) + duration_s
 
-    def run(self, now_s: float, latency_s: Callable[[int], float],
+    def run(self, now_s: float, latency_s: Callable[[int], float], batch_size: int,
             power_watts: Callable[[int], float] | None = None) -> float:
-        """Run one iteration starting now; returns its duration as planned now and books it.
-        ``power_watts``: the iteration's power per GPU at a clock, when not the phase's."""
+        """Run one iteration of ``batch_size`` sequences starting now; returns its duration as
+        planned now and books it. ``power_watts``: the iteration's power per GPU at a clock, when
+        not the phase's (a mixed step of an aggregated instance)."""
         self.settle(now_s)
         self._latency_s = latency_s
         self._step_power_watts = power_watts
+        self._batch = batch_size
         self._start_s = now_s
         duration_s = self._plan(now_s, 1.0)
         self.iteration_s = duration_s

@@ -82,8 +82,8 @@ class AggregatedModel(Generic[R]):
         """Prompts with a chunk in the running step."""
         self.prefilled: list[R] = []
         """Prompts whose prefill the last step completed (a first token, or the next after a preemption)."""
-        self.step_log: list[tuple[int, int, int, int]] = []
-        """(decodes, their context, chunk tokens, chunk S2) of every step run."""
+        self.step_log: list[tuple[int, int, int, int, int]] = []
+        """(decodes, their context, chunk tokens, chunk S2, prompts chunked) of every step run."""
         self.busy = False
         self._step_batch = 0
         self._step_context = 0
@@ -196,7 +196,7 @@ class AggregatedModel(Generic[R]):
         self._step_tokens = tokens
         if batch:
             decode.begin_step()
-        self.step_log.append((batch, self._step_context, tokens, self._step_squared))
+        self.step_log.append((batch, self._step_context, tokens, self._step_squared, len(self.step)))
         if tokens and self.recorder is not None:
             self.recorder.batch_formed(batch, len(waiting), self.kv_tokens)
         self.busy = True
@@ -205,14 +205,17 @@ class AggregatedModel(Generic[R]):
     def step_latency_s(self, sm_clock_mhz: float) -> float:
         """The running step's duration at a clock (decode step + the chunks' marginal prefill)."""
         decode_s, prefill_s = physics.mixed_step_parts_s(self.profile, self._step_batch, self._step_context,
-                                                         self._step_tokens, self._step_squared, sm_clock_mhz)
+                                                         self._step_tokens, self._step_squared, sm_clock_mhz,
+                                                         len(self.step))
         return decode_s + prefill_s
 
     def step_power_watts(self, sm_clock_mhz: float) -> float:
         """One GPU's busy power over the running step at a clock (each phase over its part)."""
         decode_s, prefill_s = physics.mixed_step_parts_s(self.profile, self._step_batch, self._step_context,
-                                                         self._step_tokens, self._step_squared, sm_clock_mhz)
-        return physics.mixed_busy_power_watts(self.profile, decode_s, prefill_s, sm_clock_mhz)
+                                                         self._step_tokens, self._step_squared, sm_clock_mhz,
+                                                         len(self.step))
+        return physics.mixed_busy_power_watts(self.profile, decode_s, prefill_s, sm_clock_mhz, self._step_batch,
+                                              len(self.step))
 
     def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests it finished

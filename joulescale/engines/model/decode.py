@@ -155,12 +155,17 @@ class DecodeModel(Generic[R]):
         self.iteration_log.append((batch, context, self._recompute_tokens, self._recompute_s2))
         self.busy = True
 
+    @property
+    def step_sequences(self) -> int:
+        """Sequences in the running step: the batch its power depends on (``physics.busy_power_watts``)."""
+        return self._step_batch
+
     def step_latency_s(self, sm_clock_mhz: float) -> float:
         """The running step's duration at a clock: a decode step plus the prefill of readmitted contexts."""
         step_s = physics.decode_latency_s(self.profile, self._step_batch, self._step_context, sm_clock_mhz)
         if self._recompute_tokens:
             step_s += physics.prefill_latency_from_sums_s(self.profile, self._recompute_tokens, self._recompute_s2,
-                                                          sm_clock_mhz)
+                                                          sm_clock_mhz, self._step_batch, "decode")
         return step_s
 
     def finish_step(self, now_s: float, step_s: float) -> list[R]:

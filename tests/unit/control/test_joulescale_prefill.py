@@ -133,7 +133,7 @@ def test_the_steady_clock_costs_at_most_the_tolerance_more_than_the_least_energy
 
     def net_j(clock: int) -> float:
         latency = ph.prefill_latency_s(TP4, [4096], clock)
-        return ph.iteration_energy_j(TP4, "prefill", latency, clock) - ph.idle_energy_j(TP4, latency)
+        return ph.iteration_energy_j(TP4, "prefill", latency, clock, 1) - ph.idle_energy_j(TP4, latency)
 
     least = min(net_j(f) for f in ctx.allowed_mhz)
     assert net_j(steady) <= 1.01 * least < net_j(above)

@@ -109,7 +109,7 @@ def test_a_mixed_step_pays_the_fixed_cost_once() -> None:
     assert max(decode_s, prefill_s) < mixed_s < decode_s + prefill_s
     assert model.step_latency_s(1000) > mixed_s
     watts = model.step_power_watts(MHZ)
-    lo, hi = sorted((physics.busy_power_watts(PROFILE, "decode", MHZ), physics.busy_power_watts(PROFILE, "prefill", MHZ)))
+    lo, hi = sorted((physics.busy_power_watts(PROFILE, "decode", MHZ, 8), physics.busy_power_watts(PROFILE, "prefill", MHZ, 1)))
     assert lo < watts < hi
 
 

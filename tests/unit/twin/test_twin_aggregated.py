@@ -49,8 +49,8 @@ def test_an_aggregated_cluster_serves_every_request_with_no_kv_transfer() -> Non
     # The first token comes with the prefill's last step, on the instance that then decodes it.
     assert all(r.first_token_s == r.prefill_done_s for r in result.requests)
     steps = [entry for inst in result.aggregated for entry in inst.model.step_log]
-    assert any(batch and tokens for batch, _, tokens, _ in steps), "some steps mix decodes and chunks"
-    assert all(batch + tokens <= setup.cluster.prefill_token_budget for batch, _, tokens, _ in steps)
+    assert any(batch and tokens for batch, _, tokens, _, _ in steps), "some steps mix decodes and chunks"
+    assert all(batch + tokens <= setup.cluster.prefill_token_budget for batch, _, tokens, _, _ in steps)
     summary = summarise(result, SLO)
     assert summary.finished == len(window)
     busy = sum(inst.gpu.busy_energy_j for inst in result.aggregated)
@@ -68,14 +68,14 @@ def test_a_mixed_step_books_each_phase_power_over_its_part() -> None:
     p = profile()
     f = p.max_sm_clock_mhz
     expected = 0.0
-    for batch, context, tokens, squared in inst.model.step_log:
-        decode_s, prefill_s = physics.mixed_step_parts_s(p, batch, context, tokens, squared, f)
-        expected += p.tensor_parallel_size * physics.mixed_busy_power_watts(p, decode_s, prefill_s, f) * (
-            decode_s + prefill_s)
+    for batch, context, tokens, squared, prompts in inst.model.step_log:
+        decode_s, prefill_s = physics.mixed_step_parts_s(p, batch, context, tokens, squared, f, prompts)
+        expected += p.tensor_parallel_size * physics.mixed_busy_power_watts(
+            p, decode_s, prefill_s, f, batch, prompts) * (decode_s + prefill_s)
     assert inst.gpu.busy_energy_j == pytest.approx(expected, rel=1e-9)
-    decode_only = sum(p.tensor_parallel_size * physics.busy_power_watts(p, "decode", f)
-                      * sum(physics.mixed_step_parts_s(p, b, k, n, s2, f))
-                      for b, k, n, s2 in inst.model.step_log)
+    decode_only = sum(p.tensor_parallel_size * physics.busy_power_watts(p, "decode", f, max(b, 1))
+                      * sum(physics.mixed_step_parts_s(p, b, k, n, s2, f, m))
+                      for b, k, n, s2, m in inst.model.step_log)
     assert inst.gpu.busy_energy_j != pytest.approx(decode_only, rel=1e-6)
 
 
