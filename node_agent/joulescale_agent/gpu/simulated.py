@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from joulescale.profiles.settle import request_clock
 from joulescale_agent import errors
 from joulescale_agent.clock import Clock, monotonic
 from joulescale_agent.gpu.backend import GpuInfo, ThrottleReason
-from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuSpec, effective_clock_mhz
+from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuSpec, clock_change, effective_clock_mhz
 
 
 class SimulatedBackend:
@@ -43,9 +44,10 @@ class SimulatedBackend:
             raise errors.GpuMigError(f"simulated GPU {uuid} is MIG-partitioned")
         if not spec.lock_supported:
             raise errors.GpuNotSupportedError(f"simulated GPU {uuid}: clock locking is not supported")
-        now_s = self._clock()
-        current = effective_clock_mhz(spec, self._dir.read_lock(uuid), now_s)
-        self._dir.write_lock(uuid, LockState(locked_mhz, current, now_s))
+        target_mhz = locked_mhz if locked_mhz is not None else spec.default_mhz
+        was = clock_change(spec, self._dir.read_lock(uuid))
+        change = request_clock(was, spec.default_mhz, target_mhz, self._clock(), spec.settle_s)
+        self._dir.write_lock(uuid, LockState(locked_mhz, change.previous_mhz, change.effective_at_s - spec.settle_s))
 
     def lock_sm_clock(self, uuid: str, min_mhz: int, max_mhz: int) -> None:
         spec = self._spec(uuid)
