@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from e2e.simengine.metrics import EngineMetrics
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
 from joulescale.profiles import GpuProfile, physics
-from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuMeter, effective_clock_mhz
+from joulescale.profiles.settle import WorkPlan, plan_work
+from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
 
 _MAX_LAG_S = 0.05
 """Behind schedule by more than this, the engine restarts its schedule from now."""
@@ -113,21 +115,57 @@ class SimEngine:
             scheduled_s if scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S else now_s
         )
         if self.role == "prefill":
-            batch, latency_s = self._prefill_batch(self.clock_mhz(start_s))
+            batch, latency_s = self._prefill_batch()
         else:
-            batch, latency_s = self._decode_batch(self.clock_mhz(start_s))
+            batch, latency_s = self._decode_batch()
         # A request cannot join an iteration that started before it arrived.
         start_s = max(start_s, max((r.arrival_s for r in batch if r.started_s is None), default=start_s))
-        clock = self.clock_mhz(start_s)
         self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
-        self._set_power(start_s, physics.busy_power_watts(self.profile, self.role, clock))
-        end_s = start_s + latency_s
-        await asyncio.sleep(max(end_s - time.monotonic(), 0.0))
+        end_s = await self._run_on_gpu(start_s, latency_s)
         self._next_start_s = end_s
         self.iterations += 1
         self._finish_iteration(batch, start_s, end_s)
 
-    def _prefill_batch(self, clock: int) -> tuple[list[SimRequest], float]:
+    async def _run_on_gpu(self, start_s: float, latency_s: Callable[[int], float]) -> float:
+        """Run one iteration in real time by the core's settle rule (joulescale.profiles.settle):
+        a clock the agent requests while it runs takes effect ``settle`` later and the work left
+        then runs at it, as in the twin. The lock is polled at least every half settle time, so
+        a change is always seen before it takes effect; the meter follows each segment's power."""
+        lock = self._gpus.read_lock(self._uuid)
+        plan = self._plan(start_s, 1.0, lock, latency_s)
+        self._set_power(start_s, self._power(plan.head_mhz))
+        switched = False
+        poll_s = self._spec.settle_s / 2 if self._spec.settle_s > 0 else _MAX_LAG_S
+        while True:
+            boundary_s = plan.switch_s if not switched and plan.switch_s < plan.end_s else plan.end_s
+            await asyncio.sleep(max(min(boundary_s, time.monotonic() + poll_s) - time.monotonic(), 0.0))
+            seen = self._gpus.read_lock(self._uuid)
+            if seen != lock and seen is not None and seen.changed_at_s < plan.end_s:
+                at_s = max(seen.changed_at_s, plan.from_s)
+                lock = seen
+                plan = self._plan(at_s, max(0.0, plan.work - plan.done_at(at_s)), lock, latency_s)
+                switched = False
+                continue
+            if time.monotonic() < boundary_s:
+                continue
+            if boundary_s == plan.end_s:
+                return plan.end_s
+            self._set_power(plan.switch_s, self._power(plan.tail_mhz))
+            switched = True
+
+    def _plan(
+        self, from_s: float, work: float, lock: LockState | None, latency_s: Callable[[int], float]
+    ) -> WorkPlan:
+        change = clock_change(self._spec, lock)
+        if change is None:
+            return plan_work(from_s, work, self._spec.default_mhz, None, from_s, latency_s)
+        pending = change.target_mhz if change.effective_at_s > from_s else None
+        return plan_work(from_s, work, change.clock_at(from_s), pending, change.effective_at_s, latency_s)
+
+    def _power(self, sm_clock_mhz: int) -> float:
+        return physics.busy_power_watts(self.profile, self.role, sm_clock_mhz)
+
+    def _prefill_batch(self) -> tuple[list[SimRequest], Callable[[int], float]]:
         batch: list[SimRequest] = []
         tokens = 0
         while self.waiting and (
@@ -137,9 +175,10 @@ class SimEngine:
             batch.append(request)
             tokens += request.prompt_tokens
         self.running = batch
-        return batch, physics.prefill_latency_s(self.profile, [r.prompt_tokens for r in batch], clock)
+        prompts = [r.prompt_tokens for r in batch]
+        return batch, lambda mhz: physics.prefill_latency_s(self.profile, prompts, mhz)
 
-    def _decode_batch(self, clock: int) -> tuple[list[SimRequest], float]:
+    def _decode_batch(self) -> tuple[list[SimRequest], Callable[[int], float]]:
         capacity = self.profile.kv_capacity_tokens
         used = sum(r.context_tokens for r in self.running)
         while self.waiting and len(self.running) < self.limits.max_running:
@@ -150,7 +189,8 @@ class SimEngine:
             self.running.append(request)
         batch = list(self.running)
         context = sum(r.context_tokens for r in batch)
-        return batch, physics.decode_latency_s(self.profile, len(batch), context, clock)
+        size = len(batch)
+        return batch, lambda mhz: physics.decode_latency_s(self.profile, size, context, mhz)
 
     def _finish_iteration(self, batch: list[SimRequest], start_s: float, end_s: float) -> None:
         step_s = end_s - start_s

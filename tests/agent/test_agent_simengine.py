@@ -18,6 +18,7 @@ from e2e.simengine.metrics import EngineMetrics
 from e2e.simengine.server import make_app
 from joulescale.control.observation import Phase
 from joulescale.profiles import load_profile, physics
+from joulescale.profiles.settle import plan_work
 from joulescale_agent.engines import adapter_for, parse_page
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from joulescale_agent.gpu.simulated import SimulatedBackend
@@ -119,3 +120,28 @@ async def test_bad_requests_are_rejected(tmp_path: Path) -> None:
             assert r.status == 400
         async with http.post(f"{eng.url}/v1/completions", json={"prompt": {"x": 1}}) as r:
             assert r.status == 400
+
+
+async def test_a_clock_that_settles_during_an_iteration_slows_the_work_left(tmp_path: Path) -> None:
+    """The twin's rule (joulescale.profiles.settle): the work left when the new clock is in force
+    runs at it, so an iteration that is already running ends later."""
+    prompt = [1] * 8000
+    settle_s = PROFILE.clock_settle_ms / 1000
+
+    def latency_s(mhz: int) -> float:
+        return physics.prefill_latency_s(PROFILE, [8000], mhz)
+
+    async with serve(tmp_path, "prefill") as eng, aiohttp.ClientSession() as http:
+
+        async def lock_soon() -> None:
+            await asyncio.sleep(0.05)
+            eng.gpus.lock_sm_clock("GPU-0", 990, 990)
+
+        locker = asyncio.create_task(lock_soon())
+        async with http.post(f"{eng.url}/v1/completions", json={"prompt": prompt, "max_tokens": 1}) as r:
+            ttft_s = float((await r.json())["sim_timing"]["ttft_s"])
+        await locker
+    assert eng.engine.iterations == 1
+    expected = plan_work(0.0, 1.0, 1980, 990, 0.05 + settle_s, latency_s)
+    assert latency_s(1980) * 1.1 < expected.end_s < latency_s(990) * 0.9  # the check can tell them apart
+    assert ttft_s == pytest.approx(expected.end_s, abs=0.02)
