@@ -80,7 +80,6 @@ class SimEngine:
 
     def submit(self, request: SimRequest) -> None:
         self.waiting.append(request)
-        self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
         self._work.set()
 
     def clock_mhz(self, now_s: float) -> int:
@@ -99,7 +98,6 @@ class SimEngine:
         while True:
             if not self.waiting and not self.running:
                 self._set_power(time.monotonic(), self.profile.idle_power_watts)
-                self.metrics.set_queue(0, 0, 0.0)
                 self._work.clear()
                 await self._work.wait()
                 self._next_start_s = None
@@ -120,7 +118,6 @@ class SimEngine:
             batch, latency_s = self._decode_batch()
         # A request cannot join an iteration that started before it arrived.
         start_s = max(start_s, max((r.arrival_s for r in batch if r.started_s is None), default=start_s))
-        self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
         end_s = await self._run_on_gpu(start_s, latency_s)
         self._next_start_s = end_s
         self.iterations += 1
@@ -216,4 +213,7 @@ class SimEngine:
         self.metrics.prompt_tokens.inc(prompt_tokens)
         self.metrics.generation_tokens.inc(generated)
         self.metrics.iteration_tokens.observe(prompt_tokens + (generated if self.role == "decode" else 0))
-        self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
+        # vLLM publishes scheduler stats at the end of a step; a request that arrived during the
+        # step reaches its scheduler only after them.
+        held = sum(1 for r in self.waiting if r.arrival_s <= start_s)
+        self.metrics.set_queue(len(self.running), held, self.kv_usage())

@@ -44,9 +44,12 @@ async def _one(
     return RequestResult(sent_s - start_s, ttft_s, tpot_s)
 
 
-async def replay(requests: list[TraceRequest], prefill_url: str, decode_url: str) -> list[RequestResult]:
-    """Send each request at its arrival time (open loop) and wait for all of them."""
-    start_s = time.monotonic()
+async def replay(
+    requests: list[TraceRequest], prefill_url: str, decode_url: str, start_s: float | None = None
+) -> list[RequestResult]:
+    """Send each request at its arrival time after ``start_s`` (monotonic; default now), open
+    loop, and wait for all of them."""
+    start_s = time.monotonic() if start_s is None else start_s
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)

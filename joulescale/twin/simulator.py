@@ -63,9 +63,16 @@ def simulate(
     cluster: ClusterConfig,
     control: ControlFactory,
     abort: AbortRule | None = None,
+    *,
+    record_busy: bool = False,
 ) -> RunResult:
-    """Replay ``requests`` (sorted by arrival) through the cluster; deterministic."""
-    return _Run(requests, cluster, control, abort).run()
+    """Replay ``requests`` (sorted by arrival) through the cluster; deterministic. ``record_busy``
+    keeps every GPU's busy segments (``SimGpuGroup.busy_log``), for energy over a window."""
+    run = _Run(requests, cluster, control, abort)
+    if record_busy:
+        for gpu in (*(p.gpu for p in run.prefill), *(d.gpu for d in run.decode)):
+            gpu.busy_log = []
+    return run.run()
 
 
 class _Run:

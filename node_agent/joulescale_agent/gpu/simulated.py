@@ -44,10 +44,14 @@ class SimulatedBackend:
             raise errors.GpuMigError(f"simulated GPU {uuid} is MIG-partitioned")
         if not spec.lock_supported:
             raise errors.GpuNotSupportedError(f"simulated GPU {uuid}: clock locking is not supported")
+        now_s = self._clock()
+        lock = self._dir.read_lock(uuid)
+        was = clock_change(spec, lock)
         target_mhz = locked_mhz if locked_mhz is not None else spec.default_mhz
-        was = clock_change(spec, self._dir.read_lock(uuid))
-        change = request_clock(was, spec.default_mhz, target_mhz, self._clock(), spec.settle_s)
-        self._dir.write_lock(uuid, LockState(locked_mhz, change.previous_mhz, change.effective_at_s - spec.settle_s))
+        change = request_clock(was, spec.default_mhz, target_mhz, now_s, spec.settle_s)
+        # The file keeps when the change in force was asked for: asking again does not restart it.
+        changed_at_s = lock.changed_at_s if lock is not None and change is was else now_s
+        self._dir.write_lock(uuid, LockState(locked_mhz, change.previous_mhz, changed_at_s))
 
     def lock_sm_clock(self, uuid: str, min_mhz: int, max_mhz: int) -> None:
         spec = self._spec(uuid)

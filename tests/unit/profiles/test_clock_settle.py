@@ -53,9 +53,17 @@ def test_the_twin_gpu_and_the_simulated_backend_agree_on_the_clock_over_time(tmp
     backend = SimulatedBackend(tmp_path, clock=lambda: now[0])
     settle_s = PROFILE.clock_settle_ms / 1000.0
     twin = SimGpuGroup(PROFILE, "decode", PROFILE.max_sm_clock_mhz, settle_s)
-    requests = [(0.0, 990), (0.5 * settle_s, 1500), (3 * settle_s, 1980), (3.2 * settle_s, 990),
-                (3.3 * settle_s, 990), (6 * settle_s, 1200)]
-    probes = sorted({t for t, _ in requests} | {t + d * settle_s for t, _ in requests for d in (0.3, 0.99, 1.01)})
+    requests = [
+        (0.0, 990),
+        (0.5 * settle_s, 1500),
+        (3 * settle_s, 1980),
+        (3.2 * settle_s, 990),
+        (3.3 * settle_s, 990),
+        (6 * settle_s, 1200),
+    ]
+    probes = sorted(
+        {t for t, _ in requests} | {t + d * settle_s for t, _ in requests for d in (0.3, 0.99, 1.01)}
+    )
     pending = list(requests)
     for t in probes:
         while pending and pending[0][0] <= t:
