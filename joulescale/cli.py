@@ -12,6 +12,7 @@ from typing import NoReturn, TextIO
 
 from joulescale.cli_paths import output_file, output_folder
 from joulescale.control.policy import ClockBounds, Slo
+from joulescale.engines.dialects import ENGINE_NAMES
 from joulescale.profiles.loader import ProfileError
 from joulescale.twin import limits
 from joulescale.twin.capacity import default_cache_dir
@@ -20,7 +21,7 @@ from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError
 from joulescale.twin.settings import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings
 from joulescale.twin.traces import TraceError
-from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES
+from joulescale.twin.views import VIEW_NAMES
 
 _EXIT_USAGE = 2
 _MAX_MESSAGE_CHARS = 1000
@@ -30,7 +31,7 @@ _FLAGS = {
     "prefill_instances": "--prefill-instances", "bounds": "--min-mhz/--max-mhz", "bounds.min_mhz": "--min-mhz",
     "bounds.max_mhz": "--max-mhz", "scrape_period_s": "--scrape-period-ms", "scrape_delay_s": "--scrape-delay-ms",
     "power_limit_watts": "--power-limit-watts", "clock_settle_s": "--clock-settle-ms", "kv_medium": "--kv-medium",
-    "view": "--view", "gauges": "--gauges", "profile": "--profile", "prefill_profile": "--prefill-profile",
+    "view": "--view", "engine": "--engine", "profile": "--profile", "prefill_profile": "--prefill-profile",
 }
 """``CompareSettings`` fields by the flag that sets them, to name the flag in an error."""
 
@@ -100,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--scrape-period-ms", type=limits.float_argument(limits.MIN_SCRAPE_PERIOD_MS, _ms, unit=" ms"),
                      default=50.0)
     cmp.add_argument("--scrape-delay-ms", type=limits.float_argument(0.0, _ms, unit=" ms"), default=10.0)
-    cmp.add_argument("--gauges", choices=GAUGE_TIMINGS, default="step-end",
-                     help="when a prefill instance's scheduler gauges change on /metrics: at the end of each "
-                          "step, as vLLM V1 and SGLang publish them (default), or live (optimistic)")
+    cmp.add_argument("--engine", choices=ENGINE_NAMES, default="vllm",
+                     help="the serving engine simulated: which metrics its /metrics page holds, with which "
+                          "buckets, and when they change (default: vllm)")
     cmp.add_argument("--cache-dir", type=Path, default=None, help="capacity cache (default: user cache dir)")
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
     cmp.add_argument("--json", type=output_file, default=None, help="write the comparison as JSON")
@@ -121,7 +122,7 @@ def _settings(args: argparse.Namespace) -> CompareSettings:
         slo=Slo(args.slo_ttft_ms, args.slo_tpot_ms, args.percentile), seed=args.seed, policies=args.policies,
         view=args.view, prefill_instances=args.prefill_instances, kv_medium=args.kv_medium, bounds=bounds,
         scrape_period_s=args.scrape_period_ms / 1000.0, scrape_delay_s=args.scrape_delay_ms / 1000.0,
-        gauges=args.gauges, power_limit_watts=args.power_limit_watts,
+        engine=args.engine, power_limit_watts=args.power_limit_watts,
         clock_settle_s=args.clock_settle_ms / 1000.0 if args.clock_settle_ms is not None else None,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
     )

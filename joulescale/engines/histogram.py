@@ -18,6 +18,8 @@ class Histogram:
 
     def minus(self, earlier: Histogram) -> Histogram:
         """Increments since ``earlier``; a counter reset (engine restart) yields the later values."""
+        if earlier is self:  # an unchanged page (a recorder's cached snapshot): nothing grew
+            return Histogram(0.0, 0.0, dict.fromkeys(self.buckets, 0.0))
         if self.count < earlier.count:
             return self
         buckets = {le: c - earlier.buckets.get(le, 0.0) for le, c in self.buckets.items()}
@@ -35,7 +37,7 @@ class HistogramRecorder:
     batch (every running request's inter-token latency of one step) in O(log buckets).
     """
 
-    __slots__ = ("_counts", "_edges", "count", "sum")
+    __slots__ = ("_counts", "_edges", "_snapshot", "count", "sum")
 
     def __init__(self, edges: tuple[float, ...]) -> None:
         if not edges or any(b <= a for a, b in itertools.pairwise(edges)):
@@ -44,6 +46,7 @@ class HistogramRecorder:
         self._counts = [0.0] * (len(edges) + 1)  # the last one is the +Inf bucket
         self.count = 0.0
         self.sum = 0.0
+        self._snapshot: Histogram | None = None
 
     def observe(self, value: float, times: int = 1) -> None:
         if times <= 0:
@@ -51,11 +54,17 @@ class HistogramRecorder:
         self._counts[bisect.bisect_left(self._edges, value)] += times
         self.count += times
         self.sum += value * times
+        self._snapshot = None
 
     def snapshot(self) -> Histogram:
+        """The histogram now; the same object until the next observation (scrapes outnumber
+        the changes of a rarely observed histogram, and an unchanged one is cheap to diff)."""
+        if self._snapshot is not None:
+            return self._snapshot
         buckets: dict[float, float] = {}
         running = 0.0
         for le, n in zip((*self._edges, math.inf), self._counts, strict=True):
             running += n
             buckets[le] = running
-        return Histogram(self.count, self.sum, buckets)
+        self._snapshot = Histogram(self.count, self.sum, buckets)
+        return self._snapshot

@@ -9,8 +9,9 @@ from typing import Protocol
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
 from joulescale.control.policy import ClockDecision, ClockPolicy
+from joulescale.engines.dialects import ENGINE_NAMES
 from joulescale.profiles.model import GpuProfile
-from joulescale.twin.views import GaugeTiming, ViewName
+from joulescale.twin.views import ViewName
 
 
 class Actuator(Protocol):
@@ -41,7 +42,7 @@ class ClusterConfig:
     prefill_instances: int
     decode_instances: int
     prefill_token_budget: int = DEFAULT_TOKEN_BUDGET
-    """Most prompt tokens in one prefill batch (a longer prompt runs alone)."""
+    """Most tokens one engine step schedules (chunked prefill splits a longer prompt)."""
     decode_max_running: int = 512
     """Most sequences in a decode batch (vLLM's --max-num-seqs)."""
     kv_watermark: float = 0.01
@@ -52,8 +53,9 @@ class ClusterConfig:
     """How often the agent scrapes /metrics in the metrics-only view (20 Hz)."""
     scrape_delay_s: float = 0.01
     """How long after the scrape the agent acts on it (HTTP + parsing)."""
-    gauges: GaugeTiming = "step-end"
-    """When a prefill instance's scheduler gauges change on /metrics (views.py)."""
+    engine: str = "vllm"
+    """The serving engine simulated (``joulescale.engines.ENGINE_NAMES``): which metrics its
+    /metrics page holds, with which buckets, and when they change."""
     clock_settle_s: float | None = None
     """Delay before a new clock takes effect; None uses the profile's clock_settle_ms."""
     prefill_router: str = "capacity-weighted"
@@ -68,6 +70,8 @@ class ClusterConfig:
             raise ValueError("scrape_period_s must be positive and scrape_delay_s non-negative")
         if self.prefill_profile is not None and self.prefill_profile.model != self.profile.model:
             raise ValueError("prefill and decode profiles must serve the same model")
+        if self.engine not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINE_NAMES)}")
 
     def profile_of(self, phase: Phase) -> GpuProfile:
         if phase == "prefill" and self.prefill_profile is not None:
@@ -99,7 +103,7 @@ class ClusterConfig:
             "view": self.view,
             "scrape_period_s": self.scrape_period_s,
             "scrape_delay_s": self.scrape_delay_s,
-            "gauges": self.gauges,
+            "engine": self.engine,
             "clock_settle_s": self.settle_s("decode"),
             "power_limit_watts": self.profile.power_limit_watts,
             "prefill_router": self.prefill_router,

@@ -103,7 +103,7 @@ def _cluster(settings: CompareSettings, profile: GpuProfile, prefill_profile: Gp
         profile=profile, prefill_instances=prefill_instances,
         decode_instances=left // profile.tensor_parallel_size,
         kv_medium=settings.kv_medium, view=settings.view, scrape_period_s=settings.scrape_period_s,
-        scrape_delay_s=settings.scrape_delay_s, gauges=settings.gauges, clock_settle_s=settings.clock_settle_s,
+        scrape_delay_s=settings.scrape_delay_s, engine=settings.engine, clock_settle_s=settings.clock_settle_s,
         prefill_profile=prefill_profile if prefill_profile.name != profile.name else None)
 
 

@@ -1,172 +1,76 @@
-"""A decode instance: continuous batching over a KV cache of fixed capacity, with preemption.
+"""A decode instance of the twin: the core engine model, its simulated GPUs and its /metrics page.
 
-The batch is kept in aggregate so an iteration costs O(1) instead of O(batch): every running
-request gains one token per iteration, so the batch's context is ``K = offset + B * n`` where
-``n`` counts iterations, and a request finishes at a known iteration (a heap). When the next
-iteration would not fit in the cache, the most recently admitted request is preempted (vLLM's
-recompute policy): it returns to the front of the queue and its context is prefilled again on
-this instance when it is readmitted.
+Admission, preemption and the O(1) batch aggregate are ``joulescale.engines.model``'s; this adds
+what only the cluster knows (requests still in KV transfer, for the router) and the engine hook's
+per-request view.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
-
 from joulescale.control.observation import DecodeProgress
-from joulescale.profiles import physics
+from joulescale.engines.dialects import VLLM, EngineDialect
+from joulescale.engines.model import DecodeModel
+from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup
 from joulescale.twin.request import SimRequest
 
 
 class DecodeInstance:
-    __slots__ = (
-        "_admit_limit_tokens",
-        "_finish_heap",
-        "_offset",
-        "_recompute_s2",
-        "_recompute_tokens",
-        "busy",
-        "counters",
-        "end_seq",
-        "gpu",
-        "incoming",
-        "index",
-        "iteration",
-        "iteration_log",
-        "kv_capacity_tokens",
-        "max_running",
-        "running",
-        "waiting",
-    )
+    __slots__ = ("counters", "end_seq", "gpu", "incoming", "index", "model", "recorder")
 
     def __init__(self, index: int, gpu: SimGpuGroup, kv_capacity_tokens: int, max_running: int,
-                 watermark: float) -> None:
+                 watermark: float, dialect: EngineDialect = VLLM) -> None:
         self.index = index
         self.gpu = gpu
-        self.kv_capacity_tokens = kv_capacity_tokens
-        self.max_running = max_running
-        self._admit_limit_tokens = int(kv_capacity_tokens * (1.0 - watermark))
-        self.waiting: deque[SimRequest] = deque()
-        self.running: dict[int, SimRequest] = {}
-        """Admission order (dict order): the newest is the first to be preempted."""
-        self.iteration = 0
-        self.busy = False
+        self.recorder = MetricsRecorder(dialect, kv_capacity_tokens)
+        self.model: DecodeModel[SimRequest] = DecodeModel(gpu.profile, kv_capacity_tokens, max_running, watermark, self.recorder)
+        self.counters = EngineCounters()
         self.incoming = 0
         """Requests routed here whose KV cache is still in transfer."""
-        self.counters = EngineCounters()
-        self.iteration_log: list[tuple[int, int, int, int]] = []
-        """(B, K, recomputed tokens, their S2) of every iteration run, for the oracle."""
-        self._finish_heap: list[tuple[int, int, int, SimRequest]] = []
-        self._offset = 0
-        self._recompute_tokens = 0
-        self._recompute_s2 = 0
         self.end_seq = 0
         """The simulator's number for the event that ends the running step; others are stale."""
 
     @property
-    def context_tokens(self) -> int:
-        return self._offset + len(self.running) * self.iteration
-
-    @property
-    def kv_cache_usage(self) -> float:
-        return min(1.0, self.context_tokens / self.kv_capacity_tokens)
+    def busy(self) -> bool:
+        return self.model.busy
 
     @property
     def load(self) -> int:
-        return len(self.running) + len(self.waiting) + self.incoming
+        model = self.model
+        return len(model.running) + len(model.waiting) + self.incoming
 
-    def enqueue(self, request: SimRequest) -> None:
+    @property
+    def iteration_log(self) -> list[tuple[int, int, int, int]]:
+        return self.model.iteration_log
+
+    def enqueue(self, request: SimRequest, now_s: float) -> None:
         request.decode_instance = self.index
-        self.waiting.append(request)
+        self.model.enqueue(request, now_s)
 
-    def _context_of(self, request: SimRequest) -> int:
-        return request.prompt_tokens + 1 + request.decode_done_tokens
+    def start_step(self, now_s: float) -> bool:
+        return self.model.start_step(now_s)
 
-    def _admit(self) -> None:
-        waiting = self.waiting
-        running = self.running
-        n = self.iteration
-        while waiting and len(running) < self.max_running:
-            head = waiting[0]
-            context = self._context_of(head)
-            if running and self.context_tokens + len(running) + context + 1 > self._admit_limit_tokens:
-                break
-            waiting.popleft()
-            if head.decode_done_tokens or head.preemptions:
-                self._recompute_tokens += context
-                self._recompute_s2 += context * context
-            head.join_iteration = n
-            head.finish_iteration = n + head.decode_tokens - head.decode_done_tokens
-            self._offset += context - n
-            running[head.request_id] = head
-            heapq.heappush(self._finish_heap, (head.finish_iteration, head.request_id, head.epoch, head))
+    def run_step(self, now_s: float) -> float:
+        """Run the scheduled step on the GPUs; its duration as planned now (``gpu.end_s`` may move)."""
+        return self.gpu.run(now_s, self.model.step_latency_s)
 
-    def _preempt_to_fit(self) -> None:
-        running = self.running
-        n = self.iteration
-        while len(running) > 1 and self.context_tokens + len(running) > self.kv_capacity_tokens:
-            _, victim = running.popitem()
-            self._offset -= self._context_of(victim) - victim.join_iteration
-            victim.decode_done_tokens += n - victim.join_iteration
-            victim.epoch += 1
-            victim.preemptions += 1
-            self.counters.preemptions += 1
-            self.waiting.appendleft(victim)
-
-    def prepare_iteration(self) -> bool:
-        """Admit and preempt for the next iteration; False when there is nothing to run."""
-        self._admit()
-        self._preempt_to_fit()
-        return bool(self.running)
-
-    def run_iteration(self, now_s: float) -> float:
-        """Run the next step; returns its duration as planned now (``gpu.end_s`` may move)."""
-        profile = self.gpu.profile
-        batch = len(self.running)
-        context = self.context_tokens
-        recompute = self._recompute_tokens
-        recompute_s2 = self._recompute_s2
-        self._recompute_tokens = 0
-        self._recompute_s2 = 0
-        self.iteration_log.append((batch, context, recompute, recompute_s2))
-
-        def latency_s(mhz: int) -> float:
-            step_s = physics.decode_latency_s(profile, batch, context, mhz)
-            if recompute:
-                step_s += physics.prefill_latency_from_sums_s(profile, recompute, recompute_s2, mhz)
-            return step_s
-
-        duration_s = self.gpu.run(now_s, latency_s)
-        self.busy = True
-        return duration_s
-
-    def finish_iteration(self, now_s: float) -> list[SimRequest]:
-        """Book the iteration's tokens; returns the requests that completed."""
-        self.busy = False
-        self.counters.note_iteration(self.gpu.iteration_s)
-        self.counters.generation_tokens += len(self.running)
-        self.iteration += 1
-        n = self.iteration
-        done: list[SimRequest] = []
-        heap = self._finish_heap
-        running = self.running
-        while heap and heap[0][0] <= n:
-            _, request_id, epoch, request = heapq.heappop(heap)
-            if epoch != request.epoch or request_id not in running:
-                continue
-            del running[request_id]
-            self._offset -= self._context_of(request) - request.join_iteration
+    def finish_step(self, now_s: float) -> list[SimRequest]:
+        """Book the step; returns the requests that completed."""
+        step_s = self.gpu.iteration_s
+        batch = len(self.model.running)
+        done = self.model.finish_step(now_s, step_s)
+        self.counters.note_iteration(step_s)
+        self.counters.generation_tokens += batch
+        for request in done:
             request.finish_s = now_s
-            done.append(request)
         return done
 
     def rich_progress(self, now_s: float) -> tuple[DecodeProgress, ...]:
         """The engine hook's view of the running batch."""
-        n = self.iteration
+        model = self.model
         out = []
-        for r in self.running.values():
-            generated = r.decode_done_tokens + n - r.join_iteration
+        for r in model.running.values():
+            generated = model.generated_tokens(r)
             out.append(DecodeProgress(generated, now_s - r.first_token_s, r.prompt_tokens + 1 + generated))
         return tuple(out)

@@ -11,24 +11,26 @@ from collections import Counter
 from collections.abc import Callable
 
 from joulescale.control.observation import Observation
+from joulescale.engines.observe import ObservationBuilder
+from joulescale.engines.sample import EngineSample
 from joulescale.twin.cluster import ControlFactory, InstanceControl
-from joulescale.twin.counters import Scrape
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.prefill import PrefillInstance
-from joulescale.twin.views import GaugeTiming, MetricsView, RichView, scrape_decode, scrape_prefill
+from joulescale.twin.views import RichView
 
 Retime = Callable[[PrefillInstance | DecodeInstance], None]
 """Reschedules the end of an instance's running iteration after its clock request moved it."""
 
 
 class _Instance:
-    """Per-instance control state: the policy, its actuator and the view that feeds it."""
+    """Per-instance control state: the policy, its actuator and the view that feeds it (the
+    agent's own observation builder in the metrics view, the engine hook in the rich one)."""
 
-    __slots__ = ("control", "metrics_view", "rich_view")
+    __slots__ = ("builder", "control", "rich_view")
 
-    def __init__(self, control: InstanceControl, metrics_view: MetricsView) -> None:
+    def __init__(self, control: InstanceControl, builder: ObservationBuilder) -> None:
         self.control = control
-        self.metrics_view = metrics_view
+        self.builder = builder
         self.rich_view = RichView()
 
 
@@ -36,16 +38,14 @@ class InstanceControls:
     """The control of every instance of a run, indexed like the run's instance lists."""
 
     def __init__(self, control: ControlFactory, prefill: list[PrefillInstance], decode: list[DecodeInstance],
-                 prefill_kv_tokens: int, decode_kv_tokens: int, retime: Retime,
-                 gauges: GaugeTiming = "step-end") -> None:
+                 prefill_kv_tokens: int, retime: Retime) -> None:
         self.prefill = prefill
-        self.gauges: GaugeTiming = gauges
         self.decode = decode
         self.prefill_kv_tokens = prefill_kv_tokens
         self.retime = retime
-        self.prefill_ctl = [_Instance(control("prefill", i), MetricsView("prefill", prefill_kv_tokens))
+        self.prefill_ctl = [_Instance(control("prefill", i), ObservationBuilder("prefill"))
                             for i in range(len(prefill))]
-        self.decode_ctl = [_Instance(control("decode", i), MetricsView("decode", decode_kv_tokens))
+        self.decode_ctl = [_Instance(control("decode", i), ObservationBuilder("decode"))
                            for i in range(len(decode))]
         self.decisions = 0
         self.reasons: Counter[str] = Counter()
@@ -78,22 +78,23 @@ class InstanceControls:
         inst.gpu.settle(now_s)
         self.decide(ctl, inst, ctl.rich_view.observe_decode(inst, now_s), now_s)
 
-    def snapshot(self, phase: str, index: int, now_s: float) -> Scrape:
-        if phase == "prefill":
-            return scrape_prefill(self.prefill[index], now_s, self.prefill_kv_tokens, self.gauges)
-        return scrape_decode(self.decode[index], now_s)
+    def scrape(self, phase: str, index: int) -> EngineSample:
+        """What a GET /metrics of the instance returns now: its page as the engine published it."""
+        return self._pair(phase, index)[1].recorder.sample()
 
     def _pair(self, phase: str, index: int) -> tuple[_Instance, PrefillInstance | DecodeInstance]:
         if phase == "prefill":
             return self.prefill_ctl[index], self.prefill[index]
         return self.decode_ctl[index], self.decode[index]
 
-    def scrape_visible(self, payload: tuple[str, int, Scrape], now_s: float) -> None:
-        phase, index, snap = payload
+    def scrape_visible(self, payload: tuple[str, int, EngineSample], now_s: float) -> None:
+        """The agent has parsed a scrape: it builds the observation with the clock it last
+        requested (the lock it reports; the GPU may still be settling) and decides."""
+        phase, index, sample = payload
         ctl, inst = self._pair(phase, index)
         gpu = inst.gpu
         gpu.settle(now_s)
-        self.decide(ctl, inst, ctl.metrics_view.observe(snap, now_s, gpu.clock_mhz), now_s)
+        self.decide(ctl, inst, ctl.builder.build(sample, now_s, gpu.target_mhz), now_s)
 
     def first_decision(self, phase: str, index: int, rich: bool) -> bool:
         """Every policy decides once before traffic (the agent applies it when the pod starts).
@@ -105,6 +106,6 @@ class InstanceControls:
             else:
                 self.decide_decode_rich(self.decode[index], 0.0)
             return False
-        snap = self.snapshot(phase, index, 0.0)
-        self.decide(ctl, inst, ctl.metrics_view.observe(snap, 0.0, inst.gpu.clock_mhz), 0.0)
+        sample = inst.recorder.sample()
+        self.decide(ctl, inst, ctl.builder.build(sample, 0.0, inst.gpu.target_mhz), 0.0)
         return not rich and ctl.control.observes

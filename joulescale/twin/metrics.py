@@ -126,7 +126,7 @@ def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> Ru
         tpot_attainment=tpot_ok / total if total else math.nan,
         slo_attainment=both_ok / total if total else math.nan,
         clock_changes_per_second=changes / horizon / len(result.gpus) if horizon > 0 else 0.0,
-        preemptions=sum(d.counters.preemptions for d in result.decode),
+        preemptions=sum(d.recorder.preemptions for d in result.decode),
         time_at_clock_s={"prefill": _time_at_clock(prefill_gpus), "decode": _time_at_clock(decode_gpus)},
     )
 

@@ -153,8 +153,8 @@ def preamble(comparison: Comparison) -> str:
         + ("" if c.prefill_profile is None else f" (prefill: {c.prefill_profile.name})")
         + f", KV over {c.kv_medium}; SLO P{slo.percentile} "
         f"TTFT {slo.ttft_ms:.0f} ms / TPOT {slo.tpot_ms:.0f} ms; policy view: {c.view}"
-        + (f", scrape every {c.scrape_period_s * 1000:.0f} ms + {c.scrape_delay_s * 1000:.0f} ms delay, "
-           f"{c.gauges} gauges" if c.view == "metrics" else " (engine hook)")
+        + (f", {c.engine} /metrics scraped every {c.scrape_period_s * 1000:.0f} ms + "
+           f"{c.scrape_delay_s * 1000:.0f} ms delay" if c.view == "metrics" else f" (engine hook, {c.engine})")
     )
 
 

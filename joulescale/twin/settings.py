@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from joulescale.control.policy import ClockBounds, Slo
+from joulescale.engines.dialects import ENGINE_NAMES
 from joulescale.twin import limits
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError, bounded_float, bounded_int
 from joulescale.twin.policies import POLICY_NAMES
-from joulescale.twin.views import GAUGE_TIMINGS, VIEW_NAMES, GaugeTiming, ViewName
+from joulescale.twin.views import VIEW_NAMES, ViewName
 
 ORACLE = "oracle"
 DEFAULT_POLICIES: tuple[str, ...] = (*POLICY_NAMES, ORACLE)
@@ -41,8 +42,8 @@ class CompareSettings:
     bounds: ClockBounds | None = None
     scrape_period_s: float = 0.05
     scrape_delay_s: float = 0.01
-    gauges: GaugeTiming = "step-end"
-    """When prefill scheduler gauges change on /metrics in the metrics view (twin/views.py)."""
+    engine: str = "vllm"
+    """The engine simulated: what its /metrics page holds and when it changes (engines.dialects)."""
     power_limit_watts: float | None = None
     """Board power cap per GPU; None keeps the profile's."""
     clock_settle_s: float | None = None
@@ -77,5 +78,5 @@ class CompareSettings:
             raise SettingError("kv_medium", f"unknown KV medium {self.kv_medium!r}; known: {', '.join(sorted(kv_media()))}")
         if self.view not in VIEW_NAMES:
             raise SettingError("view", f"unknown view {self.view!r}")
-        if self.gauges not in GAUGE_TIMINGS:
-            raise SettingError("gauges", f"unknown gauge timing {self.gauges!r}")
+        if self.engine not in ENGINE_NAMES:
+            raise SettingError("engine", f"unknown engine {self.engine!r}; known: {', '.join(ENGINE_NAMES)}")

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from joulescale.engines.dialects import dialect_for
 from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
@@ -84,15 +85,17 @@ class _Run:
         self.abort = abort
         self.requests = [SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens)
                          for i, r in enumerate(requests)]
+        dialect = dialect_for(cluster.engine)
         self.prefill = [PrefillInstance(i, SimGpuGroup(prefill_profile, "prefill", prefill_profile.max_sm_clock_mhz,
                                                        cluster.settle_s("prefill")),
-                                        cluster.prefill_token_budget) for i in range(cluster.prefill_instances)]
+                                        cluster.prefill_token_budget, dialect) for i in range(cluster.prefill_instances)]
         self.decode = [DecodeInstance(i, SimGpuGroup(profile, "decode", profile.max_sm_clock_mhz,
                                                      cluster.settle_s("decode")),
-                                      profile.kv_capacity_tokens, cluster.decode_max_running, cluster.kv_watermark)
+                                      profile.kv_capacity_tokens, cluster.decode_max_running, cluster.kv_watermark,
+                                      dialect)
                        for i in range(cluster.decode_instances)]
         self.controls = InstanceControls(control, self.prefill, self.decode, prefill_profile.kv_capacity_tokens,
-                                         profile.kv_capacity_tokens, self.retime, cluster.gauges)
+                                         self.retime)
         medium = kv_medium(cluster.kv_medium)
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
@@ -115,23 +118,22 @@ class _Run:
 
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
-        inst.form_batch(now_s)
+        """Schedule and run the next step when there is one; the engine hook decides either way."""
+        started = inst.start_step(now_s)
         if self.rich:
             self.controls.decide_prefill_rich(inst, now_s)
-        self.push(now_s + inst.run_batch(now_s), _PREFILL_DONE, inst)
-        inst.end_seq = self.seq
+        if started:
+            self.push(now_s + inst.run_step(now_s), _PREFILL_DONE, inst)
+            inst.end_seq = self.seq
 
     def prefill_done(self, inst: PrefillInstance, now_s: float) -> None:
         link = self.links[inst.index]
-        for request in inst.finish_batch():
+        for request in inst.finish_step(now_s):
             request.prefill_done_s = now_s
             target = self.decode[self.routers.decode(self.decode)]
             target.incoming += 1
             self.push(link.send(now_s, request.prompt_tokens), _KV_LANDED, (request, target))
-        if inst.waiting:
-            self.start_prefill(inst, now_s)
-        elif self.rich:
-            self.controls.decide_prefill_rich(inst, now_s)
+        self.start_prefill(inst, now_s)
 
     def kv_landed(self, request: SimRequest, inst: DecodeInstance, now_s: float) -> None:
         inst.incoming -= 1
@@ -140,18 +142,17 @@ class _Run:
             request.finish_s = now_s
             self.complete(request)
             return
-        inst.enqueue(request)
+        inst.enqueue(request, now_s)
         if not inst.busy:
             self.start_decode(inst, now_s)
 
     def start_decode(self, inst: DecodeInstance, now_s: float) -> None:
-        if not inst.prepare_iteration():
-            if self.rich:
-                self.controls.decide_decode_rich(inst, now_s)
-            return
+        started = inst.start_step(now_s)
         if self.rich:
             self.controls.decide_decode_rich(inst, now_s)
-        self.push(now_s + inst.run_iteration(now_s), _DECODE_DONE, inst)
+        if not started:
+            return
+        self.push(now_s + inst.run_step(now_s), _DECODE_DONE, inst)
         inst.end_seq = self.seq
 
     def complete(self, request: SimRequest) -> None:
@@ -164,8 +165,8 @@ class _Run:
 
     def scrape(self, phase_index: tuple[str, int], now_s: float) -> None:
         phase, index = phase_index
-        snap = self.controls.snapshot(phase, index, now_s)
-        self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, snap))
+        sample = self.controls.scrape(phase, index)
+        self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
         if self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
@@ -197,7 +198,7 @@ class _Run:
                 next_arrival += 1
                 now_s = request.arrival_s
                 inst = self.prefill[self.routers.prefill(self.prefill, request.prompt_tokens)]
-                inst.enqueue(request)
+                inst.enqueue(request, now_s)
                 if not inst.busy:
                     self.start_prefill(inst, now_s)
                 continue
@@ -206,7 +207,7 @@ class _Run:
                 assert isinstance(payload, DecodeInstance)
                 if seq != payload.end_seq:
                     continue  # the step was retimed; a newer event ends it
-                for request in payload.finish_iteration(now_s):
+                for request in payload.finish_step(now_s):
                     self.complete(request)
                 self.start_decode(payload, now_s)
             elif kind == _SCRAPE_VISIBLE:

@@ -69,8 +69,8 @@ def _decode(index: int, running: int, clock_mhz: int) -> DecodeInstance:
     inst = DecodeInstance(index, SimGpuGroup(profile(), "decode", clock_mhz, 0.05), 400_000, 512, 0.01)
     for k in range(running):
         request = SimRequest(index * 1000 + k, 0.0, 10, 50)
-        inst.enqueue(request)
-    inst.prepare_iteration()
+        inst.enqueue(request, 0.0)
+    inst.start_step(0.0)
     return inst
 
 
@@ -91,16 +91,16 @@ def test_ecoroute_prefers_the_lowest_clock_below_one_tile_then_avoids_crossing_a
 
 def test_engine_counters_count_a_step_when_it_ends_not_when_it_starts() -> None:
     prefill = PrefillInstance(0, _gpu(), 8192)
-    prefill.enqueue(SimRequest(1, 0.0, 2000, 10))
-    prefill.form_batch(0.0)
-    duration_s = prefill.run_batch(0.0)
+    prefill.enqueue(SimRequest(1, 0.0, 2000, 10), 0.0)
+    assert prefill.start_step(0.0)
+    duration_s = prefill.run_step(0.0)
     assert (prefill.counters.iterations, prefill.counters.last_iteration_s) == (0, None)
-    prefill.finish_batch()
+    prefill.finish_step(duration_s)
     assert (prefill.counters.iterations, prefill.counters.last_iteration_s) == (1, duration_s)
     decode = DecodeInstance(0, SimGpuGroup(profile(), "decode", 1980, 0.05), 400_000, 512, 0.01)
-    decode.enqueue(SimRequest(2, 0.0, 100, 50))
-    assert decode.prepare_iteration()
-    step_s = decode.run_iteration(0.0)
+    decode.enqueue(SimRequest(2, 0.0, 100, 50), 0.0)
+    assert decode.start_step(0.0)
+    step_s = decode.run_step(0.0)
     assert decode.counters.iterations == 0
-    decode.finish_iteration(step_s)
+    decode.finish_step(step_s)
     assert (decode.counters.iterations, decode.counters.busy_s) == (1, step_s)
