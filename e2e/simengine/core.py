@@ -1,57 +1,82 @@
-"""The engine's scheduler: FIFO admission, iterations timed by the profile physics.
+"""A real-time driver of the core engine model (joulescale.engines.model) on a simulated GPU.
 
-Role ``prefill`` runs one prefill per request (the P/D prefill side answers with one token);
-role ``decode`` admits requests whose KV arrived (their prompt counts as context) and emits one
-token per running request per iteration.
+The scheduling (chunked prefill, admission, preemption) and the /metrics contents are the core's,
+the same the twin drives: this module only owns time. For each step it asks the model what to
+run, times it with the profile physics at the clock the simulated GPU runs (the agent's locks in
+the shared directory, by the core's settle rule, also when a clock settles mid-step), sleeps
+that long, reports the step's end to the model and books the GPU's power per segment.
+
+Role ``prefill`` is a P/D prefill instance (a request ends with its first token); role
+``decode`` admits requests whose KV arrived and emits one token per running request per step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from e2e.simengine.metrics import EngineMetrics
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
+from joulescale.engines.dialects import EngineDialect
+from joulescale.engines.model import DecodeModel, EngineRequest, PrefillModel
+from joulescale.engines.recorder import MetricsRecorder
 from joulescale.profiles import GpuProfile, physics
 from joulescale.profiles.settle import WorkPlan, plan_work
 from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
 
+_SCRAPES_KEPT = 100_000
 _MAX_LAG_S = 0.05
 """Behind schedule by more than this, the engine restarts its schedule from now."""
 
 
-@dataclass(eq=False)
-class SimRequest:
-    prompt_tokens: int
-    max_tokens: int
-    arrival_s: float
-    generated: int = 0
-    started_s: float | None = None
-    first_token_s: float | None = None
-    finished_s: float | None = None
-    tokens: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+class SimRequest(EngineRequest):
+    """A request of the HTTP face: the model's request plus what the client waits on."""
+
+    __slots__ = ("done", "emitted", "finished_s", "tokens")
+
+    def __init__(
+        self, request_id: int, prompt_tokens: int, max_tokens: int, arrival_s: float, role: Phase
+    ) -> None:
+        # A P/D decode instance generates all but the first token (the prefill side's): asking it
+        # for ``max_tokens`` means a request of ``max_tokens + 1`` output tokens.
+        super().__init__(request_id, arrival_s, prompt_tokens, max_tokens + 1 if role == "decode" else 1)
+        self.emitted = 0
+        self.finished_s: float | None = None
+        self.tokens: asyncio.Queue[int] = asyncio.Queue()
+        self.done = asyncio.Event()
 
     @property
-    def context_tokens(self) -> int:
-        return self.prompt_tokens + self.generated
+    def generated(self) -> int:
+        return self.emitted
+
+    @property
+    def started_s(self) -> float | None:
+        return self.scheduled_s if self.scheduled_s >= 0.0 else None
+
+    @property
+    def first_token_s(self) -> float | None:
+        return self.engine_first_token_s if self.engine_first_token_s >= 0.0 else None
 
     @property
     def tpot_s(self) -> float | None:
-        if self.first_token_s is None or self.finished_s is None or self.generated < 2:
+        first = self.first_token_s
+        if first is None or self.finished_s is None or self.emitted < 2:
             return None
-        return (self.finished_s - self.first_token_s) / (self.generated - 1)
+        return (self.finished_s - first) / (self.emitted - 1)
 
 
 @dataclass(frozen=True)
 class EngineLimits:
+    """The engine arguments the model needs (the twin's ``ClusterConfig`` defaults)."""
+
     max_batched_tokens: int = DEFAULT_TOKEN_BUDGET
-    """Prefill token budget per iteration."""
-    max_running: int = 256
-    """Decode batch size limit."""
+    """Prefill token budget per step (vLLM --max-num-batched-tokens)."""
+    max_running: int = 512
+    """Decode batch size limit (vLLM --max-num-seqs)."""
+    kv_watermark: float = 0.01
 
 
 class SimEngine:
@@ -61,71 +86,116 @@ class SimEngine:
         profile: GpuProfile,
         gpus: SimGpuDir,
         gpu_uuids: list[str],
-        metrics: EngineMetrics,
+        dialect: EngineDialect,
         limits: EngineLimits = EngineLimits(),
     ) -> None:
         self.role = role
         self.profile = profile
-        self.metrics = metrics
-        self.limits = limits
+        self.dialect = dialect
+        self.recorder = MetricsRecorder(dialect, profile.kv_capacity_tokens)
+        self.model: PrefillModel[SimRequest] | DecodeModel[SimRequest] = (
+            PrefillModel(profile, limits.max_batched_tokens, self.recorder)
+            if role == "prefill"
+            else DecodeModel(
+                profile, profile.kv_capacity_tokens, limits.max_running, limits.kv_watermark, self.recorder
+            )
+        )
         self._gpus = gpus
         self._uuid = gpu_uuids[0]
         self._spec = {s.uuid: s for s in gpus.specs()}[self._uuid]
         self._meters = [SimGpuMeter(gpus, u) for u in gpu_uuids]
-        self.waiting: list[SimRequest] = []
-        self.running: list[SimRequest] = []
+        self._inbox: list[SimRequest] = []
+        """Arrived requests the model has not been given: they join at the next step start."""
         self._work = asyncio.Event()
+        self._next_id = 0
         self.iterations = 0
         self._next_start_s: float | None = None
+        self.scrapes: deque[float] = deque(maxlen=_SCRAPES_KEPT)
+        """When /metrics was read (monotonic s), so a test can replay the agent's scrape instants."""
+
+    def new_request(self, prompt_tokens: int, max_tokens: int) -> SimRequest:
+        self._next_id += 1
+        return SimRequest(self._next_id, prompt_tokens, max_tokens, time.monotonic(), self.role)
 
     def submit(self, request: SimRequest) -> None:
-        self.waiting.append(request)
+        self._inbox.append(request)
         self._work.set()
+
+    @property
+    def running(self) -> int:
+        model = self.model
+        return len(model.step) if isinstance(model, PrefillModel) else len(model.running)
+
+    @property
+    def waiting(self) -> int:
+        model = self.model
+        queued = model.waiting_count if isinstance(model, PrefillModel) else len(model.waiting)
+        return queued + len(self._inbox)
 
     def clock_mhz(self, now_s: float) -> int:
         return effective_clock_mhz(self._spec, self._gpus.read_lock(self._uuid), now_s)
-
-    def kv_usage(self) -> float:
-        used = sum(r.context_tokens for r in self.running)
-        return min(used / self.profile.kv_capacity_tokens, 1.0)
 
     def _set_power(self, now_s: float, watts: float) -> None:
         for meter in self._meters:
             meter.set_power(now_s, watts)
 
+    def _hand_over(self, start_s: float) -> None:
+        """Give the model the requests that arrived by ``start_s``; later ones wait for the next step."""
+        joining = [r for r in self._inbox if r.arrival_s <= start_s]
+        if joining:
+            self._inbox = [r for r in self._inbox if r.arrival_s > start_s]
+            for request in joining:
+                self.model.enqueue(request, request.arrival_s)
+
     async def run(self) -> None:
         self._set_power(time.monotonic(), self.profile.idle_power_watts)
         while True:
-            if not self.waiting and not self.running:
-                self._set_power(time.monotonic(), self.profile.idle_power_watts)
-                self._work.clear()
-                await self._work.wait()
+            # Steps follow each other on the physics' schedule, not on the event loop's wake-ups:
+            # the next one starts when the previous one *should* have ended, so Python overhead and
+            # sleep overshoot do not stretch the simulated GPU's timing (unless it fell far behind).
+            now_s = time.monotonic()
+            scheduled_s = self._next_start_s
+            start_s = (
+                scheduled_s if scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S else now_s
+            )
+            if scheduled_s is not None and start_s != scheduled_s:
+                # Fell behind the schedule: the GPU idled from the last step's end until now.
+                self._set_power(scheduled_s, self.profile.idle_power_watts)
+            self._hand_over(start_s)
+            if not self.model.start_step(start_s):
+                self._set_power(
+                    scheduled_s if scheduled_s is not None else now_s, self.profile.idle_power_watts
+                )
                 self._next_start_s = None
-            await self._iterate()
+                if not self._inbox:
+                    self._work.clear()
+                    await self._work.wait()
+                continue
+            end_s = await self._run_on_gpu(start_s, self.model.step_latency_s)
+            self._next_start_s = end_s
+            self.iterations += 1
+            self._finish_step(end_s, end_s - start_s)
 
-    async def _iterate(self) -> None:
-        # Iterations follow each other on the physics' schedule, not on the event loop's wake-ups:
-        # the next one starts when the previous one *should* have ended, so Python overhead and
-        # sleep overshoot do not stretch the simulated GPU's timing (unless it fell far behind).
-        now_s = time.monotonic()
-        scheduled_s = self._next_start_s
-        start_s = (
-            scheduled_s if scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S else now_s
-        )
-        if self.role == "prefill":
-            batch, latency_s = self._prefill_batch()
-        else:
-            batch, latency_s = self._decode_batch()
-        # A request cannot join an iteration that started before it arrived.
-        start_s = max(start_s, max((r.arrival_s for r in batch if r.started_s is None), default=start_s))
-        end_s = await self._run_on_gpu(start_s, latency_s)
-        self._next_start_s = end_s
-        self.iterations += 1
-        self._finish_iteration(batch, start_s, end_s)
+    def _finish_step(self, end_s: float, step_s: float) -> None:
+        model = self.model
+        done = model.finish_step(end_s, step_s)
+        if isinstance(model, DecodeModel):
+            for request in model.running.values():
+                self._emit(request, model.generated_tokens(request))
+        for request in done:
+            self._emit(request, request.decode_tokens if self.role == "decode" else 1)
+            request.finished_s = end_s
+            request.done.set()
+
+    @staticmethod
+    def _emit(request: SimRequest, generated: int) -> None:
+        while request.emitted < generated:
+            request.emitted += 1
+            request.tokens.put_nowait(request.emitted)
 
     async def _run_on_gpu(self, start_s: float, latency_s: Callable[[int], float]) -> float:
-        """Run one iteration in real time by the core's settle rule (joulescale.profiles.settle):
-        a clock the agent requests while it runs takes effect ``settle`` later and the work left
+        """Run one step in real time by the core's settle rule (joulescale.profiles.settle): a
+        clock the agent requests while it runs takes effect ``settle`` later and the work left
         then runs at it, as in the twin. The lock is polled at least every half settle time, so
         a change is always seen before it takes effect; the meter follows each segment's power."""
         lock = self._gpus.read_lock(self._uuid)
@@ -161,59 +231,3 @@ class SimEngine:
 
     def _power(self, sm_clock_mhz: int) -> float:
         return physics.busy_power_watts(self.profile, self.role, sm_clock_mhz)
-
-    def _prefill_batch(self) -> tuple[list[SimRequest], Callable[[int], float]]:
-        batch: list[SimRequest] = []
-        tokens = 0
-        while self.waiting and (
-            not batch or tokens + self.waiting[0].prompt_tokens <= self.limits.max_batched_tokens
-        ):
-            request = self.waiting.pop(0)
-            batch.append(request)
-            tokens += request.prompt_tokens
-        self.running = batch
-        prompts = [r.prompt_tokens for r in batch]
-        return batch, lambda mhz: physics.prefill_latency_s(self.profile, prompts, mhz)
-
-    def _decode_batch(self) -> tuple[list[SimRequest], Callable[[int], float]]:
-        capacity = self.profile.kv_capacity_tokens
-        used = sum(r.context_tokens for r in self.running)
-        while self.waiting and len(self.running) < self.limits.max_running:
-            if used + self.waiting[0].prompt_tokens > capacity and self.running:
-                break
-            request = self.waiting.pop(0)
-            used += request.prompt_tokens
-            self.running.append(request)
-        batch = list(self.running)
-        context = sum(r.context_tokens for r in batch)
-        size = len(batch)
-        return batch, lambda mhz: physics.decode_latency_s(self.profile, size, context, mhz)
-
-    def _finish_iteration(self, batch: list[SimRequest], start_s: float, end_s: float) -> None:
-        step_s = end_s - start_s
-        prompt_tokens = 0
-        for request in batch:
-            if request.started_s is None:
-                request.started_s = start_s
-                self.metrics.queue_time.observe(start_s - request.arrival_s)
-                prompt_tokens += request.prompt_tokens if self.role == "prefill" else 0
-            request.generated += 1
-            request.tokens.put_nowait(request.generated)
-            if request.first_token_s is None:
-                request.first_token_s = end_s
-                self.metrics.ttft.observe(end_s - request.arrival_s)
-            else:
-                self.metrics.itl.observe(step_s)
-            limit = 1 if self.role == "prefill" else request.max_tokens
-            if request.generated >= limit:
-                request.finished_s = end_s
-                request.done.set()
-        self.running = [r for r in self.running if r.finished_s is None]
-        generated = len(batch)
-        self.metrics.prompt_tokens.inc(prompt_tokens)
-        self.metrics.generation_tokens.inc(generated)
-        self.metrics.iteration_tokens.observe(prompt_tokens + (generated if self.role == "decode" else 0))
-        # vLLM publishes scheduler stats at the end of a step; a request that arrived during the
-        # step reaches its scheduler only after them.
-        held = sum(1 for r in self.waiting if r.arrival_s <= start_s)
-        self.metrics.set_queue(len(self.running), held, self.kv_usage())

@@ -20,6 +20,8 @@ class RequestResult:
     """Client-side: from sending to the prefill's answer."""
     tpot_s: float | None
     """Decode engine's own time per output token after the first."""
+    decode_arrival_s: float | None = None
+    """When the decode engine received it (its monotonic clock; None: no decode request)."""
 
 
 async def _one(
@@ -34,6 +36,7 @@ async def _one(
         await response.json()
     ttft_s = time.monotonic() - sent_s
     tpot_s = None
+    decode_arrival_s = None
     if request.output_tokens > 1:
         async with session.post(
             f"{decode_url}/v1/completions", json={"prompt": prompt, "max_tokens": request.output_tokens - 1}
@@ -41,7 +44,8 @@ async def _one(
             response.raise_for_status()
             body = await response.json()
         tpot_s = body["sim_timing"]["tpot_s"]
-    return RequestResult(sent_s - start_s, ttft_s, tpot_s)
+        decode_arrival_s = body["sim_timing"].get("arrival_s")
+    return RequestResult(sent_s - start_s, ttft_s, tpot_s, decode_arrival_s)
 
 
 async def replay(

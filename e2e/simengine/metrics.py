@@ -37,13 +37,17 @@ class _Page:
     def value(self, name: str, labels: dict[str, str], value: float) -> None:
         self.lines.append(f"{name}{{{_labels(labels)}}} {_number(value)}")
 
-    def scalar(self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float | None) -> None:
+    def scalar(
+        self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float | None
+    ) -> None:
         if value is None:
             return
         self.family(name, kind, help_text)
         self.value(name, labels, value)
 
-    def histogram(self, name: str, help_text: str, labels: dict[str, str], histogram: Histogram | None) -> None:
+    def histogram(
+        self, name: str, help_text: str, labels: dict[str, str], histogram: Histogram | None
+    ) -> None:
         if histogram is None:
             return
         self.family(name, "histogram", help_text)
@@ -59,32 +63,87 @@ class _Page:
 def render_vllm(sample: EngineSample, model_name: str) -> str:
     page = _Page()
     labels = {"engine": "0", "model_name": model_name}
-    page.scalar("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
-                labels, sample.running_requests)
-    page.scalar("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
-                labels, sample.waiting_requests)
-    page.scalar("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
-                labels, sample.kv_cache_usage)
-    page.scalar("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.",
-                labels, sample.preemptions_total)
-    page.scalar("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
-                labels, sample.prompt_tokens_total)
-    page.scalar("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
-                labels, sample.generation_tokens_total)
-    page.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
-                   labels, sample.iteration_tokens)
-    page.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
-                   labels, sample.ttft)
-    page.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
-                   labels, sample.inter_token_latency)
-    page.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
-                   labels, sample.queue_time)
-    page.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.",
-                   labels, sample.prefill_time)
+    page.scalar(
+        "vllm:num_requests_running",
+        "gauge",
+        "Number of requests in model execution batches.",
+        labels,
+        sample.running_requests,
+    )
+    page.scalar(
+        "vllm:num_requests_waiting",
+        "gauge",
+        "Number of requests waiting to be processed.",
+        labels,
+        sample.waiting_requests,
+    )
+    page.scalar(
+        "vllm:kv_cache_usage_perc",
+        "gauge",
+        "KV-cache usage. 1 means 100 percent usage.",
+        labels,
+        sample.kv_cache_usage,
+    )
+    page.scalar(
+        "vllm:num_preemptions_total",
+        "counter",
+        "Cumulative number of preemption from the engine.",
+        labels,
+        sample.preemptions_total,
+    )
+    page.scalar(
+        "vllm:prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        labels,
+        sample.prompt_tokens_total,
+    )
+    page.scalar(
+        "vllm:generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        labels,
+        sample.generation_tokens_total,
+    )
+    page.histogram(
+        "vllm:iteration_tokens_total",
+        "Histogram of number of tokens per engine_step.",
+        labels,
+        sample.iteration_tokens,
+    )
+    page.histogram(
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        labels,
+        sample.ttft,
+    )
+    page.histogram(
+        "vllm:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        labels,
+        sample.inter_token_latency,
+    )
+    page.histogram(
+        "vllm:request_queue_time_seconds",
+        "Histogram of time spent in WAITING phase for request.",
+        labels,
+        sample.queue_time,
+    )
+    page.histogram(
+        "vllm:request_prefill_time_seconds",
+        "Histogram of time spent in PREFILL phase for request.",
+        labels,
+        sample.prefill_time,
+    )
     if sample.kv_capacity_tokens is not None:
         blocks = sample.kv_capacity_tokens // VLLM_BLOCK_SIZE
-        page.scalar("vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig",
-                    {"block_size": str(VLLM_BLOCK_SIZE), "engine": "0", "num_gpu_blocks": str(blocks)}, 1.0)
+        page.scalar(
+            "vllm:cache_config_info",
+            "gauge",
+            "Information of the LLMEngine CacheConfig",
+            {"block_size": str(VLLM_BLOCK_SIZE), "engine": "0", "num_gpu_blocks": str(blocks)},
+            1.0,
+        )
     return page.text()
 
 
@@ -92,25 +151,63 @@ def render_sglang(sample: EngineSample, model_name: str) -> str:
     page = _Page()
     gauge_labels = {"engine_type": "unified", "model_name": model_name, "pp_rank": "0", "tp_rank": "0"}
     labels = {"model_name": model_name}
-    page.scalar("sglang:num_running_reqs", "gauge", "The number of running requests.",
-                gauge_labels, sample.running_requests)
-    page.scalar("sglang:num_queue_reqs", "gauge", "The number of requests in the waiting queue.",
-                gauge_labels, sample.waiting_requests)
+    page.scalar(
+        "sglang:num_running_reqs",
+        "gauge",
+        "The number of running requests.",
+        gauge_labels,
+        sample.running_requests,
+    )
+    page.scalar(
+        "sglang:num_queue_reqs",
+        "gauge",
+        "The number of requests in the waiting queue.",
+        gauge_labels,
+        sample.waiting_requests,
+    )
     usage = sample.kv_cache_usage
     if usage is not None and sample.kv_capacity_tokens is not None:
-        page.scalar("sglang:num_used_tokens", "gauge", "The number of used tokens.",
-                    gauge_labels, round(usage * sample.kv_capacity_tokens))
+        page.scalar(
+            "sglang:num_used_tokens",
+            "gauge",
+            "The number of used tokens.",
+            gauge_labels,
+            round(usage * sample.kv_capacity_tokens),
+        )
     page.scalar("sglang:token_usage", "gauge", "The token usage.", gauge_labels, usage)
-    page.scalar("sglang:num_retracted_reqs", "gauge", "The number of retracted requests.",
-                gauge_labels, sample.preemptions_total)
-    page.scalar("sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
-                labels, sample.prompt_tokens_total)
-    page.scalar("sglang:generation_tokens_total", "counter", "Number of generation tokens processed.",
-                labels, sample.generation_tokens_total)
-    page.histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
-                   labels, sample.ttft)
-    page.histogram("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
-                   labels, sample.inter_token_latency)
+    page.scalar(
+        "sglang:num_retracted_reqs",
+        "gauge",
+        "The number of retracted requests.",
+        gauge_labels,
+        sample.preemptions_total,
+    )
+    page.scalar(
+        "sglang:prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        labels,
+        sample.prompt_tokens_total,
+    )
+    page.scalar(
+        "sglang:generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        labels,
+        sample.generation_tokens_total,
+    )
+    page.histogram(
+        "sglang:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        labels,
+        sample.ttft,
+    )
+    page.histogram(
+        "sglang:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        labels,
+        sample.inter_token_latency,
+    )
     return page.text()
 
 

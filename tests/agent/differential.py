@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import math
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +33,9 @@ from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from tests.agent.procs import free_port, http_get, start_agent, start_engine, wait_for, write_instances
 
 PHASES: tuple[Phase, Phase] = ("prefill", "decode")
+LOOPBACK_KV_MEDIUM = "nvlink"
+"""The twin's KV medium closest to the loopback hand-over (the load generator's decode request a
+millisecond or two after the prefill answer; the simulated engines move no KV cache)."""
 SETTLE_WAIT_S = 0.1
 ClockRequests = list[tuple[float, int]]
 
@@ -41,6 +47,10 @@ class SideResult:
     requests: dict[Phase, ClockRequests] = field(default_factory=dict)
     energy_j: dict[Phase, list[float]] = field(default_factory=dict)
     windows: list[tuple[float, float]] = field(default_factory=list)
+    scrapes_s: dict[Phase, list[float]] = field(default_factory=dict)
+    """When the agent read each engine's page (loopback side)."""
+    handover_s: list[float] = field(default_factory=list)
+    """When each request reached the decode engine (loopback side; inf: it needed no decode)."""
 
 
 class _LoggingActuator:
@@ -78,8 +88,22 @@ def run_twin(
     slo: Slo,
     scrape_period_s: float,
     windows: list[tuple[float, float]],
+    scrapes_s: dict[Phase, list[float]] | None = None,
+    scrape_delay_s: float = 0.01,
+    handover_s: list[float] | None = None,
 ) -> SideResult:
-    cluster = ClusterConfig(profile, 1, 1, view="metrics", scrape_period_s=scrape_period_s)
+    """The twin's run of the script; ``scrapes_s``: read the pages when the agent did instead of
+    on the twin's periodic schedule; ``handover_s``: hand each request to decode when the load
+    generator did."""
+    cluster = ClusterConfig(
+        profile,
+        1,
+        1,
+        kv_medium=LOOPBACK_KV_MEDIUM,
+        view="metrics",
+        scrape_period_s=scrape_period_s,
+        scrape_delay_s=scrape_delay_s,
+    )
     setup = policy_run_setup(policy, cluster, slo, None)
     result = SideResult(windows=windows)
 
@@ -88,10 +112,25 @@ def run_twin(
         log = result.requests.setdefault(phase, [])
         return InstanceControl(inner.policy, _LoggingActuator(inner.actuator, log), inner.observes)
 
-    run = simulate(requests, setup.cluster, control, record_busy=True)
+    times = None if scrapes_s is None else {(phase, 0): scrapes_s[phase] for phase in PHASES}
+    run = simulate(
+        requests, setup.cluster, control, record_busy=True, scrape_times=times, handover_s=handover_s
+    )
     for phase, gpu in zip(PHASES, (run.prefill[0].gpu, run.decode[0].gpu), strict=True):
         result.energy_j[phase] = [window_energy_j(gpu, lo, hi) for lo, hi in windows]
     return result
+
+
+def decision_delay_s(loop: SideResult) -> float:
+    """The agent's median time from reading a page to writing the lock it decided on it."""
+    delays = []
+    for phase in PHASES:
+        scrapes = loop.scrapes_s[phase]
+        for at_s, _ in loop.requests[phase]:
+            before = [t for t in scrapes if t <= at_s]
+            if before and at_s - before[-1] < 0.05:
+                delays.append(at_s - before[-1])
+    return statistics.median(delays) if delays else 0.0
 
 
 @dataclass
@@ -190,13 +229,20 @@ def run_loopback(
     async def main() -> None:
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch_locks(stop))
-        await asyncio.gather(
+        results, _ = await asyncio.gather(
             replay(requests, rig.urls["prefill"], rig.urls["decode"], start_s), read_energy()
         )
+        result.handover_s = [
+            math.inf if r.decode_arrival_s is None else r.decode_arrival_s - start_s for r in results
+        ]
         stop.set()
         await watcher
 
     asyncio.run(main())
+    for phase in PHASES:
+        status, body = http_get(f"{rig.urls[phase]}/sim/scrapes")
+        assert status == 200, body
+        result.scrapes_s[phase] = [t - start_s for t in json.loads(body)["scrapes_s"]]
     result.windows = [(a[0], b[0]) for a, b in itertools.pairwise(readings)]
     for phase in PHASES:
         result.energy_j[phase] = [b[1][phase] - a[1][phase] for a, b in itertools.pairwise(readings)]

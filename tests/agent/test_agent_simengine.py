@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 
 from e2e.simengine.core import SimEngine
-from e2e.simengine.metrics import EngineMetrics
 from e2e.simengine.server import make_app
 from joulescale.control.observation import Phase
+from joulescale.engines.dialects import SGLANG, VLLM, EngineDialect
 from joulescale.profiles import load_profile, physics
 from joulescale.profiles.settle import plan_work
 from joulescale_agent.engines import adapter_for, parse_page
@@ -33,11 +33,9 @@ class Engine:
 
 
 @contextlib.asynccontextmanager
-async def serve(tmp_path: Path, role: Phase) -> AsyncIterator[Engine]:
+async def serve(tmp_path: Path, role: Phase, dialect: EngineDialect = VLLM) -> AsyncIterator[Engine]:
     SimGpuDir.create(tmp_path, specs_from_profile(PROFILE, ["GPU-0"]))
-    engine = SimEngine(
-        role, PROFILE, SimGpuDir(tmp_path), ["GPU-0"], EngineMetrics("m", PROFILE.kv_capacity_tokens)
-    )
+    engine = SimEngine(role, PROFILE, SimGpuDir(tmp_path), ["GPU-0"], dialect)
     runner = web.AppRunner(make_app(engine, "m"), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -94,6 +92,24 @@ async def test_metrics_page_is_read_by_the_agents_vllm_adapter(tmp_path: Path) -
     assert sample.kv_capacity_tokens == PROFILE.kv_capacity_tokens // 16 * 16
     assert sample.ttft is not None
     assert sample.ttft.count == 1
+
+
+async def test_with_engine_sglang_the_page_is_read_by_the_agents_sglang_adapter(tmp_path: Path) -> None:
+    """SGLang's names and labels; its token counters grow when a request finishes and its decode
+    gauges are published every decode_log_interval steps, as the core recorder rules."""
+    async with serve(tmp_path, "decode", SGLANG) as eng, aiohttp.ClientSession() as http:
+        async with http.post(f"{eng.url}/v1/completions", json={"prompt": [1] * 300, "max_tokens": 4}) as r:
+            assert r.status == 200
+        async with http.get(f"{eng.url}/metrics") as r:
+            text = await r.text()
+    assert 'sglang:num_running_reqs{engine_type="unified",model_name="m",pp_rank="0",tp_rank="0"}' in text
+    assert "vllm:" not in text
+    sample = adapter_for("sglang").sample(parse_page(text))
+    assert sample.generation_tokens_total == 4
+    assert sample.prompt_tokens_total == 300
+    assert sample.iterations_total is None  # SGLang has no iteration-tokens histogram
+    assert sample.inter_token_latency is not None
+    assert sample.inter_token_latency.count == 3  # the first decode token follows no token here
 
 
 async def test_a_lower_clock_set_through_the_gpu_backend_slows_the_iterations(tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
 """Issue 12 item 4: the twin measures what the agent does.
 
-One scripted request sequence (idle, a burst, steady load, idle) runs through (a) the twin
-(``simulate``, one prefill and one decode instance, the metrics view, the agent's scrape period)
-and (b) two simulated engines on loopback controlled by the real agent process on the simulated
-GPU backend, with a load generator replaying the same script. Both run the same policy. They
-must request the same clocks in the same order, each within one scrape period plus what real-time
-scheduling on a loaded host needs (``SCHEDULING_S``), and spend the same energy in every phase
-(within 2 %: the simulated GPU's energy counter against the twin's busy segments and idle time).
+One scripted request sequence (idle, a burst, steady load, idle) runs through (b) two simulated
+engines on loopback (the core engine model in real time) controlled by the real agent process on
+the simulated GPU backend, with a load generator replaying the script, and (a) the twin
+(``simulate``: one prefill and one decode instance, the metrics view, the same policy). The twin
+reads each page at the instants the agent read it (the engines log them) and acts after the
+agent's measured decision delay, so the comparison is free of the scrape phase, a nuisance the
+twin cannot know. Both must request the same clocks in the same order, each within one scrape
+period plus what real-time scheduling on a loaded host needs (``SCHEDULING_S``), and spend the
+same energy in every phase (within 2 %: the simulated GPU's energy counter against the twin's
+busy segments and idle time).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pytest
 from joulescale.control.policy import Slo
 from joulescale.profiles import load_profile
 from joulescale.twin.traces import TraceRequest
-from tests.agent.differential import PHASES, SideResult, loopback, run_loopback, run_twin
+from tests.agent.differential import PHASES, SideResult, decision_delay_s, loopback, run_loopback, run_twin
 
 PROFILE = load_profile("h100-sxm-llama-8b-tp1")
 SLO = Slo(ttft_ms=1000.0, tpot_ms=12.0, percentile=90)
@@ -29,6 +32,8 @@ SCHEDULING_S = 0.03
 HTTP hop between prefill and decode, and the lock poll of the test."""
 ENERGY_TOLERANCE = 0.02
 PHASE_ENDS_S = (1.5, 5.0, 11.0, 13.0)
+LAST_REQUEST_S = 13.3
+"""A one-token request after the last phase: the twin runs until every request is done."""
 """idle until 1.5 s, a burst until 5 s, steady load until 11 s, idle until 13 s."""
 
 
@@ -37,13 +42,13 @@ def script() -> list[TraceRequest]:
     one is its own event: a burst of eight long requests that build up one decode batch, then one
     short request every half second, then a one-token request that ends the last idle phase (the
     twin runs until every request is done)."""
-    idle_end, burst_end, steady_end, end = PHASE_ENDS_S
+    idle_end, burst_end, steady_end, _ = PHASE_ENDS_S
     burst = [TraceRequest(idle_end + 0.3 * i, 3000 + 100 * i, 300) for i in range(8)]
     steady = [
         TraceRequest(burst_end + 0.5 * i, 1000 + 500 * (i % 3), 40)
         for i in range(int((steady_end - burst_end) * 2))
     ]
-    return [*burst, *steady, TraceRequest(end, 1, 1)]
+    return [*burst, *steady, TraceRequest(LAST_REQUEST_S, 1, 1)]
 
 
 def _describe(twin: SideResult, loop: SideResult) -> str:
@@ -72,10 +77,22 @@ def test_twin_and_agent_on_loopback_make_the_same_decisions_and_spend_the_same_e
     }
     with loopback(tmp_path, PROFILE, agent_policy) as rig:
         loop = run_loopback(rig, requests, [0.0, *PHASE_ENDS_S])
-    twin = run_twin(requests, PROFILE, policy, SLO, SCRAPE_PERIOD_S, loop.windows)
-    report = _describe(twin, loop)
+    delay_s = decision_delay_s(loop)
+    twin = run_twin(
+        requests,
+        PROFILE,
+        policy,
+        SLO,
+        SCRAPE_PERIOD_S,
+        loop.windows,
+        loop.scrapes_s,
+        delay_s,
+        loop.handover_s,
+    )
+    report = f"agent decision delay {delay_s * 1000:.1f} ms\n" + _describe(twin, loop)
     print(report)
 
+    assert len(loop.requests["decode"]) >= 5, report  # the script makes the policy work
     for phase in PHASES:
         twin_clocks = [mhz for _, mhz in twin.requests[phase]]
         loop_clocks = [mhz for _, mhz in loop.requests[phase]]
