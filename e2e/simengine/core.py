@@ -28,8 +28,11 @@ from joulescale.profiles.settle import WorkPlan, plan_work
 from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
 
 _SCRAPES_KEPT = 100_000
-_MAX_LAG_S = 0.05
-"""Behind schedule by more than this, the engine restarts its schedule from now."""
+_NO_SETTLE_POLL_S = 0.01
+_MAX_LAG_S = 0.25
+"""Behind schedule by more than this, the engine restarts its schedule from now. Up to it, steps
+keep their times on the physics' schedule and the engine catches up, so a stall of the host (a
+loaded CI machine, a GC pause) moves no work on the simulated GPU's timeline."""
 
 
 class SimRequest(EngineRequest):
@@ -202,7 +205,7 @@ class SimEngine:
         plan = self._plan(start_s, 1.0, lock, latency_s)
         self._set_power(start_s, self._power(plan.head_mhz))
         switched = False
-        poll_s = self._spec.settle_s / 2 if self._spec.settle_s > 0 else _MAX_LAG_S
+        poll_s = self._spec.settle_s / 2 if self._spec.settle_s > 0 else _NO_SETTLE_POLL_S
         while True:
             boundary_s = plan.switch_s if not switched and plan.switch_s < plan.end_s else plan.end_s
             await asyncio.sleep(max(min(boundary_s, time.monotonic() + poll_s) - time.monotonic(), 0.0))

@@ -135,7 +135,7 @@ def test_malformed_yaml_and_missing_files_become_profile_errors(tmp_path: Path) 
 
 def test_the_public_namespace_is_exactly_all() -> None:
     public = {name for name in vars(profiles) if not name.startswith("_")}
-    modules = {"catalog", "derived", "loader", "memory", "model", "physics"}
+    modules = {"catalog", "derived", "loader", "memory", "model", "physics", "settle"}
     assert public - modules == set(profiles.__all__)
 
 
