@@ -156,18 +156,21 @@ class SimEngine:
             # Steps follow each other on the physics' schedule, not on the event loop's wake-ups:
             # the next one starts when the previous one *should* have ended, so Python overhead and
             # sleep overshoot do not stretch the simulated GPU's timing (unless it fell far behind).
+            # An idle engine starts the moment a request arrives, not when this task wakes.
             now_s = time.monotonic()
-            scheduled_s = self._next_start_s
-            start_s = (
-                scheduled_s if scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S else now_s
-            )
-            if scheduled_s is not None and start_s != scheduled_s:
+            last_end_s = self._next_start_s
+            scheduled_s = last_end_s
+            if scheduled_s is None and self._inbox:
+                scheduled_s = min(now_s, min(r.arrival_s for r in self._inbox))
+            on_time = scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S
+            start_s = scheduled_s if on_time and scheduled_s is not None else now_s
+            if last_end_s is not None and start_s != last_end_s:
                 # Fell behind the schedule: the GPU idled from the last step's end until now.
-                self._set_power(scheduled_s, self.profile.idle_power_watts)
+                self._set_power(last_end_s, self.profile.idle_power_watts)
             self._hand_over(start_s)
             if not self.model.start_step(start_s):
                 self._set_power(
-                    scheduled_s if scheduled_s is not None else now_s, self.profile.idle_power_watts
+                    last_end_s if last_end_s is not None else now_s, self.profile.idle_power_watts
                 )
                 self._next_start_s = None
                 if not self._inbox:

@@ -91,6 +91,7 @@ def run_twin(
     scrapes_s: dict[Phase, list[float]] | None = None,
     scrape_delay_s: float = 0.01,
     handover_s: list[float] | None = None,
+    engine: str = "vllm",
 ) -> SideResult:
     """The twin's run of the script; ``scrapes_s``: read the pages when the agent did instead of
     on the twin's periodic schedule; ``handover_s``: hand each request to decode when the load
@@ -99,6 +100,7 @@ def run_twin(
         profile,
         1,
         1,
+        engine=engine,
         kv_medium=LOOPBACK_KV_MEDIUM,
         view="metrics",
         scrape_period_s=scrape_period_s,
@@ -142,7 +144,9 @@ class Loopback:
 
 
 @contextmanager
-def loopback(tmp_path: Path, profile: GpuProfile, policy: dict[str, object]) -> Iterator[Loopback]:
+def loopback(
+    tmp_path: Path, profile: GpuProfile, policy: dict[str, object], engine: str = "vllm"
+) -> Iterator[Loopback]:
     """A prefill and a decode simulated engine on simulated GPUs, and the real agent controlling
     both through a static instances file."""
     sim = SimGpuDir.create(tmp_path / "sim", specs_from_profile(profile, [f"GPU-{p}" for p in PHASES]))
@@ -152,7 +156,9 @@ def loopback(tmp_path: Path, profile: GpuProfile, policy: dict[str, object]) -> 
         for phase in PHASES:
             port = free_port()
             procs.append(
-                start_engine(phase, port, sim.root, [f"GPU-{phase}"], tmp_path / f"{phase}.log", profile.name)
+                start_engine(
+                    phase, port, sim.root, [f"GPU-{phase}"], tmp_path / f"{phase}.log", profile.name, engine
+                )
             )
             urls[phase] = f"http://127.0.0.1:{port}"
         for phase in PHASES:
@@ -165,7 +171,7 @@ def loopback(tmp_path: Path, profile: GpuProfile, policy: dict[str, object]) -> 
                     "namespace": "diff",
                     "pod": f"svc-{phase}-0",
                     "role": phase,
-                    "engine": "vllm",
+                    "engine": engine,
                     "metrics_url": f"{urls[phase]}/metrics",
                     "gpus": [f"GPU-{phase}"],
                     "policy": policy,

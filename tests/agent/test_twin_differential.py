@@ -52,7 +52,20 @@ def script() -> list[TraceRequest]:
 
 
 def _describe(twin: SideResult, loop: SideResult) -> str:
-    lines = []
+    gaps = [
+        abs(max(lt, 0.0) - tt)
+        for phase in PHASES
+        for (tt, _), (lt, _) in zip(twin.requests[phase], loop.requests[phase], strict=False)
+    ]
+    errors = [
+        abs(lj - tj) / tj
+        for phase in PHASES
+        for tj, lj in zip(twin.energy_j[phase], loop.energy_j[phase], strict=True)
+        if tj > 0
+    ]
+    lines = [
+        f"largest timing gap {max(gaps, default=0.0) * 1000:.1f} ms, energy error {max(errors) * 100:.2f} %"
+    ]
     for phase in PHASES:
         lines.append(f"{phase} twin {[(round(t, 3), m) for t, m in twin.requests[phase]]}")
         lines.append(f"{phase} loop {[(round(t, 3), m) for t, m in loop.requests[phase]]}")
@@ -65,9 +78,11 @@ def _describe(twin: SideResult, loop: SideResult) -> str:
 
 @pytest.mark.quiet
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("policy", ["joulescale", "biscale"])
+@pytest.mark.parametrize(
+    ("policy", "engine"), [("joulescale", "vllm"), ("biscale", "vllm"), ("joulescale", "sglang")]
+)
 def test_twin_and_agent_on_loopback_make_the_same_decisions_and_spend_the_same_energy(
-    tmp_path: Path, policy: str
+    tmp_path: Path, policy: str, engine: str
 ) -> None:
     requests = script()
     agent_policy = {
@@ -75,7 +90,7 @@ def test_twin_and_agent_on_loopback_make_the_same_decisions_and_spend_the_same_e
         "profile": PROFILE.name,
         "slo": {"ttft_ms": SLO.ttft_ms, "tpot_ms": SLO.tpot_ms, "percentile": SLO.percentile},
     }
-    with loopback(tmp_path, PROFILE, agent_policy) as rig:
+    with loopback(tmp_path, PROFILE, agent_policy, engine) as rig:
         loop = run_loopback(rig, requests, [0.0, *PHASE_ENDS_S])
     delay_s = decision_delay_s(loop)
     twin = run_twin(
@@ -88,6 +103,7 @@ def test_twin_and_agent_on_loopback_make_the_same_decisions_and_spend_the_same_e
         loop.scrapes_s,
         delay_s,
         loop.handover_s,
+        engine,
     )
     report = f"agent decision delay {delay_s * 1000:.1f} ms\n" + _describe(twin, loop)
     print(report)
