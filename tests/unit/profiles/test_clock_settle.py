@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,29 @@ def test_the_twin_gpu_and_the_simulated_backend_agree_on_the_clock_over_time(tmp
         now[0] = t
         twin.settle(t)
         assert backend.sm_clock_mhz("GPU-0") == twin.clock_mhz, t
+
+
+def test_the_twin_gpus_busy_log_books_what_its_energy_counts_through_retimes() -> None:
+    """``busy_log`` (the differential test's window energy) equals the GPU's own bookkeeping,
+    also when requests retime a running iteration, before and after its switch."""
+    settle_s = PROFILE.clock_settle_ms / 1000.0
+    gpu = SimGpuGroup(PROFILE, "prefill", PROFILE.max_sm_clock_mhz, settle_s)
+    gpu.busy_log = []
+
+    def latency_s(mhz: int) -> float:
+        return physics.prefill_latency_s(PROFILE, [8000], mhz)
+
+    duration_s = gpu.run(0.0, latency_s)
+    gpu.request(0.01, 990)  # settles inside the iteration: a tail at 990
+    gpu.request(0.02, 1500)  # replaces it before the switch
+    gpu.request(0.02 + 1.5 * settle_s, 345)  # after the switch to 1500
+    assert gpu.retimes == 3
+    assert gpu.end_s > duration_s
+    assert sum(d for _, d, _ in gpu.busy_log) == pytest.approx(gpu.busy_s)
+    energy_j = sum(physics.iteration_energy_j(PROFILE, "prefill", d, mhz) for _, d, mhz in gpu.busy_log)
+    assert energy_j == pytest.approx(gpu.busy_energy_j)
+    clocks = [mhz for _, _, mhz in gpu.busy_log]
+    assert [m for i, m in enumerate(clocks) if i == 0 or clocks[i - 1] != m] == [1980, 1500, 345]
+    for (start_s, length_s, _), (next_s, _, _) in itertools.pairwise(gpu.busy_log):
+        assert next_s == pytest.approx(start_s + length_s)  # one contiguous iteration
+    assert gpu.busy_log[-1][0] + gpu.busy_log[-1][1] == pytest.approx(gpu.end_s)
