@@ -32,13 +32,15 @@ from joulescale.twin.settings import CompareSettings
 
 REACTIONS_MS = (0, 20, 60, 85, 110, 60_000)
 """0: clairvoyant; 60: the engine hook with a 50 ms settle plus 10 ms; 85 and 110: metrics-only
-with live gauges (``--gauges live``) at a 50 ms scrape period, 10 ms delay and 50 ms settle, on
-average and at worst; 60000: never, metrics-only with the step-end gauges engines publish (a
-batch shows only once done, so it runs wholly at the clock it started at)."""
+were the gauges live (no engine publishes them so) at a 50 ms scrape period, 10 ms delay and
+50 ms settle, on average and at worst; 60000: never, metrics-only with the step-end gauges
+engines publish (a batch shows only once done, so it runs wholly at the clock it started at)."""
 READY_MHZ = (1980, 1800, 1650, 1500)
 
 
 def _batches(requests: Sequence[SimRequest]) -> list[list[SimRequest]]:
+    """Requests grouped by (first scheduled, prefill done): one step's, or with chunked prefill
+    the requests a run of steps carried together (an approximation of a batch)."""
     grouped: dict[tuple[float, float], list[SimRequest]] = defaultdict(list)
     for request in requests:
         if request.first_token_s > 0:

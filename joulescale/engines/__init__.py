@@ -4,6 +4,8 @@ The agent parses a vLLM or SGLang ``/metrics`` page into an ``EngineSample``; th
 simulated engines record the same counters, gauges and histograms, with the engines' own bucket
 edges and publication times (``dialects``), into the same type. One builder turns successive
 samples into the observations a clock policy sees, so a policy sees the same thing in both.
+``model`` holds the one engine scheduler model (chunked prefill, admission, preemption) that the
+twin and e2e's simulated engine drive, and ``recorder`` the page such a simulated engine keeps.
 """
 
 from joulescale.engines.dialects import ENGINE_NAMES, EngineDialect, dialect_for

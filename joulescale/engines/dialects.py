@@ -54,6 +54,8 @@ class EngineDialect:
     iteration_token_edges: tuple[float, ...] | None
     decode_log_interval: int = 0
     """Decode steps between two gauge refreshes (``batch-and-interval`` engines only)."""
+    kv_usage_decimals: int | None = None
+    """Decimals the published KV usage is rounded to (SGLang: ``round(token_usage, 2)``); None: exact."""
 
 
 VLLM = EngineDialect(
@@ -66,7 +68,7 @@ SGLANG = EngineDialect(
     name="sglang", gauges="batch-and-interval", counters="request-finish",
     ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
     queue_edges_s=None, prefill_edges_s=None, iteration_token_edges=None,
-    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL,
+    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL, kv_usage_decimals=2,
 )
 
 _DIALECTS: dict[str, EngineDialect] = {d.name: d for d in (VLLM, SGLANG)}

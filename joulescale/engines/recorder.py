@@ -7,8 +7,10 @@ counters and histograms with the dialect's bucket edges and holds the scheduler 
 
 - vLLM V1: the gauges are those of the last step end (a scrape in the middle of a step shows the
   previous step); token counters grow per step; iteration tokens, queue and prefill times exist.
-- SGLang: the gauges change when a prefill batch forms and every ``decode_log_interval`` decode
-  steps; token counters grow when a request finishes; no iteration, queue or prefill histograms.
+- SGLang: the gauges change when a prefill batch forms (running: the running decode batch, not
+  the new prefill one; KV usage before the new batch's allocation) and every
+  ``decode_log_interval`` decode steps, KV usage rounded to 0.01; token counters grow when a
+  request finishes; no iteration, queue or prefill histograms.
 
 Both engines observe one inter-token latency per generated token (a step's duration, once per
 token of the step), so ``observe`` takes a multiplicity and a step costs O(1). ``sample()`` is the
@@ -79,8 +81,9 @@ class MetricsRecorder:
 
     # --- what the model reports --------------------------------------------------------------
     def batch_formed(self, running: int, waiting: int, kv_tokens: int) -> None:
-        """A prefill batch was scheduled; ``running`` counts its requests, ``kv_tokens`` the cache
-        in use with it (SGLang's ``log_prefill_stats`` publishes these)."""
+        """A prefill batch was scheduled: ``running`` counts the running decode batch (not the new
+        prefill requests), ``waiting`` what is left queued, ``kv_tokens`` the cache in use before
+        the new batch's allocation (what SGLang's ``log_prefill_stats`` publishes)."""
         self._sample = None
         if self._publish_at_batch:
             self._publish(running, waiting, kv_tokens)
@@ -140,10 +143,13 @@ class MetricsRecorder:
         """The page as a scrape reads it now (the same object while nothing changed)."""
         if self._sample is not None:
             return self._sample
+        usage = min(1.0, self.kv_tokens / self.kv_capacity_tokens)
+        if self.dialect.kv_usage_decimals is not None:
+            usage = round(usage, self.dialect.kv_usage_decimals)
         self._sample = EngineSample(
             running_requests=self.running,
             waiting_requests=self.waiting,
-            kv_cache_usage=min(1.0, self.kv_tokens / self.kv_capacity_tokens),
+            kv_cache_usage=usage,
             kv_capacity_tokens=self.kv_capacity_tokens,
             prompt_tokens_total=float(self.prompt_tokens),
             generation_tokens_total=float(self.generation_tokens),

@@ -76,7 +76,7 @@ def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, s
         "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
         # A profile file may reuse a shipped profile's name with other physics: key on the content.
         "physics": [_digest(cluster.profile_of("prefill")), _digest(cluster.profile)],
-        "version": 2,
+        "version": 3,  # 3: chunked prefill in the core engine model
     })
     cached = cache.get(key)
     if cached is not None:

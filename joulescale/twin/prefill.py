@@ -44,7 +44,12 @@ class PrefillInstance:
         self.model.enqueue(request, now_s)
 
     def start_step(self, now_s: float) -> bool:
-        return self.model.start_step(now_s)
+        if not self.model.start_step(now_s):
+            return False
+        for request in self.model.step:
+            if request.prefill_start_s < 0.0:
+                request.prefill_start_s = now_s
+        return True
 
     def run_step(self, now_s: float) -> float:
         """Run the scheduled step on the GPUs; its duration as planned now (``gpu.end_s`` may move)."""

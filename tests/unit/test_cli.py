@@ -116,6 +116,7 @@ HOSTILE_ARGUMENTS: list[tuple[list[str], str]] = [
     (["--gpus", "256", "--duration", "86400", "--prefill-instances", "1"], "run too large"),
     (["--policies", "nosuch"], "--policies"),
     (["--view", "nosuch"], "--view"),
+    (["--engine", "tgi"], "--engine"),
     (["--frobnicate"], "--frobnicate"),
     (["--gpus", "4"], "argument --gpus: 4 GPUs cannot hold"),
     (["--profile", "/dev/zero"], "argument --profile: profile file /dev/zero: not a regular file"),
@@ -185,7 +186,7 @@ def test_good_arguments_at_their_bounds_and_a_bom_crlf_trace_still_run(tmp_path:
     ("field", "value"),
     [("duration_s", float("nan")), ("duration_s", float("inf")), ("gpus", 100_000), ("load", float("nan")),
      ("scrape_period_s", float("nan")), ("clock_settle_s", -0.005), ("power_limit_watts", 0.0),
-     ("slo", Slo(float("nan"), 100.0, 99)), ("seed", -1), ("gpus", True)],
+     ("slo", Slo(float("nan"), 100.0, 99)), ("seed", -1), ("gpus", True), ("engine", "tgi")],
 )
 def test_library_callers_are_refused_like_the_cli_naming_the_setting(field: str, value: object) -> None:
     from joulescale.twin.limits import SettingError

@@ -112,21 +112,15 @@ class DecodeModel(Generic[R]):
             heapq.heappush(self._finish_heap, (head.finish_iteration, head.request_id, head.epoch, head))
 
     def _preempt_to_fit(self, now_s: float) -> None:
+        """Preempt the newest requests until the next step's tokens fit. Admission leaves room
+        for one more token per running request, so the victims always ran a step already."""
         running = self.running
-        admitted = self._admitted
         n = self.iteration
         while len(running) > 1 and self.context_tokens + len(running) > self.kv_capacity_tokens:
             _, victim = running.popitem()
-            context = self._context_of(victim)
-            self._offset -= context - victim.join_iteration
-            if admitted and admitted[-1] is victim:  # admitted for this step, never ran in it
-                admitted.pop()
-                if victim.decode_done_tokens or victim.preemptions:
-                    self._recompute_tokens -= context
-                    self._recompute_s2 -= context * context
-            else:
-                victim.decode_done_tokens += n - victim.join_iteration
-                victim.last_token_s = now_s  # its latest token came with the step that just ended
+            self._offset -= self._context_of(victim) - victim.join_iteration
+            victim.decode_done_tokens += n - victim.join_iteration
+            victim.last_token_s = now_s  # its latest token came with the step that just ended
             victim.epoch += 1
             victim.preemptions += 1
             if self.recorder is not None:

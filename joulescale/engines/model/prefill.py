@@ -38,7 +38,7 @@ R = TypeVar("R", bound=EngineRequest)
 class PrefillModel(Generic[R]):
     """The scheduler of one prefill instance; the caller drives time (``joulescale.engines.model``)."""
 
-    __slots__ = ("_partial_tokens", "_step_squared", "_step_tokens", "arrivals", "batch_log", "profile", "queue",
+    __slots__ = ("_held_tokens", "_step_squared", "_step_tokens", "arrivals", "batch_log", "profile", "queue",
                  "queued_tokens", "recorder", "step", "token_budget")
 
     def __init__(self, profile: GpuProfile, token_budget: int, recorder: MetricsRecorder | None = None) -> None:
@@ -59,7 +59,7 @@ class PrefillModel(Generic[R]):
         """(N, S2) of every step run, chunks counted as above, for the oracle."""
         self._step_tokens = 0
         self._step_squared = 0
-        self._partial_tokens = 0
+        self._held_tokens = 0
 
     @property
     def busy(self) -> bool:
@@ -111,7 +111,9 @@ class PrefillModel(Generic[R]):
         self._step_squared = squared
         self.batch_log.append((tokens, squared))
         if self.recorder is not None:
-            self.recorder.batch_formed(len(step), len(queue) - len(step), self._partial_tokens + tokens)
+            # No decode batch runs on a P/D prefill instance; the cache holds what the last step
+            # left (the partly prefilled head, the finished prompts awaiting their pull).
+            self.recorder.batch_formed(0, len(queue) - len(step), self._held_tokens)
         return True
 
     def step_latency_s(self, sm_clock_mhz: float) -> float:
@@ -142,12 +144,12 @@ class PrefillModel(Generic[R]):
                                           queue_s=request.scheduled_s - request.engine_arrival_s,
                                           prefill_s=now_s - request.scheduled_s)
         partial = queue[0].prefilled_tokens if queue and queue[0].prefilled_tokens else 0
-        self._partial_tokens = partial
+        self._held_tokens = partial + prompt_tokens
         if recorder is not None:
             running = 1 if partial else 0
             recorder.step_ended(scheduled_tokens=self._step_tokens, prompt_tokens=prompt_tokens,
                                 generated_tokens=len(done), itl_tokens=0, step_s=step_s, running=running,
-                                waiting=len(queue) - running, kv_tokens=partial + prompt_tokens, decode=False)
+                                waiting=len(queue) - running, kv_tokens=self._held_tokens, decode=False)
         self._step_tokens = 0
         self._step_squared = 0
         return done

@@ -41,26 +41,33 @@ def test_vllm_queue_time_buckets_start_at_0_3_s() -> None:
     assert queue.buckets[0.3] == 1
 
 
-def test_an_sglang_prefill_batch_shows_when_it_forms() -> None:
+def test_an_sglang_prefill_instance_publishes_as_a_batch_forms_not_at_step_ends() -> None:
     recorder = MetricsRecorder(dialect_for("sglang"), PROFILE.kv_capacity_tokens)
     model = PrefillModel(PROFILE, 8192, recorder)
-    model.enqueue(EngineRequest(0, 0.0, 3000, 2), 0.0)
-    assert model.start_step(0.0)
-    sample = recorder.sample()
-    assert (sample.running_requests, sample.waiting_requests) == (1, 0)
-    assert sample.iteration_tokens is None
-    assert sample.queue_time is None
-    assert sample.prefill_time is None
+    for i in range(3):
+        model.enqueue(EngineRequest(i, 0.0, 5000, 2), 0.0)
+    assert model.start_step(0.0)  # 5000 + 3192 of the second; the third waits
+    formed = recorder.sample()
+    # running: the decode batch (none on a P/D prefill instance); KV before the batch's allocation
+    assert (formed.running_requests, formed.waiting_requests, formed.kv_cache_usage) == (0, 1, 0.0)
+    assert formed.iteration_tokens is None
+    assert formed.queue_time is None
+    assert formed.prefill_time is None
     step_s = model.step_latency_s(1980)
     model.finish_step(step_s, step_s)
-    after = recorder.sample()
-    assert after.running_requests == 1  # nothing republished at a step end
-    assert after.prompt_tokens_total == 3000  # the request finished here: SGLang counts it now
+    ended = recorder.sample()  # a step end publishes no gauge
+    assert (ended.running_requests, ended.waiting_requests, ended.kv_cache_usage) == (0, 1, 0.0)
+    assert model.start_step(step_s)
+    second = recorder.sample()
+    assert second.waiting_requests == 0
+    assert second.prompt_tokens_total == 5000  # the first request finished: SGLang counts it now
+    # The first prompt (awaiting its pull) and the second's first chunk, rounded as SGLang does.
+    assert second.kv_cache_usage == round((5000 + 3192) / PROFILE.kv_capacity_tokens, 2)
 
 
 def test_an_sglang_decode_gauge_changes_only_every_decode_log_interval_steps() -> None:
-    recorder = MetricsRecorder(dialect_for("sglang"), PROFILE.kv_capacity_tokens)
-    model = DecodeModel(PROFILE, PROFILE.kv_capacity_tokens, 64, 0.01, recorder)
+    recorder = MetricsRecorder(dialect_for("sglang"), 2000)
+    model = DecodeModel(PROFILE, 2000, 64, 0.01, recorder)
     for i in range(4):
         model.enqueue(EngineRequest(i, 0.0, 100, 200), 0.0)
     now_s = 0.0
@@ -75,9 +82,24 @@ def test_an_sglang_decode_gauge_changes_only_every_decode_log_interval_steps() -
     changes = [i + 1 for i in range(1, len(published)) if published[i] != published[i - 1]]
     assert changes == [SGLANG_DECODE_LOG_INTERVAL, 2 * SGLANG_DECODE_LOG_INTERVAL]
     assert published[SGLANG_DECODE_LOG_INTERVAL - 2][0] == 0
-    assert published[SGLANG_DECODE_LOG_INTERVAL - 1][0] == 4
+    assert published[SGLANG_DECODE_LOG_INTERVAL - 1] == (4, round(4 * (100 + 1 + 40) / 2000, 2))
     # Token counters wait for the requests to finish; ITL counts one per generated token.
     last = recorder.sample()
     assert last.generation_tokens_total == 0
     assert last.inter_token_latency is not None
     assert last.inter_token_latency.count == 4 * (len(published) - 1)
+
+
+def test_an_unchanged_page_is_the_same_sample_and_diffs_to_nothing() -> None:
+    recorder = MetricsRecorder(dialect_for("vllm"), 1000)
+    first = recorder.sample()
+    assert recorder.sample() is first
+    assert first.ttft is not None
+    still = first.ttft.minus(first.ttft)
+    assert (still.count, still.sum, set(still.buckets.values())) == (0.0, 0.0, {0.0})
+    recorder.first_token(0.2)
+    later = recorder.sample()
+    assert later is not first
+    assert later.ttft is not None
+    grown = later.ttft.minus(first.ttft)
+    assert (grown.count, grown.buckets[0.25], grown.buckets[0.1]) == (1.0, 1.0, 0.0)
