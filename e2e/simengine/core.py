@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from e2e.simengine.metrics import VLLM_BLOCK_SIZE
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.observation import Phase
 from joulescale.engines.dialects import EngineDialect
@@ -33,6 +34,14 @@ _MAX_LAG_S = 0.25
 """Behind schedule by more than this, the engine restarts its schedule from now. Up to it, steps
 keep their times on the physics' schedule and the engine catches up, so a stall of the host (a
 loaded CI machine, a GC pause) moves no work on the simulated GPU's timeline."""
+
+
+def page_kv_capacity_tokens(dialect: EngineDialect, kv_capacity_tokens: int) -> int:
+    """The KV cache an engine's page can state: vLLM counts whole blocks (its usage is used blocks
+    over all blocks), so usage and ``cache_config_info`` agree only on a whole number of blocks."""
+    if dialect.name == "vllm":
+        return kv_capacity_tokens // VLLM_BLOCK_SIZE * VLLM_BLOCK_SIZE
+    return kv_capacity_tokens
 
 
 class SimRequest(EngineRequest):
@@ -95,7 +104,7 @@ class SimEngine:
         self.role = role
         self.profile = profile
         self.dialect = dialect
-        self.recorder = MetricsRecorder(dialect, profile.kv_capacity_tokens)
+        self.recorder = MetricsRecorder(dialect, page_kv_capacity_tokens(dialect, profile.kv_capacity_tokens))
         self.model: PrefillModel[SimRequest] | DecodeModel[SimRequest] = (
             PrefillModel(profile, limits.max_batched_tokens, self.recorder)
             if role == "prefill"

@@ -32,6 +32,7 @@ _DECODE_DONE = 1
 _KV_LANDED = 2
 _SCRAPE = 3
 _SCRAPE_VISIBLE = 4
+_SCRAPE_REPLAYED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +67,17 @@ def simulate(
     abort: AbortRule | None = None,
     *,
     record_busy: bool = False,
-    scrape_times: Mapping[tuple[str, int], Sequence[float]] | None = None,
+    scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float]]] | None = None,
     handover_s: Sequence[float] | None = None,
 ) -> RunResult:
     """Replay ``requests`` (sorted by arrival) through the cluster; deterministic.
 
-    Seams for comparing a run with the real agent's on loopback (tests/agent/differential.py): ``record_busy`` keeps every GPU's busy
-    segments (``SimGpuGroup.busy_log``), for energy over a window; ``scrape_times`` replaces the
-    periodic scrapes of an instance, keyed ``(phase, index)``, by the instants the agent read
-    its page; ``handover_s`` replaces the KV transfer: request ``i`` reaches its decode instance
-    at ``handover_s[i]`` (not before its prefill ends)."""
+    Seams for comparing a run with the real agent's on loopback (tests/agent/differential.py):
+    ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``), for energy over
+    a window; ``scrape_times`` replaces the periodic scrapes of an instance, keyed ``(phase,
+    index)``, by ``(instant the agent read its page, delay until it acted on it)``;
+    ``handover_s`` replaces the KV transfer: request ``i`` reaches its decode instance at
+    ``handover_s[i]`` (not before its prefill ends)."""
     run = _Run(requests, cluster, control, abort)
     run.scrape_times = scrape_times
     run.handover_s = handover_s
@@ -115,7 +117,7 @@ class _Run:
         self.ttft_violations = 0
         self.tpot_violations = 0
         self.last_s = 0.0
-        self.scrape_times: Mapping[tuple[str, int], Sequence[float]] | None = None
+        self.scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float]]] | None = None
         self.handover_s: Sequence[float] | None = None
 
     def push(self, at_s: float, kind: int, payload: object) -> None:
@@ -177,10 +179,11 @@ class _Run:
             self.ttft_violations += request.ttft_s > rule.ttft_s
             self.tpot_violations += request.tpot_s > rule.tpot_s
 
-    def scrape(self, phase_index: tuple[str, int], now_s: float) -> None:
+    def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None) -> None:
         phase, index = phase_index
         sample = self.controls.scrape(phase, index)
-        self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
+        delay_s = self.cluster.scrape_delay_s if delay_s is None else delay_s
+        self.push(now_s + delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
         if self.scrape_times is None and self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
@@ -195,9 +198,9 @@ class _Run:
                 if self.scrape_times is None:
                     self.push(period * k / len(names), _SCRAPE, (phase, index))
                     continue
-                for at_s in self.scrape_times.get((phase, index), ()):
+                for at_s, delay_s in self.scrape_times.get((phase, index), ()):
                     if at_s >= 0.0:
-                        self.push(at_s, _SCRAPE, (phase, index))
+                        self.push(at_s, _SCRAPE_REPLAYED, (phase, index, delay_s))
 
     def run(self) -> RunResult:
         self.start()
@@ -233,6 +236,9 @@ class _Run:
                 self.controls.scrape_visible(payload, now_s)  # type: ignore[arg-type]
             elif kind == _SCRAPE:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
+            elif kind == _SCRAPE_REPLAYED:
+                replayed: tuple[str, int, float] = payload  # type: ignore[assignment]
+                self.scrape((replayed[0], replayed[1]), now_s, replayed[2])
             elif kind == _PREFILL_DONE:
                 assert isinstance(payload, PrefillInstance)
                 if seq != payload.end_seq:

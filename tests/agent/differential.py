@@ -92,10 +92,13 @@ def run_twin(
     scrape_delay_s: float = 0.01,
     handover_s: list[float] | None = None,
     engine: str = "vllm",
+    delays_s: dict[tuple[Phase, float], float] | None = None,
 ) -> SideResult:
     """The twin's run of the script; ``scrapes_s``: read the pages when the agent did instead of
-    on the twin's periodic schedule; ``handover_s``: hand each request to decode when the load
-    generator did."""
+    on the twin's periodic schedule, acting after ``delays_s[(phase, read instant)]`` where the
+    agent locked a clock (``scrape_delay_s`` elsewhere); ``handover_s``: hand each request to
+    decode when the load generator did."""
+    delays_s = delays_s or {}
     cluster = ClusterConfig(
         profile,
         1,
@@ -114,7 +117,12 @@ def run_twin(
         log = result.requests.setdefault(phase, [])
         return InstanceControl(inner.policy, _LoggingActuator(inner.actuator, log), inner.observes)
 
-    times = None if scrapes_s is None else {(phase, 0): scrapes_s[phase] for phase in PHASES}
+    times = None
+    if scrapes_s is not None:
+        times = {
+            (phase, 0): [(at_s, delays_s.get((phase, at_s), scrape_delay_s)) for at_s in scrapes_s[phase]]
+            for phase in PHASES
+        }
     run = simulate(
         requests, setup.cluster, control, record_busy=True, scrape_times=times, handover_s=handover_s
     )
@@ -123,15 +131,21 @@ def run_twin(
     return result
 
 
-def decision_delay_s(loop: SideResult) -> float:
-    """The agent's median time from reading a page to writing the lock it decided on it."""
-    delays = []
+def decision_delays_s(loop: SideResult) -> dict[tuple[Phase, float], float]:
+    """For each lock the agent wrote: (phase, the page read it followed) -> the delay between."""
+    delays: dict[tuple[Phase, float], float] = {}
     for phase in PHASES:
         scrapes = loop.scrapes_s[phase]
         for at_s, _ in loop.requests[phase]:
             before = [t for t in scrapes if t <= at_s]
             if before and at_s - before[-1] < 0.05:
-                delays.append(at_s - before[-1])
+                delays[(phase, before[-1])] = at_s - before[-1]
+    return delays
+
+
+def decision_delay_s(loop: SideResult) -> float:
+    """The agent's median time from reading a page to writing the lock it decided on it."""
+    delays = list(decision_delays_s(loop).values())
     return statistics.median(delays) if delays else 0.0
 
 

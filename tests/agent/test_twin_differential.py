@@ -5,7 +5,7 @@ engines on loopback (the core engine model in real time) controlled by the real 
 the simulated GPU backend, with a load generator replaying the script, and (a) the twin
 (``simulate``: one prefill and one decode instance, the metrics view, the same policy). The twin
 reads each page at the instants the agent read it (the engines log them) and acts after the
-agent's measured decision delay, so the comparison is free of the scrape phase, a nuisance the
+agent's measured decision delay (per decision where it locked a clock), so the comparison is free of the scrape phase, a nuisance the
 twin cannot know. Both must request the same clocks in the same order, each within one scrape
 period plus what real-time scheduling on a loaded host needs (``SCHEDULING_S``), and spend the
 same energy in every phase (within 2 %: the simulated GPU's energy counter against the twin's
@@ -21,7 +21,15 @@ import pytest
 from joulescale.control.policy import Slo
 from joulescale.profiles import load_profile
 from joulescale.twin.traces import TraceRequest
-from tests.agent.differential import PHASES, SideResult, decision_delay_s, loopback, run_loopback, run_twin
+from tests.agent.differential import (
+    PHASES,
+    SideResult,
+    decision_delay_s,
+    decision_delays_s,
+    loopback,
+    run_loopback,
+    run_twin,
+)
 
 PROFILE = load_profile("h100-sxm-llama-8b-tp1")
 SLO = Slo(ttft_ms=1000.0, tpot_ms=12.0, percentile=90)
@@ -104,6 +112,7 @@ def test_twin_and_agent_on_loopback_make_the_same_decisions_and_spend_the_same_e
         delay_s,
         loop.handover_s,
         engine,
+        decision_delays_s(loop),
     )
     report = f"agent decision delay {delay_s * 1000:.1f} ms\n" + _describe(twin, loop)
     print(report)
