@@ -140,7 +140,7 @@ def test_malformed_yaml_and_missing_files_become_profile_errors(tmp_path: Path) 
 def test_the_public_namespace_is_exactly_all() -> None:
     public = {name for name in vars(profiles) if not name.startswith("_")}
     modules = {"architecture", "catalog", "derived", "generate", "hardware", "loader", "memory", "model", "perfdb",
-               "physics"}
+               "physics", "settle"}
     assert public - modules == set(profiles.__all__)
 
 
