@@ -13,6 +13,7 @@ Role ``prefill`` is a P/D prefill instance (a request ends with its first token)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from joulescale.engines.dialects import EngineDialect
 from joulescale.engines.model import DecodeModel, EngineRequest, PrefillModel
 from joulescale.engines.observation import Phase
 from joulescale.engines.recorder import MetricsRecorder
+from joulescale.engines.sample import EngineSample
 from joulescale.profiles import GpuProfile, physics
 from joulescale.profiles.settle import WorkPlan, plan_work
 from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
@@ -31,6 +33,8 @@ from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clo
 _SCRAPES_KEPT = 100_000
 _NO_SETTLE_POLL_S = 0.01
 _MAX_LAG_S = 0.25
+_CLOSE_WAIT_S = 0.05
+"""A page read waits at most this long for the task to close a step whose work has ended."""
 """Behind schedule by more than this, the engine restarts its schedule from now. Up to it, steps
 keep their times on the physics' schedule and the engine catches up, so a stall of the host (a
 loaded CI machine, a GC pause) moves no work on the simulated GPU's timeline."""
@@ -122,6 +126,9 @@ class SimEngine:
         self._next_id = 0
         self.iterations = 0
         self._next_start_s: float | None = None
+        self._step_end_s: float | None = None
+        """When the running step's work ends by its current plan; None between steps."""
+        self._step_closed = asyncio.Event()
         self.scrapes: deque[float] = deque(maxlen=_SCRAPES_KEPT)
         """When /metrics was read (monotonic s), so a test can replay the agent's scrape instants."""
 
@@ -186,10 +193,23 @@ class SimEngine:
                     self._work.clear()
                     await self._work.wait()
                 continue
+            self._step_closed.clear()
             end_s = await self._run_on_gpu(start_s, self.model.step_latency_s)
             self._next_start_s = end_s
             self.iterations += 1
             self._finish_step(end_s, end_s - start_s)
+            self._step_end_s = None
+            self._step_closed.set()
+
+    async def page_sample(self, read_s: float) -> EngineSample:
+        """The page as the real engine shows it at ``read_s``. A step whose work ended by then is
+        closed first: this task may wake a few ms after a step's end on a loaded host, and a real
+        engine publishes the step when its GPU work ends, not when a Python task gets around to it."""
+        end_s = self._step_end_s
+        if end_s is not None and end_s <= read_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._step_closed.wait(), _CLOSE_WAIT_S)
+        return self.recorder.sample()
 
     def _finish_step(self, end_s: float, step_s: float) -> None:
         model = self.model
@@ -215,6 +235,7 @@ class SimEngine:
         a change is always seen before it takes effect; the meter follows each segment's power."""
         lock = self._gpus.read_lock(self._uuid)
         plan = self._plan(start_s, 1.0, lock, latency_s)
+        self._step_end_s = plan.end_s
         self._set_power(start_s, self._power(plan.head_mhz))
         switched = False
         poll_s = self._spec.settle_s / 2 if self._spec.settle_s > 0 else _NO_SETTLE_POLL_S
@@ -226,6 +247,7 @@ class SimEngine:
                 at_s = max(seen.changed_at_s, plan.from_s)
                 lock = seen
                 plan = self._plan(at_s, max(0.0, plan.work - plan.done_at(at_s)), lock, latency_s)
+                self._step_end_s = plan.end_s
                 switched = False
                 continue
             if time.monotonic() < boundary_s:

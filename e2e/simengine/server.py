@@ -107,8 +107,9 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
     render = RENDERERS[engine.dialect.name]
 
     async def metrics(_: web.Request) -> web.Response:
-        engine.scrapes.append(time.monotonic())
-        page = render(engine.recorder.sample(), model_name)
+        read_s = time.monotonic()
+        engine.scrapes.append(read_s)
+        page = render(await engine.page_sample(read_s), model_name)
         return web.Response(text=page, content_type="text/plain", charset="utf-8")
 
     async def health(_: web.Request) -> web.Response:

@@ -51,6 +51,9 @@ class SideResult:
     """When the agent read each engine's page (loopback side)."""
     handover_s: list[float] = field(default_factory=list)
     """When each request reached the decode engine (loopback side; inf: it needed no decode)."""
+    watched_until_s: float = math.inf
+    """Loopback side: locks were recorded until then; the agent kept deciding after it, and the
+    twin replays those later scrapes too, so decisions are compared up to this instant only."""
 
 
 class _LoggingActuator:
@@ -255,6 +258,7 @@ def run_loopback(
         result.handover_s = [
             math.inf if r.decode_arrival_s is None else r.decode_arrival_s - start_s for r in results
         ]
+        result.watched_until_s = time.monotonic() - start_s
         stop.set()
         await watcher
 
