@@ -9,6 +9,8 @@ the same sample, the core builder makes the observations of it, ``joulescale twi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import re
@@ -19,20 +21,27 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, get_args
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 import e2e.simengine.metrics as simengine_metrics
 import joulescale.engines.dialects as dialects
 import joulescale_agent.engines.adapters as adapters
+from e2e.simengine.core import SimEngine
+from e2e.simengine.server import make_app
 from joulescale.api.engine import EngineName
 from joulescale.cli import main
 from joulescale.engines.dialects import ENGINE_NAMES, EngineDialect, dialect_for, registered_dialect
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.engines.sample import EngineSample
+from joulescale.profiles import load_profile
 from joulescale.twin.settings import CompareSettings, SettingError
 from joulescale_agent.engines import ADAPTERS, adapter_for, parse_page
 from joulescale_agent.engines.adapters import ChainAdapter, registered_adapter
+from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
+from tests.agent.fakes import site_port
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "tgi-like"
@@ -181,6 +190,40 @@ def test_a_prefill_instance_of_the_recipes_engine_gets_its_step_time_from_ttft_m
     # No prefill-time histogram on this engine: TTFT mean minus queue-time mean.
     assert seen.mean_iteration_s == pytest.approx(0.2)
     assert seen.prompt_tokens_delta == 4000
+
+
+async def test_the_simulated_engine_serves_the_recipes_page_to_the_agents_adapter(recipe: Recipe,
+                                                                                 tmp_path: Path) -> None:
+    """e2e's simulated engine (a real HTTP server on a simulated GPU) with the engine's dialect:
+    one request through it, its /metrics read by the agent's adapter."""
+    profile = load_profile("h100-sxm-llama-8b-tp1")
+    SimGpuDir.create(tmp_path, specs_from_profile(profile, ["GPU-0"]))
+    engine = SimEngine("prefill", profile, SimGpuDir(tmp_path), ["GPU-0"], dialect_for(NAME))
+    runner = web.AppRunner(make_app(engine, "m"), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    task = asyncio.create_task(engine.run())
+    try:
+        url = f"http://127.0.0.1:{site_port(site)}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/v1/completions", json={"prompt": [1] * 300, "max_tokens": 1}) as r:
+                assert r.status == 200
+            async with http.get(f"{url}/metrics") as r:
+                text = await r.text()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
+    assert "tgilike_request_first_token_seconds_bucket" in text
+    sample = adapter_for(NAME).sample(parse_page(text))
+    assert (sample.prompt_tokens_total, sample.generation_tokens_total) == (300, 1)
+    assert sample.kv_capacity_tokens == profile.kv_capacity_tokens
+    assert sample.ttft is not None
+    assert sample.ttft.count == 1
+    assert sample.iteration_tokens is None
+    assert sample.prefill_time is None
 
 
 def test_the_twin_compares_on_the_recipes_engine_and_forgets_it_after(tmp_path: Path) -> None:
