@@ -26,7 +26,9 @@ def _number(value: float) -> str:
     return "+Inf" if value == math.inf else repr(float(value))
 
 
-class _Page:
+class PageWriter:
+    """Prometheus text, one family at a time (an absent value or histogram writes nothing)."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -61,7 +63,7 @@ class _Page:
 
 
 def render_vllm(sample: EngineSample, model_name: str) -> str:
-    page = _Page()
+    page = PageWriter()
     labels = {"engine": "0", "model_name": model_name}
     page.scalar(
         "vllm:num_requests_running",
@@ -148,7 +150,7 @@ def render_vllm(sample: EngineSample, model_name: str) -> str:
 
 
 def render_sglang(sample: EngineSample, model_name: str) -> str:
-    page = _Page()
+    page = PageWriter()
     gauge_labels = {"engine_type": "unified", "model_name": model_name, "pp_rank": "0", "tp_rank": "0"}
     labels = {"model_name": model_name}
     page.scalar(
@@ -212,4 +214,5 @@ def render_sglang(sample: EngineSample, model_name: str) -> str:
 
 
 RENDERERS: dict[str, Callable[[EngineSample, str], str]] = {"vllm": render_vllm, "sglang": render_sglang}
-"""Engine name (joulescale.engines.dialects) -> its page writer."""
+"""Engine name (joulescale.engines.dialects) -> its page writer (docs/dev/EXTENDING.md, "A new
+engine")."""

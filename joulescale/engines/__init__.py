@@ -8,8 +8,23 @@ samples into the observations a clock policy sees, so a policy sees the same thi
 twin and e2e's simulated engine drive, and ``recorder`` the page such a simulated engine keeps.
 """
 
-from joulescale.engines.dialects import ENGINE_NAMES, EngineDialect, dialect_for
+from joulescale.engines.dialects import (
+    ENGINE_NAMES,
+    EngineDialect,
+    dialect_for,
+    register_dialect,
+    registered_dialect,
+)
 from joulescale.engines.histogram import Histogram, HistogramRecorder
 from joulescale.engines.sample import EngineSample
 
-__all__ = ["ENGINE_NAMES", "EngineDialect", "EngineSample", "Histogram", "HistogramRecorder", "dialect_for"]
+__all__ = [
+    "ENGINE_NAMES",
+    "EngineDialect",
+    "EngineSample",
+    "Histogram",
+    "HistogramRecorder",
+    "dialect_for",
+    "register_dialect",
+    "registered_dialect",
+]

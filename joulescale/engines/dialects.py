@@ -4,12 +4,19 @@ The twin's simulated engines publish through these rules, so a policy in the twi
 as stale and as coarse as the real engine's. Facts from the engines' sources (vLLM v0.11-0.12
 ``vllm/v1/metrics/loggers.py``; SGLang ``srt/metrics/collector.py`` and the scheduler's
 ``log_prefill_stats`` / ``log_decode_stats``).
+
+This module owns the list of engines: a new one is one ``register_dialect`` call (the agent adds
+its page reader by name, ``joulescale_agent.engines.adapters``). docs/dev/EXTENDING.md, "A new
+engine".
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator, KeysView
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 QueueTiming = Literal["finish", "schedule"]
 """vLLM books a request's queue time when it finishes; SGLang when it enters a prefill batch."""
@@ -68,21 +75,49 @@ class EngineDialect:
     """Decimals the published KV usage is rounded to (SGLang: ``round(token_usage, 2)``); None: exact."""
 
 
-VLLM = EngineDialect(
-    name="vllm", gauges="step-end", counters="step-end",
-    ttft_edges_s=VLLM_TTFT_EDGES_S, itl_edges_s=VLLM_ITL_EDGES_S,
-    queue_edges_s=VLLM_REQUEST_TIME_EDGES_S, prefill_edges_s=VLLM_REQUEST_TIME_EDGES_S,
-    iteration_token_edges=VLLM_ITERATION_TOKEN_EDGES,
-)
-SGLANG = EngineDialect(
-    name="sglang", gauges="batch-and-interval", counters="request-finish",
-    ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
-    queue_edges_s=SGLANG_QUEUE_EDGES_S, prefill_edges_s=None, iteration_token_edges=None,
-    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL, kv_usage_decimals=2, queue_time_at="schedule",
-)
+def _check(dialect: EngineDialect) -> None:
+    """Refuse a dialect the recorder could not keep: a bad name, edges that do not ascend, a
+    timing it does not know, a batch-and-interval engine without its interval."""
+    bare = dialect.name.replace("-", "")
+    if not (bare.isascii() and bare.isalnum()) or dialect.name != dialect.name.lower() or dialect.name[0] == "-":
+        raise ValueError(f"engine name {dialect.name!r}: lower-case letters, digits and dashes")
+    for field_name, allowed in (("gauges", GaugeTiming), ("counters", CounterTiming), ("queue_time_at", QueueTiming)):
+        if getattr(dialect, field_name) not in get_args(allowed):
+            raise ValueError(f"{dialect.name}: {field_name} is one of {', '.join(get_args(allowed))}")
+    edges = {"ttft_edges_s": dialect.ttft_edges_s, "itl_edges_s": dialect.itl_edges_s,
+             "queue_edges_s": dialect.queue_edges_s, "prefill_edges_s": dialect.prefill_edges_s,
+             "iteration_token_edges": dialect.iteration_token_edges}
+    for field_name, values in edges.items():
+        if values is not None and (not values or any(b <= a for a, b in itertools.pairwise(values))):
+            raise ValueError(f"{dialect.name}: {field_name} must be non-empty and strictly ascending")
+    if (dialect.gauges == "batch-and-interval") != (dialect.decode_log_interval > 0):
+        raise ValueError(f"{dialect.name}: decode_log_interval > 0 exactly when gauges='batch-and-interval'")
 
-_DIALECTS: dict[str, EngineDialect] = {d.name: d for d in (VLLM, SGLANG)}
-ENGINE_NAMES: tuple[str, ...] = tuple(_DIALECTS)
+
+_DIALECTS: dict[str, EngineDialect] = {}
+ENGINE_NAMES: KeysView[str] = _DIALECTS.keys()
+"""The registered engines' names, in registration order: a live view, so a CLI's choices and
+the twin's checks see an engine registered after their import."""
+
+
+def register_dialect(dialect: EngineDialect) -> EngineDialect:
+    """Add an engine: the one list of engine names (the twin, the CLIs, the agent's adapters and
+    e2e's simulated engine read it). docs/dev/EXTENDING.md, "A new engine"."""
+    _check(dialect)
+    if dialect.name in _DIALECTS:
+        raise ValueError(f"engine name already taken: {dialect.name}")
+    _DIALECTS[dialect.name] = dialect
+    return dialect
+
+
+@contextmanager
+def registered_dialect(dialect: EngineDialect) -> Iterator[EngineDialect]:
+    """``dialect`` registered for the block only (tests, experiments)."""
+    register_dialect(dialect)
+    try:
+        yield dialect
+    finally:
+        del _DIALECTS[dialect.name]
 
 
 def dialect_for(name: str) -> EngineDialect:
@@ -90,3 +125,17 @@ def dialect_for(name: str) -> EngineDialect:
         return _DIALECTS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINE_NAMES)}") from None
+
+
+VLLM = register_dialect(EngineDialect(
+    name="vllm", gauges="step-end", counters="step-end",
+    ttft_edges_s=VLLM_TTFT_EDGES_S, itl_edges_s=VLLM_ITL_EDGES_S,
+    queue_edges_s=VLLM_REQUEST_TIME_EDGES_S, prefill_edges_s=VLLM_REQUEST_TIME_EDGES_S,
+    iteration_token_edges=VLLM_ITERATION_TOKEN_EDGES,
+))
+SGLANG = register_dialect(EngineDialect(
+    name="sglang", gauges="batch-and-interval", counters="request-finish",
+    ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
+    queue_edges_s=SGLANG_QUEUE_EDGES_S, prefill_edges_s=None, iteration_token_edges=None,
+    decode_log_interval=SGLANG_DECODE_LOG_INTERVAL, kv_usage_decimals=2, queue_time_at="schedule",
+))

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from joulescale.profiles.architecture import config_path
 
 ENGINES = ("vllm", "sglang")
+"""The engines AIConfigurator's database has kernels of (not the dialect registry's engines)."""
 DISTRIBUTION = "aiconfigurator"
 
 

@@ -19,7 +19,7 @@ class EngineInstance:
     pod: str
     role: Phase
     engine: str
-    """Metrics dialect: "vllm" or "sglang"."""
+    """Metrics dialect: a name of joulescale.engines.dialects with an adapter ("vllm", "sglang")."""
     metrics_url: str
     gpus: tuple[str, ...]
     service: str = ""

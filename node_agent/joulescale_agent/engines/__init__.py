@@ -2,7 +2,7 @@
 bounded reader that runs them off the event loop (the samples' type and the builder of
 observations are the core's, ``joulescale.engines``)."""
 
-from joulescale_agent.engines.adapters import ADAPTERS, EngineAdapter, adapter_for
+from joulescale_agent.engines.adapters import ADAPTERS, EngineAdapter, adapter_for, register_adapter
 from joulescale_agent.engines.promlabels import ParseLimits
 from joulescale_agent.engines.promtext import MetricsPage, parse_page
 from joulescale_agent.engines.reader import PageRead, PageReader
@@ -16,4 +16,5 @@ __all__ = [
     "ParseLimits",
     "adapter_for",
     "parse_page",
+    "register_adapter",
 ]

@@ -10,10 +10,12 @@ fails a check raises MetricsFormatError: a wrong observation is worse than none.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from joulescale.engines.dialects import dialect_for
 from joulescale.engines.histogram import Histogram
 from joulescale.engines.sample import EngineSample
 from joulescale_agent.engines.promtext import MetricsPage
@@ -34,6 +36,9 @@ class NameChains:
     queue_histogram: tuple[str, ...]
     prefill_histogram: tuple[str, ...]
     """Per-request first schedule to first token (vLLM); empty where the engine has none."""
+    kv_capacity: tuple[str, ...] = ()
+    """A gauge of the KV cache's size in tokens; vLLM and SGLang state it otherwise (their
+    adapters override ``kv_capacity_tokens``)."""
     where: dict[str, str] | None = None
     """Label filter for the engine's own series (SGLang: TP rank 0 exports the scheduler)."""
 
@@ -116,7 +121,9 @@ class ChainAdapter:
         return None
 
     def kv_capacity_tokens(self, page: MetricsPage) -> int | None:
-        return None
+        """The KV cache size in tokens from the ``kv_capacity`` gauge; None without one."""
+        tokens = self._value(page, self._chains.kv_capacity, GAUGE)
+        return round(tokens) if tokens else None
 
     def sample(self, page: MetricsPage) -> EngineSample:
         c = self._chains
@@ -211,7 +218,27 @@ class SglangAdapter(ChainAdapter):
         return round(capacity) if capacity <= MAX_VALUE else None
 
 
-ADAPTERS: dict[str, Callable[[], ChainAdapter]] = {"vllm": VllmAdapter, "sglang": SglangAdapter}
+ADAPTERS: dict[str, Callable[[], ChainAdapter]] = {}
+"""Engine name -> a factory of its adapter (one per engine instance: adapters may keep state)."""
+
+
+def register_adapter(name: str, factory: Callable[[], ChainAdapter]) -> None:
+    """The page reader of a registered engine (``joulescale.engines.dialects``, which owns the
+    names). docs/dev/EXTENDING.md, "A new engine"."""
+    name = dialect_for(name).name  # raises for a name the core does not know
+    if name in ADAPTERS:
+        raise ValueError(f"engine {name!r} already has an adapter")
+    ADAPTERS[name] = factory
+
+
+@contextmanager
+def registered_adapter(name: str, factory: Callable[[], ChainAdapter]) -> Iterator[None]:
+    """The adapter registered for the block only (tests, experiments)."""
+    register_adapter(name, factory)
+    try:
+        yield
+    finally:
+        del ADAPTERS[name.lower()]
 
 
 def adapter_for(engine: str) -> ChainAdapter:
@@ -219,3 +246,7 @@ def adapter_for(engine: str) -> ChainAdapter:
         return ADAPTERS[engine.lower()]()
     except KeyError:
         raise ValueError(f"no metrics adapter for engine {engine!r}; known: {', '.join(ADAPTERS)}") from None
+
+
+register_adapter("vllm", VllmAdapter)
+register_adapter("sglang", SglangAdapter)
