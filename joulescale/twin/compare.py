@@ -349,8 +349,10 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     window = scaled_window(trace, rate_scale, settings.duration_s, start_s)
     if not window:  # a quiet stretch of a bursty trace: there is nothing to measure
         raise SettingError("duration_s", f"the {settings.duration_s:g} s window from {start_s:.1f} s of trace "
-                                         f"{trace.name} holds no request at {rate_scale:.3g} x its rate; lengthen "
-                                         "the duration or pick another seed")
+                                         f"{trace.name} holds no request at "
+                                         + (f"load {settings.load:g}" if settings.rate is None and capacity else
+                                            f"{rate_scale * trace.requests_per_second:.3g} req/s")
+                                         + "; lengthen the duration or pick another seed")
     runs: dict[str, RunResult] = {}
     static_best: dict[Phase, int] = {}
     for name in settings.policies:
