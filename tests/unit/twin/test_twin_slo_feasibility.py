@@ -189,3 +189,15 @@ def test_a_128k_prompt_is_served_next_to_short_ones_and_decode_admits_it_when_ro
     assert sum(d.recorder.preemptions for d in run.decode) == 0
     solo = feasibility.alone([requests[0]], small_cluster(1, 1), Slo(600.0, 100.0, 99), None)
     assert run.requests[0].ttft_s * 1000.0 == pytest.approx(solo.ttft_ms[0])  # it arrived first: nothing ahead
+
+
+def test_twin_synth_writes_the_trace_of_its_seed_that_compare_reads(tmp_path: Path) -> None:
+    out = io.StringIO()
+    path = tmp_path / "synth.jsonl"
+    assert main(["twin", "synth", "-o", str(path), "--requests", "300", "--rate", "2", "--seed", "5"], out) == 0
+    expected = long_context_trace(LongContextSpec(requests=300, rate_per_s=2.0, seed=5))
+    read = load_trace(str(path))
+    assert [(r.prompt_tokens, r.output_tokens) for r in read.requests] == \
+        [(r.prompt_tokens, r.output_tokens) for r in expected.requests]
+    assert read.requests[-1].arrival_s == pytest.approx(expected.requests[-1].arrival_s, abs=1e-3)
+    assert f"{path}: 300 requests" in out.getvalue()
