@@ -210,16 +210,8 @@ def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, s
     and the split is the one whose static-max meets the SLO for the most requests at the
     replayed rate (``settings.rate``; without one, the first candidate: nothing will be replayed).
     """
-    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile") \
-        if settings.prefill_profile else profile
-    tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
-    most = (settings.gpus - tp_decode) // tp_prefill
-    if most < 1:
-        raise SettingError("gpus", f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one "
-                                   f"TP{tp_decode} decode instance; a P/D cluster needs at least 2 instances")
-    candidates = [settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))
-    if settings.prefill_instances is not None and not 1 <= settings.prefill_instances <= most:
-        raise SettingError("prefill_instances", f"prefill instances must be in [1, {most}] for {settings.gpus} GPUs")
+    prefill_profile = _prefill_profile(settings, profile)
+    candidates, most = _split_candidates(settings, profile, prefill_profile)
     limits.check_work(settings.duration_s, settings.gpus, len(candidates))
     found: dict[int, tuple[ClusterConfig, Capacity | None]] = {}
     for prefill in candidates:
@@ -241,6 +233,25 @@ def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, s
     else:
         best = candidates[0]
     return found[best][0], found[best][1], rates
+
+
+def _prefill_profile(settings: CompareSettings, profile: GpuProfile) -> GpuProfile:
+    if not settings.prefill_profile:
+        return profile
+    return _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile")
+
+
+def _split_candidates(settings: CompareSettings, profile: GpuProfile,
+                      prefill_profile: GpuProfile) -> tuple[list[int], int]:
+    """The prefill instance counts to try (the given one, or every one the GPUs hold), and the most."""
+    tp_prefill, tp_decode = prefill_profile.tensor_parallel_size, profile.tensor_parallel_size
+    most = (settings.gpus - tp_decode) // tp_prefill
+    if most < 1:
+        raise SettingError("gpus", f"{settings.gpus} GPUs cannot hold one TP{tp_prefill} prefill and one "
+                                   f"TP{tp_decode} decode instance; a P/D cluster needs at least 2 instances")
+    if settings.prefill_instances is not None and not 1 <= settings.prefill_instances <= most:
+        raise SettingError("prefill_instances", f"prefill instances must be in [1, {most}] for {settings.gpus} GPUs")
+    return ([settings.prefill_instances] if settings.prefill_instances else list(range(1, most + 1))), most
 
 
 def _prefixed(note: Callable[[str], None], prefill: int, most: int) -> Callable[[str], None]:
@@ -292,9 +303,9 @@ def _resolve_auto_slo(settings: CompareSettings, trace: Trace, profile: GpuProfi
     rate is given, else on the capacity window's requests served alone (the cluster's floor)."""
     if not (settings.auto_ttft or settings.auto_tpot):
         return settings, None
-    cluster = _cluster(settings, profile, profile if not settings.prefill_profile else
-                       _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile"),
-                       settings.prefill_instances or 1)
+    prefill_profile = _prefill_profile(settings, profile)
+    candidates, _ = _split_candidates(settings, profile, prefill_profile)
+    cluster = _cluster(settings, profile, prefill_profile, candidates[0])  # alone, any split serves alike
     if settings.rate is not None:
         note("auto SLO: static-max at the replayed rate")
         requests = scaled_window(trace, _given_scale(trace, settings), settings.duration_s, start_s)
@@ -323,9 +334,7 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     started = clock()
     profile = _capped(_profile("profile", settings.profile), settings, "profile")
     trace = load_trace(settings.trace)
-    prefill_profile = _capped(_profile("prefill_profile", settings.prefill_profile), settings, "prefill_profile") \
-        if settings.prefill_profile else profile
-    _check_inputs(settings, trace, profile, prefill_profile)
+    _check_inputs(settings, trace, profile, _prefill_profile(settings, profile))
     start_s = _window_start(trace, settings.seed)
     runs_total = 1 + sum(1 for name in settings.policies if name != ORACLE)
     done = 0

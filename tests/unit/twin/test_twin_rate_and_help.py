@@ -127,5 +127,8 @@ def test_rate_flags_are_checked_and_named(capsys: pytest.CaptureFixture[str]) ->
     assert "argument --rate: expected a decimal number, got 'fast'" in capsys.readouterr().err
     assert main(["twin", "compare", "--slo-ttft-ms", "-3"]) == 2
     assert "argument --slo-ttft-ms" in capsys.readouterr().err
+    # auto measures on a cluster before the split search: the GPU count is checked first all the same
+    assert main(["twin", "compare", "--gpus", "4", "--slo-ttft-ms", "auto", "--duration", "5", "--no-cache"]) == 2
+    assert "argument --gpus: 4 GPUs cannot hold one TP4 prefill" in capsys.readouterr().err
     with pytest.raises(ValueError, match="rate"):
         CompareSettings(rate=0.0)
