@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = twin_commands.add_parser("compare", help="replay a trace under every policy and compare energy")
     cmp.add_argument("--trace", default="azure-conv", help="azure-conv, azure-code, or a CSV / JSON-lines file")
     cmp.add_argument("--rate", type=_rate, default=None,
-                     help="replayed rate: 'native' (the trace's own), or R req/s; default (None): --load x the "
+                     help="replayed rate: 'native' (the trace's own), or R req/s; None: --load x the "
                           "static-max capacity")
     cmp.add_argument("--load", type=limits.float_argument(0.0, limits.MAX_LOAD, low_open=True), default=0.67,
                      help="without --rate: fraction of the static-max SLO capacity to replay at, in (0, 2]")
