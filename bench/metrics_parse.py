@@ -67,13 +67,15 @@ def page_text() -> str:
     """The shared vLLM V1 sample (42 KB) when present, else a page of the same shape and size."""
     if SAMPLE.exists():
         return SAMPLE.read_text()
-    from e2e.simengine.metrics import EngineMetrics
+    from e2e.simengine.metrics import render_vllm
+    from joulescale.engines.dialects import VLLM
+    from joulescale.engines.recorder import MetricsRecorder
 
-    metrics = EngineMetrics("meta-llama/Llama-3.1-8B-Instruct", 431924)
+    metrics = MetricsRecorder(VLLM, 431924)
     for i in range(2000):
         metrics.itl.observe(0.001 * (i % 90))
         metrics.ttft.observe(0.01 * (i % 300))
-    text = metrics.render().decode()
+    text = render_vllm(metrics.sample(), "meta-llama/Llama-3.1-8B-Instruct")
     return text * max(1, 40_000 // len(text))
 
 

@@ -56,7 +56,7 @@ def _least_excess_j(profile: GpuProfile, batch: list[SimRequest], slo_s: float, 
     tokens = [r.prompt_tokens for r in batch]
 
     def net_w(clock_mhz: int) -> float:
-        watts = physics.busy_power_watts(profile, "prefill", clock_mhz) - profile.idle_power_watts
+        watts = physics.busy_power_watts(profile, "prefill", clock_mhz, len(batch)) - profile.idle_power_watts
         return profile.tensor_parallel_size * watts
 
     # Time each request may spend in the batch: SLO less its wait and its KV transfer.
@@ -97,8 +97,12 @@ def main() -> int:
     slo_s = comparison.settings.slo.ttft_ms / 1000.0
     batches = _batches(run.requests)
     top = profile.max_sm_clock_mhz
-    top_w = profile.tensor_parallel_size * (physics.busy_power_watts(profile, "prefill", top) - profile.idle_power_watts)
-    at_fmax_j = sum(top_w * physics.prefill_latency_s(profile, [r.prompt_tokens for r in b], top) for b in batches)
+    def top_w(prompts: int) -> float:
+        return profile.tensor_parallel_size * (physics.busy_power_watts(profile, "prefill", top, prompts)
+                                               - profile.idle_power_watts)
+
+    at_fmax_j = sum(top_w(len(b)) * physics.prefill_latency_s(profile, [r.prompt_tokens for r in b], top)
+                    for b in batches)
     idle_j = comparison.summaries["static-max"].prefill.total_j - at_fmax_j
     bounds = []
     for reaction_ms in REACTIONS_MS:

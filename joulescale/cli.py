@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from joulescale.cli_paths import output_file, output_folder
+from joulescale.cli_profile import add_profile_commands, run_profile_command
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.engines.dialects import ENGINE_NAMES
+from joulescale.profiles.catalog import profile_by_name_or_path
 from joulescale.profiles.loader import ProfileError
 from joulescale.twin import limits
 from joulescale.twin.capacity import default_cache_dir
@@ -20,7 +22,14 @@ from joulescale.twin.compare import NoFeasibleRateError, compare
 from joulescale.twin.kv_transfer import kv_media
 from joulescale.twin.limits import SettingError
 from joulescale.twin.progress import bar_for, quiet
-from joulescale.twin.settings import DEFAULT_DURATION_S, DEFAULT_POLICIES, CompareSettings, known_policies
+from joulescale.twin.settings import (
+    DEFAULT_DURATION_S,
+    DEFAULT_POLICIES,
+    TOPOLOGY_CHOICES,
+    CompareSettings,
+    known_policies,
+)
+from joulescale.twin.steady import DEFAULT_MIX, SteadySettings, measure_steady
 from joulescale.twin.traces import TraceError
 from joulescale.twin.views import VIEW_NAMES
 
@@ -36,7 +45,7 @@ _FLAGS = {
     "bounds.max_mhz": "--max-mhz", "scrape_period_s": "--scrape-period-ms", "scrape_delay_s": "--scrape-delay-ms",
     "power_limit_watts": "--power-limit-watts", "clock_settle_s": "--clock-settle-ms", "kv_medium": "--kv-medium",
     "view": "--view", "engine": "--engine", "profile": "--profile", "prefill_profile": "--prefill-profile",
-    "rate": "--rate",
+    "rate": "--rate", "topology": "--topology",
 }
 """``CompareSettings`` fields by the flag that sets them, to name the flag in an error."""
 
@@ -47,12 +56,21 @@ def one_line(message: str) -> str:
     return text if len(text) <= _MAX_MESSAGE_CHARS else text[:_MAX_MESSAGE_CHARS] + "..."
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: ...)`` unless the help already says its default or the option is required."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (no usage block), with status 2, and shows
     every option's default in its help."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
@@ -85,6 +103,8 @@ def _rate(text: str) -> float | str:
 _slo_ms.__name__ = "milliseconds or auto"
 _rate.__name__ = "native or req/s"
 _MHZ = limits.int_argument(1, limits.MAX_CLOCK_MHZ)
+_MAX_NUM_SEQS = 65_536
+"""vLLM's default is 256 (1024 on large GPUs); ML.ENERGY swept up to 4096."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--engine", choices=ENGINE_NAMES, default="vllm",
                      help="the serving engine simulated: which metrics its /metrics page holds, with which "
                           "buckets, and when they change")
+    cmp.add_argument("--topology", choices=TOPOLOGY_CHOICES, default="disaggregated",
+                     help="disaggregated (P/D), aggregated (prefill chunks and decodes share each step), "
+                          "or both on the same trace, rate and GPUs, with which uses less energy at the SLO "
+                          "(both takes --rate but not an auto SLO)")
     cmp.add_argument("--cache-dir", type=Path, default=None,
                      help="capacity cache; None: $XDG_CACHE_HOME/joulescale or ~/.cache/joulescale")
     cmp.add_argument("--no-cache", action="store_true", help="search the capacity again")
@@ -154,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="median prompt length (log-normal, sigma 1, within [256, 131072] tokens)")
     synth.add_argument("--seed", type=limits.int_argument(0, limits.MAX_SEED), default=1,
                        help="the same seed writes the same trace")
+    add_profile_commands(commands)
+    steady = twin_commands.add_parser(
+        "steady", help="one instance kept full at a fixed concurrency: J per output token, W per GPU, tokens/s "
+                       "in steady state (ML.ENERGY's measurement)")
+    steady.add_argument("--profile", default="h100-sxm-llama-70b-tp4", help="shipped profile name or profile file")
+    steady.add_argument("--topology", choices=("aggregated",), default="aggregated",
+                        help="serving topology of the instance")
+    steady.add_argument("--max-num-seqs", type=limits.int_argument(1, _MAX_NUM_SEQS), required=True,
+                        help="sequences kept in the instance (vLLM's --max-num-seqs)")
+    steady.add_argument("--clock-mhz", type=_MHZ, default=None, help="SM clock; None: the profile's f_max")
+    steady.add_argument("--lengths", default=DEFAULT_MIX,
+                        help="trace whose prompt and output lengths make the mix")
+    steady.add_argument("--json", type=output_file, default=None, help="write the figures as JSON")
     return parser
 
 
@@ -174,6 +211,7 @@ def _settings(args: argparse.Namespace) -> CompareSettings:
         engine=args.engine, power_limit_watts=args.power_limit_watts,
         clock_settle_s=args.clock_settle_ms / 1000.0 if args.clock_settle_ms is not None else None,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        topology=args.topology,
     )
 
 
@@ -183,17 +221,14 @@ def _twin_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.report is not None and importlib.util.find_spec("matplotlib") is None:  # before the long run
         raise ValueError("argument --report: the plots need matplotlib: pip install 'joulescale[twin]'")
 
+    settings = _settings(args)
+    if settings.topology == "both":
+        return _twin_compare_topologies(args, settings, out)
     bar = bar_for(err)
     try:
-        comparison = compare(_settings(args), progress=bar or quiet)
+        comparison = compare(settings, progress=bar or quiet)
     except NoFeasibleRateError as error:
-        print(error.feasibility.text(), file=out)
-        print("(nothing replayed: without --rate the replayed rate is --load x a capacity that does not exist; "
-              "--rate native or --rate R replays anyway)", file=out)
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"trace": args.trace, "feasibility": error.feasibility.to_json()},
-                                            indent=2) + "\n", encoding="utf-8")
+        _print_no_feasible_rate(args, error, out)
         return _EXIT_NO_FEASIBLE_RATE
     finally:
         if bar is not None:
@@ -220,6 +255,16 @@ def _twin_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _print_no_feasible_rate(args: argparse.Namespace, error: NoFeasibleRateError, out: TextIO) -> None:
+    print(error.feasibility.text(), file=out)
+    print("(nothing replayed: without --rate the replayed rate is --load x a capacity that does not exist; "
+          "--rate native or --rate R replays anyway)", file=out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"trace": args.trace, "feasibility": error.feasibility.to_json()},
+                                        indent=2) + "\n", encoding="utf-8")
+
+
 def _twin_synth(args: argparse.Namespace, out: TextIO) -> int:
     from joulescale.twin.synth import LongContextSpec, long_context_trace, to_jsonl
 
@@ -231,6 +276,49 @@ def _twin_synth(args: argparse.Namespace, out: TextIO) -> int:
     longest = max(r.prompt_tokens for r in trace.requests)
     print(f"{args.output}: {len(trace.requests)} requests over {trace.duration_s:.0f} s, prompts up to {longest} "
           "tokens", file=out)
+    return 0
+
+
+def _twin_compare_topologies(args: argparse.Namespace, settings: CompareSettings, out: TextIO) -> int:
+    """``--topology both``: each topology's table, then the verdict; --report writes one folder each."""
+    from joulescale.twin import report, topology
+
+    try:
+        result = topology.compare_topologies(settings)
+    except NoFeasibleRateError as error:
+        _print_no_feasible_rate(args, error, out)
+        return _EXIT_NO_FEASIBLE_RATE
+    text = topology.text(result)
+    print(text, file=out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(topology.to_json(result), indent=2) + "\n", encoding="utf-8")
+    if args.report is not None:
+        from joulescale.twin.html_report import write_html
+        from joulescale.twin.plots import render_plots, write_plots
+
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "topologies.json").write_text(json.dumps(topology.to_json(result), indent=2) + "\n",
+                                                     encoding="utf-8")
+        (args.report / "table.txt").write_text(text + "\n", encoding="utf-8")
+        for name, comparison in result.comparisons.items():
+            folder = args.report / name
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "comparison.json").write_text(json.dumps(report.to_json(comparison), indent=2) + "\n",
+                                                    encoding="utf-8")
+            plots = render_plots(comparison)
+            write_plots(plots, folder)
+            print(f"report: {write_html(comparison, plots, folder)} ({len(plots)} plots)", file=out)
+    return 0
+
+
+def _twin_steady(args: argparse.Namespace, out: TextIO) -> int:
+    profile = profile_by_name_or_path(args.profile)
+    result = measure_steady(SteadySettings(profile, args.max_num_seqs, args.clock_mhz, args.lengths))
+    print(result.text(), file=out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return 0
 
 
@@ -246,6 +334,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return _twin_compare(args, stdout, stderr)
         if args.command == "twin" and args.twin_command == "synth":
             return _twin_synth(args, stdout)
+        if args.command == "profile" and args.profile_command == "generate":
+            return run_profile_command(args, list(argv) if argv is not None else sys.argv[1:], stdout)
+        if args.command == "twin" and args.twin_command == "steady":
+            return _twin_steady(args, stdout)
     except SettingError as error:
         flag = _FLAGS.get(error.setting)
         print(one_line(f"joulescale: error: {f'argument {flag}: ' if flag else ''}{error}"), file=stderr)

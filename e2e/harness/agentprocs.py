@@ -30,7 +30,13 @@ def agent_env() -> dict[str, str]:
 
 
 def start_engine(
-    role: str, port: int, sim_dir: Path, gpus: list[str], log: Path, profile: str = "h100-sxm-llama-8b-tp1"
+    role: str,
+    port: int,
+    sim_dir: Path,
+    gpus: list[str],
+    log: Path,
+    profile: str = "h100-sxm-llama-8b-tp1",
+    engine: str = "vllm",
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -46,6 +52,8 @@ def start_engine(
         ",".join(gpus),
         "--profile",
         profile,
+        "--engine",
+        engine,
     ]
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=REPO, env=agent_env(), stdout=out, stderr=subprocess.STDOUT)

@@ -1,4 +1,4 @@
-"""``python -m e2e.simengine --role decode --port 8001 --sim-dir D --gpus GPU-a [--create-gpus]``"""
+"""``python -m e2e.simengine --role decode --port 8001 --sim-dir D --gpus GPU-a [--engine sglang] [--create-gpus]``"""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from e2e.simengine.core import SimEngine
-from e2e.simengine.metrics import EngineMetrics
+from e2e.simengine.core import EngineLimits, SimEngine
 from e2e.simengine.server import make_app
+from joulescale.batching import DEFAULT_TOKEN_BUDGET
+from joulescale.engines.dialects import ENGINE_NAMES, dialect_for
 from joulescale.profiles import load_profile
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 
@@ -24,9 +25,8 @@ async def serve(args: argparse.Namespace) -> None:
     if args.create_gpus:
         SimGpuDir.create(args.sim_dir, specs_from_profile(profile, gpus))
     model = args.model or profile.model
-    engine = SimEngine(
-        args.role, profile, SimGpuDir(args.sim_dir), gpus, EngineMetrics(model, profile.kv_capacity_tokens)
-    )
+    limits = EngineLimits(args.max_num_batched_tokens, args.max_num_seqs)
+    engine = SimEngine(args.role, profile, SimGpuDir(args.sim_dir), gpus, dialect_for(args.engine), limits)
     runner = web.AppRunner(make_app(engine, model), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
@@ -46,7 +46,14 @@ async def serve(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m e2e.simengine")
     p.add_argument("--role", choices=("prefill", "decode"), required=True)
+    p.add_argument("--engine", choices=ENGINE_NAMES, default="vllm", help="whose /metrics format to publish")
     p.add_argument("--profile", default="h100-sxm-llama-8b-tp1")
+    p.add_argument(
+        "--max-num-batched-tokens", type=int, default=DEFAULT_TOKEN_BUDGET, help="prefill token budget"
+    )
+    p.add_argument(
+        "--max-num-seqs", type=int, default=EngineLimits.max_running, help="decode batch size limit"
+    )
     p.add_argument("--model", default="")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)

@@ -1,55 +1,94 @@
-"""The engine's scheduler: FIFO admission, iterations timed by the profile physics.
+"""A real-time driver of the core engine model (joulescale.engines.model) on a simulated GPU.
 
-Role ``prefill`` runs one prefill per request (the P/D prefill side answers with one token);
-role ``decode`` admits requests whose KV arrived (their prompt counts as context) and emits one
-token per running request per iteration.
+The scheduling (chunked prefill, admission, preemption) and the /metrics contents are the core's,
+the same the twin drives: this module only owns time. For each step it asks the model what to
+run, times it with the profile physics at the clock the simulated GPU runs (the agent's locks in
+the shared directory, by the core's settle rule, also when a clock settles mid-step), sleeps
+that long, reports the step's end to the model and books the GPU's power per segment.
+
+Role ``prefill`` is a P/D prefill instance (a request ends with its first token); role
+``decode`` admits requests whose KV arrived and emits one token per running request per step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from e2e.simengine.metrics import EngineMetrics
+from e2e.simengine.metrics import VLLM_BLOCK_SIZE
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
+from joulescale.engines.dialects import EngineDialect
+from joulescale.engines.model import DecodeModel, EngineRequest, PrefillModel
 from joulescale.engines.observation import Phase
+from joulescale.engines.recorder import MetricsRecorder
 from joulescale.profiles import GpuProfile, physics
-from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuMeter, effective_clock_mhz
+from joulescale.profiles.settle import WorkPlan, plan_work
+from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
 
-_MAX_LAG_S = 0.05
-"""Behind schedule by more than this, the engine restarts its schedule from now."""
+_SCRAPES_KEPT = 100_000
+_NO_SETTLE_POLL_S = 0.01
+_MAX_LAG_S = 0.25
+"""Behind schedule by more than this, the engine restarts its schedule from now. Up to it, steps
+keep their times on the physics' schedule and the engine catches up, so a stall of the host (a
+loaded CI machine, a GC pause) moves no work on the simulated GPU's timeline."""
 
 
-@dataclass(eq=False)
-class SimRequest:
-    prompt_tokens: int
-    max_tokens: int
-    arrival_s: float
-    generated: int = 0
-    started_s: float | None = None
-    first_token_s: float | None = None
-    finished_s: float | None = None
-    tokens: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+def page_kv_capacity_tokens(dialect: EngineDialect, kv_capacity_tokens: int) -> int:
+    """The KV cache an engine's page can state: vLLM counts whole blocks (its usage is used blocks
+    over all blocks), so usage and ``cache_config_info`` agree only on a whole number of blocks."""
+    if dialect.name == "vllm":
+        return kv_capacity_tokens // VLLM_BLOCK_SIZE * VLLM_BLOCK_SIZE
+    return kv_capacity_tokens
+
+
+class SimRequest(EngineRequest):
+    """A request of the HTTP face: the model's request plus what the client waits on."""
+
+    __slots__ = ("done", "emitted", "finished_s", "tokens")
+
+    def __init__(
+        self, request_id: int, prompt_tokens: int, max_tokens: int, arrival_s: float, role: Phase
+    ) -> None:
+        # A P/D decode instance generates all but the first token (the prefill side's): asking it
+        # for ``max_tokens`` means a request of ``max_tokens + 1`` output tokens.
+        super().__init__(request_id, arrival_s, prompt_tokens, max_tokens + 1 if role == "decode" else 1)
+        self.emitted = 0
+        self.finished_s: float | None = None
+        self.tokens: asyncio.Queue[int] = asyncio.Queue()
+        self.done = asyncio.Event()
 
     @property
-    def context_tokens(self) -> int:
-        return self.prompt_tokens + self.generated
+    def generated(self) -> int:
+        return self.emitted
+
+    @property
+    def started_s(self) -> float | None:
+        return self.scheduled_s if self.scheduled_s >= 0.0 else None
+
+    @property
+    def first_token_s(self) -> float | None:
+        return self.engine_first_token_s if self.engine_first_token_s >= 0.0 else None
 
     @property
     def tpot_s(self) -> float | None:
-        if self.first_token_s is None or self.finished_s is None or self.generated < 2:
+        first = self.first_token_s
+        if first is None or self.finished_s is None or self.emitted < 2:
             return None
-        return (self.finished_s - self.first_token_s) / (self.generated - 1)
+        return (self.finished_s - first) / (self.emitted - 1)
 
 
 @dataclass(frozen=True)
 class EngineLimits:
+    """The engine arguments the model needs (the twin's ``ClusterConfig`` defaults)."""
+
     max_batched_tokens: int = DEFAULT_TOKEN_BUDGET
-    """Prefill token budget per iteration."""
-    max_running: int = 256
-    """Decode batch size limit."""
+    """Prefill token budget per step (vLLM --max-num-batched-tokens)."""
+    max_running: int = 512
+    """Decode batch size limit (vLLM --max-num-seqs)."""
+    kv_watermark: float = 0.01
 
 
 class SimEngine:
@@ -59,121 +98,151 @@ class SimEngine:
         profile: GpuProfile,
         gpus: SimGpuDir,
         gpu_uuids: list[str],
-        metrics: EngineMetrics,
+        dialect: EngineDialect,
         limits: EngineLimits = EngineLimits(),
     ) -> None:
         self.role = role
         self.profile = profile
-        self.metrics = metrics
-        self.limits = limits
+        self.dialect = dialect
+        self.recorder = MetricsRecorder(dialect, page_kv_capacity_tokens(dialect, profile.kv_capacity_tokens))
+        self.model: PrefillModel[SimRequest] | DecodeModel[SimRequest] = (
+            PrefillModel(profile, limits.max_batched_tokens, self.recorder)
+            if role == "prefill"
+            else DecodeModel(
+                profile, profile.kv_capacity_tokens, limits.max_running, limits.kv_watermark, self.recorder
+            )
+        )
         self._gpus = gpus
         self._uuid = gpu_uuids[0]
         self._spec = {s.uuid: s for s in gpus.specs()}[self._uuid]
         self._meters = [SimGpuMeter(gpus, u) for u in gpu_uuids]
-        self.waiting: list[SimRequest] = []
-        self.running: list[SimRequest] = []
+        self._inbox: list[SimRequest] = []
+        """Arrived requests the model has not been given: they join at the next step start."""
         self._work = asyncio.Event()
+        self._next_id = 0
         self.iterations = 0
         self._next_start_s: float | None = None
+        self.scrapes: deque[float] = deque(maxlen=_SCRAPES_KEPT)
+        """When /metrics was read (monotonic s), so a test can replay the agent's scrape instants."""
+
+    def new_request(self, prompt_tokens: int, max_tokens: int) -> SimRequest:
+        self._next_id += 1
+        return SimRequest(self._next_id, prompt_tokens, max_tokens, time.monotonic(), self.role)
 
     def submit(self, request: SimRequest) -> None:
-        self.waiting.append(request)
-        self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
+        self._inbox.append(request)
         self._work.set()
+
+    @property
+    def running(self) -> int:
+        model = self.model
+        return len(model.step) if isinstance(model, PrefillModel) else len(model.running)
+
+    @property
+    def waiting(self) -> int:
+        model = self.model
+        queued = model.waiting_count if isinstance(model, PrefillModel) else len(model.waiting)
+        return queued + len(self._inbox)
 
     def clock_mhz(self, now_s: float) -> int:
         return effective_clock_mhz(self._spec, self._gpus.read_lock(self._uuid), now_s)
-
-    def kv_usage(self) -> float:
-        used = sum(r.context_tokens for r in self.running)
-        return min(used / self.profile.kv_capacity_tokens, 1.0)
 
     def _set_power(self, now_s: float, watts: float) -> None:
         for meter in self._meters:
             meter.set_power(now_s, watts)
 
+    def _hand_over(self, start_s: float) -> None:
+        """Give the model the requests that arrived by ``start_s``; later ones wait for the next step."""
+        joining = [r for r in self._inbox if r.arrival_s <= start_s]
+        if joining:
+            self._inbox = [r for r in self._inbox if r.arrival_s > start_s]
+            for request in joining:
+                self.model.enqueue(request, request.arrival_s)
+
     async def run(self) -> None:
         self._set_power(time.monotonic(), self.profile.idle_power_watts)
         while True:
-            if not self.waiting and not self.running:
-                self._set_power(time.monotonic(), self.profile.idle_power_watts)
-                self.metrics.set_queue(0, 0, 0.0)
-                self._work.clear()
-                await self._work.wait()
+            # Steps follow each other on the physics' schedule, not on the event loop's wake-ups:
+            # the next one starts when the previous one *should* have ended, so Python overhead and
+            # sleep overshoot do not stretch the simulated GPU's timing (unless it fell far behind).
+            # An idle engine starts the moment a request arrives, not when this task wakes.
+            now_s = time.monotonic()
+            last_end_s = self._next_start_s
+            scheduled_s = last_end_s
+            if scheduled_s is None and self._inbox:
+                scheduled_s = min(now_s, min(r.arrival_s for r in self._inbox))
+            on_time = scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S
+            start_s = scheduled_s if on_time and scheduled_s is not None else now_s
+            if last_end_s is not None and start_s != last_end_s:
+                # Fell behind the schedule: the GPU idled from the last step's end until now.
+                self._set_power(last_end_s, self.profile.idle_power_watts)
+            self._hand_over(start_s)
+            if not self.model.start_step(start_s):
+                self._set_power(
+                    last_end_s if last_end_s is not None else now_s, self.profile.idle_power_watts
+                )
                 self._next_start_s = None
-            await self._iterate()
+                if not self._inbox:
+                    self._work.clear()
+                    await self._work.wait()
+                continue
+            end_s = await self._run_on_gpu(start_s, self.model.step_latency_s)
+            self._next_start_s = end_s
+            self.iterations += 1
+            self._finish_step(end_s, end_s - start_s)
 
-    async def _iterate(self) -> None:
-        # Iterations follow each other on the physics' schedule, not on the event loop's wake-ups:
-        # the next one starts when the previous one *should* have ended, so Python overhead and
-        # sleep overshoot do not stretch the simulated GPU's timing (unless it fell far behind).
-        now_s = time.monotonic()
-        scheduled_s = self._next_start_s
-        start_s = (
-            scheduled_s if scheduled_s is not None and 0.0 <= now_s - scheduled_s < _MAX_LAG_S else now_s
-        )
-        if self.role == "prefill":
-            batch, latency_s = self._prefill_batch(self.clock_mhz(start_s))
-        else:
-            batch, latency_s = self._decode_batch(self.clock_mhz(start_s))
-        # A request cannot join an iteration that started before it arrived.
-        start_s = max(start_s, max((r.arrival_s for r in batch if r.started_s is None), default=start_s))
-        clock = self.clock_mhz(start_s)
-        self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
-        self._set_power(start_s, physics.busy_power_watts(self.profile, self.role, clock))
-        end_s = start_s + latency_s
-        await asyncio.sleep(max(end_s - time.monotonic(), 0.0))
-        self._next_start_s = end_s
-        self.iterations += 1
-        self._finish_iteration(batch, start_s, end_s)
+    def _finish_step(self, end_s: float, step_s: float) -> None:
+        model = self.model
+        done = model.finish_step(end_s, step_s)
+        if isinstance(model, DecodeModel):
+            for request in model.running.values():
+                self._emit(request, model.generated_tokens(request))
+        for request in done:
+            self._emit(request, request.decode_tokens if self.role == "decode" else 1)
+            request.finished_s = end_s
+            request.done.set()
 
-    def _prefill_batch(self, clock: int) -> tuple[list[SimRequest], float]:
-        batch: list[SimRequest] = []
-        tokens = 0
-        while self.waiting and (
-            not batch or tokens + self.waiting[0].prompt_tokens <= self.limits.max_batched_tokens
-        ):
-            request = self.waiting.pop(0)
-            batch.append(request)
-            tokens += request.prompt_tokens
-        self.running = batch
-        return batch, physics.prefill_latency_s(self.profile, [r.prompt_tokens for r in batch], clock)
+    @staticmethod
+    def _emit(request: SimRequest, generated: int) -> None:
+        while request.emitted < generated:
+            request.emitted += 1
+            request.tokens.put_nowait(request.emitted)
 
-    def _decode_batch(self, clock: int) -> tuple[list[SimRequest], float]:
-        capacity = self.profile.kv_capacity_tokens
-        used = sum(r.context_tokens for r in self.running)
-        while self.waiting and len(self.running) < self.limits.max_running:
-            if used + self.waiting[0].prompt_tokens > capacity and self.running:
-                break
-            request = self.waiting.pop(0)
-            used += request.prompt_tokens
-            self.running.append(request)
-        batch = list(self.running)
-        context = sum(r.context_tokens for r in batch)
-        return batch, physics.decode_latency_s(self.profile, len(batch), context, clock)
+    async def _run_on_gpu(self, start_s: float, latency_s: Callable[[int], float]) -> float:
+        """Run one step in real time by the core's settle rule (joulescale.profiles.settle): a
+        clock the agent requests while it runs takes effect ``settle`` later and the work left
+        then runs at it, as in the twin. The lock is polled at least every half settle time, so
+        a change is always seen before it takes effect; the meter follows each segment's power."""
+        lock = self._gpus.read_lock(self._uuid)
+        plan = self._plan(start_s, 1.0, lock, latency_s)
+        self._set_power(start_s, self._power(plan.head_mhz))
+        switched = False
+        poll_s = self._spec.settle_s / 2 if self._spec.settle_s > 0 else _NO_SETTLE_POLL_S
+        while True:
+            boundary_s = plan.switch_s if not switched and plan.switch_s < plan.end_s else plan.end_s
+            await asyncio.sleep(max(min(boundary_s, time.monotonic() + poll_s) - time.monotonic(), 0.0))
+            seen = self._gpus.read_lock(self._uuid)
+            if seen != lock and seen is not None and seen.changed_at_s < plan.end_s:
+                at_s = max(seen.changed_at_s, plan.from_s)
+                lock = seen
+                plan = self._plan(at_s, max(0.0, plan.work - plan.done_at(at_s)), lock, latency_s)
+                switched = False
+                continue
+            if time.monotonic() < boundary_s:
+                continue
+            if boundary_s == plan.end_s:
+                return plan.end_s
+            self._set_power(plan.switch_s, self._power(plan.tail_mhz))
+            switched = True
 
-    def _finish_iteration(self, batch: list[SimRequest], start_s: float, end_s: float) -> None:
-        step_s = end_s - start_s
-        prompt_tokens = 0
-        for request in batch:
-            if request.started_s is None:
-                request.started_s = start_s
-                self.metrics.queue_time.observe(start_s - request.arrival_s)
-                prompt_tokens += request.prompt_tokens if self.role == "prefill" else 0
-            request.generated += 1
-            request.tokens.put_nowait(request.generated)
-            if request.first_token_s is None:
-                request.first_token_s = end_s
-                self.metrics.ttft.observe(end_s - request.arrival_s)
-            else:
-                self.metrics.itl.observe(step_s)
-            limit = 1 if self.role == "prefill" else request.max_tokens
-            if request.generated >= limit:
-                request.finished_s = end_s
-                request.done.set()
-        self.running = [r for r in self.running if r.finished_s is None]
-        generated = len(batch)
-        self.metrics.prompt_tokens.inc(prompt_tokens)
-        self.metrics.generation_tokens.inc(generated)
-        self.metrics.iteration_tokens.observe(prompt_tokens + (generated if self.role == "decode" else 0))
-        self.metrics.set_queue(len(self.running), len(self.waiting), self.kv_usage())
+    def _plan(
+        self, from_s: float, work: float, lock: LockState | None, latency_s: Callable[[int], float]
+    ) -> WorkPlan:
+        change = clock_change(self._spec, lock)
+        if change is None:
+            return plan_work(from_s, work, self._spec.default_mhz, None, from_s, latency_s)
+        pending = change.target_mhz if change.effective_at_s > from_s else None
+        return plan_work(from_s, work, change.clock_at(from_s), pending, change.effective_at_s, latency_s)
+
+    def _power(self, sm_clock_mhz: int) -> float:
+        return physics.busy_power_watts(self.profile, self.role, sm_clock_mhz, max(self.model.step_sequences, 1))

@@ -20,6 +20,8 @@ class RequestResult:
     """Client-side: from sending to the prefill's answer."""
     tpot_s: float | None
     """Decode engine's own time per output token after the first."""
+    decode_arrival_s: float | None = None
+    """When the decode engine received it (its monotonic clock; None: no decode request)."""
 
 
 async def _one(
@@ -34,6 +36,7 @@ async def _one(
         await response.json()
     ttft_s = time.monotonic() - sent_s
     tpot_s = None
+    decode_arrival_s = None
     if request.output_tokens > 1:
         async with session.post(
             f"{decode_url}/v1/completions", json={"prompt": prompt, "max_tokens": request.output_tokens - 1}
@@ -41,12 +44,16 @@ async def _one(
             response.raise_for_status()
             body = await response.json()
         tpot_s = body["sim_timing"]["tpot_s"]
-    return RequestResult(sent_s - start_s, ttft_s, tpot_s)
+        decode_arrival_s = body["sim_timing"].get("arrival_s")
+    return RequestResult(sent_s - start_s, ttft_s, tpot_s, decode_arrival_s)
 
 
-async def replay(requests: list[TraceRequest], prefill_url: str, decode_url: str) -> list[RequestResult]:
-    """Send each request at its arrival time (open loop) and wait for all of them."""
-    start_s = time.monotonic()
+async def replay(
+    requests: list[TraceRequest], prefill_url: str, decode_url: str, start_s: float | None = None
+) -> list[RequestResult]:
+    """Send each request at its arrival time after ``start_s`` (monotonic; default now), open
+    loop, and wait for all of them."""
+    start_s = time.monotonic() if start_s is None else start_s
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)

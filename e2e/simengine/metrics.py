@@ -1,140 +1,215 @@
-"""The engine's /metrics in the vLLM V1 format (names, labels, buckets of vLLM v0.11-0.12)."""
+"""The engine's /metrics page: an ``EngineSample`` written in the text format of vLLM V1 or SGLang.
+
+Nothing is modelled here: what the page holds, and when it changes, is the core's recorder's
+(joulescale.engines). This module only spells it the way each engine does: names, HELP texts,
+labels and the families that carry the KV cache size (vLLM's ``cache_config_info`` block count,
+SGLang's used tokens next to its usage), as in vLLM v0.11-0.12 and SGLang 0.5 pages.
+"""
 
 from __future__ import annotations
 
-import prometheus_client
+import math
+from collections.abc import Callable
 
-TTFT_BUCKETS = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
-)
-ITL_BUCKETS = (
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.2,
-    0.3,
-    0.4,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-)
-QUEUE_BUCKETS = (
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    5.0,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    40.0,
-    50.0,
-    60.0,
-    120.0,
-    240.0,
-    480.0,
-    960.0,
-    1920.0,
-    7680.0,
-)
-ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+from joulescale.engines.histogram import Histogram
+from joulescale.engines.sample import EngineSample
+
+VLLM_BLOCK_SIZE = 16
+"""vLLM's default KV block size: the page gives the cache as blocks of this many tokens."""
 
 
-class EngineMetrics:
-    def __init__(self, model_name: str, kv_capacity_tokens: int, block_size: int = 16) -> None:
-        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        labels = {"model_name": model_name, "engine": "0"}
-        names = list(labels)
-        r = self.registry
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
 
-        def gauge(name: str, doc: str) -> prometheus_client.Gauge:
-            return prometheus_client.Gauge(name, doc, names, registry=r)
 
-        self._running = gauge("vllm:num_requests_running", "Number of requests in model execution batches.")
-        self._waiting = gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.")
-        self._kv = gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.")
-        counters = {
-            "prompt": ("vllm:prompt_tokens", "Number of prefill tokens processed."),
-            "generation": ("vllm:generation_tokens", "Number of generation tokens processed."),
-            "preemptions": ("vllm:num_preemptions", "Cumulative number of preemption from the engine."),
-        }
-        made = {k: prometheus_client.Counter(n, d, names, registry=r) for k, (n, d) in counters.items()}
+def _number(value: float) -> str:
+    return "+Inf" if value == math.inf else repr(float(value))
 
-        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> prometheus_client.Histogram:
-            return prometheus_client.Histogram(name, doc, names, buckets=buckets, registry=r)
 
-        iteration = histogram(
-            "vllm:iteration_tokens_total",
-            "Histogram of number of tokens per engine_step.",
-            tuple(float(b) for b in ITERATION_TOKEN_BUCKETS),
-        )
-        ttft = histogram(
-            "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS
-        )
-        itl = histogram(
-            "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", ITL_BUCKETS
-        )
-        queue = histogram(
-            "vllm:request_queue_time_seconds",
-            "Histogram of time spent in WAITING phase for request.",
-            QUEUE_BUCKETS,
-        )
-        info = prometheus_client.Gauge(
+class _Page:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def value(self, name: str, labels: dict[str, str], value: float) -> None:
+        self.lines.append(f"{name}{{{_labels(labels)}}} {_number(value)}")
+
+    def scalar(
+        self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float | None
+    ) -> None:
+        if value is None:
+            return
+        self.family(name, kind, help_text)
+        self.value(name, labels, value)
+
+    def histogram(
+        self, name: str, help_text: str, labels: dict[str, str], histogram: Histogram | None
+    ) -> None:
+        if histogram is None:
+            return
+        self.family(name, "histogram", help_text)
+        for le, count in sorted(histogram.buckets.items()):
+            self.value(f"{name}_bucket", {**labels, "le": _number(le)}, count)
+        self.value(f"{name}_count", labels, histogram.count)
+        self.value(f"{name}_sum", labels, histogram.sum)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render_vllm(sample: EngineSample, model_name: str) -> str:
+    page = _Page()
+    labels = {"engine": "0", "model_name": model_name}
+    page.scalar(
+        "vllm:num_requests_running",
+        "gauge",
+        "Number of requests in model execution batches.",
+        labels,
+        sample.running_requests,
+    )
+    page.scalar(
+        "vllm:num_requests_waiting",
+        "gauge",
+        "Number of requests waiting to be processed.",
+        labels,
+        sample.waiting_requests,
+    )
+    page.scalar(
+        "vllm:kv_cache_usage_perc",
+        "gauge",
+        "KV-cache usage. 1 means 100 percent usage.",
+        labels,
+        sample.kv_cache_usage,
+    )
+    page.scalar(
+        "vllm:num_preemptions_total",
+        "counter",
+        "Cumulative number of preemption from the engine.",
+        labels,
+        sample.preemptions_total,
+    )
+    page.scalar(
+        "vllm:prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        labels,
+        sample.prompt_tokens_total,
+    )
+    page.scalar(
+        "vllm:generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        labels,
+        sample.generation_tokens_total,
+    )
+    page.histogram(
+        "vllm:iteration_tokens_total",
+        "Histogram of number of tokens per engine_step.",
+        labels,
+        sample.iteration_tokens,
+    )
+    page.histogram(
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        labels,
+        sample.ttft,
+    )
+    page.histogram(
+        "vllm:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        labels,
+        sample.inter_token_latency,
+    )
+    page.histogram(
+        "vllm:request_queue_time_seconds",
+        "Histogram of time spent in WAITING phase for request.",
+        labels,
+        sample.queue_time,
+    )
+    page.histogram(
+        "vllm:request_prefill_time_seconds",
+        "Histogram of time spent in PREFILL phase for request.",
+        labels,
+        sample.prefill_time,
+    )
+    if sample.kv_capacity_tokens is not None:
+        blocks = sample.kv_capacity_tokens // VLLM_BLOCK_SIZE
+        page.scalar(
             "vllm:cache_config_info",
+            "gauge",
             "Information of the LLMEngine CacheConfig",
-            ["block_size", "engine", "num_gpu_blocks"],
-            registry=r,
+            {"block_size": str(VLLM_BLOCK_SIZE), "engine": "0", "num_gpu_blocks": str(blocks)},
+            1.0,
         )
-        info.labels(str(block_size), "0", str(kv_capacity_tokens // block_size)).set(1)
-        self._gauges = [g.labels(**labels) for g in (self._running, self._waiting, self._kv)]
-        self.prompt_tokens = made["prompt"].labels(**labels)
-        self.generation_tokens = made["generation"].labels(**labels)
-        self.preemptions = made["preemptions"].labels(**labels)
-        self.iteration_tokens = iteration.labels(**labels)
-        self.ttft = ttft.labels(**labels)
-        self.itl = itl.labels(**labels)
-        self.queue_time = queue.labels(**labels)
+    return page.text()
 
-    def set_queue(self, running: int, waiting: int, kv_usage: float) -> None:
-        running_g, waiting_g, kv_g = self._gauges
-        running_g.set(running)
-        waiting_g.set(waiting)
-        kv_g.set(kv_usage)
 
-    def render(self) -> bytes:
-        return prometheus_client.generate_latest(self.registry)
+def render_sglang(sample: EngineSample, model_name: str) -> str:
+    page = _Page()
+    gauge_labels = {"engine_type": "unified", "model_name": model_name, "pp_rank": "0", "tp_rank": "0"}
+    labels = {"model_name": model_name}
+    page.scalar(
+        "sglang:num_running_reqs",
+        "gauge",
+        "The number of running requests.",
+        gauge_labels,
+        sample.running_requests,
+    )
+    page.scalar(
+        "sglang:num_queue_reqs",
+        "gauge",
+        "The number of requests in the waiting queue.",
+        gauge_labels,
+        sample.waiting_requests,
+    )
+    usage = sample.kv_cache_usage
+    if usage is not None and sample.kv_capacity_tokens is not None:
+        page.scalar(
+            "sglang:num_used_tokens",
+            "gauge",
+            "The number of used tokens.",
+            gauge_labels,
+            round(usage * sample.kv_capacity_tokens),
+        )
+    page.scalar("sglang:token_usage", "gauge", "The token usage.", gauge_labels, usage)
+    page.scalar(
+        "sglang:num_retracted_reqs",
+        "gauge",
+        "The number of retracted requests.",
+        gauge_labels,
+        sample.preemptions_total,
+    )
+    page.scalar(
+        "sglang:prompt_tokens_total",
+        "counter",
+        "Number of prefill tokens processed.",
+        labels,
+        sample.prompt_tokens_total,
+    )
+    page.scalar(
+        "sglang:generation_tokens_total",
+        "counter",
+        "Number of generation tokens processed.",
+        labels,
+        sample.generation_tokens_total,
+    )
+    page.histogram(
+        "sglang:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        labels,
+        sample.ttft,
+    )
+    page.histogram(
+        "sglang:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        labels,
+        sample.inter_token_latency,
+    )
+    return page.text()
+
+
+RENDERERS: dict[str, Callable[[EngineSample, str], str]] = {"vllm": render_vllm, "sglang": render_sglang}
+"""Engine name (joulescale.engines.dialects) -> its page writer."""

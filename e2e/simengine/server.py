@@ -1,4 +1,4 @@
-"""HTTP face of the simulated engine: OpenAI /v1/completions, vLLM /metrics, /health."""
+"""HTTP face of the simulated engine: OpenAI /v1/completions, the engine's /metrics, /health."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from e2e.simengine.core import SimEngine, SimRequest
+from e2e.simengine.metrics import RENDERERS
 
 
 def _prompt_tokens(prompt: Any) -> int:
@@ -28,12 +29,14 @@ def _prompt_tokens(prompt: Any) -> int:
 
 
 def _timing(request: SimRequest) -> dict[str, float | None]:
-    """Engine-side timing of a request (an extension field; lets a load generator skip streaming)."""
+    """Engine-side timing of a request (an extension field; lets a load generator skip streaming);
+    ``arrival_s`` is the engine's monotonic clock when the request reached it."""
     first = request.first_token_s
     return {
         "queue_s": (request.started_s - request.arrival_s) if request.started_s is not None else None,
         "ttft_s": (first - request.arrival_s) if first is not None else None,
         "tpot_s": request.tpot_s,
+        "arrival_s": request.arrival_s,
     }
 
 
@@ -46,7 +49,7 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
         max_tokens = int(body.get("max_tokens", 16))
         if max_tokens < 1:
             raise web.HTTPBadRequest(text="max_tokens must be >= 1")
-        request = SimRequest(_prompt_tokens(body.get("prompt")), max_tokens, time.monotonic())
+        request = engine.new_request(_prompt_tokens(body.get("prompt")), max_tokens)
         engine.submit(request)
         completion_id = f"cmpl-{uuid.uuid4().hex[:16]}"
         base = {
@@ -101,8 +104,12 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
         await response.write_eof()
         return response
 
+    render = RENDERERS[engine.dialect.name]
+
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=engine.metrics.render(), content_type="text/plain", charset="utf-8")
+        engine.scrapes.append(time.monotonic())
+        page = render(engine.recorder.sample(), model_name)
+        return web.Response(text=page, content_type="text/plain", charset="utf-8")
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="")
@@ -113,8 +120,8 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
             {
                 "role": engine.role,
                 "sm_clock_mhz": engine.clock_mhz(now_s),
-                "running": len(engine.running),
-                "waiting": len(engine.waiting),
+                "running": engine.running,
+                "waiting": engine.waiting,
                 "iterations": engine.iterations,
             }
         )
@@ -123,5 +130,10 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
+
+    async def scrapes(_: web.Request) -> web.Response:
+        return web.json_response({"scrapes_s": list(engine.scrapes)})
+
     app.router.add_get("/sim/state", state)
+    app.router.add_get("/sim/scrapes", scrapes)
     return app

@@ -40,12 +40,6 @@ class JouleScaleDecode:
         self._bank = SlackBank(
             context.settings.decode.slack_bank_cap_tokens, context.settings.decode.slack_bank_decay, context.settings.decode.slack_spend_tokens
         )
-        profile = context.profile
-        self._net_watts_by_mhz = {
-            f: profile.tensor_parallel_size
-            * (physics.busy_power_watts(profile, "decode", f) - profile.idle_power_watts)
-            for f in self.allowed_mhz
-        }
         self._last_idle_s: float | None = None
         self._energy_index: dict[tuple[int, int], int] = {}
         self._energy_hint: int | None = None
@@ -121,10 +115,12 @@ class JouleScaleDecode:
         key = (batch_size, 0 if self._shape_only else context_tokens // _CONTEXT_BUCKET_TOKENS)
         index = self._energy_index.get(key)
         if index is None:
-            watts = self._net_watts_by_mhz
+            profile = self.context.profile
+            tp, idle = profile.tensor_parallel_size, profile.idle_power_watts
 
             def energy_j(clock_mhz: int) -> float:
-                return watts[clock_mhz] * self.offline.decode_s(batch_size, context_tokens, clock_mhz)
+                watts = tp * (physics.busy_power_watts(profile, "decode", clock_mhz, batch_size) - idle)
+                return watts * self.offline.decode_s(batch_size, context_tokens, clock_mhz)
 
             index = lowest_energy_index(self.allowed_mhz, energy_j, self._energy_hint)
             self._energy_hint = index

@@ -84,7 +84,7 @@ class JouleScalePrefill:
             # Below the ready clock a long prompt arriving now would miss its TTFT: an urgent
             # raise, so the governor's hold does not keep a low clock while idle (the engine hook
             # decides only at iteration boundaries, so nothing would raise it later).
-            ready = self._ready_mhz(reaction_s)
+            ready = self._ready_mhz(reaction_s, observation)
             return ClockDecision(ready, DecisionReason.IDLE, ready > observation.sm_clock_mhz)
         if plan.at_risk or mispredicted:
             self._holding = True
@@ -140,12 +140,18 @@ class JouleScalePrefill:
         left_s = self.predictor.prefill_s(plan.batch_tokens, plan.squared_tokens, observation.sm_clock_mhz) - elapsed_s
         return ready if left_s < reaction_s else clock_mhz
 
-    def _ready_mhz(self, reaction_s: float) -> int:
-        """The ready clock; where batches are seen only once done (no reaction is possible), the
-        clock that keeps recent batches, their requests' queueing included, within the budget."""
-        if math.isinf(reaction_s):
-            return self._ready.blind_mhz()
-        return self._ready.mhz(reaction_s)
+    def _ready_mhz(self, reaction_s: float, observation: Observation | None = None) -> int:
+        """The ready clock; where batches are seen only once done, the clock that keeps recent
+        batches, their requests' queueing included, within the budget, and at a scrape that
+        shows a step ended, at least the clock the batch that followed it needs."""
+        if not math.isinf(reaction_s):
+            return self._ready.mhz(reaction_s)
+        ready = self._ready.blind_mhz()
+        waited_s = self._ended.last_step_s
+        if observation is None or observation.iterations_delta <= 0 or waited_s is None:
+            return ready
+        raised_after_s = observation.interval_s + self._reserve_s
+        return max(ready, self._ready.successor_mhz(waited_s, observation.sm_clock_mhz, raised_after_s))
 
     def _estimate_tokens(self) -> float:
         long = self._long.tokens

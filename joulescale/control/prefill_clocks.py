@@ -33,8 +33,10 @@ def _net_energy(context: PolicyContext, predictor: LatencyPredictor, batch_token
     idle_watts = profile.idle_power_watts
     squared = float(batch_tokens * min(batch_tokens, 2048))
 
+    prompts = physics.prompts_in_batch(batch_tokens, squared)
+
     def net_energy_j(clock_mhz: int) -> float:
-        watts = physics.busy_power_watts(profile, "prefill", clock_mhz) - idle_watts
+        watts = physics.busy_power_watts(profile, "prefill", clock_mhz, prompts) - idle_watts
         return watts * predictor.prefill_s(batch_tokens, squared, clock_mhz)
 
     return net_energy_j

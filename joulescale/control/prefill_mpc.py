@@ -55,12 +55,9 @@ class PrefillMpc:
         self.separate_in_flight = separate_in_flight
         """Plan the running requests as a batch of their own (BiScale's projection merges them
         with the waiting ones, so its first batch is larger than the one in flight)."""
-        profile = context.profile
-        idle_watts = profile.idle_power_watts if include_idle else 0.0
-        self._net_watts = [
-            profile.tensor_parallel_size * (physics.busy_power_watts(profile, "prefill", f) - idle_watts)
-            for f in levels_mhz
-        ]
+        self._idle_watts = context.profile.idle_power_watts if include_idle else 0.0
+        self._net_watts: dict[int, list[float]] = {}
+        """Per prompts in a batch (power depends on the batch), per level."""
 
     def plan(
         self,
@@ -96,7 +93,7 @@ class PrefillMpc:
             first_s = predict(batches[0].tokens, batches[0].squared_tokens, observation.sm_clock_mhz)
             left = max(0.0, 1.0 - in_flight_elapsed_s / first_s) if first_s > 0 else 1.0
             times[0] = [t * left for t in times[0]]
-        costs = [[w * t for w, t in zip(self._net_watts, row, strict=True)] for row in times]
+        costs = [[w * t for w, t in zip(self._net_watts_of(b), row, strict=True)] for b, row in zip(batches, times, strict=True)]
         problem = MpcProblem(times, costs, [b.deadline_s for b in batches])
         first = batches[0]
         top = len(self.levels_mhz) - 1
@@ -118,6 +115,19 @@ class PrefillMpc:
             predicted_s=times[0][chosen],
             next_sm_clock_mhz=self.levels_mhz[levels[1]] if len(levels) > 1 else None,
         )
+
+
+    def _net_watts_of(self, batch: PlannedBatch) -> list[float]:
+        """Power above idle (or all of it) of the instance per level, for this batch's prompts."""
+        prompts = physics.prompts_in_batch(batch.tokens, batch.squared_tokens)
+        watts = self._net_watts.get(prompts)
+        if watts is None:
+            profile = self.context.profile
+            watts = [profile.tensor_parallel_size
+                     * (physics.busy_power_watts(profile, "prefill", f, prompts) - self._idle_watts)
+                     for f in self.levels_mhz]
+            self._net_watts[prompts] = watts
+        return watts
 
 
 def _misses(problem: MpcProblem, levels: list[int], first_s: float) -> bool:

@@ -38,22 +38,30 @@ class ReactionTime:
     Engine hook: the policy decides as the batch starts, so only the settle time. Metrics-only:
     vLLM V1 and SGLang publish a prefill instance's gauges at step boundaries, so a batch that
     starts on an idle instance shows only once it is done: never in time. An engine whose gauges
-    do show a batch in flight (running requests while one runs) is seen at the next scrape, up to
-    one scrape interval later (learnt from the observations, capped, so one stalled scrape does
-    not inflate it).
+    do show a batch in flight is seen at the next scrape, up to one scrape interval later (learnt
+    from the observations, capped, so one stalled scrape does not inflate it).
+
+    Gauges count as live only once a batch shows running with no step ended since a scrape that
+    showed nothing running: under step-end gauges the running count rises only as a step ends.
+    A running request at a step end (vLLM: the rest of a prompt longer than the token budget)
+    says nothing about the next batch that starts on an idle instance.
     """
 
     def __init__(self, settle_s: float) -> None:
         self.settle_s = settle_s
         self.scrape_interval_s = DEFAULT_SCRAPE_INTERVAL_S
         self.batches_visible = False
-        """Whether the engine's gauges have shown a prefill batch in flight."""
+        """Whether the engine's gauges have shown a prefill batch in flight as it started."""
+        self._nothing_running = False
+        """The previous scrape showed no request running."""
 
     def update(self, observation: Observation) -> None:
         if observation.queue is not None:
             return
-        if observation.running_requests > 0:
+        running = observation.running_requests > 0
+        if running and self._nothing_running and observation.iterations_delta == 0:
             self.batches_visible = True
+        self._nothing_running = not running
         if observation.interval_s > 0:
             sample = min(observation.interval_s, _MAX_SCRAPE_INTERVAL_S)
             self.scrape_interval_s += _INTERVAL_WEIGHT * (sample - self.scrape_interval_s)
@@ -127,7 +135,8 @@ class ReadyClock:
             worst = self._worst_batches()
 
             def worst_s(clock_mhz: int) -> float:
-                return max(b.queued_s + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
+                return max(self._queued_at(b, clock_mhz)
+                           + max(p.prefill_s(b.tokens, b.squared_tokens, clock_mhz) for p in self._predictors)
                            for b in worst)
 
             index = lowest_feasible_index(clocks, worst_s, budget_s)
@@ -146,6 +155,39 @@ class ReadyClock:
         self._severity_version = ended.version
         top_mhz = self.context.allowed_mhz[-1]
         for batch in itertools.islice(batches, len(batches) - fresh, None):
-            self._severity.append(batch.queued_s + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
+            self._severity.append(self._queued_at(batch, top_mhz)
+                                  + self._offline.prefill_s(batch.tokens, batch.squared_tokens, top_mhz))
         ranked = heapq.nlargest(_WORST_BATCHES, range(len(batches)), key=self._severity.__getitem__)
         return [batches[i] for i in ranked]
+
+    def _queued_at(self, batch: EndedBatch, clock_mhz: int) -> float:
+        """The batch's queueing had the step before it run at ``clock_mhz``: it queued behind a
+        step at the clock then in force, whose time scales with the clock like any batch's."""
+        if batch.queued_s <= 0.0 or batch.clock_mhz <= 0 or batch.clock_mhz == clock_mhz:
+            return batch.queued_s
+        offline = self._offline
+        then_s = offline.prefill_s(batch.tokens, batch.squared_tokens, batch.clock_mhz)
+        if then_s <= 0.0:
+            return batch.queued_s
+        return batch.queued_s * offline.prefill_s(batch.tokens, batch.squared_tokens, clock_mhz) / then_s
+
+    def successor_mhz(self, waited_s: float, started_mhz: int, raised_after_s: float) -> int:
+        """Blind, a step just ended after ``waited_s``: what arrived during it runs now in the
+        batch that followed, at ``started_mhz``, having waited up to that long. The lowest clock
+        that, settled ``raised_after_s`` into that batch, still serves a lone prompt of the ready
+        quantile in it within the budget (the top clock when none does)."""
+        long = self._lengths.tokens_at(self.context.settings.joulescale.ready_quantile, READY_MIN_PROMPTS)
+        tokens = max(1, self.context.token_budget if long is None else long)
+        squared = float(tokens * tokens)
+        predictors = self._predictors
+        started_s = max(p.prefill_s(tokens, squared, started_mhz) for p in predictors)
+
+        def latency_s(clock_mhz: int) -> float:
+            if started_s <= raised_after_s:
+                return started_s
+            at_clock_s = max(p.prefill_s(tokens, squared, clock_mhz) for p in predictors)
+            return raised_after_s + (1.0 - raised_after_s / started_s) * at_clock_s
+
+        clocks = self.context.allowed_mhz
+        index = lowest_feasible_index(clocks, latency_s, self.context.ttft_budget_s - waited_s)
+        return clocks[-1 if index is None else index]

@@ -113,6 +113,8 @@ class PromptLengthQuantile:
         self.quantile = quantile
         self._last_arrival_s = float("-inf")
         self._cached: int | None = None
+        self._ordered: list[int] | None = None
+        """The window sorted, until the next prompt (scrapes ask far more often than prompts end)."""
 
     def update(self, observation: Observation) -> None:
         if observation.queue is not None:
@@ -128,6 +130,7 @@ class PromptLengthQuantile:
     def _add(self, tokens: int) -> None:
         self._tokens.append(tokens)
         self._cached = None
+        self._ordered = None
 
     @property
     def tokens(self) -> int | None:
@@ -140,34 +143,75 @@ class PromptLengthQuantile:
         """Another quantile of the same window; None until it holds ``min_samples`` prompts."""
         if len(self._tokens) < max(1, min_samples):
             return None
-        ordered = sorted(self._tokens)
+        if self._ordered is None:
+            self._ordered = sorted(self._tokens)
+        ordered = self._ordered
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
 
 @dataclass(frozen=True, slots=True)
 class EndedBatch:
-    """A prefill batch seen once done (metrics-only view): how long its requests had queued
-    (the queue-time histogram's bucket edge, 0 when none queued) and its size."""
+    """A prefill batch seen once done (metrics-only view): the longest time its requests had
+    queued (``EndedBatches`` says how it is bounded; 0 when none queued), its size, and the
+    clock in force while they queued."""
 
     queued_s: float
     tokens: int
     squared_tokens: float
+    clock_mhz: int = 0
+    """The clock the agent had requested when the batch ended (0: unknown); the step the requests
+    queued behind ran at it, so their wait scales with the clock as that step's time does."""
 
 
 class EndedBatches:
     """Recent prefill batches as the metrics-only view reports them, once per scrape in which
-    batches ended (several in one interval count as one of their mean size)."""
+    batches ended (several in one interval count as one of their mean size).
+
+    A batch's queueing is taken at its upper bound: a batch shows only once done, so the clock
+    it ran at cannot be corrected, and the mean (what vLLM's coarse queue buckets mostly tell)
+    hides the request that waited longest. The bound is the smallest of the queue histogram's
+    (the waits' sum, the highest bucket's upper edge) and, when no request was seen waiting
+    after the step before, that step's duration: a request not waiting at a step's end arrived
+    after it (a vLLM V1 scheduler admits arrivals only between steps), so it waited at most the
+    step that followed. Never below the histogram's lower bound.
+    """
 
     def __init__(self, size: int = 256) -> None:
         self.batches: deque[EndedBatch] = deque(maxlen=size)
         self.version = 0
+        self._step_s: float | None = None
+        """The duration of the last step seen ending alone after a scrape that showed nothing
+        waiting; None when unknown or when requests were seen waiting since."""
 
     def update(self, observation: Observation) -> None:
         steps = observation.iterations_delta
         per_request = prompt_tokens_per_request(observation)
-        if observation.queue is not None or steps <= 0 or per_request is None:
+        if observation.queue is not None:
+            return
+        if steps <= 0 or per_request is None:
+            if observation.waiting_requests:
+                self._step_s = None
             return
         tokens = max(1, round(observation.prompt_tokens_delta / steps))
-        self.batches.append(EndedBatch(observation.oldest_wait_s or 0.0, tokens, tokens * max(1.0, per_request)))
+        queued_s = self._queued_s(observation, steps)
+        self.batches.append(EndedBatch(queued_s, tokens, tokens * max(1.0, per_request), observation.sm_clock_mhz))
         self.version += 1
+        alone = steps == 1 and not observation.waiting_requests
+        self._step_s = observation.mean_iteration_s if alone else None
+
+    @property
+    def last_step_s(self) -> float | None:
+        """The step that ended alone since the previous scrape, when nothing was seen waiting
+        after it: every request of the batch that follows arrived during it."""
+        return self._step_s
+
+    def _queued_s(self, observation: Observation, steps: int) -> float:
+        low = observation.recorded_wait_s
+        if low is None:
+            return 0.0
+        cap = observation.recorded_wait_cap_s
+        high = cap if cap is not None else low
+        if steps == 1 and self._step_s is not None:
+            high = min(high, self._step_s)
+        return max(low, high)

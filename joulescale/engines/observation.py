@@ -71,6 +71,15 @@ class Observation:
     oldest_wait_s: float | None = None
     """Longest time any waiting request has queued (rich view); in the metrics-only view a lower
     bound of the longest wait the queue-time histogram recorded in the interval."""
+    recorded_wait_s: float | None = None
+    """Metrics-only view: a lower bound of the longest queueing time among the requests the
+    queue-time histogram recorded in the interval, whether or not any request waits now (vLLM
+    records a request when it finishes, so on a P/D prefill instance these are the batches that
+    ended; SGLang as it is scheduled). None when it recorded none or the engine has no such
+    histogram."""
+    recorded_wait_cap_s: float | None = None
+    """Metrics-only view: an upper bound of that same longest queueing time (the waits' sum, the
+    upper edge of the highest non-empty bucket); None with ``recorded_wait_s``."""
     queue: tuple[QueuedPrompt, ...] | None = None
     """Rich view: waiting and not-yet-finished prefill requests, in arrival order."""
     decoding: tuple[DecodeProgress, ...] | None = None

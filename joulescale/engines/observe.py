@@ -6,12 +6,12 @@ publish (``substitutes``); what no engine offers stays ``None`` (``last_iteratio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from joulescale.engines.histogram import Histogram
 from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.sample import EngineSample
-from joulescale.engines.substitutes import decode_steps, longest_wait_s, prefill_step_s
+from joulescale.engines.substitutes import decode_steps, longest_wait_cap_s, longest_wait_s, prefill_step_s
 
 
 def _delta(now: float | None, before: float | None) -> int:
@@ -43,8 +43,15 @@ class _Previous:
 class ObservationBuilder:
     """Keeps the previous sample of one engine instance so that counters become deltas."""
 
-    def __init__(self, phase: Phase) -> None:
+    def __init__(self, phase: Phase, colocated: bool = False) -> None:
+        """``colocated``: the page is an aggregated instance's, whose steps run both phases. Its
+        prefill view is then the page read as a P/D prefill instance's would be: vLLM's running
+        gauge counts every sequence and its cache holds the decodes' contexts, and the page
+        cannot tell which running request is still in prefill, so the prompts are the waiting
+        ones (a running prompt's chunks end within a few steps) and no batch is in flight; one
+        generated token per first token, so prompt tokens per request stay the prompts' length."""
         self.phase = phase
+        self.colocated = colocated
         self._previous: _Previous | None = None
 
     def reset(self) -> None:
@@ -59,6 +66,7 @@ class ObservationBuilder:
         kv_usage = _fraction(sample.kv_cache_usage)
         context_tokens = int(kv_usage * sample.kv_capacity_tokens) if sample.kv_capacity_tokens else 0
         running = max(sample.running_requests, 0)
+        recorded_wait_s = longest_wait_s(queue)
         observation = Observation(
             phase=self.phase,
             now_s=now_s,
@@ -77,9 +85,16 @@ class ObservationBuilder:
             preemptions_delta=_delta(sample.preemptions_total, before.preemptions_total if before else None),
             interval_s=now_s - prev.at_s if prev is not None else 0.0,
             mean_iteration_s=self._mean_iteration_s(sample, before, itl, queue),
-            oldest_wait_s=longest_wait_s(queue) if sample.waiting_requests > 0 else None,
+            oldest_wait_s=recorded_wait_s if sample.waiting_requests > 0 else None,
+            recorded_wait_s=recorded_wait_s,
+            recorded_wait_cap_s=longest_wait_cap_s(queue),
         )
         self._previous = _Previous(sample, now_s)
+        if self.colocated and self.phase == "prefill":
+            first = _hist_delta(sample.ttft, before.ttft if before else None)
+            first_tokens = round(first.count) if first is not None else 0
+            observation = replace(observation, running_requests=0, context_tokens=0, kv_cache_usage=0.0,
+                                  generation_tokens_delta=first_tokens)
         return observation
 
     def _iterations(self, sample: EngineSample, before: EngineSample | None, itl: Histogram | None) -> int:

@@ -9,6 +9,8 @@ the same estimate, with the same error, in both.
 
 from __future__ import annotations
 
+import math
+
 from joulescale.engines.histogram import Histogram
 
 
@@ -75,3 +77,19 @@ def longest_wait_s(queue: Histogram | None) -> float | None:
             lower_edge = previous_le
         previous_le, previous_count = le, count
     return max(queue.mean, lower_edge)
+
+
+def longest_wait_cap_s(queue: Histogram | None) -> float | None:
+    """An upper bound of the same longest queueing time: the smaller of the waits' sum (no wait
+    is longer than all of them together; exact for a single request) and the upper edge of the
+    highest non-empty bucket (none above it)."""
+    if queue is None or not _observed(queue):
+        return None
+    upper_edge = math.inf
+    previous_count = 0.0
+    for le in sorted(queue.buckets):
+        count = queue.buckets[le]
+        if count > previous_count:
+            upper_edge = le
+        previous_count = count
+    return min(queue.sum, upper_edge)

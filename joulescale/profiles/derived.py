@@ -9,11 +9,56 @@ object and therefore a fresh entry (a cached value on the model itself would be 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from joulescale.profiles.model import GpuProfile, PowerModel
 
 _TABLE_LIMIT = 1024
+_CAP_CACHE_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class PhasePower:
+    """One phase's power curve (``PowerModel``) as plain floats, with the clock the power cap
+    allows per batch cached (the twin asks for the same batches over and over)."""
+
+    floor_watts: float
+    top_watts: float
+    """``fmax_watts``: the power at f_max, or the top of the batch curve."""
+    gamma: float
+    low_watts: float | None
+    """Bottom of the batch curve; None when power does not depend on the batch."""
+    midpoint_log2: float
+    steepness: float
+    limit_watts: float
+    max_mhz: float
+    _caps: dict[int | None, float] = field(default_factory=dict)
+
+    def fmax_watts(self, batch_size: int | None) -> float:
+        """Power at f_max for a batch of ``batch_size`` sequences (None: the top of the curve)."""
+        low = self.low_watts
+        if low is None or batch_size is None:
+            return self.top_watts
+        x = self.steepness * (math.log2(batch_size if batch_size > 1 else 1) - self.midpoint_log2)
+        if x < -700.0:
+            return low
+        return low + (self.top_watts - low) / (1.0 + math.exp(-x))
+
+    def cap_mhz(self, batch_size: int | None) -> float:
+        """The highest clock at which this batch stays under the power limit (SwPowerCap)."""
+        key = None if self.low_watts is None else batch_size
+        cap = self._caps.get(key)
+        if cap is None:
+            top = self.fmax_watts(key)
+            if top <= self.limit_watts or top <= self.floor_watts:
+                cap = self.max_mhz
+            else:
+                share = max(0.0, (self.limit_watts - self.floor_watts) / (top - self.floor_watts))
+                cap = self.max_mhz * math.pow(share, 1.0 / self.gamma)
+            if len(self._caps) >= _CAP_CACHE_LIMIT:
+                self._caps.clear()
+            self._caps[key] = cap
+        return cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +70,8 @@ class Derived:
     tensor_parallel_size: int
     power_limit_watts: float
     idle_power_watts: float
-    prefill_cap_mhz: float
-    decode_cap_mhz: float
-    prefill_power: tuple[float, float, float]
-    """floor, fmax - floor, gamma"""
-    decode_power: tuple[float, float, float]
+    prefill_power: PhasePower
+    decode_power: PhasePower
     prefill_ms: tuple[float, float, float]
     """base, per token, per squared token"""
     prefill_sensitivity: tuple[float, float, int]
@@ -54,13 +96,6 @@ def derived(profile: GpuProfile) -> Derived:
     return entry
 
 
-def _cap_mhz(power: PowerModel, limit_watts: float, max_mhz: float) -> float:
-    if power.fmax_watts <= limit_watts or power.fmax_watts <= power.floor_watts:
-        return max_mhz
-    share = max(0.0, (limit_watts - power.floor_watts) / (power.fmax_watts - power.floor_watts))
-    return max_mhz * math.pow(share, 1.0 / power.gamma)
-
-
 def _build(profile: GpuProfile) -> Derived:
     clocks = profile.sm_clocks.supported_mhz()
     max_mhz = float(clocks[-1])
@@ -73,10 +108,8 @@ def _build(profile: GpuProfile) -> Derived:
         tensor_parallel_size=profile.tensor_parallel_size,
         power_limit_watts=profile.power_limit_watts,
         idle_power_watts=profile.idle_power_watts,
-        prefill_cap_mhz=_cap_mhz(prefill.power, profile.power_limit_watts, max_mhz),
-        decode_cap_mhz=_cap_mhz(decode.power, profile.power_limit_watts, max_mhz),
-        prefill_power=_power(prefill.power),
-        decode_power=_power(decode.power),
+        prefill_power=_power(prefill.power, profile.power_limit_watts, max_mhz),
+        decode_power=_power(decode.power, profile.power_limit_watts, max_mhz),
         prefill_ms=(
             prefill.latency.base_ms,
             prefill.latency.per_token_ms,
@@ -100,5 +133,15 @@ def _build(profile: GpuProfile) -> Derived:
     )
 
 
-def _power(power: PowerModel) -> tuple[float, float, float]:
-    return power.floor_watts, power.fmax_watts - power.floor_watts, power.gamma
+def _power(power: PowerModel, limit_watts: float, max_mhz: float) -> PhasePower:
+    batch = power.batch
+    return PhasePower(
+        floor_watts=power.floor_watts,
+        top_watts=power.fmax_watts,
+        gamma=power.gamma,
+        low_watts=None if batch is None else batch.low_watts,
+        midpoint_log2=0.0 if batch is None else batch.midpoint_log2,
+        steepness=1.0 if batch is None else batch.steepness,
+        limit_watts=limit_watts,
+        max_mhz=max_mhz,
+    )

@@ -61,6 +61,15 @@ def load_profile_file(path: str | Path) -> GpuProfile:
 
 def parse_profile(text: str, origin: str = "<text>") -> GpuProfile:
     """Validate YAML text; ``origin`` only labels error messages, which are always one line."""
+    document = parse_yaml_mapping(text, origin)
+    try:
+        return GpuProfile.model_validate(document)
+    except ValidationError as error:
+        raise ProfileError(f"profile {origin}: {_describe(error)}") from None
+
+
+def parse_yaml_mapping(text: str, origin: str = "<text>") -> dict[str, Any]:
+    """YAML text to a mapping under the profile rules (size, no aliases or duplicate keys)."""
     if len(text) > MAX_PROFILE_BYTES:
         raise ProfileError(f"profile {origin}: larger than the {MAX_PROFILE_BYTES} byte limit")
     try:
@@ -73,10 +82,16 @@ def parse_profile(text: str, origin: str = "<text>") -> GpuProfile:
         raise ProfileError(f"profile {origin}: not valid YAML: {' '.join(why.split())}") from None
     if not isinstance(document, dict):
         raise ProfileError(f"profile {origin}: expected a mapping at the top level")
+    return document
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A profile-like YAML file read as untrusted input (see ``load_profile_file``)."""
     try:
-        return GpuProfile.model_validate(document)
-    except ValidationError as error:
-        raise ProfileError(f"profile {origin}: {_describe(error)}") from None
+        text = read_bounded_text(path, MAX_PROFILE_BYTES)
+    except InputFileError as error:
+        raise ProfileError(f"profile file {path}: {error}") from error
+    return parse_yaml_mapping(text, origin=str(path))
 
 
 class _StrictConstructor(yaml.constructor.SafeConstructor):

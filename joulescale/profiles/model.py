@@ -84,17 +84,39 @@ def _supported_mhz(
     return tuple(range(min_mhz, max_mhz + 1, step_mhz))
 
 
+MAX_LOG2_BATCH = 40.0
+"""log2 of the largest batch a step can hold (``MAX_TOKENS``)."""
+
+
+class BatchPower(_Strict):
+    """How the power at f_max rises with the batch: a logistic in log2(batch) (docs/physics.md,
+    "Power"). ``fmax_watts`` of the phase is the top of the curve, ``low_watts`` its bottom."""
+
+    low_watts: float = Field(ge=0, le=MAX_WATTS)
+    """Power at f_max of the smallest batches."""
+    midpoint_log2: float = Field(ge=0, le=MAX_LOG2_BATCH)
+    """log2 of the batch halfway between ``low_watts`` and ``fmax_watts``."""
+    steepness: float = Field(gt=0, le=100)
+    """Per doubling of the batch, at the midpoint (the logistic's rate in log2(batch))."""
+
+
 class PowerModel(_Strict):
-    """Busy power per GPU: P(f) = floor + (fmax - floor) * (f / f_max) ** gamma, before the cap."""
+    """Busy power per GPU: P(f, B) = floor + (P_fmax(B) - floor) * (f / f_max) ** gamma, before the cap.
+
+    Without ``batch``, P_fmax(B) = ``fmax_watts`` for every batch B; with it, P_fmax(B) =
+    low + (fmax_watts - low) / (1 + exp(-steepness * (log2 B - midpoint_log2)))."""
 
     floor_watts: float = Field(ge=0, le=MAX_WATTS)
     fmax_watts: float = Field(gt=0, le=MAX_WATTS)
     gamma: float = Field(gt=0, le=100)
+    batch: BatchPower | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> PowerModel:
         if self.fmax_watts < self.floor_watts:
             raise ValueError("fmax_watts is below floor_watts")
+        if self.batch is not None and not self.floor_watts <= self.batch.low_watts <= self.fmax_watts:
+            raise ValueError("batch.low_watts must lie between floor_watts and fmax_watts")
         return self
 
 

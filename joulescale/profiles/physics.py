@@ -4,7 +4,8 @@ Pure functions on plain floats: the twin calls them millions of times, so no num
 the profile's numbers are read from a table of derived constants (joulescale.profiles.derived).
 Latency is ``t(f) = t(f_max) * (1 + s * (f_max / f_eff - 1))`` where ``f_eff`` is the requested
 clock clamped to the supported range and lowered further by the board power cap (SwPowerCap).
-Power is per GPU; energy is summed over the tensor-parallel GPUs of the instance.
+Power is per GPU and depends on the clock and on the batch (sequences in the step), so every
+caller passes the batch it runs; energy is summed over the tensor-parallel GPUs of the instance.
 """
 
 from __future__ import annotations
@@ -23,23 +24,32 @@ def _effective(d: Derived, cap_mhz: float, sm_clock_mhz: float) -> float:
     return cap_mhz if f > cap_mhz else f
 
 
-def effective_clock_mhz(profile: GpuProfile, phase: Phase, sm_clock_mhz: float) -> float:
-    """The clock the GPU really runs: clamped to the supported range, then to the power cap."""
+def effective_clock_mhz(profile: GpuProfile, phase: Phase, sm_clock_mhz: float,
+                        batch_size: int | None = None) -> float:
+    """The clock the GPU really runs: clamped to the supported range, then to the power cap,
+    which a small batch (drawing less) may not reach. None: the batch that draws the most."""
     d = derived(profile)
-    return _effective(d, d.prefill_cap_mhz if phase == "prefill" else d.decode_cap_mhz, float(sm_clock_mhz))
+    power = d.prefill_power if phase == "prefill" else d.decode_power
+    return _effective(d, power.cap_mhz(batch_size), float(sm_clock_mhz))
 
 
-def busy_power_watts(profile: GpuProfile, phase: Phase, sm_clock_mhz: float) -> float:
-    """Power of one GPU while it runs a batch of ``phase``, after the power cap."""
+def busy_power_watts(profile: GpuProfile, phase: Phase, sm_clock_mhz: float, batch_size: int) -> float:
+    """Power of one GPU while it runs a step of ``batch_size`` sequences of ``phase``, after the
+    power cap (a profile without batch coefficients draws the same at every batch)."""
     d = derived(profile)
-    if phase == "prefill":
-        floor, span, gamma = d.prefill_power
-        f = _effective(d, d.prefill_cap_mhz, sm_clock_mhz)
-    else:
-        floor, span, gamma = d.decode_power
-        f = _effective(d, d.decode_cap_mhz, sm_clock_mhz)
-    watts = floor + span * math.pow(f / d.max_mhz, gamma)
+    power = d.prefill_power if phase == "prefill" else d.decode_power
+    f = _effective(d, power.cap_mhz(batch_size), sm_clock_mhz)
+    floor = power.floor_watts
+    watts = floor + (power.fmax_watts(batch_size) - floor) * math.pow(f / d.max_mhz, power.gamma)
     return d.power_limit_watts if watts > d.power_limit_watts else watts
+
+
+def prompts_in_batch(batch_tokens: int, squared_tokens: float) -> int:
+    """How many prompts a prefill batch of N tokens and S2 squared tokens holds, counted as equal
+    prompts (N^2 / S2): the batch a policy that sees only N and S2 passes to ``busy_power_watts``."""
+    if batch_tokens <= 0 or squared_tokens <= 0:
+        return 1
+    return max(1, round(batch_tokens * batch_tokens / squared_tokens))
 
 
 def prefill_sensitivity(profile: GpuProfile, batch_tokens: int) -> float:
@@ -53,16 +63,19 @@ def decode_sensitivity(profile: GpuProfile, batch_size: int) -> float:
 
 
 def prefill_latency_from_sums_s(
-    profile: GpuProfile, batch_tokens: int, squared_tokens: float, sm_clock_mhz: float
+    profile: GpuProfile, batch_tokens: int, squared_tokens: float, sm_clock_mhz: float,
+    batch_size: int | None = None, power_phase: Phase = "prefill",
 ) -> float:
-    """Prefill latency from N (tokens) and S2 (sum of squared prompt lengths)."""
+    """Prefill latency from N (tokens) and S2 (sum of squared prompt lengths); the power cap is
+    that of ``power_phase`` at ``batch_size`` sequences (None: the batch that draws the most)."""
     if batch_tokens <= 0:
         return 0.0
     d = derived(profile)
     base, per_token, per_squared = d.prefill_ms
     compute, short, short_tokens = d.prefill_sensitivity
     s = short if batch_tokens < short_tokens else compute
-    f = _effective(d, d.prefill_cap_mhz, sm_clock_mhz)
+    power = d.prefill_power if power_phase == "prefill" else d.decode_power
+    f = _effective(d, power.cap_mhz(batch_size), sm_clock_mhz)
     at_fmax_ms = base + per_token * batch_tokens + per_squared * squared_tokens
     return at_fmax_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
 
@@ -74,7 +87,7 @@ def prefill_latency_s(profile: GpuProfile, prompt_lengths: Sequence[int], sm_clo
     for length in prompt_lengths:
         tokens += length
         squared += length * length
-    return prefill_latency_from_sums_s(profile, tokens, squared, sm_clock_mhz)
+    return prefill_latency_from_sums_s(profile, tokens, squared, sm_clock_mhz, len(prompt_lengths))
 
 
 def decode_latency_s(profile: GpuProfile, batch_size: int, context_tokens: int, sm_clock_mhz: float) -> float:
@@ -85,17 +98,60 @@ def decode_latency_s(profile: GpuProfile, batch_size: int, context_tokens: int, 
     base, per_sequence, per_context = d.decode_ms
     s_base, s_span, s_half = d.decode_sensitivity
     s = s_base + s_span * batch_size / (batch_size + s_half)
-    f = _effective(d, d.decode_cap_mhz, sm_clock_mhz)
+    f = _effective(d, d.decode_power.cap_mhz(batch_size), sm_clock_mhz)
     at_fmax_ms = base + per_sequence * batch_size + per_context * context_tokens
     return at_fmax_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
 
 
-def iteration_energy_j(profile: GpuProfile, phase: Phase, latency_s: float, sm_clock_mhz: float) -> float:
+def iteration_energy_j(profile: GpuProfile, phase: Phase, latency_s: float, sm_clock_mhz: float,
+                       batch_size: int) -> float:
     """Energy of one iteration of ``latency_s`` over all tensor-parallel GPUs of the instance."""
-    return derived(profile).tensor_parallel_size * busy_power_watts(profile, phase, sm_clock_mhz) * latency_s
+    return (derived(profile).tensor_parallel_size * busy_power_watts(profile, phase, sm_clock_mhz, batch_size)
+            * latency_s)
 
 
 def idle_energy_j(profile: GpuProfile, duration_s: float) -> float:
     """Energy of the instance's GPUs idling (no batch) for ``duration_s``."""
     d = derived(profile)
     return d.tensor_parallel_size * d.idle_power_watts * duration_s
+
+
+def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int, chunk_tokens: int,
+                       chunk_squared_tokens: float, sm_clock_mhz: float,
+                       chunk_prompts: int | None = None) -> tuple[float, float]:
+    """The decode and prefill parts of one aggregated (vLLM V1) step, whose latency is their sum.
+
+    A step that runs ``batch_size`` decodes over ``context_tokens`` and prefill chunks of
+    ``chunk_tokens`` (``chunk_squared_tokens``: their S2, ``joulescale.engines.model.prefill``)
+    costs a decode step, which pays the step's fixed cost (reading the weights, launching the
+    kernels), plus the chunks' marginal prefill cost: the token and attention terms of the
+    prefill formula without its base, at the prefill's clock sensitivity. A step with no decode
+    is a plain prefill step (base included); one with no chunk is a plain decode step.
+    """
+    if batch_size <= 0:
+        return 0.0, prefill_latency_from_sums_s(profile, chunk_tokens, chunk_squared_tokens, sm_clock_mhz,
+                                                chunk_prompts)
+    decode_s = decode_latency_s(profile, batch_size, context_tokens, sm_clock_mhz)
+    if chunk_tokens <= 0:
+        return decode_s, 0.0
+    d = derived(profile)
+    _, per_token, per_squared = d.prefill_ms
+    compute, short, short_tokens = d.prefill_sensitivity
+    s = short if chunk_tokens < short_tokens else compute
+    f = _effective(d, d.prefill_power.cap_mhz(chunk_prompts), sm_clock_mhz)
+    marginal_ms = per_token * chunk_tokens + per_squared * chunk_squared_tokens
+    return decode_s, marginal_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
+
+
+def mixed_busy_power_watts(profile: GpuProfile, decode_s: float, prefill_s: float, sm_clock_mhz: float,
+                           batch_size: int, chunk_prompts: int) -> float:
+    """Power of one GPU over a mixed step: each phase's busy power (decode at ``batch_size``
+    decodes, prefill at ``chunk_prompts`` prompts), weighted by its part of the step's time
+    (``mixed_step_parts_s``)."""
+    total_s = decode_s + prefill_s
+    if total_s <= 0.0 or prefill_s <= 0.0:
+        return busy_power_watts(profile, "decode", sm_clock_mhz, batch_size)
+    if decode_s <= 0.0:
+        return busy_power_watts(profile, "prefill", sm_clock_mhz, chunk_prompts)
+    return (decode_s * busy_power_watts(profile, "decode", sm_clock_mhz, batch_size)
+            + prefill_s * busy_power_watts(profile, "prefill", sm_clock_mhz, chunk_prompts)) / total_s

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
+from joulescale.control.controller import Role
 from joulescale.control.policy import ClockDecision, ClockPolicy
 from joulescale.engines.dialects import ENGINE_NAMES
 from joulescale.engines.observation import Phase
@@ -30,13 +31,19 @@ class InstanceControl:
     asked once at start and never scraped for, which changes no result and saves the twin time."""
 
 
-ControlFactory = Callable[[Phase, int], InstanceControl]
-"""Builds the control of one instance from its phase and index; called once per instance."""
+ControlFactory = Callable[[Role, int], InstanceControl]
+"""Builds the control of one instance from its role (a phase, or aggregated) and index; called
+once per instance."""
+
+Topology = Literal["disaggregated", "aggregated"]
+TOPOLOGIES: tuple[Topology, ...] = ("disaggregated", "aggregated")
+"""disaggregated: P/D, prefill and decode on their own instances, the KV cache sent between them;
+aggregated: every instance runs both phases in one step (``joulescale.engines.model.aggregated``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
-    """A P/D cluster of identical instances of one profile."""
+    """A P/D cluster of identical instances of one profile, or an aggregated one (``topology``)."""
 
     profile: GpuProfile
     prefill_instances: int
@@ -62,9 +69,22 @@ class ClusterConfig:
     decode_router: str = "capacity-weighted"
     prefill_profile: GpuProfile | None = None
     """Prefill instances' profile when it differs (e.g. TP8 prefill, TP4 decode); same model."""
+    topology: Topology = "disaggregated"
+    aggregated_instances: int = 0
+    """Aggregated topology: how many instances of ``profile`` (the P/D counts are then 0). They
+    take the decode settings (max running, watermark), the token budget and the decode router."""
 
     def __post_init__(self) -> None:
-        if self.prefill_instances < 1 or self.decode_instances < 1:
+        if self.topology == "aggregated":
+            if self.aggregated_instances < 1 or self.prefill_instances or self.decode_instances:
+                raise ValueError("an aggregated cluster needs at least one aggregated instance and no P/D instance")
+            if self.prefill_profile is not None:
+                raise ValueError("an aggregated cluster runs one profile: no prefill profile")
+            if self.prefill_token_budget < self.decode_max_running:
+                raise ValueError("an aggregated instance's token budget must hold every running decode")
+        elif self.topology != "disaggregated":
+            raise ValueError(f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGIES)}")
+        elif self.prefill_instances < 1 or self.decode_instances < 1 or self.aggregated_instances:
             raise ValueError("a P/D cluster needs at least one prefill and one decode instance")
         if self.scrape_period_s <= 0 or self.scrape_delay_s < 0:
             raise ValueError("scrape_period_s must be positive and scrape_delay_s non-negative")
@@ -85,11 +105,15 @@ class ClusterConfig:
 
     @property
     def gpus(self) -> int:
+        if self.topology == "aggregated":
+            return self.aggregated_instances * self.profile.tensor_parallel_size
         return (self.prefill_instances * self.profile_of("prefill").tensor_parallel_size
                 + self.decode_instances * self.profile.tensor_parallel_size)
 
     def describe(self) -> dict[str, object]:
         return {
+            "topology": self.topology,
+            "aggregated_instances": self.aggregated_instances,
             "profile": self.profile.name,
             "prefill_profile": self.profile_of("prefill").name,
             "gpus": self.gpus,

@@ -30,7 +30,7 @@ from joulescale.twin.capacity import (
     find_capacity_scale,
     window_requests,
 )
-from joulescale.twin.cluster import ClusterConfig
+from joulescale.twin.cluster import TOPOLOGIES, ClusterConfig
 from joulescale.twin.feasibility import Feasibility
 from joulescale.twin.limits import SettingError
 from joulescale.twin.metrics import RunSummary, meets_slo, summarise
@@ -115,7 +115,8 @@ def _capacity(trace: Trace, cluster: ClusterConfig, settings: CompareSettings, s
         "settle_s": [cluster.settle_s("prefill"), cluster.settle_s("decode")],
         # A profile file may reuse a shipped profile's name with other physics: key on the content.
         "physics": [_digest(cluster.profile_of("prefill")), _digest(cluster.profile)],
-        "version": 4,  # 4: a window long enough for the percentile
+        "topology": cluster.topology,
+        "version": 5,  # 3: chunked prefill; 4: a window long enough for the percentile; 5: topologies
     })
     cached = cache.get(key)
     if cached is not None:
@@ -204,12 +205,17 @@ def _check_inputs(settings: CompareSettings, trace: Trace, profile: GpuProfile, 
 def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, start_s: float,
                  cache: CapacityCache, note: Callable[[str], None] = lambda label: None,
                  ) -> tuple[ClusterConfig, Capacity | None, dict[int, float]]:
-    """The given split, or the one whose static-max capacity is highest (ties: fewer prefill).
+    """The given split, or the one whose static-max capacity is highest (ties: fewer prefill);
+    an aggregated cluster has no split: as many instances as the GPUs hold.
 
     A split where no rate meets the SLO has capacity 0; when none has any, the capacity is None
     and the split is the one whose static-max meets the SLO for the most requests at the
     replayed rate (``settings.rate``; without one, the first candidate: nothing will be replayed).
     """
+    if settings.topology == "aggregated":
+        cluster = _aggregated_cluster(settings, profile)
+        limits.check_work(settings.duration_s, settings.gpus, 1)
+        return cluster, _capacity(trace, cluster, settings, start_s, cache, note), {}
     prefill_profile = _prefill_profile(settings, profile)
     candidates, most = _split_candidates(settings, profile, prefill_profile)
     limits.check_work(settings.duration_s, settings.gpus, len(candidates))
@@ -233,6 +239,18 @@ def choose_split(trace: Trace, settings: CompareSettings, profile: GpuProfile, s
     else:
         best = candidates[0]
     return found[best][0], found[best][1], rates
+
+
+def _aggregated_cluster(settings: CompareSettings, profile: GpuProfile) -> ClusterConfig:
+    """As many aggregated instances (both phases on each) as the GPUs hold."""
+    instances = settings.gpus // profile.tensor_parallel_size
+    if instances < 1:
+        raise SettingError("gpus", f"{settings.gpus} GPUs cannot hold one TP{profile.tensor_parallel_size} instance")
+    return ClusterConfig(
+        profile=profile, prefill_instances=0, decode_instances=0, topology="aggregated",
+        aggregated_instances=instances, kv_medium=settings.kv_medium, view=settings.view,
+        scrape_period_s=settings.scrape_period_s, scrape_delay_s=settings.scrape_delay_s, engine=settings.engine,
+        clock_settle_s=settings.clock_settle_s)
 
 
 def _prefill_profile(settings: CompareSettings, profile: GpuProfile) -> GpuProfile:
@@ -276,12 +294,21 @@ def choose_static_best(cluster: ClusterConfig, settings: CompareSettings, window
 
     Sweeps each phase's clock with the other phase at the top clock (so a slow prefill does not
     lengthen the run and charge decode for idling); prefill is judged on TTFT, decode on TPOT.
+    An aggregated instance has one clock for both phases: the sweep is of that clock, judged on
+    the SLO and the whole energy, and both phases get it.
     """
     allowed = allowed_clocks_mhz(cluster.profile.supported_sm_clocks_mhz, settings.bounds)
     levels = levels_mhz(allowed, STATIC_BEST_LEVELS)
     top = allowed[-1]
     slo = settings.slo
     run = runner or (lambda clocks: _run(name, cluster, settings, window, clocks))
+    if cluster.topology == "aggregated":
+        best_j, best_mhz = float("inf"), top
+        for mhz in levels:
+            summary = summarise(run({"prefill": mhz, "decode": mhz}), slo)
+            if meets_slo(summary, slo) and summary.total_j < best_j:
+                best_j, best_mhz = summary.total_j, mhz
+        return {"prefill": best_mhz, "decode": best_mhz}
     chosen: dict[Phase, int] = {}
     for phase in ("prefill", "decode"):
         other: Phase = "decode" if phase == "prefill" else "prefill"
@@ -303,9 +330,12 @@ def _resolve_auto_slo(settings: CompareSettings, trace: Trace, profile: GpuProfi
     rate is given, else on the capacity window's requests served alone (the cluster's floor)."""
     if not (settings.auto_ttft or settings.auto_tpot):
         return settings, None
-    prefill_profile = _prefill_profile(settings, profile)
-    candidates, _ = _split_candidates(settings, profile, prefill_profile)
-    cluster = _cluster(settings, profile, prefill_profile, candidates[0])  # alone, any split serves alike
+    if settings.topology == "aggregated":
+        cluster = _aggregated_cluster(settings, profile)
+    else:
+        prefill_profile = _prefill_profile(settings, profile)
+        candidates, _ = _split_candidates(settings, profile, prefill_profile)
+        cluster = _cluster(settings, profile, prefill_profile, candidates[0])  # alone, any split serves alike
     if settings.rate is not None:
         note("auto SLO: static-max at the replayed rate")
         requests = scaled_window(trace, _given_scale(trace, settings), settings.duration_s, start_s)
@@ -329,32 +359,68 @@ def _floor_requests(trace: Trace, settings: CompareSettings, start_s: float) -> 
     return scaled_window(trace, 1.0, span_holding(trace, window_requests(settings.slo.percentile), start_s), start_s)
 
 
-def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter,
-            progress: Progress = quiet) -> Comparison:
-    started = clock()
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    settings: CompareSettings
+    """With an ``auto`` SLO resolved."""
+    auto_from: str | None
+    profile: GpuProfile
+    trace: Trace
+    start_s: float
+    cluster: ClusterConfig
+    capacity: Capacity | None
+    split_capacities: dict[int, float]
+
+
+def _setup(settings: CompareSettings, cache: CapacityCache,
+           note: Callable[[str], None] = lambda label: None) -> _Setup:
+    """The checked inputs, the window's start, the resolved SLO and the cluster with its capacity."""
     profile = _capped(_profile("profile", settings.profile), settings, "profile")
     trace = load_trace(settings.trace)
     _check_inputs(settings, trace, profile, _prefill_profile(settings, profile))
     start_s = _window_start(trace, settings.seed)
+    settings, auto_from = _resolve_auto_slo(settings, trace, profile, start_s, note)
+    cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache, note)
+    return _Setup(settings, auto_from, profile, trace, start_s, cluster, capacity, split_capacities)
+
+
+def capacity_of(settings: CompareSettings, cache: CapacityCache) -> Capacity | None:
+    """The static-max capacity of the cluster ``settings`` describe (one topology), cached;
+    None when no rate meets the SLO."""
+    return _setup(settings, cache).capacity
+
+
+def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_counter,
+            progress: Progress = quiet, *, rate_scale: float | None = None,
+            cache: CapacityCache | None = None) -> Comparison:
+    """One topology's comparison (``twin.topology`` runs both). ``rate_scale``: replay at this
+    multiple of the trace's rate instead of ``load`` x capacity (or ``settings.rate``); ``cache``:
+    a capacity cache to share."""
+    if settings.topology not in TOPOLOGIES:
+        raise SettingError("topology", "compare runs one topology; both: joulescale.twin.topology.compare_topologies")
+    started = clock()
+    cache = cache if cache is not None else CapacityCache(settings.cache_dir)
     runs_total = 1 + sum(1 for name in settings.policies if name != ORACLE)
     done = 0
 
     def note(label: str) -> None:
         progress(label, done, runs_total)
 
-    settings, auto_from = _resolve_auto_slo(settings, trace, profile, start_s, note)
-    cache = CapacityCache(settings.cache_dir)
-    cluster, capacity, split_capacities = choose_split(trace, settings, profile, start_s, cache, note)
+    setup = _setup(settings, cache, note)
+    settings, auto_from, profile, trace, start_s = (setup.settings, setup.auto_from, setup.profile, setup.trace,
+                                                    setup.start_s)
+    cluster, capacity, split_capacities = setup.cluster, setup.capacity, setup.split_capacities
     done += 1
     explanation = None
     if capacity is None:
         note("no rate meets the SLO: measuring why")
         explanation = feasibility.explain(_floor_requests(trace, settings, start_s), cluster, settings.slo,
                                           settings.bounds)
-        if settings.rate is None:
+        if settings.rate is None and rate_scale is None:
             raise NoFeasibleRateError(explanation)
-    rate_scale = _given_scale(trace, settings) if settings.rate is not None or capacity is None \
-        else capacity.rate_scale * settings.load
+    if rate_scale is None:
+        rate_scale = _given_scale(trace, settings) if settings.rate is not None or capacity is None \
+            else capacity.rate_scale * settings.load
     window = scaled_window(trace, rate_scale, settings.duration_s, start_s)
     if not window:  # a quiet stretch of a bursty trace: there is nothing to measure
         raise SettingError("duration_s", f"the {settings.duration_s:g} s window from {start_s:.1f} s of trace "
@@ -378,7 +444,7 @@ def compare(settings: CompareSettings, clock: Callable[[], float] = time.perf_co
     horizon_s = max((r.end_s for r in runs.values()), default=0.0)
     summaries = {name: summarise(result, settings.slo, horizon_s) for name, result in runs.items()}
     oracle = None
-    if ORACLE in settings.policies and runs:
+    if ORACLE in settings.policies and runs and cluster.topology == "disaggregated":  # P/D steps only
         allowed = allowed_clocks_mhz(profile.supported_sm_clocks_mhz, settings.bounds)
         oracle = oracle_bound(runs, allowed, horizon_s)
     return Comparison(settings, trace, cluster, capacity, rate_scale, window, summaries, runs,

@@ -53,7 +53,7 @@ class DecodeInstance:
 
     def run_step(self, now_s: float) -> float:
         """Run the scheduled step on the GPUs; its duration as planned now (``gpu.end_s`` may move)."""
-        return self.gpu.run(now_s, self.model.step_latency_s)
+        return self.gpu.run(now_s, self.model.step_latency_s, self.model.step_sequences)
 
     def finish_step(self, now_s: float) -> list[SimRequest]:
         """Book the step; returns the requests that completed."""

@@ -185,6 +185,12 @@ def wider_prefill_profiles(prefill: GpuProfile) -> list[GpuProfile]:
                   key=lambda p: p.tensor_parallel_size)
 
 
+def to_aggregated(cluster: ClusterConfig) -> ClusterConfig:
+    """The aggregated cluster of ``cluster``'s GPUs and decode profile (``--topology aggregated``)."""
+    return replace(cluster, topology="aggregated", prefill_instances=0, decode_instances=0, prefill_profile=None,
+                   aggregated_instances=max(1, cluster.gpus // cluster.profile.tensor_parallel_size))
+
+
 def explain(requests: list[TraceRequest], cluster: ClusterConfig, slo: Slo, bounds: ClockBounds | None,
             floor: Latencies | None = None) -> Feasibility:
     """The floor of ``requests`` on ``cluster``, the prompts that bind, and each remedy measured."""
@@ -194,26 +200,38 @@ def explain(requests: list[TraceRequest], cluster: ClusterConfig, slo: Slo, boun
         return ttft_ms <= slo.ttft_ms
 
     remedies: list[Remedy] = []
-    for wider in wider_prefill_profiles(cluster.profile_of("prefill")):
-        ttft = alone(requests, replace(cluster, prefill_profile=wider), slo, bounds).ttft_ms_at_percentile
-        remedies.append(Remedy(f"a TP{wider.tensor_parallel_size} prefill profile",
-                               f"--prefill-profile {wider.name}", ttft, meets(ttft)))
-    if not wider_prefill_profiles(cluster.profile_of("prefill")):
-        remedies.append(Remedy("a wider-TP prefill profile", "none is shipped for this GPU and model; "
-                               "measure one (docs/profiles.md)", None, None))
+    aggregated = cluster.topology == "aggregated"
+    if not aggregated:  # an aggregated instance has no prefill profile of its own
+        for wider in wider_prefill_profiles(cluster.profile_of("prefill")):
+            ttft = alone(requests, replace(cluster, prefill_profile=wider), slo, bounds).ttft_ms_at_percentile
+            remedies.append(Remedy(f"a TP{wider.tensor_parallel_size} prefill profile",
+                                   f"--prefill-profile {wider.name}", ttft, meets(ttft)))
+        if not wider_prefill_profiles(cluster.profile_of("prefill")):
+            remedies.append(Remedy("a wider-TP prefill profile", "none is shipped for this GPU and model; "
+                                   "measure one (docs/profiles.md)", None, None))
     best: tuple[float, int] | None = None
     for factor in _BUDGET_FACTORS:
         budget = max(1, int(cluster.prefill_token_budget * factor))
+        if aggregated:  # one step holds every running decode
+            budget = max(budget, cluster.decode_max_running)
+        if budget == cluster.prefill_token_budget:
+            continue
         ttft = alone(requests, replace(cluster, prefill_token_budget=budget), slo, bounds).ttft_ms_at_percentile
         if best is None or ttft < best[0]:
             best = (ttft, budget)
     if best is not None:
         remedies.append(Remedy(f"another token budget: {best[1]} instead of {cluster.prefill_token_budget}",
-                               "vLLM --max-num-batched-tokens on the prefill instances", best[0], meets(best[0])))
+                               "vLLM --max-num-batched-tokens on the "
+                               + ("instances" if aggregated else "prefill instances"), best[0], meets(best[0])))
     more = floor.ttft_ms_at_percentile <= slo.ttft_ms and not floor.tpot_ms_at_percentile > slo.tpot_ms
     remedies.append(Remedy("more GPUs", "--gpus; they add capacity, not speed per request, so they help only "
                            "when requests meet the SLO alone", None, more))
-    remedies.append(Remedy("aggregated serving", "--topology aggregated: no KV transfer between prefill and "
-                           "decode, prefill chunks share each step with decodes", None, None))
+    if aggregated:
+        remedies.append(Remedy("disaggregated serving", "--topology disaggregated: prefill on its own instances, "
+                               "no decode sharing its steps, a wider-TP prefill profile possible", None, None))
+    else:
+        ttft = alone(requests, to_aggregated(cluster), slo, bounds).ttft_ms_at_percentile
+        remedies.append(Remedy("aggregated serving", "--topology aggregated: no KV transfer between prefill and "
+                               "decode, prefill chunks share each step with decodes", ttft, meets(ttft)))
     return Feasibility(slo, len(requests), floor, _binding(floor, floor.ttft_ms, slo.ttft_ms),
                        _binding(floor, floor.tpot_ms, slo.tpot_ms), tuple(remedies))

@@ -100,6 +100,15 @@ def _time_at_clock(gpus: Sequence[SimGpuGroup]) -> dict[int, float]:
     return out
 
 
+def _aggregated_energy(result: RunResult, horizon_s: float) -> tuple[PhaseEnergy, PhaseEnergy]:
+    """An aggregated run's energy by phase: each step's busy energy split by its parts
+    (``twin.aggregated``); the shared GPUs' idle energy is booked to decode."""
+    busy_j = sum(a.gpu.busy_energy_j for a in result.aggregated)
+    prefill_j = min(busy_j, sum(a.prefill_busy_j for a in result.aggregated))
+    idle_j = sum(a.gpu.idle_energy_j(horizon_s) for a in result.aggregated)
+    return PhaseEnergy(prefill_j, 0.0), PhaseEnergy(busy_j - prefill_j, idle_j)
+
+
 def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> RunSummary:
     """``horizon_s`` (at least the run's end) sets the interval energy is measured over."""
     finished = [r for r in result.requests if r.finish_s >= 0]
@@ -112,22 +121,29 @@ def summarise(result: RunResult, slo: Slo, horizon_s: float | None = None) -> Ru
     horizon = max(result.end_s, horizon_s or 0.0)
     prefill_gpus = [p.gpu for p in result.prefill]
     decode_gpus = [d.gpu for d in result.decode]
+    if result.aggregated:
+        prefill, decode = _aggregated_energy(result, horizon)
+    else:
+        prefill, decode = phase_energy(prefill_gpus, horizon), phase_energy(decode_gpus, horizon)
     changes = sum(g.clock_changes for g in result.gpus)
     return RunSummary(
         requests=total,
         finished=len(finished),
         output_tokens=sum(r.output_tokens for r in finished),
         duration_s=horizon,
-        prefill=phase_energy(prefill_gpus, horizon),
-        decode=phase_energy(decode_gpus, horizon),
+        prefill=prefill,
+        decode=decode,
         ttft_ms_at_percentile=percentile(ttft_ms, slo.percentile),
         tpot_ms_at_percentile=percentile(tpot_ms, slo.percentile),
         ttft_attainment=ttft_ok / total if total else math.nan,
         tpot_attainment=tpot_ok / total if total else math.nan,
         slo_attainment=both_ok / total if total else math.nan,
         clock_changes_per_second=changes / horizon / len(result.gpus) if horizon > 0 else 0.0,
-        preemptions=sum(d.recorder.preemptions for d in result.decode),
-        time_at_clock_s={"prefill": _time_at_clock(prefill_gpus), "decode": _time_at_clock(decode_gpus)},
+        preemptions=(sum(d.recorder.preemptions for d in result.decode)
+                     + sum(a.recorder.preemptions for a in result.aggregated)),
+        time_at_clock_s={"prefill": _time_at_clock(prefill_gpus), "decode": _time_at_clock(decode_gpus),
+                         **({"aggregated": _time_at_clock([a.gpu for a in result.aggregated])}
+                            if result.aggregated else {})},
     )
 
 

@@ -43,29 +43,30 @@ class OracleBound:
 
 
 class _ExcessFactors:
-    """min over clocks of (P(f) - P_idle) x t(f) / t(f_max), per phase and sensitivity key."""
+    """min over clocks of (P(f, B) - P_idle) x t(f) / t(f_max), per phase, sensitivity and batch B."""
 
     def __init__(self, profile: GpuProfile, clocks_mhz: Sequence[int]) -> None:
         self.profile = profile
         self.clocks_mhz = tuple(clocks_mhz)
         self.f_max = profile.max_sm_clock_mhz
-        self._prefill: dict[tuple[Phase, float], float] = {}
+        self._prefill: dict[tuple[Phase, float, int], float] = {}
         self._decode: dict[int, float] = {}
 
-    def _best(self, power_phase: Phase, latency_s: dict[int, float], at_fmax_s: float) -> float:
+    def _best(self, power_phase: Phase, batch_size: int, latency_s: dict[int, float], at_fmax_s: float) -> float:
         idle = self.profile.idle_power_watts
-        return min((physics.busy_power_watts(self.profile, power_phase, f) - idle) * latency_s[f] / at_fmax_s
-                   for f in self.clocks_mhz)
+        return min((physics.busy_power_watts(self.profile, power_phase, f, batch_size) - idle) * latency_s[f]
+                   / at_fmax_s for f in self.clocks_mhz)
 
-    def prefill(self, batch_tokens: int, power_phase: Phase = "prefill") -> float:
-        """Prefill work; ``power_phase`` is decode for a recompute run on a decode instance."""
-        key = (power_phase, physics.prefill_sensitivity(self.profile, batch_tokens))
+    def prefill(self, batch_tokens: int, batch_size: int, power_phase: Phase = "prefill") -> float:
+        """Prefill work of ``batch_size`` sequences; ``power_phase`` is decode for a recompute run
+        on a decode instance (then ``batch_size`` is the decode batch it runs with)."""
+        key = (power_phase, physics.prefill_sensitivity(self.profile, batch_tokens), batch_size)
         cached = self._prefill.get(key)
         if cached is None:
-            lat = {f: physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, f)
-                   for f in self.clocks_mhz}
-            at_fmax = physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, self.f_max)
-            cached = self._best(power_phase, lat, at_fmax)
+            def latency(f: int) -> float:
+                return physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, f,
+                                                           batch_size, power_phase)
+            cached = self._best(power_phase, batch_size, {f: latency(f) for f in self.clocks_mhz}, latency(self.f_max))
             self._prefill[key] = cached
         return cached
 
@@ -75,7 +76,7 @@ class _ExcessFactors:
             lat = {f: physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, f)
                    for f in self.clocks_mhz}
             at_fmax = physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, self.f_max)
-            cached = self._best("decode", lat, at_fmax)
+            cached = self._best("decode", batch_size, lat, at_fmax)
             self._decode[batch_size] = cached
         return cached
 
@@ -96,9 +97,9 @@ def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | N
         f = factors_of(profile)
         tp = profile.tensor_parallel_size
         prefill += physics.idle_energy_j(profile, horizon)
-        for tokens, squared in inst.batch_log:
-            t = physics.prefill_latency_from_sums_s(profile, tokens, squared, f.f_max)
-            prefill += tp * f.prefill(tokens) * t
+        for tokens, squared, prompts in inst.batch_log:
+            t = physics.prefill_latency_from_sums_s(profile, tokens, squared, f.f_max, prompts)
+            prefill += tp * f.prefill(tokens, prompts) * t
     decode = 0.0
     for dec in result.decode:
         profile = dec.gpu.profile
@@ -108,8 +109,8 @@ def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | N
         for batch, context, recompute, recompute_s2 in dec.iteration_log:
             decode += tp * f.decode(batch) * physics.decode_latency_s(profile, batch, context, f.f_max)
             if recompute:
-                t = physics.prefill_latency_from_sums_s(profile, recompute, recompute_s2, f.f_max)
-                decode += tp * f.prefill(recompute, "decode") * t
+                t = physics.prefill_latency_from_sums_s(profile, recompute, recompute_s2, f.f_max, batch, "decode")
+                decode += tp * f.prefill(recompute, batch, "decode") * t
     return prefill, decode
 
 

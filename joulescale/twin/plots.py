@@ -109,15 +109,17 @@ def _energy_by_phase(comparison: Comparison) -> Plot:
         names.append("oracle (bound)")
         prefill.append(comparison.oracle.prefill_j / 1e3)
         decode.append(comparison.oracle.decode_j / 1e3)
-    ax.bar(names, prefill, label="prefill instances")
-    ax.bar(names, decode, bottom=prefill, label="decode instances")
+    aggregated = comparison.cluster.topology == "aggregated"  # one instance runs both: its energy split by phase
+    ax.bar(names, prefill, label="prefill parts of the steps" if aggregated else "prefill instances")
+    ax.bar(names, decode, bottom=prefill, label="decode parts and idle" if aggregated else "decode instances")
     ax.set_ylabel("energy (kJ)")
     ax.set_title(f"Energy per policy and phase ({_where(comparison)})")
     ax.legend(fontsize=8)
     fig.autofmt_xdate(rotation=20)
     return Plot("energy_by_phase", "Energy per policy and phase",
                 "Where each policy spends its energy: the prefill and the decode instances, busy and idle power "
-                "over the same horizon.", _png(fig))
+                "over the same horizon (aggregated instances: each step's energy split by its phases' parts, "
+                "idle power with decode).", _png(fig))
 
 
 def binned_clock(trace: Sequence[tuple[float, int]], end_s: float, bins: int
@@ -156,7 +158,8 @@ def _clock_over_time(comparison: Comparison) -> Plot:
                              squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         run: RunResult = comparison.runs[name]
-        for color, phase, instances in (("C0", "prefill", run.prefill), ("C1", "decode", run.decode)):
+        for color, phase, instances in (("C0", "prefill", run.prefill), ("C1", "decode", run.decode),
+                                        ("C2", "aggregated", run.aggregated)):
             if not instances:  # a topology without this phase
                 continue
             centres, means, lows, highs = binned_clock(instances[0].gpu.clock_trace, end_s, CLOCK_BINS)
@@ -183,7 +186,7 @@ def _time_at_clock(comparison: Comparison) -> Plot:
     clocks = sorted({mhz for s in comparison.summaries.values() for per in s.time_at_clock_s.values() for mhz in per}) or [0]
     norm = colors.Normalize(min(clocks), max(clocks)) if len(clocks) > 1 else colors.Normalize(clocks[0] - 1, clocks[0])
     cmap = plt.get_cmap("viridis")
-    phases = [p for p in ("prefill", "decode") if any(s.time_at_clock_s.get(p) for s in comparison.summaries.values())] or ["prefill", "decode"]
+    phases = [p for p in ("prefill", "decode", "aggregated") if any(s.time_at_clock_s.get(p) for s in comparison.summaries.values())] or ["prefill", "decode"]
     fig, axes = plt.subplots(1, len(phases), figsize=(10, 1.8 + 0.45 * len(names)), sharey=True,
                              layout="constrained", squeeze=False)
     for ax, phase in zip(axes[0], phases, strict=True):

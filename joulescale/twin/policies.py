@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from joulescale.control import ClockGovernor, PolicySettings, build_controller
+from joulescale.control.controller import Role
 from joulescale.control.policy import ClockBounds, ClockDecision, Slo
 from joulescale.control.registry import twin_variant, twin_variants
 from joulescale.engines.observation import Phase
@@ -46,18 +47,20 @@ def policy_run_setup(name: str, cluster: ClusterConfig, slo: Slo, bounds: ClockB
                      settings: PolicySettings | None = None) -> RunSetup:
     """The cluster (with the policy's routers) and the per-instance control for policy ``name``.
 
-    ``static_mhz`` gives a swept variant (static-best) its per-phase clocks; static-max runs the
-    top allowed clock. ``settings``: the service's tunables (spec.energy), default as shipped.
+    ``static_mhz`` gives a swept variant (static-best) its per-phase clocks (an aggregated
+    instance runs the higher of the two); static-max runs the top allowed clock. ``settings``: the service's tunables (spec.energy), default as shipped.
     """
     variant, entry = twin_variant(name)
     if variant.swept_clocks and static_mhz is None:
         raise ValueError(f"{name} needs its per-phase clocks")
 
-    def control(phase: Phase, index: int) -> InstanceControl:
+    def control(role: Role, index: int) -> InstanceControl:
+        base_mhz = None
+        if static_mhz is not None and variant.swept_clocks:
+            base_mhz = max(static_mhz.values()) if role == "aggregated" else static_mhz[role]
         controller = build_controller(
-            entry.name, cluster.profile_of(phase), slo, settings=settings, bounds=bounds,
-            base_clock_mhz=static_mhz[phase] if static_mhz is not None and variant.swept_clocks else None,
-            token_budget=cluster.prefill_token_budget)
+            entry.name, cluster.profile_of("decode" if role == "aggregated" else role), slo, settings=settings,
+            bounds=bounds, base_clock_mhz=base_mhz, token_budget=cluster.prefill_token_budget, role=role)
         return InstanceControl(controller.policy, GovernorActuator(controller.governor), observes=controller.observes)
 
     routed = cluster if entry.decode_router is None else replace(cluster, decode_router=entry.decode_router)

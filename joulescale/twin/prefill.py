@@ -37,7 +37,7 @@ class PrefillInstance:
         return self.model.queued_tokens
 
     @property
-    def batch_log(self) -> list[tuple[int, int]]:
+    def batch_log(self) -> list[tuple[int, int, int]]:
         return self.model.batch_log
 
     def enqueue(self, request: SimRequest, now_s: float) -> None:
@@ -53,7 +53,7 @@ class PrefillInstance:
 
     def run_step(self, now_s: float) -> float:
         """Run the scheduled step on the GPUs; its duration as planned now (``gpu.end_s`` may move)."""
-        return self.gpu.run(now_s, self.model.step_latency_s)
+        return self.gpu.run(now_s, self.model.step_latency_s, self.model.step_sequences)
 
     def finish_step(self, now_s: float) -> list[SimRequest]:
         step_s = self.gpu.iteration_s

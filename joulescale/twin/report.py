@@ -6,6 +6,7 @@ import math
 
 from joulescale.control.registry import reference_variant, twin_variants
 from joulescale.twin.capacity import window_requests
+from joulescale.twin.cluster import ClusterConfig
 from joulescale.twin.compare import Comparison
 from joulescale.twin.feasibility import AUTO_HEADROOM
 from joulescale.twin.settings import ORACLE
@@ -105,7 +106,9 @@ def to_json(comparison: Comparison) -> dict[str, object]:
             "static_best_clocks_mhz": comparison.static_best_mhz,
             "oracle_formulation": ORACLE_FORMULATION,
             "clock_changes_per_second_is": "per instance (TP group), averaged over instances",
-            "ttft_ends_at": "the first token is usable at the decode instance (prefill + KV transfer)",
+            "ttft_ends_at": ("the first token is usable at the decode instance (prefill + KV transfer)"
+                             if comparison.cluster.topology == "disaggregated"
+                             else "the step that computes the prompt's last chunk ends (aggregated)"),
         },
         "policies": _policy_json(comparison),
         "wall_s": comparison.wall_s,
@@ -187,7 +190,7 @@ def rate_line(comparison: Comparison) -> str:
     native = comparison.trace.requests_per_second
     replayed = comparison.requests_per_second
     mode = rate_mode(comparison)
-    how = {"load": f"load {s.load:.2f} x static-max capacity", "native": "the trace's own rate (--rate native)",
+    how = {"load": f"{_offered_load(comparison)} x static-max capacity", "native": "the trace's own rate (--rate native)",
            "given": f"--rate {replayed:g}"}[mode]
     text = (f"rate: trace {native:.3g} req/s native; replayed at {replayed:.3g} req/s = {how}; "
             f"scale {comparison.rate_scale:.3g} x native (arrival gaps divided by it)")
@@ -201,6 +204,27 @@ def rate_line(comparison: Comparison) -> str:
     return text
 
 
+def _cluster_line(c: ClusterConfig) -> str:
+    if c.topology == "aggregated":
+        return (f"cluster: {c.gpus} GPUs, {c.aggregated_instances} aggregated (TP{c.profile.tensor_parallel_size}) "
+                f"instances, prefill chunks and decodes in one step, {c.profile.name}")
+    return (f"cluster: {c.gpus} GPUs, {c.prefill_instances} prefill (TP{c.profile_of('prefill').tensor_parallel_size}) + "
+            f"{c.decode_instances} decode (TP{c.profile.tensor_parallel_size}) instances, {c.profile.name}"
+            + ("" if c.prefill_profile is None else f" (prefill: {c.prefill_profile.name})")
+            + f", KV over {c.kv_medium}")
+
+
+def _offered_load(comparison: Comparison) -> str:
+    """``load L``, or the share of this topology's capacity a shared rate is (``--topology both``)."""
+    load = comparison.settings.load
+    if comparison.capacity is None:
+        return f"load {load:.2f}"
+    ratio = comparison.rate_scale / comparison.capacity.rate_scale
+    if math.isclose(ratio, load, rel_tol=1e-9):
+        return f"load {ratio:.2f}"
+    return f"{ratio:.2f} (the rate both topologies replay)"
+
+
 def preamble(comparison: Comparison) -> str:
     s = comparison.settings
     c = comparison.cluster
@@ -211,10 +235,8 @@ def preamble(comparison: Comparison) -> str:
         f"trace {s.trace}: {s.duration_s:.0f} s simulated window (--duration), {len(comparison.requests)} requests "
         f"({comparison.window_requests_per_second:.2f} req/s in the window)\n"
         + rate_line(comparison) + "\n"
-        f"cluster: {c.gpus} GPUs, {c.prefill_instances} prefill (TP{c.profile_of('prefill').tensor_parallel_size}) + "
-        f"{c.decode_instances} decode (TP{c.profile.tensor_parallel_size}) instances, {c.profile.name}"
-        + ("" if c.prefill_profile is None else f" (prefill: {c.prefill_profile.name})")
-        + f", KV over {c.kv_medium}; SLO P{slo.percentile} "
+        + _cluster_line(c)
+        + f"; SLO P{slo.percentile} "
         f"TTFT {slo.ttft_ms:.0f} ms / TPOT {slo.tpot_ms:.0f} ms{auto}; policy view: {c.view}"
         + (f", {c.engine} /metrics scraped every {c.scrape_period_s * 1000:.0f} ms + "
            f"{c.scrape_delay_s * 1000:.0f} ms delay" if c.view == "metrics" else f" (engine hook, {c.engine})")

@@ -20,6 +20,8 @@ from joulescale.twin.policies import policy_names
 from joulescale.twin.views import VIEW_NAMES, ViewName
 
 ORACLE = "oracle"
+TOPOLOGY_CHOICES: tuple[str, ...] = ("disaggregated", "aggregated", "both")
+"""``--topology``: one of the cluster topologies (``twin.cluster.TOPOLOGIES``), or both side by side."""
 DEFAULT_POLICIES: tuple[str, ...] = (*policy_names(), ORACLE)
 
 
@@ -60,6 +62,9 @@ class CompareSettings:
     auto_ttft: bool = False
     """Replace ``slo.ttft_ms`` by the tightest target static-max meets with 20 % headroom (feasibility)."""
     auto_tpot: bool = False
+    """Replace ``slo.tpot_ms`` likewise."""
+    topology: str = "disaggregated"
+    """disaggregated (P/D), aggregated (every instance runs both phases), or both (``twin.topology``)."""
 
     def __post_init__(self) -> None:
         """Every bound of ``joulescale.twin.limits``, so library callers are refused like the CLI."""
@@ -95,5 +100,15 @@ class CompareSettings:
             raise SettingError("kv_medium", f"unknown KV medium {self.kv_medium!r}; known: {', '.join(sorted(kv_media()))}")
         if self.view not in VIEW_NAMES:
             raise SettingError("view", f"unknown view {self.view!r}")
+        if self.topology not in TOPOLOGY_CHOICES:
+            raise SettingError("topology", f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGY_CHOICES)}")
+        if self.topology == "both" and (self.auto_ttft or self.auto_tpot):
+            raise SettingError("topology", "an auto SLO is measured on one cluster, and --topology both compares two "
+                                           "at one SLO: give the targets in ms (or run each topology with auto)")
+        if self.topology != "disaggregated" and self.view != "metrics":
+            raise SettingError("view", "the aggregated topology runs the metrics view only")
+        if self.topology == "aggregated" and (self.prefill_profile is not None or self.prefill_instances is not None):
+            raise SettingError("topology", "an aggregated cluster has no prefill instances: drop --prefill-profile "
+                                           "and --prefill-instances")
         if self.engine not in ENGINE_NAMES:
             raise SettingError("engine", f"unknown engine {self.engine!r}; known: {', '.join(ENGINE_NAMES)}")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from joulescale.engines.dialects import dialect_for
+from joulescale.twin.aggregated import AggregatedInstance
 from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
@@ -32,6 +33,7 @@ _DECODE_DONE = 1
 _KV_LANDED = 2
 _SCRAPE = 3
 _SCRAPE_VISIBLE = 4
+_SCRAPE_REPLAYED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +55,12 @@ class RunResult:
     aborted: bool = False
     decisions: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    aggregated: list[AggregatedInstance] = field(default_factory=list)
+    """The aggregated topology's instances (the P/D lists are then empty)."""
 
     @property
     def gpus(self) -> list[SimGpuGroup]:
-        return [p.gpu for p in self.prefill] + [d.gpu for d in self.decode]
+        return [p.gpu for p in self.prefill] + [d.gpu for d in self.decode] + [a.gpu for a in self.aggregated]
 
 
 def simulate(
@@ -64,9 +68,32 @@ def simulate(
     cluster: ClusterConfig,
     control: ControlFactory,
     abort: AbortRule | None = None,
+    *,
+    record_busy: bool = False,
+    scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float]]] | None = None,
+    handover_s: Sequence[float] | None = None,
 ) -> RunResult:
-    """Replay ``requests`` (sorted by arrival) through the cluster; deterministic."""
-    return _Run(requests, cluster, control, abort).run()
+    """Replay ``requests`` (sorted by arrival) through the cluster; deterministic.
+
+    Seams for comparing a run with the real agent's on loopback (tests/agent/differential.py):
+    ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``), for energy over
+    a window; ``scrape_times`` replaces the periodic scrapes of an instance, keyed ``(phase,
+    index)``, by ``(instant the agent read its page, delay until it acted on it)``;
+    ``handover_s`` replaces the KV transfer: request ``i`` reaches its decode instance at
+    ``handover_s[i]`` (not before its prefill ends)."""
+    if cluster.topology == "aggregated":
+        from joulescale.twin.aggregated_run import simulate_aggregated  # it builds on this module
+
+        if record_busy or scrape_times is not None or handover_s is not None:
+            raise ValueError("the loopback comparison seams exist for the disaggregated topology only")
+        return simulate_aggregated(requests, cluster, control, abort)
+    run = _Run(requests, cluster, control, abort)
+    run.scrape_times = scrape_times
+    run.handover_s = handover_s
+    if record_busy:
+        for gpu in (*(p.gpu for p in run.prefill), *(d.gpu for d in run.decode)):
+            gpu.busy_log = []
+    return run.run()
 
 
 class _Run:
@@ -99,6 +126,8 @@ class _Run:
         self.ttft_violations = 0
         self.tpot_violations = 0
         self.last_s = 0.0
+        self.scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float]]] | None = None
+        self.handover_s: Sequence[float] | None = None
 
     def push(self, at_s: float, kind: int, payload: object) -> None:
         self.seq += 1
@@ -125,7 +154,10 @@ class _Run:
             request.prefill_done_s = now_s
             target = self.decode[self.routers.decode(self.decode)]
             target.incoming += 1
-            self.push(link.send(now_s, request.prompt_tokens), _KV_LANDED, (request, target))
+            landed_s = link.send(now_s, request.prompt_tokens)
+            if self.handover_s is not None:
+                landed_s = max(now_s, self.handover_s[request.request_id])
+            self.push(landed_s, _KV_LANDED, (request, target))
         self.start_prefill(inst, now_s)
 
     def kv_landed(self, request: SimRequest, inst: DecodeInstance, now_s: float) -> None:
@@ -156,11 +188,12 @@ class _Run:
             self.ttft_violations += request.ttft_s > rule.ttft_s
             self.tpot_violations += request.tpot_s > rule.tpot_s
 
-    def scrape(self, phase_index: tuple[str, int], now_s: float) -> None:
+    def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None) -> None:
         phase, index = phase_index
         sample = self.controls.scrape(phase, index)
-        self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
-        if self.finished < len(self.requests):
+        delay_s = self.cluster.scrape_delay_s if delay_s is None else delay_s
+        self.push(now_s + delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
+        if self.scrape_times is None and self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
     # --- loop --------------------------------------------------------------------------------
@@ -171,7 +204,12 @@ class _Run:
         period = self.cluster.scrape_period_s
         for k, (phase, index) in enumerate(names):
             if self.controls.first_decision(phase, index, self.rich):
-                self.push(period * k / len(names), _SCRAPE, (phase, index))
+                if self.scrape_times is None:
+                    self.push(period * k / len(names), _SCRAPE, (phase, index))
+                    continue
+                for at_s, delay_s in self.scrape_times.get((phase, index), ()):
+                    if at_s >= 0.0:
+                        self.push(at_s, _SCRAPE_REPLAYED, (phase, index, delay_s))
 
     def run(self) -> RunResult:
         self.start()
@@ -207,6 +245,9 @@ class _Run:
                 self.controls.scrape_visible(payload, now_s)  # type: ignore[arg-type]
             elif kind == _SCRAPE:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
+            elif kind == _SCRAPE_REPLAYED:
+                replayed: tuple[str, int, float] = payload  # type: ignore[assignment]
+                self.scrape((replayed[0], replayed[1]), now_s, replayed[2])
             elif kind == _PREFILL_DONE:
                 assert isinstance(payload, PrefillInstance)
                 if seq != payload.end_seq:

@@ -22,7 +22,9 @@ def _profile_dir(folder: Path) -> list[str]:
     good = load_profile("h100-sxm-llama-8b-tp1").model_dump(mode="json", exclude_none=True)
     good["name"] = USER_PROFILE
     (folder / "mine.yaml").write_text(yaml.safe_dump(good), encoding="utf-8")
-    (folder / "typo.yaml").write_text(yaml.safe_dump({**good, "name": "t", "idle_powr_watts": 5}), encoding="utf-8")
+    (folder / "typo.yaml").write_text(
+        yaml.safe_dump({**good, "name": "t", "idle_powr_watts": 5}), encoding="utf-8"
+    )
     (folder / "same-name.yml").write_text(yaml.safe_dump(good), encoding="utf-8")
     (folder / "bomb.yaml").write_text('a: &a ["x","x"]\nb: [*a,*a]\n', encoding="utf-8")
     (folder / "huge.yaml").write_bytes(b"#" * (1 << 20))
@@ -31,8 +33,16 @@ def _profile_dir(folder: Path) -> list[str]:
     (folder / "sub.yaml").mkdir()
     os.mkfifo(folder / "pipe.yaml")
     (folder / "notes.txt").write_text("not a profile, not read", encoding="utf-8")
-    return ["typo.yaml", "same-name.yml", "bomb.yaml", "huge.yaml", "escape.yaml", "zero.yaml", "sub.yaml",
-            "pipe.yaml"]
+    return [
+        "typo.yaml",
+        "same-name.yml",
+        "bomb.yaml",
+        "huge.yaml",
+        "escape.yaml",
+        "zero.yaml",
+        "sub.yaml",
+        "pipe.yaml",
+    ]
 
 
 @pytest.fixture
@@ -48,8 +58,15 @@ def test_a_user_profile_from_the_directory_drives_an_instance_and_bad_files_are_
     bad = _profile_dir(tmp_path / "profiles")
     node.start_engine()
     write_instances(node.instances, [node.instance("decode-0", node.uuids, 1005, profile=USER_PROFILE)])
-    agent = start_agent(node.sim_dir, node.state_file, node.instances, node.agent_port, tmp_path / "agent.log",
-                        "--profiles-dir", str(tmp_path / "profiles"))
+    agent = start_agent(
+        node.sim_dir,
+        node.state_file,
+        node.instances,
+        node.agent_port,
+        tmp_path / "agent.log",
+        "--profiles-dir",
+        str(tmp_path / "profiles"),
+    )
     node.procs.append(agent)
     # The static policy only runs when its profile resolves: the user's, by name.
     wait_for(lambda: node.locks() == [1005, 1005], 20, "clocks locked with the user profile")
@@ -67,8 +84,15 @@ def test_a_user_profile_from_the_directory_drives_an_instance_and_bad_files_are_
 def test_a_missing_profile_directory_leaves_the_shipped_profiles(node: Node, tmp_path: Path) -> None:
     node.start_engine()
     node.set_static_clock(1005)
-    agent = start_agent(node.sim_dir, node.state_file, node.instances, node.agent_port, tmp_path / "agent.log",
-                        "--profiles-dir", str(tmp_path / "absent"))
+    agent = start_agent(
+        node.sim_dir,
+        node.state_file,
+        node.instances,
+        node.agent_port,
+        tmp_path / "agent.log",
+        "--profiles-dir",
+        str(tmp_path / "absent"),
+    )
     node.procs.append(agent)
     wait_for(lambda: node.locks() == [1005, 1005], 20, "clocks locked with the shipped profile")
     assert "argument --profiles-dir" in node.log()

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from e2e.harness.agentprocs import free_port
 from e2e.simengine.core import SimEngine
-from e2e.simengine.metrics import EngineMetrics
 from e2e.simengine.server import make_app
+from joulescale.engines.dialects import VLLM
 from joulescale.engines.observation import Phase
 from joulescale.profiles import load_profile
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
@@ -32,7 +32,7 @@ PROFILE = load_profile("h100-sxm-llama-8b-tp1")
 async def engine(tmp_path: Path, role: Phase) -> AsyncIterator[tuple[SimEngine, int]]:
     sim_dir = tmp_path / role
     SimGpuDir.create(sim_dir, specs_from_profile(PROFILE, ["GPU-0"]))
-    sim = SimEngine(role, PROFILE, SimGpuDir(sim_dir), ["GPU-0"], EngineMetrics("m", PROFILE.kv_capacity_tokens))
+    sim = SimEngine(role, PROFILE, SimGpuDir(sim_dir), ["GPU-0"], VLLM)
     runner = web.AppRunner(make_app(sim, "m"), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -32,8 +32,8 @@ IMAGES = {
     "agent": ("node_agent/Dockerfile", ".", "joulescale_agent.main:main"),
     "router": ("router/Dockerfile", "router", "joulescale_router.main:main"),
 }
-HEAVY = {"matplotlib", "scipy", "cvxpy", "numpy"}
-"""The twin's offline stack: no image carries it."""
+HEAVY = {"matplotlib", "scipy", "cvxpy", "numpy", "aiconfigurator", "aiconfigurator-core", "pandas", "pyarrow"}
+"""The twin's offline stack and the profile generator's database: no image carries them."""
 
 
 def pyproject(image: str) -> dict[str, Any]:

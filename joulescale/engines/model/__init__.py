@@ -1,11 +1,12 @@
-"""One engine model: the schedulers of a P/D prefill instance and a decode instance.
+"""One engine model: the schedulers of a P/D prefill instance, a decode instance and an
+aggregated (colocated) instance.
 
 The twin and e2e's simulated engine both drive this model; there is no second implementation
 of batching, chunked prefill, admission or preemption. The model is pure: it has no clock and
 no GPU. Its caller owns time and the GPU's clock; the model reports what happens to an
 optional ``joulescale.engines.recorder.MetricsRecorder`` from inside its own calls.
 
-Driving protocol (the same for ``PrefillModel`` and ``DecodeModel``), all times in seconds on
+Driving protocol (the same for ``PrefillModel``, ``DecodeModel`` and ``AggregatedModel``), all times in seconds on
 the caller's clock, which must never go backwards:
 
 1. ``enqueue(request, now_s)`` when a request reaches the instance (prefill: it arrives;
@@ -18,15 +19,19 @@ the caller's clock, which must never go backwards:
    number of times during the step; it does not change state.
 4. At the step's end: ``finish_step(end_s, step_s)`` with ``step_s`` the step's real duration;
    it returns the requests the step completed (prefill: prefill done, to hand to a decode
-   instance; decode: finished). Then go to 2 at once (continuous batching: the next step
-   starts when this one ends).
+   instance; decode and aggregated: finished; an aggregated model's ``prefilled`` then holds
+   the prompts whose prefill the step completed, with their first token). Then go to 2 at once
+   (continuous batching: the next step starts when this one ends). An aggregated step's power
+   is ``step_power_watts(sm_clock_mhz)``: it mixes the phases.
 
 A scrape at any moment reads ``recorder.sample()``: the page as the engine's dialect published
 it, never the scheduler's live state.
 """
 
+from joulescale.engines.model.aggregated import AggregatedModel
 from joulescale.engines.model.decode import DecodeModel
+from joulescale.engines.model.kv_rules import KvRules
 from joulescale.engines.model.prefill import PrefillModel, chunk_squared_tokens
 from joulescale.engines.model.request import EngineRequest
 
-__all__ = ["DecodeModel", "EngineRequest", "PrefillModel", "chunk_squared_tokens"]
+__all__ = ["AggregatedModel", "DecodeModel", "EngineRequest", "KvRules", "PrefillModel", "chunk_squared_tokens"]

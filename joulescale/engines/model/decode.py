@@ -2,11 +2,10 @@
 
 The batch is kept in aggregate so a step costs O(1) instead of O(batch): every running request
 gains one token per step, so the batch's context is ``K = offset + B * n`` where ``n`` counts
-steps, and a request finishes at a known step (a heap). Admission (FIFO, up to ``max_running``
-sequences, while the cache stays under ``1 - watermark`` full) and preemption (when the next
-step would not fit in the cache, the most recently admitted request goes back to the front of
-the queue, vLLM's recompute policy, and its context is prefilled again in the step that
-readmits it) are this model's, the one implementation the twin and e2e's engine share.
+steps, and a request finishes at a known step (a heap). Admission and preemption follow
+``kv_rules`` (shared with the aggregated model); a preempted request's context is prefilled again
+in the step that readmits it. The aggregated model (``aggregated``) runs its decode batch on
+this class through ``join`` and ``preempt_to_fit``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import heapq
 from collections import deque
 from typing import Generic, TypeVar
 
+from joulescale.engines.model.kv_rules import KvRules
 from joulescale.engines.model.request import EngineRequest
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.profiles import physics
@@ -28,7 +28,6 @@ class DecodeModel(Generic[R]):
     """The scheduler of one decode instance; the caller drives time (``joulescale.engines.model``)."""
 
     __slots__ = (
-        "_admit_limit_tokens",
         "_admitted",
         "_finish_heap",
         "_offset",
@@ -43,19 +42,18 @@ class DecodeModel(Generic[R]):
         "max_running",
         "profile",
         "recorder",
+        "rules",
         "running",
         "waiting",
     )
 
     def __init__(self, profile: GpuProfile, kv_capacity_tokens: int, max_running: int, watermark: float,
                  recorder: MetricsRecorder | None = None) -> None:
-        if kv_capacity_tokens < 1 or max_running < 1 or not 0.0 <= watermark < 1.0:
-            raise ValueError("need a positive KV capacity and max_running, and a watermark in [0, 1)")
+        self.rules = KvRules(kv_capacity_tokens, max_running, watermark)
         self.profile = profile
         self.kv_capacity_tokens = kv_capacity_tokens
         self.max_running = max_running
         self.recorder = recorder
-        self._admit_limit_tokens = int(kv_capacity_tokens * (1.0 - watermark))
         self.waiting: deque[R] = deque()
         self.running: dict[int, R] = {}
         """Admission order (dict order): the newest is the first to be preempted."""
@@ -92,11 +90,11 @@ class DecodeModel(Generic[R]):
     def _admit(self, now_s: float) -> None:
         waiting = self.waiting
         running = self.running
-        n = self.iteration
-        while waiting and len(running) < self.max_running:
+        rules = self.rules
+        while waiting:
             head = waiting[0]
             context = self._context_of(head)
-            if running and self.context_tokens + len(running) + context + 1 > self._admit_limit_tokens:
+            if not rules.admits(self.context_tokens, len(running), context):
                 break
             waiting.popleft()
             if head.decode_done_tokens or head.preemptions:
@@ -104,19 +102,27 @@ class DecodeModel(Generic[R]):
                 self._recompute_s2 += context * context
             if head.scheduled_s < 0.0:
                 head.scheduled_s = now_s
-            head.join_iteration = n
-            head.finish_iteration = n + head.decode_tokens - head.decode_done_tokens
-            self._offset += context - n
-            running[head.request_id] = head
+            self.join(head)
             self._admitted.append(head)
-            heapq.heappush(self._finish_heap, (head.finish_iteration, head.request_id, head.epoch, head))
 
-    def _preempt_to_fit(self, now_s: float) -> None:
-        """Preempt the newest requests until the next step's tokens fit. Admission leaves room
-        for one more token per running request, so the victims always ran a step already."""
+    def join(self, request: R) -> None:
+        """Put a request whose context is in the cache into the running batch, at the next step
+        (no admission check, no first token: the aggregated model's prompts after their prefill)."""
+        n = self.iteration
+        request.join_iteration = n
+        request.finish_iteration = n + request.decode_tokens - request.decode_done_tokens
+        self._offset += self._context_of(request) - n
+        self.running[request.request_id] = request
+        heapq.heappush(self._finish_heap, (request.finish_iteration, request.request_id, request.epoch, request))
+
+    def preempt_to_fit(self, now_s: float, reserved_tokens: int = 0) -> None:
+        """Preempt the newest requests until the next step's tokens fit beside ``reserved_tokens``
+        held by others (the aggregated model's prompts in prefill). Admission leaves room for one
+        more token per running request, so the victims always ran a step already."""
         running = self.running
         n = self.iteration
-        while len(running) > 1 and self.context_tokens + len(running) > self.kv_capacity_tokens:
+        rules = self.rules
+        while rules.overflows(self.context_tokens + reserved_tokens, len(running), len(running)):
             _, victim = running.popitem()
             self._offset -= self._context_of(victim) - victim.join_iteration
             victim.decode_done_tokens += n - victim.join_iteration
@@ -134,23 +140,32 @@ class DecodeModel(Generic[R]):
         running = self.running
         batch = len(running)
         if batch > 1 and self._offset + batch * self.iteration + batch > self.kv_capacity_tokens:
-            self._preempt_to_fit(now_s)
-            batch = len(running)
-        if not batch:
+            self.preempt_to_fit(now_s)  # the inline test keeps the common step cheap
+        if not running:
             return False
+        self.begin_step()
+        return True
+
+    def begin_step(self) -> None:
+        """Fix the running batch for the next step (after admission and preemption)."""
+        batch = len(self.running)
         context = self._offset + batch * self.iteration
         self._step_batch = batch
         self._step_context = context
         self.iteration_log.append((batch, context, self._recompute_tokens, self._recompute_s2))
         self.busy = True
-        return True
+
+    @property
+    def step_sequences(self) -> int:
+        """Sequences in the running step: the batch its power depends on (``physics.busy_power_watts``)."""
+        return self._step_batch
 
     def step_latency_s(self, sm_clock_mhz: float) -> float:
         """The running step's duration at a clock: a decode step plus the prefill of readmitted contexts."""
         step_s = physics.decode_latency_s(self.profile, self._step_batch, self._step_context, sm_clock_mhz)
         if self._recompute_tokens:
             step_s += physics.prefill_latency_from_sums_s(self.profile, self._recompute_tokens, self._recompute_s2,
-                                                          sm_clock_mhz)
+                                                          sm_clock_mhz, self._step_batch, "decode")
         return step_s
 
     def finish_step(self, now_s: float, step_s: float) -> list[R]:

@@ -55,8 +55,8 @@ class PrefillModel(Generic[R]):
         """Requests with a chunk in the running step (a prefix of ``queue``)."""
         self.queued_tokens = 0
         """Prompt tokens not yet prefilled (arrived, queued or in flight): the load a router balances."""
-        self.batch_log: list[tuple[int, int]] = []
-        """(N, S2) of every step run, chunks counted as above, for the oracle."""
+        self.batch_log: list[tuple[int, int, int]] = []
+        """(N, S2, prompts) of every step run, chunks counted as above, for the oracle."""
         self._step_tokens = 0
         self._step_squared = 0
         self._held_tokens = 0
@@ -111,16 +111,22 @@ class PrefillModel(Generic[R]):
             return False
         self._step_tokens = tokens
         self._step_squared = squared
-        self.batch_log.append((tokens, squared))
+        self.batch_log.append((tokens, squared, len(step)))
         if self.recorder is not None:
             # No decode batch runs on a P/D prefill instance; the cache holds what the last step
             # left (the partly prefilled head, the finished prompts awaiting their pull).
             self.recorder.batch_formed(0, len(queue) - len(step), self._held_tokens)
         return True
 
+    @property
+    def step_sequences(self) -> int:
+        """Prompts with a chunk in the running step: the batch its power depends on."""
+        return len(self.step)
+
     def step_latency_s(self, sm_clock_mhz: float) -> float:
         """The running step's duration at a clock (the caller's GPU may change it mid-step)."""
-        return physics.prefill_latency_from_sums_s(self.profile, self._step_tokens, self._step_squared, sm_clock_mhz)
+        return physics.prefill_latency_from_sums_s(self.profile, self._step_tokens, self._step_squared, sm_clock_mhz,
+                                                   len(self.step))
 
     def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests whose prefill

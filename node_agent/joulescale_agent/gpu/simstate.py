@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from joulescale.profiles import GpuProfile
+from joulescale.profiles.settle import ClockChange
 from joulescale_agent import errors
 
 
@@ -135,13 +136,18 @@ class SimGpuDir:
         _write_atomic(self.root / f"{uuid}.energy.json", asdict(state))
 
 
-def effective_clock_mhz(spec: SimGpuSpec, lock: LockState | None, now_s: float) -> int:
-    """The clock the simulated GPU runs at ``now_s``: a change settles after ``spec.settle_s``."""
+def clock_change(spec: SimGpuSpec, lock: LockState | None) -> ClockChange | None:
+    """The lock file as the core's clock change (None: no lock was ever written)."""
     if lock is None:
-        return spec.default_mhz
-    if now_s < lock.changed_at_s + spec.settle_s:
-        return lock.previous_mhz
-    return lock.locked_mhz if lock.locked_mhz is not None else spec.default_mhz
+        return None
+    target = lock.locked_mhz if lock.locked_mhz is not None else spec.default_mhz
+    return ClockChange(lock.previous_mhz, target, lock.changed_at_s + spec.settle_s)
+
+
+def effective_clock_mhz(spec: SimGpuSpec, lock: LockState | None, now_s: float) -> int:
+    """The clock the simulated GPU runs at ``now_s``, by the core's settle rule (joulescale.profiles.settle)."""
+    change = clock_change(spec, lock)
+    return spec.default_mhz if change is None else change.clock_at(now_s)
 
 
 class SimGpuMeter:

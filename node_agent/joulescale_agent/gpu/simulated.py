@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from joulescale.profiles.settle import request_clock
 from joulescale_agent import errors
 from joulescale_agent.clock import Clock, monotonic
 from joulescale_agent.gpu.backend import GpuInfo, ThrottleReason
-from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuSpec, effective_clock_mhz
+from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuSpec, clock_change, effective_clock_mhz
 
 
 class SimulatedBackend:
@@ -44,8 +45,13 @@ class SimulatedBackend:
         if not spec.lock_supported:
             raise errors.GpuNotSupportedError(f"simulated GPU {uuid}: clock locking is not supported")
         now_s = self._clock()
-        current = effective_clock_mhz(spec, self._dir.read_lock(uuid), now_s)
-        self._dir.write_lock(uuid, LockState(locked_mhz, current, now_s))
+        lock = self._dir.read_lock(uuid)
+        was = clock_change(spec, lock)
+        target_mhz = locked_mhz if locked_mhz is not None else spec.default_mhz
+        change = request_clock(was, spec.default_mhz, target_mhz, now_s, spec.settle_s)
+        # The file keeps when the change in force was asked for: asking again does not restart it.
+        changed_at_s = lock.changed_at_s if lock is not None and change is was else now_s
+        self._dir.write_lock(uuid, LockState(locked_mhz, change.previous_mhz, changed_at_s))
 
     def lock_sm_clock(self, uuid: str, min_mhz: int, max_mhz: int) -> None:
         spec = self._spec(uuid)

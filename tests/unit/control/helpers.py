@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from joulescale.control import DecodeProgress, Observation, PolicyContext, QueuedPrompt, Slo
-from joulescale.profiles import load_profile
+from pathlib import Path
 
-TP8 = load_profile("h100-sxm-llama-70b-tp8")
-TP4 = load_profile("h100-sxm-llama-70b-tp4")
+from joulescale.control import DecodeProgress, Observation, PolicyContext, QueuedPrompt, Slo
+from joulescale.profiles import load_profile_file
+
+_DESIGN = Path(__file__).resolve().parents[2] / "fixtures" / "profiles"
+TP8 = load_profile_file(_DESIGN / "h100-sxm-llama-70b-tp8.yaml")
+TP4 = load_profile_file(_DESIGN / "h100-sxm-llama-70b-tp4.yaml")
+"""The design-table physics these scenarios were built on (tests/fixtures/profiles/README.md)."""
 
 
 def context(**overrides: object) -> PolicyContext:

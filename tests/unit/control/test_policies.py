@@ -23,7 +23,7 @@ R = DecisionReason
 
 
 def _decode_energy_j(clock: int, batch: int = 64, tokens: int = 64_000) -> float:
-    return ph.iteration_energy_j(TP8, "decode", ph.decode_latency_s(TP8, batch, tokens, clock), clock)
+    return ph.iteration_energy_j(TP8, "decode", ph.decode_latency_s(TP8, batch, tokens, clock), clock, batch)
 
 
 def test_the_factory_builds_the_four_policies_and_rejects_other_names() -> None:
@@ -223,7 +223,7 @@ def test_joulescale_prefill_never_spends_more_predicted_energy_than_biscale_on_o
 
     def net_energy_j(clock: int) -> float:
         latency = ph.prefill_latency_s(TP8, [3000, 2000], clock)
-        return ph.iteration_energy_j(TP8, "prefill", latency, clock) - ph.idle_energy_j(TP8, latency)
+        return ph.iteration_energy_j(TP8, "prefill", latency, clock, 2) - ph.idle_energy_j(TP8, latency)
 
     assert net_energy_j(clocks[1]) <= net_energy_j(clocks[0])
 

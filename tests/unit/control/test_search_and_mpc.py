@@ -40,7 +40,7 @@ def test_the_downhill_walk_finds_the_global_energy_minimum_from_any_start(
             latency = ph.prefill_latency_s(TP8, [batch * 8], clock)
         else:
             latency = ph.decode_latency_s(TP8, batch, batch * 900, clock)
-        return ph.iteration_energy_j(TP8, phase, latency, clock)  # type: ignore[arg-type]
+        return ph.iteration_energy_j(TP8, phase, latency, clock, 1 if phase == "prefill" else batch)  # type: ignore[arg-type]
 
     brute = min(range(len(CLOCKS)), key=lambda i: (energy(CLOCKS[i]), i))
     assert lowest_energy_index(CLOCKS, energy, start) == brute

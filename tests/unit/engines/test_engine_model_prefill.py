@@ -31,9 +31,9 @@ def test_a_prompt_longer_than_the_budget_is_split_and_ends_with_its_last_chunk()
     assert [done for _, done in ends] == [[], [], [0, 1]]
     # Chunks: A 1000, A 1000 (after 1000), then A 500 (after 2000) + B 300 in one step.
     assert model.batch_log == [
-        (1000, 1000 * 1000),
-        (1000, 1000 * 1000 + 2 * 1000 * 1000),
-        (800, 500 * 500 + 2 * 2000 * 500 + 300 * 300),
+        (1000, 1000 * 1000, 1),
+        (1000, 1000 * 1000 + 2 * 1000 * 1000, 1),
+        (800, 500 * 500 + 2 * 2000 * 500 + 300 * 300, 2),
     ]
     assert model.queued_tokens == 0
     assert not model.has_work
@@ -45,8 +45,8 @@ def test_a_prompt_that_does_not_fit_what_is_left_is_split_in_fifo_order() -> Non
         model.enqueue(EngineRequest(i, 0.0, length, 2), 0.0)
     ends = _run_all(model)
     assert [done for _, done in ends] == [[0], [1, 2]]
-    assert model.batch_log[0] == (1000, 600 * 600 + 400 * 400)
-    assert model.batch_log[1] == (400, 200 * 200 + 2 * 400 * 200 + 200 * 200)
+    assert model.batch_log[0] == (1000, 600 * 600 + 400 * 400, 2)
+    assert model.batch_log[1] == (400, 200 * 200 + 2 * 400 * 200 + 200 * 200, 2)
 
 
 def test_chunks_of_one_prompt_cost_its_attention_once_and_the_base_per_step() -> None:
@@ -60,7 +60,7 @@ def test_chunks_of_one_prompt_cost_its_attention_once_and_the_base_per_step() ->
     model = PrefillModel(PROFILE, token_budget=budget)
     model.enqueue(EngineRequest(0, 0.0, length, 2), 0.0)
     ends = _run_all(model)
-    expected = sum(physics.prefill_latency_from_sums_s(PROFILE, n, s2, 1980) for n, s2 in model.batch_log)
+    expected = sum(physics.prefill_latency_from_sums_s(PROFILE, n, s2, 1980, k) for n, s2, k in model.batch_log)
     assert ends[-1][0] == pytest.approx(expected, rel=1e-12)
     assert len(ends) == 3
     unchunked = physics.prefill_latency_from_sums_s(PROFILE, length, length * length, 1980)

@@ -70,10 +70,11 @@ def test_every_role_with_a_profile_is_dvfs_active_true_and_quiet(
 def test_a_user_profile_turns_the_condition_true_and_policy_off_says_so(
     tmp_path: Path, memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
 ) -> None:
-    body = body_factory(model={"name": LLAMA_70B}, prefill=_role(2, H100), decode=_role(4, H100))
+    body = body_factory(model={"name": LLAMA_70B}, prefill=_role(2, A100), decode=_role(4, H100))
     assert _run(Reconciler(memory_cluster, events, clock), copy.deepcopy(body))["reason"] == reasons.NO_PROFILE
     mine = load_profile("h100-sxm-llama-70b-tp4").model_dump(mode="json", exclude_none=True)
-    mine.update(name="measured-70b-tp2", tensor_parallel_size=2, kv_capacity_tokens=100_000, kv_capacity_derivation=None)
+    mine.update(name="measured-70b-tp2", gpu_product=A100, tensor_parallel_size=2, kv_capacity_tokens=100_000,
+                kv_capacity_derivation=None)
     (tmp_path / "tp2.yaml").write_text(yaml.safe_dump(mine), encoding="utf-8")
     catalog, problems = catalog_from_dir(tmp_path)
     assert problems == []
@@ -94,8 +95,9 @@ def test_the_samples_that_match_no_shipped_profile_say_so(
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
         body["metadata"].update(namespace="ns", uid="uid-" + path.stem, generation=1)
         found[path.stem] = _run(Reconciler(memory_cluster, events, clock), body)["reason"]
+    # vllm-nixl (Llama-70B, prefill TP2 and decode TP4 on H100) is covered since h100-sxm-llama-70b-tp2 ships.
     assert found == {"sglang-mooncake": reasons.NO_PROFILE, "static-clock": reasons.PROFILES_FOUND,
-                     "vllm-nixl": reasons.NO_PROFILE}
+                     "vllm-nixl": reasons.PROFILES_FOUND}
 
 
 def test_the_operator_takes_a_profiles_dir_flag(tmp_path: Path) -> None:

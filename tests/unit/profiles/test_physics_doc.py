@@ -71,16 +71,16 @@ def test_the_stated_energy_minima_are_what_the_physics_computes() -> None:
     tp, idle = tp4.tensor_parallel_size, tp4.idle_power_watts
 
     def prefill_total(f: int) -> float:
-        return ph.iteration_energy_j(tp4, "prefill", ph.prefill_latency_s(tp4, [2048], f), f)
+        return ph.iteration_energy_j(tp4, "prefill", ph.prefill_latency_s(tp4, [2048], f), f, 1)
 
     def prefill_excess(f: int) -> float:
-        return tp * (ph.busy_power_watts(tp4, "prefill", f) - idle) * ph.prefill_latency_s(tp4, [2048], f)
+        return tp * (ph.busy_power_watts(tp4, "prefill", f, 1) - idle) * ph.prefill_latency_s(tp4, [2048], f)
 
     def decode_total(f: int) -> float:
-        return ph.iteration_energy_j(tp4, "decode", ph.decode_latency_s(tp4, 64, 76_800, f), f)
+        return ph.iteration_energy_j(tp4, "decode", ph.decode_latency_s(tp4, 64, 76_800, f), f, 64)
 
     def decode_excess(f: int) -> float:
-        return tp * (ph.busy_power_watts(tp4, "decode", f) - idle) * ph.decode_latency_s(tp4, 64, 76_800, f)
+        return tp * (ph.busy_power_watts(tp4, "decode", f, 64) - idle) * ph.decode_latency_s(tp4, 64, 76_800, f)
 
     prefill_row = _cells("prefill, one 2048-token prompt")
     decode_row = _cells("decode, B = 64, K = 76,800")
@@ -114,7 +114,11 @@ def test_the_stated_power_cap_clock_and_slowdown_are_what_the_physics_computes()
     assert stated_slowdown is not None
     assert round(clock) == int(stated_clock.group(1))
     assert round(slowdown, 2) == float(stated_slowdown.group(1))
-    assert ph.decode_latency_s(capped, 64, 76_800, 1980) == ph.decode_latency_s(tp4, 64, 76_800, 1980)
+    assert ph.decode_latency_s(capped, 32, 38_400, 1980) == ph.decode_latency_s(tp4, 32, 38_400, 1980)
+    decode_slowdown = ph.decode_latency_s(capped, 256, 307_200, 1980) / ph.decode_latency_s(tp4, 256, 307_200, 1980)
+    stated_decode = re.search(r"256 sequences take ([0-9.]+)x as long", text)
+    assert stated_decode is not None
+    assert round(decode_slowdown, 2) == float(stated_decode.group(1))
 
 
 def _series(pattern: str) -> list[str]:

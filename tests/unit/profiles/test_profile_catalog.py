@@ -20,6 +20,7 @@ from joulescale.profiles.catalog import MAX_DIR_PROFILES, with_user_profiles
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-80GB"
+H200 = "NVIDIA-H200"
 LLAMA_70B = "meta-llama/Llama-3.3-70B-Instruct"
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -38,11 +39,16 @@ def _write(folder: Path, file: str, document: object) -> None:
     (H100, LLAMA_70B, 4, "h100-sxm-llama-70b-tp4"),
     (H100, LLAMA_70B, 8, "h100-sxm-llama-70b-tp8"),
     (A100, LLAMA_8B, 1, "a100-sxm4-80gb-llama-8b-tp1"),
+    (H100, LLAMA_70B, 2, "h100-sxm-llama-70b-tp2"),
+    (H200, LLAMA_70B, 2, "h200-sxm-llama-70b-tp2"),
+    (H200, LLAMA_70B, 4, "h200-sxm-llama-70b-tp4"),
+    (H200, LLAMA_8B, 1, "h200-sxm-llama-8b-tp1"),
     # Never another model's physics on the same GPU and TP size (main picked the 70B for these):
     (H100, "Qwen/Qwen2.5-32B-Instruct", 4, None),
     (H100, "Qwen/Qwen2.5-32B-Instruct", 1, None),
     # ...nor the same model at another TP size, another GPU, or a near-miss of the name:
-    (H100, LLAMA_70B, 2, None),
+    (H100, LLAMA_70B, 3, None),
+    (H200, LLAMA_70B, 8, None),
     (A100, LLAMA_70B, 4, None),
     (H100, LLAMA_70B.lower(), 4, None),
     (H100, LLAMA_70B + " ", 4, None),
@@ -60,7 +66,7 @@ def test_the_agent_chooser_uses_the_same_rule() -> None:
     choose = profile_chooser(H100)
     assert choose("Qwen/Qwen2.5-32B-Instruct", 4) is None  # main chose the Llama 70B TP4 profile
     assert choose(LLAMA_8B, 4) is None
-    assert choose(LLAMA_70B, 2) is None
+    assert choose(LLAMA_70B, 3) is None
     assert choose(LLAMA_70B, 4) == "h100-sxm-llama-70b-tp4"
 
 
@@ -175,6 +181,8 @@ def test_too_many_files_are_bounded(tmp_path: Path) -> None:
 @pytest.mark.parametrize("written", ["8e-07", "8E-7", "8.0e-7", "0.8e-6", "+8e-07"])
 def test_exponent_floats_read_as_numbers_as_helm_writes_them(written: str) -> None:
     """PyYAML alone reads ``8e-07`` as a string: a profile rendered by Helm's toYaml would fail."""
-    text = yaml.safe_dump(_user("exp")).replace("per_token_squared_ms: 8.0e-07", f"per_token_squared_ms: {written}")
+    document = _user("exp")
+    document["prefill"]["latency"]["per_token_squared_ms"] = 8.0e-7
+    text = yaml.safe_dump(document).replace("per_token_squared_ms: 8.0e-07", f"per_token_squared_ms: {written}")
     assert written in text
     assert parse_profile(text).prefill.latency.per_token_squared_ms == pytest.approx(8e-7)

@@ -17,9 +17,13 @@ from joulescale.profiles import ProfileError, load_profile, load_profile_file, l
 
 SHIPPED = [
     "a100-sxm4-80gb-llama-8b-tp1",
+    "h100-sxm-llama-70b-tp2",
     "h100-sxm-llama-70b-tp4",
     "h100-sxm-llama-70b-tp8",
     "h100-sxm-llama-8b-tp1",
+    "h200-sxm-llama-70b-tp2",
+    "h200-sxm-llama-70b-tp4",
+    "h200-sxm-llama-8b-tp1",
 ]
 
 
@@ -38,7 +42,7 @@ def _set(document: dict[str, object], dotted: str, value: object) -> dict[str, o
     return document
 
 
-def test_the_four_design_profiles_are_shipped() -> None:
+def test_the_design_and_generated_profiles_are_shipped() -> None:
     assert profiles.list_profiles() == SHIPPED
 
 
@@ -135,7 +139,8 @@ def test_malformed_yaml_and_missing_files_become_profile_errors(tmp_path: Path) 
 
 def test_the_public_namespace_is_exactly_all() -> None:
     public = {name for name in vars(profiles) if not name.startswith("_")}
-    modules = {"catalog", "derived", "loader", "memory", "model", "physics"}
+    modules = {"architecture", "catalog", "derived", "generate", "hardware", "loader", "memory", "model", "perfdb",
+               "physics", "settle"}
     assert public - modules == set(profiles.__all__)
 
 

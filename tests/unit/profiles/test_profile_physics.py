@@ -66,28 +66,28 @@ def test_a_70_percent_power_cap_slows_prefill_about_1_3x_and_not_decode() -> Non
     decode = ph.decode_latency_s(capped, 64, 64_000, F_MAX) / ph.decode_latency_s(TP8, 64, 64_000, F_MAX)
     assert prefill == pytest.approx(1.30, abs=0.04)
     assert decode == 1.0
-    assert ph.busy_power_watts(capped, "prefill", F_MAX) == pytest.approx(capped.power_limit_watts)
+    assert ph.busy_power_watts(capped, "prefill", F_MAX, 1) == pytest.approx(capped.power_limit_watts)
 
 
 def test_power_below_the_cap_follows_the_gamma_curve() -> None:
     power = TP8.decode.power
     expected = power.floor_watts + (power.fmax_watts - power.floor_watts) * 0.5**power.gamma
-    assert ph.busy_power_watts(TP8, "decode", F_MAX / 2) == pytest.approx(expected)
+    assert ph.busy_power_watts(TP8, "decode", F_MAX / 2, 64) == pytest.approx(expected)
 
 
 def test_iteration_energy_sums_over_the_tensor_parallel_gpus() -> None:
     latency_s = ph.decode_latency_s(TP8, 8, 8000, 1200)
-    per_gpu_j = ph.busy_power_watts(TP8, "decode", 1200) * latency_s
-    assert ph.iteration_energy_j(TP8, "decode", latency_s, 1200) == pytest.approx(8 * per_gpu_j)
+    per_gpu_j = ph.busy_power_watts(TP8, "decode", 1200, 64) * latency_s
+    assert ph.iteration_energy_j(TP8, "decode", latency_s, 1200, 64) == pytest.approx(8 * per_gpu_j)
     assert ph.idle_energy_j(TP8, 2.0) == pytest.approx(8 * TP8.idle_power_watts * 2.0)
 
 
 def _energy_per_token_j(phase: str, clock_mhz: int) -> float:
     if phase == "prefill":
         latency_s = ph.prefill_latency_s(TP8, [2048], clock_mhz)
-        return ph.iteration_energy_j(TP8, "prefill", latency_s, clock_mhz) / 2048
+        return ph.iteration_energy_j(TP8, "prefill", latency_s, clock_mhz, 1) / 2048
     latency_s = ph.decode_latency_s(TP8, 64, 64 * 1000, clock_mhz)
-    return ph.iteration_energy_j(TP8, "decode", latency_s, clock_mhz) / 64
+    return ph.iteration_energy_j(TP8, "decode", latency_s, clock_mhz, 64) / 64
 
 
 def test_energy_per_token_is_u_shaped_with_the_documented_sweet_spots() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from joulescale.control.policy import ClockDecision, DecisionReason
 from joulescale.engines.observation import Observation, Phase
-from joulescale.profiles import load_profile
+from joulescale.profiles import load_profile_file
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
 
@@ -12,7 +14,8 @@ PROFILE_NAME = "h100-sxm-llama-70b-tp4"
 
 
 def profile() -> GpuProfile:
-    return load_profile(PROFILE_NAME)
+    """The design-table physics these scenarios were built on (tests/fixtures/profiles/README.md)."""
+    return load_profile_file(Path(__file__).resolve().parents[2] / "fixtures" / "profiles" / f"{PROFILE_NAME}.yaml")
 
 
 class FixedClock:

@@ -26,13 +26,24 @@ CLOCKS = profile().supported_sm_clocks_mhz
 
 
 def _power_integral_j(result: RunResult) -> list[float]:
-    """Per instance: TP x busy power x time, summed over the clocks its GPUs ran at."""
+    """Per instance: TP x busy power x time, summed over the clocks and batches its GPUs ran at."""
     out = []
     for gpu in result.gpus:
         tp = gpu.profile.tensor_parallel_size
-        out.append(sum(tp * physics.busy_power_watts(gpu.profile, gpu.phase, mhz) * seconds
-                       for mhz, seconds in gpu.time_at_clock_s.items()))
+        out.append(sum(tp * physics.busy_power_watts(gpu.profile, gpu.phase, mhz, batch) * seconds
+                       for (mhz, batch), seconds in gpu.time_at_clock_and_batch_s.items()))
     return out
+
+
+def _excess_j(result: RunResult, phase: str) -> float:
+    """Busy energy above idle power of a phase's instances: TP x (P(f, B) - P_idle) x time."""
+    total = 0.0
+    for instance in getattr(result, phase):
+        gpu = instance.gpu
+        p = gpu.profile
+        total += sum(p.tensor_parallel_size * (physics.busy_power_watts(p, gpu.phase, mhz, batch) - p.idle_power_watts)
+                     * seconds for (mhz, batch), seconds in gpu.time_at_clock_and_batch_s.items())
+    return total
 
 
 @pytest.mark.parametrize("control", [fixed_control(1980, 1980), fixed_control(1200, 900),
@@ -134,7 +145,7 @@ def test_later_arrivals_never_change_what_happened_before_them(
 def test_work_added_after_a_run_drains_costs_its_busy_energy_on_top(
         base: list[tuple[float, int, int]], extra: list[tuple[float, int, int]], mhz: int) -> None:
     """More load at a fixed clock costs more: over a common horizon the extra energy is exactly the
-    extra busy time x (busy - idle power), which is positive at every clock.
+    extra busy time x (busy - idle power) at each step's batch, which is positive at every clock.
 
     Not claimed: that any superset of a window costs more. Adding a request can re-align prefill
     batches so that decode runs fewer, fuller iterations; continuous batching really does this.
@@ -145,15 +156,13 @@ def test_work_added_after_a_run_drains_costs_its_busy_energy_on_top(
     horizon = heavy.end_s
     light_j, heavy_j = summarise(light, SLO, horizon), summarise(heavy, SLO, horizon)
     assert heavy_j.total_j > light_j.total_j
-    p = profile()
-    tp = p.tensor_parallel_size
     for phase in ("prefill", "decode"):
         extra_busy_s = sum(h.gpu.busy_s - g.gpu.busy_s for h, g in zip(getattr(heavy, phase), getattr(light, phase),
                                                                        strict=True))
         extra_j = getattr(heavy_j, phase).total_j - getattr(light_j, phase).total_j
-        excess_w = tp * (physics.busy_power_watts(p, phase, mhz) - p.idle_power_watts)
         assert extra_busy_s > 0
-        assert extra_j == pytest.approx(excess_w * extra_busy_s, rel=1e-6)
+        assert extra_j > 0
+        assert extra_j == pytest.approx(_excess_j(heavy, phase) - _excess_j(light, phase), rel=1e-6)
 
 
 def test_a_faster_arrival_rate_of_one_trace_costs_more_energy_at_a_fixed_clock() -> None:

@@ -35,13 +35,13 @@ def test_an_iteration_spanning_a_clock_change_runs_part_at_each_clock() -> None:
     fast = physics.prefill_latency_from_sums_s(p, 4000, 4000**2, 1980)
     slow = physics.prefill_latency_from_sums_s(p, 4000, 4000**2, 990)
     gpu.request(0.0, 990)
-    duration = gpu.run(0.0, lambda mhz: physics.prefill_latency_from_sums_s(p, 4000, 4000**2, mhz))
+    duration = gpu.run(0.0, lambda mhz: physics.prefill_latency_from_sums_s(p, 4000, 4000**2, mhz), 1)
     assert fast < duration < slow
     head = 0.05
     assert duration == pytest.approx(head + (1 - head / fast) * slow)
     expected_j = p.tensor_parallel_size * (
-        physics.busy_power_watts(p, "prefill", 1980) * head
-        + physics.busy_power_watts(p, "prefill", 990) * (duration - head)
+        physics.busy_power_watts(p, "prefill", 1980, 1) * head
+        + physics.busy_power_watts(p, "prefill", 990, 1) * (duration - head)
     )
     assert gpu.busy_energy_j == pytest.approx(expected_j)
     assert gpu.idle_energy_j(10.0) == pytest.approx(physics.idle_energy_j(p, 10.0 - duration))

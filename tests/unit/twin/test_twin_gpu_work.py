@@ -34,7 +34,7 @@ def test_any_sequence_of_clock_requests_runs_the_whole_iteration_once(
     power x time per slice."""
     p = profile()
     gpu = SimGpuGroup(p, "prefill", start, settle_s)
-    planned_s = gpu.run(0.0, _latency_s)
+    planned_s = gpu.run(0.0, _latency_s, 1)
     assert planned_s == pytest.approx(_latency_s(start))
     now_s = 0.0
     for fraction, mhz in requests:
@@ -50,7 +50,7 @@ def test_any_sequence_of_clock_requests_runs_the_whole_iteration_once(
     assert gpu.iteration_s == pytest.approx(gpu.end_s, rel=1e-9)
     fastest, slowest = min(map(_latency_s, CLOCKS)), max(map(_latency_s, CLOCKS))
     assert fastest * (1 - 1e-9) <= gpu.end_s <= slowest * (1 + 1e-9)
-    expected_j = sum(p.tensor_parallel_size * physics.busy_power_watts(p, "prefill", mhz) * seconds
+    expected_j = sum(p.tensor_parallel_size * physics.busy_power_watts(p, "prefill", mhz, 1) * seconds
                      for mhz, seconds in gpu.time_at_clock_s.items())
     assert gpu.busy_energy_j == pytest.approx(expected_j, rel=1e-9)
     times = [t for t, _ in gpu.clock_trace]

@@ -30,7 +30,8 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Arg
 def test_every_option_of_every_command_shows_its_default_in_its_help(capsys: pytest.CaptureFixture[str]) -> None:
     parsers = _subparsers(build_parser())
     assert {prog for prog, _ in parsers} >= {"joulescale", "joulescale twin", "joulescale twin compare",
-                                              "joulescale twin synth"}
+                                              "joulescale twin synth", "joulescale twin steady",
+                                              "joulescale profile generate"}
     missing = []
     for prog, parser in parsers:
         formatter = parser._get_formatter()

@@ -57,8 +57,8 @@ def test_energy_is_booked_at_the_old_clock_before_the_settle_and_the_new_one_aft
     assert gpu.time_at_clock_s[990] == pytest.approx(head_s, rel=1e-12)
     assert gpu.time_at_clock_s[1980] == pytest.approx(tail_s, rel=1e-12)
     assert gpu.busy_s == pytest.approx(gpu.end_s, rel=1e-12)
-    expected_j = p.tensor_parallel_size * (physics.busy_power_watts(p, "prefill", 990) * head_s
-                                           + physics.busy_power_watts(p, "prefill", 1980) * tail_s)
+    expected_j = p.tensor_parallel_size * (physics.busy_power_watts(p, "prefill", 990, 1) * head_s
+                                           + physics.busy_power_watts(p, "prefill", 1980, 1) * tail_s)
     assert gpu.busy_energy_j == pytest.approx(expected_j, rel=1e-12)
 
 
@@ -66,18 +66,18 @@ def test_cancelling_a_clock_before_it_settles_leaves_the_iteration_at_the_old_cl
     p = profile()
     gpu = SimGpuGroup(p, "prefill", 1980, SETTLE_S)
     gpu.request(0.0, 990)
-    spanning_s = gpu.run(0.0, _latency_s)
+    spanning_s = gpu.run(0.0, _latency_s, 1)
     assert spanning_s > _latency_s(1980)  # planned: 50 ms at 1980 MHz, the rest at 990 MHz
     gpu.request(0.02, 1980)
     assert gpu.end_s == pytest.approx(_latency_s(1980), rel=1e-12)
     assert gpu.time_at_clock_s[990] == pytest.approx(0.0, abs=1e-12)
     assert gpu.busy_energy_j == pytest.approx(
-        p.tensor_parallel_size * physics.busy_power_watts(p, "prefill", 1980) * _latency_s(1980), rel=1e-12)
+        p.tensor_parallel_size * physics.busy_power_watts(p, "prefill", 1980, 1) * _latency_s(1980), rel=1e-12)
 
 
 def test_a_clock_that_settles_after_the_iteration_does_not_move_it() -> None:
     gpu = SimGpuGroup(profile(), "prefill", 1980, SETTLE_S)
-    duration_s = gpu.run(0.0, _latency_s)
+    duration_s = gpu.run(0.0, _latency_s, 1)
     gpu.request(duration_s - SETTLE_S / 2, 990)
     assert (gpu.end_s, gpu.retimes, gpu.busy_s) == (duration_s, 0, duration_s)
 

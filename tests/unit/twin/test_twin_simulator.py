@@ -52,12 +52,12 @@ def test_prefill_steps_never_pass_the_token_budget_and_long_prompts_are_chunked(
     window = _conv_window(scale=4.0, duration_s=20.0)
     assert max(r.prompt_tokens for r in window) > 4096  # some conversation prompts exceed the budget
     result = simulate(window, small_cluster(prefill_token_budget=4096), fixed_control(1980, 1980))
-    sizes = [tokens for p in result.prefill for tokens, _ in p.batch_log]
+    sizes = [tokens for p in result.prefill for tokens, _, _ in p.batch_log]
     assert max(sizes) == 4096  # filled to the budget, never past it: long prompts are split
     assert any(1 < s < 4096 for s in sizes)
     assert sum(sizes) == sum(r.prompt_tokens for r in window)
     # chunks of one prompt add up to its whole attention term: sum of S2 == sum of squared prompts
-    assert sum(s2 for p in result.prefill for _, s2 in p.batch_log) == sum(r.prompt_tokens**2 for r in window)
+    assert sum(s2 for p in result.prefill for _, s2, _ in p.batch_log) == sum(r.prompt_tokens**2 for r in window)
 
 
 def test_lower_static_clock_stretches_latency_and_lowers_decode_power() -> None:

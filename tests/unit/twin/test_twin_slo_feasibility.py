@@ -92,7 +92,10 @@ def test_the_explanation_names_the_floor_the_binding_prompts_and_measures_each_r
     assert any(n.startswith("another token budget") for n in names)
     more = next(r for r in why.remedies if r.name == "more GPUs")
     assert more.helps is False  # the floor misses: capacity cannot fix latency per request
-    assert any("--topology aggregated" in r.how for r in why.remedies)
+    aggregated = next(r for r in why.remedies if "--topology aggregated" in r.how)
+    alone_aggregated = feasibility.alone(requests, feasibility.to_aggregated(cluster), slo, None)
+    assert aggregated.ttft_ms_at_percentile == alone_aggregated.ttft_ms_at_percentile  # measured, not only named
+    assert aggregated.helps == (alone_aggregated.ttft_ms_at_percentile <= slo.ttft_ms)
     text = why.text()
     assert f"P90 TTFT {floor.ttft_ms_at_percentile:.0f} ms" in text
     assert f"prompts of {binding.shortest_prompt_tokens}-{binding.longest_prompt_tokens} tokens" in text
@@ -201,3 +204,45 @@ def test_twin_synth_writes_the_trace_of_its_seed_that_compare_reads(tmp_path: Pa
         [(r.prompt_tokens, r.output_tokens) for r in expected.requests]
     assert read.requests[-1].arrival_s == pytest.approx(expected.requests[-1].arrival_s, abs=1e-3)
     assert f"{path}: 300 requests" in out.getvalue()
+
+
+def test_an_aggregated_cluster_is_explained_with_its_own_remedies() -> None:
+    trace = long_context_trace(LONG)
+    cluster = feasibility.to_aggregated(small_cluster(1, 1))
+    assert cluster.topology == "aggregated"
+    assert cluster.aggregated_instances == small_cluster(1, 1).gpus // cluster.profile.tensor_parallel_size
+    why = feasibility.explain(list(trace.requests), cluster, Slo(600.0, 100.0, 90), None)
+    names = [r.name for r in why.remedies]
+    assert not any("prefill profile" in n for n in names)  # an aggregated instance has none of its own
+    budget = next(r for r in why.remedies if r.name.startswith("another token budget"))
+    assert int(budget.name.split(": ")[1].split(" ")[0]) >= cluster.decode_max_running
+    assert any("--topology disaggregated" in r.how for r in why.remedies)
+
+
+def test_auto_and_a_given_rate_run_on_the_aggregated_topology(long_trace: Path) -> None:
+    settings = CompareSettings(trace=str(long_trace), duration_s=30.0, gpus=8, slo=Slo(600.0, 100.0, 90),
+                               auto_ttft=True, auto_tpot=True, rate="native", topology="aggregated",
+                               policies=("static-max",))
+    result = compare(settings)
+    assert result.cluster.topology == "aggregated"
+    assert result.rate_scale == 1.0
+    static = result.summaries["static-max"]
+    assert result.settings.slo.ttft_ms == math.ceil(static.ttft_ms_at_percentile * 1.2)
+    assert meets_slo(static, result.settings.slo)
+
+
+def test_both_topologies_refuse_an_auto_slo_and_replay_a_given_rate(long_trace: Path, tmp_path: Path) -> None:
+    from joulescale.twin.limits import SettingError
+    from joulescale.twin.topology import compare_topologies
+
+    with pytest.raises(SettingError, match="auto SLO"):
+        CompareSettings(topology="both", auto_ttft=True)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["twin", "compare", "--topology", "both", "--slo-tpot-ms", "auto"], out, err) == 2
+    assert "argument --topology" in err.getvalue()
+    result = compare_topologies(CompareSettings(trace=str(long_trace), duration_s=20.0, gpus=8, topology="both",
+                                                slo=Slo(600.0, 100.0, 90), rate="native",
+                                                policies=("static-max",), cache_dir=tmp_path))
+    assert result.rate_scale == 1.0
+    assert {c.rate_scale for c in result.comparisons.values()} == {1.0}
+    assert all(c.feasibility is not None for c in result.comparisons.values() if c.capacity is None)

@@ -1,0 +1,87 @@
+"""Busy power that rises with the batch: the profile's curve is the fit of ML.ENERGY's data, a
+profile without the curve keeps constant power, and a file's coefficients replace the shipped ones."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from bench.mlenergy_calibration import PUBLISHED, fit
+from joulescale.profiles import load_profile
+from joulescale.profiles import physics as ph
+from joulescale.profiles.loader import ProfileError, parse_profile
+
+TP4 = load_profile("h100-sxm-llama-70b-tp4")
+F_MAX = TP4.max_sm_clock_mhz
+
+
+def test_the_shipped_curve_is_the_least_squares_fit_of_the_published_watts() -> None:
+    curve = fit()
+    power = TP4.decode.power
+    assert power.batch is not None
+    # The profile states the fit rounded to the digits written in the file.
+    assert power.fmax_watts == pytest.approx(curve.top_watts, abs=0.5)
+    assert power.batch.low_watts == pytest.approx(curve.low_watts, abs=0.5)
+    assert power.batch.midpoint_log2 == pytest.approx(curve.midpoint_log2, abs=0.005)
+    assert power.batch.steepness == pytest.approx(curve.steepness, abs=0.0005)
+    for point in PUBLISHED:
+        assert ph.busy_power_watts(TP4, "decode", F_MAX, point.max_num_seqs) == pytest.approx(
+            point.watts_per_gpu, rel=0.03)
+
+
+def test_power_rises_with_the_batch_at_every_clock_and_stays_between_low_and_top() -> None:
+    power = TP4.decode.power
+    assert power.batch is not None
+    for clock in (F_MAX, 1200, TP4.min_sm_clock_mhz):
+        watts = [ph.busy_power_watts(TP4, "decode", clock, b) for b in (1, 2, 8, 32, 128, 512, 4096)]
+        assert watts == sorted(watts)
+        assert watts[0] < watts[-1]
+    assert ph.busy_power_watts(TP4, "decode", F_MAX, 1) >= power.batch.low_watts
+    assert ph.busy_power_watts(TP4, "decode", F_MAX, 1 << 30) == pytest.approx(power.fmax_watts, rel=1e-6)
+
+
+def test_a_profile_without_a_batch_curve_draws_the_same_at_every_batch() -> None:
+    tp8 = load_profile("h100-sxm-llama-70b-tp8")
+    assert tp8.decode.power.batch is None
+    expected = tp8.decode.power.fmax_watts
+    assert {ph.busy_power_watts(tp8, "decode", tp8.max_sm_clock_mhz, b) for b in (1, 64, 4096)} == {expected}
+
+
+def _with_decode_power(power_yaml: str) -> str:
+    """The shipped TP4 file with its decode power block replaced, as a measured file would be."""
+    lines = resources.files("joulescale.profiles").joinpath("data", "h100-sxm-llama-70b-tp4.yaml").read_text(
+        encoding="utf-8").split("\n")
+    start = lines.index("  power:", lines.index("decode:"))
+    end = start + 1
+    while lines[end].startswith("    "):
+        end += 1
+    return "\n".join([*lines[:start], power_yaml, *lines[end:]])
+
+
+def test_a_measured_profile_replaces_the_coefficients_without_code_changes() -> None:
+    measured = parse_profile(_with_decode_power(
+        "  power: {floor_watts: 150, fmax_watts: 500, gamma: 1.2, "
+        "batch: {low_watts: 200, midpoint_log2: 4.0, steepness: 2.0}}"))
+    assert ph.busy_power_watts(measured, "decode", F_MAX, 16) == pytest.approx(350.0)  # the midpoint
+    assert ph.busy_power_watts(measured, "decode", F_MAX, 1) == pytest.approx(200 + 300 / (1 + 2.718281828459045 ** 8))
+    constant = parse_profile(_with_decode_power("  power: {floor_watts: 150, fmax_watts: 500, gamma: 1.2}"))
+    assert ph.busy_power_watts(constant, "decode", F_MAX, 1) == ph.busy_power_watts(constant, "decode", F_MAX, 999)
+
+
+@pytest.mark.parametrize("low", [100, 700])
+def test_a_curve_whose_bottom_lies_outside_floor_and_top_is_refused(low: int) -> None:
+    with pytest.raises(ProfileError, match="low_watts"):
+        parse_profile(_with_decode_power(
+            f"  power: {{floor_watts: 150, fmax_watts: 500, gamma: 1.2, "
+            f"batch: {{low_watts: {low}, midpoint_log2: 4.0, steepness: 2.0}}}}"))
+
+
+def test_the_power_cap_binds_for_large_batches_only() -> None:
+    capped = TP4.model_copy(update={"power_limit_watts": 500.0})
+    assert ph.effective_clock_mhz(capped, "decode", F_MAX, 16) == F_MAX  # 444 W fits under 500 W
+    assert ph.effective_clock_mhz(capped, "decode", F_MAX, 256) < F_MAX  # 592 W does not
+    assert ph.busy_power_watts(capped, "decode", F_MAX, 256) == pytest.approx(500.0)
+    slowed = ph.decode_latency_s(capped, 256, 256 * 1000, F_MAX) / ph.decode_latency_s(TP4, 256, 256 * 1000, F_MAX)
+    assert slowed > 1.0
+    assert ph.decode_latency_s(capped, 16, 16_000, F_MAX) == ph.decode_latency_s(TP4, 16, 16_000, F_MAX)
