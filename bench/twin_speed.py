@@ -32,6 +32,8 @@ def main() -> int:
     profile = load_profile(settings.profile)
     trace = load_trace(settings.trace)
     cluster, capacity, _ = choose_split(trace, settings, profile, 0.0, CapacityCache(None))
+    if capacity is None:
+        raise SystemExit("no rate meets the SLO on this configuration")
     window = scaled_window(trace, capacity.rate_scale * settings.load, settings.duration_s)
     setup = policy_run_setup(args.policy, cluster, settings.slo, None)
     started = time.perf_counter()

@@ -26,7 +26,7 @@ def add_profile_commands(commands: Any) -> None:
                      help="the served model name the profile matches (default: the config's _name_or_path)")
     gen.add_argument("--system", required=True, help="AIConfigurator system: h100_sxm, h200_sxm, a100_sxm, ...")
     gen.add_argument("--tp", type=limits.int_argument(1, 1024), required=True, help="tensor parallel size")
-    gen.add_argument("--engine", choices=DATABASE_ENGINES, default="vllm", help="engine database (default vllm)")
+    gen.add_argument("--engine", choices=DATABASE_ENGINES, default="vllm", help="engine database")
     gen.add_argument("--power-from", default=None,
                      help="profile (name or file) or hardware file that gives clocks, power and settle time "
                           "(default: the shipped profile named like the output file)")

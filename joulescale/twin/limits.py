@@ -27,6 +27,8 @@ simulates roughly 500 of these units per wall-clock second on one core, so the c
 three hours of computation. The default run (300 s x 16 GPUs x 3 splits) is 14 400."""
 MAX_LOAD = 2.0
 """Fraction of the static-max capacity; above 2x the queues only grow and the run says nothing."""
+MAX_RATE_PER_S = 100_000.0
+"""A replayed rate (``--rate``): far above what 1024 GPUs serve; the work cap bounds the run anyway."""
 MIN_SCRAPE_PERIOD_MS = 1.0
 """Every scrape is an event per instance; the agent's scrape loop cannot run faster than 1 kHz."""
 MAX_PERIOD_MS = 60_000.0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 from joulescale.control.registry import reference_variant, twin_variants
+from joulescale.twin.capacity import window_requests
 from joulescale.twin.cluster import ClusterConfig
 from joulescale.twin.compare import Comparison
+from joulescale.twin.feasibility import AUTO_HEADROOM
 from joulescale.twin.settings import ORACLE
 
 BASELINE = reference_variant()
@@ -66,13 +68,23 @@ def slo_holding(comparison: Comparison) -> tuple[list[str], list[str]] | None:
     return holding, [n for n in others if n not in holding]
 
 
+def rate_mode(comparison: Comparison) -> str:
+    """How the replayed rate was chosen: "load" (x capacity), "native" or "given" (--rate R)."""
+    rate = comparison.settings.rate
+    return "load" if rate is None else "native" if rate == "native" else "given"
+
+
 def to_json(comparison: Comparison) -> dict[str, object]:
     settings = comparison.settings
+    capacity = comparison.capacity
     doc: dict[str, object] = {
         "trace": settings.trace,
         "load": settings.load,
         "requests_per_second": comparison.requests_per_second,
         "window_requests_per_second": comparison.window_requests_per_second,
+        "rate": {"mode": rate_mode(comparison), "native_requests_per_second": comparison.trace.requests_per_second,
+                 "replayed_requests_per_second": comparison.requests_per_second, "scale": comparison.rate_scale},
+        "feasibility": None if comparison.feasibility is None else comparison.feasibility.to_json(),
         "config": {
             **comparison.cluster.describe(),
             "duration_s": settings.duration_s,
@@ -82,9 +94,13 @@ def to_json(comparison: Comparison) -> dict[str, object]:
                     "percentile": settings.slo.percentile},
             "clock_bounds_mhz": None if settings.bounds is None else [settings.bounds.min_mhz, settings.bounds.max_mhz],
             "seed": settings.seed,
-            "capacity_requests_per_second": comparison.capacity.requests_per_second,
-            "capacity_rate_scale": comparison.capacity.rate_scale,
-            "capacity_cached": comparison.capacity.cached,
+            "slo_auto_from": comparison.auto_slo_from,
+            "capacity_requests_per_second": capacity.requests_per_second if capacity else None,
+            "capacity_rate_scale": capacity.rate_scale if capacity else None,
+            "capacity_cached": capacity.cached if capacity else None,
+            "capacity_window": None if capacity is None else {
+                "requests": capacity.window_requests, "seconds": capacity.window_s,
+                "at_least_requests": window_requests(settings.slo.percentile)},
             "capacity_by_prefill_instances": {str(k): v for k, v in comparison.split_capacities.items()},
             "rate_scale": comparison.rate_scale,
             "static_best_clocks_mhz": comparison.static_best_mhz,
@@ -168,6 +184,26 @@ def table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+def rate_line(comparison: Comparison) -> str:
+    """Where the replayed rate comes from: the trace's own rate, the replayed one and the scale."""
+    s, capacity = comparison.settings, comparison.capacity
+    native = comparison.trace.requests_per_second
+    replayed = comparison.requests_per_second
+    mode = rate_mode(comparison)
+    how = {"load": f"{_offered_load(comparison)} x static-max capacity", "native": "the trace's own rate (--rate native)",
+           "given": f"--rate {replayed:g}"}[mode]
+    text = (f"rate: trace {native:.3g} req/s native; replayed at {replayed:.3g} req/s = {how}; "
+            f"scale {comparison.rate_scale:.3g} x native (arrival gaps divided by it)")
+    if capacity is not None:
+        text += (f"\ncapacity: {capacity.requests_per_second:.3g} req/s at static-max"
+                 f"{' (cached)' if capacity.cached else ''}, measured on a window of {capacity.window_requests} "
+                 f"requests ({capacity.window_s:.0f} s at that rate; at least {window_requests(s.slo.percentile)} "
+                 f"for P{s.slo.percentile}, else --duration)")
+    else:
+        text += "\ncapacity: none, no rate meets the SLO (below)"
+    return text
+
+
 def _cluster_line(c: ClusterConfig) -> str:
     if c.topology == "aggregated":
         return (f"cluster: {c.gpus} GPUs, {c.aggregated_instances} aggregated (TP{c.profile.tensor_parallel_size}) "
@@ -180,8 +216,11 @@ def _cluster_line(c: ClusterConfig) -> str:
 
 def _offered_load(comparison: Comparison) -> str:
     """``load L``, or the share of this topology's capacity a shared rate is (``--topology both``)."""
+    load = comparison.settings.load
+    if comparison.capacity is None:
+        return f"load {load:.2f}"
     ratio = comparison.rate_scale / comparison.capacity.rate_scale
-    if math.isclose(ratio, comparison.settings.load, rel_tol=1e-9):
+    if math.isclose(ratio, load, rel_tol=1e-9):
         return f"load {ratio:.2f}"
     return f"{ratio:.2f} (the rate both topologies replay)"
 
@@ -190,16 +229,18 @@ def preamble(comparison: Comparison) -> str:
     s = comparison.settings
     c = comparison.cluster
     slo = s.slo
+    auto = "" if comparison.auto_slo_from is None else \
+        f" (auto: {AUTO_HEADROOM * 100:.0f} % over {comparison.auto_slo_from})"
     return (
         f"trace {s.trace}: {s.duration_s:.0f} s simulated window (--duration), {len(comparison.requests)} requests "
-        f"({comparison.window_requests_per_second:.2f} req/s in the window); offered {comparison.requests_per_second:.2f} "
-        f"req/s = {_offered_load(comparison)} x static-max capacity {comparison.capacity.requests_per_second:.2f} req/s"
-        f"{' (cached)' if comparison.capacity.cached else ''}\n"
+        f"({comparison.window_requests_per_second:.2f} req/s in the window)\n"
+        + rate_line(comparison) + "\n"
         + _cluster_line(c)
         + f"; SLO P{slo.percentile} "
-        f"TTFT {slo.ttft_ms:.0f} ms / TPOT {slo.tpot_ms:.0f} ms; policy view: {c.view}"
+        f"TTFT {slo.ttft_ms:.0f} ms / TPOT {slo.tpot_ms:.0f} ms{auto}; policy view: {c.view}"
         + (f", {c.engine} /metrics scraped every {c.scrape_period_s * 1000:.0f} ms + "
            f"{c.scrape_delay_s * 1000:.0f} ms delay" if c.view == "metrics" else f" (engine hook, {c.engine})")
+        + ("" if comparison.feasibility is None else "\n" + comparison.feasibility.text())
     )
 
 
@@ -235,5 +276,5 @@ def slo_verdict(comparison: Comparison) -> str:
     return text + "."
 
 
-__all__ = ["BASELINE", "ORACLE_FORMULATION", "SLO_TOLERANCE_POINTS", "conclusion", "preamble", "savings", "slo_holding",
+__all__ = ["BASELINE", "ORACLE_FORMULATION", "SLO_TOLERANCE_POINTS", "conclusion", "preamble", "rate_line", "rate_mode", "savings", "slo_holding",
            "slo_verdict", "table", "table_rows", "to_json"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.engines.dialects import ENGINE_NAMES
@@ -56,6 +57,12 @@ class CompareSettings:
     clock_settle_s: float | None = None
     """Delay before a new clock takes effect; None keeps the profile's."""
     cache_dir: Path | None = None
+    rate: float | Literal["native"] | None = None
+    """Replayed rate: None = ``load`` x the static-max capacity; "native" = the trace's own; else req/s."""
+    auto_ttft: bool = False
+    """Replace ``slo.ttft_ms`` by the tightest target static-max meets with 20 % headroom (feasibility)."""
+    auto_tpot: bool = False
+    """Replace ``slo.tpot_ms`` likewise."""
     topology: str = "disaggregated"
     """disaggregated (P/D), aggregated (every instance runs both phases), or both (``twin.topology``)."""
 
@@ -75,6 +82,8 @@ class CompareSettings:
         bounded_float("slo.tpot_ms", self.slo.tpot_ms, 0.0, limits.MAX_SLO_MS, low_open=True)
         bounded_int("slo.percentile", self.slo.percentile, 1, 100)
         bounded_int("seed", self.seed, 0, limits.MAX_SEED)
+        if self.rate is not None and self.rate != "native":
+            bounded_float("rate", self.rate, 0.0, limits.MAX_RATE_PER_S, low_open=True)
         if self.prefill_instances is not None:
             bounded_int("prefill_instances", self.prefill_instances, 1, limits.MAX_GPUS)
         if self.bounds is not None:
@@ -93,6 +102,9 @@ class CompareSettings:
             raise SettingError("view", f"unknown view {self.view!r}")
         if self.topology not in TOPOLOGY_CHOICES:
             raise SettingError("topology", f"unknown topology {self.topology!r}; known: {', '.join(TOPOLOGY_CHOICES)}")
+        if self.topology == "both" and (self.auto_ttft or self.auto_tpot):
+            raise SettingError("topology", "an auto SLO is measured on one cluster, and --topology both compares two "
+                                           "at one SLO: give the targets in ms (or run each topology with auto)")
         if self.topology != "disaggregated" and self.view != "metrics":
             raise SettingError("view", "the aggregated topology runs the metrics view only")
         if self.topology == "aggregated" and (self.prefill_profile is not None or self.prefill_instances is not None):

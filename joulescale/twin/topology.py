@@ -47,16 +47,27 @@ class TopologyComparison:
 
 def compare_topologies(settings: CompareSettings,
                        clock: Callable[[], float] = time.perf_counter) -> TopologyComparison:
+    """Both topologies at one rate: ``--rate`` when given (``native`` or R req/s), else ``load`` x
+    the lower static-max capacity. When a topology has no rate that meets the SLO and no ``--rate``
+    is given, its ``compare`` raises ``NoFeasibleRateError`` with the reason. An ``auto`` SLO is
+    refused by ``CompareSettings`` (each topology would get its own target)."""
     cache = CapacityCache(settings.cache_dir)
     per_topology = {topology: replace(settings, topology=topology) for topology in TOPOLOGIES}
     capacities = {topology: capacity_of(s, cache) for topology, s in per_topology.items()}
-    rate_scale = min(c.rate_scale for c in capacities.values()) * settings.load
-    comparisons = {}
-    for topology, topology_settings in per_topology.items():
-        comparison = compare(topology_settings, clock, rate_scale=rate_scale, cache=cache)
+    found = [c.rate_scale for c in capacities.values() if c is not None]
+    if settings.rate is not None or len(found) < len(capacities):
+        rate_scale = None  # each compare takes --rate's scale (the same for both), or says why none meets the SLO
+    else:
+        rate_scale = min(found) * settings.load
+    found_by: dict[Topology, Comparison] = {}
+    # One without a capacity first: without --rate it raises NoFeasibleRateError before the other's replays.
+    for topology in sorted(per_topology, key=lambda t: capacities[t] is not None):
+        comparison = compare(per_topology[topology], clock, rate_scale=rate_scale, cache=cache)
         comparison.capacity = capacities[topology]  # as found (searched or read), not as re-read from memory
-        comparisons[topology] = comparison
-    return TopologyComparison(settings, rate_scale, comparisons)
+        found_by[topology] = comparison
+    comparisons = {topology: found_by[topology] for topology in TOPOLOGIES}
+    scale = rate_scale if rate_scale is not None else next(iter(comparisons.values())).rate_scale
+    return TopologyComparison(settings, scale, comparisons)
 
 
 def verdict_lines(result: TopologyComparison) -> list[str]:
@@ -78,7 +89,8 @@ def verdict_lines(result: TopologyComparison) -> list[str]:
 def to_json(result: TopologyComparison) -> dict[str, object]:
     return {
         "rate_scale": result.rate_scale,
-        "rate_is": "load x the lower of the topologies' static-max capacities, the same for both",
+        "rate_is": ("load x the lower of the topologies' static-max capacities, the same for both"
+                    if result.settings.rate is None else f"--rate {result.settings.rate}, the same for both"),
         "topologies": {t: report.to_json(c) for t, c in result.comparisons.items()},
         "verdict": {
             policy: {

@@ -7,6 +7,7 @@ problem at once.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
@@ -77,7 +78,7 @@ class Trace:
         return len(self.requests) / duration if duration > 0 else 0.0
 
 
-def _digest(requests: tuple[TraceRequest, ...]) -> str:
+def digest_of(requests: tuple[TraceRequest, ...]) -> str:
     h = hashlib.sha256()
     for r in requests:
         h.update(f"{r.arrival_s:.6f},{r.prompt_tokens},{r.output_tokens};".encode())
@@ -94,7 +95,7 @@ def _finish(name: str, raw: list[Row]) -> Trace:
         raise TraceError(name, [f"line {raw[-1][3]}: the trace spans {end - start:.3g} s, more than the "
                                 f"{limits.MAX_TRACE_SPAN_S:.3g} s limit (wrong time unit?)"])
     requests = tuple(TraceRequest(t - start, p, o) for t, p, o, _ in raw)
-    return Trace(name, requests, _digest(requests), tuple(row[3] for row in raw))
+    return Trace(name, requests, digest_of(requests), tuple(row[3] for row in raw))
 
 
 def _check_shape(text: str, origin: str) -> None:
@@ -239,3 +240,16 @@ def scaled_window(trace: Trace, rate_scale: float, duration_s: float, start_s: f
             out.append(TraceRequest((source_t - start_s) / rate_scale, r.prompt_tokens, r.output_tokens))
         offset += period
     return out
+
+
+def span_holding(trace: Trace, count: int, start_s: float = 0.0) -> float:
+    """Seconds of the trace from ``start_s`` (tiled as ``scaled_window`` tiles it) that hold
+    ``count`` requests: a window of this span / scale seconds at a rate scale holds them."""
+    if count < 1 or not trace.requests:
+        return 0.0
+    period = trace.duration_s + (1.0 / trace.requests_per_second if trace.requests_per_second > 0 else 1.0)
+    arrivals = [r.arrival_s for r in trace.requests]
+    first = bisect.bisect_left(arrivals, start_s)
+    index = first + count - 1
+    laps, position = divmod(index, len(arrivals))
+    return laps * period + arrivals[position] - start_s + 1e-9

@@ -139,8 +139,8 @@ def test_a_policy_listed_twice_is_refused_instead_of_run_and_printed_twice() -> 
 
 def test_every_settings_field_is_either_checked_or_free_of_bounds() -> None:
     """A new field must be added to the checks (or here, saying why it needs none)."""
-    unchecked = {"trace", "profile", "prefill_profile", "cache_dir"}  # resolved (and refused) by compare
-    checked = {f[0] for f in _FLOAT_FIELDS} | {"gpus", "seed", "prefill_instances", "slo", "bounds", "policies",
+    unchecked = {"trace", "profile", "prefill_profile", "cache_dir", "auto_ttft", "auto_tpot"}  # resolved (and refused) by compare
+    checked = {f[0] for f in _FLOAT_FIELDS} | {"gpus", "seed", "prefill_instances", "slo", "bounds", "policies", "rate",
                                                "kv_medium", "view", "engine", "topology"}
     assert {f.name for f in fields(CompareSettings)} == unchecked | checked
 

@@ -31,7 +31,7 @@ NAMES = ("static-max", "static-best", "voltana", "biscale", "joulescale")
 
 @pytest.fixture(scope="module")
 def real() -> Comparison:
-    return compare(CompareSettings(trace="azure-code", duration_s=10.0, gpus=8, prefill_instances=1,
+    return compare(CompareSettings(trace="azure-conv", duration_s=10.0, gpus=8, prefill_instances=1,
                                    policies=("static-max", "joulescale", "oracle")))
 
 
@@ -195,12 +195,14 @@ def test_the_plots_are_png_files_of_the_comparison(real: Comparison, tmp_path: P
 
 def test_the_preamble_states_the_window_the_load_and_the_cluster(real: Comparison) -> None:
     text = preamble(real)
-    first, second = text.splitlines()
-    assert first.startswith(f"trace azure-code: 10 s simulated window (--duration), {len(real.requests)} requests ")
-    assert f"load 0.67 x static-max capacity {real.capacity.requests_per_second:.2f} req/s" in first
-    assert not first.endswith("(cached)")
-    assert "cluster: 8 GPUs, 1 prefill (TP4) + 1 decode (TP4) instances, h100-sxm-llama-70b-tp4" in second
-    assert "KV over infiniband; SLO P99 TTFT 600 ms / TPOT 100 ms; policy view: metrics" in second
-    assert "vllm /metrics scraped every 50 ms + 10 ms delay" in second
+    first, rate, capacity, cluster = text.splitlines()
+    assert first.startswith(f"trace azure-conv: 10 s simulated window (--duration), {len(real.requests)} requests ")
+    assert rate.startswith(f"rate: trace {real.trace.requests_per_second:.3g} req/s native; replayed at ")
+    assert "= load 0.67 x static-max capacity" in rate
+    assert capacity.startswith(f"capacity: {real.capacity.requests_per_second:.3g} req/s at static-max, measured")
+    assert "(cached)" not in capacity
+    assert "cluster: 8 GPUs, 1 prefill (TP4) + 1 decode (TP4) instances, h100-sxm-llama-70b-tp4" in cluster
+    assert "KV over infiniband; SLO P99 TTFT 600 ms / TPOT 100 ms; policy view: metrics" in cluster
+    assert "vllm /metrics scraped every 50 ms + 10 ms delay" in cluster
     cached = replace(real, capacity=replace(real.capacity, cached=True))
-    assert preamble(cached).splitlines()[0].endswith("(cached)")
+    assert "at static-max (cached)" in preamble(cached).splitlines()[2]
