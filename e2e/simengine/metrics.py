@@ -178,11 +178,17 @@ def render_sglang(sample: EngineSample, model_name: str) -> str:
         )
     page.scalar("sglang:token_usage", "gauge", "The token usage.", gauge_labels, usage)
     page.scalar(
-        "sglang:num_retracted_reqs",
-        "gauge",
-        "The number of retracted requests.",
+        "sglang:num_retracted_requests_total",
+        "counter",
+        "Total number of retracted requests.",
         gauge_labels,
         sample.preemptions_total,
+    )
+    page.histogram(
+        "sglang:queue_time_seconds",
+        "Histogram of queueing time in seconds.",
+        gauge_labels,
+        sample.queue_time,
     )
     page.scalar(
         "sglang:prompt_tokens_total",

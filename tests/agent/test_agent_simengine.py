@@ -112,6 +112,23 @@ async def test_with_engine_sglang_the_page_is_read_by_the_agents_sglang_adapter(
     assert sample.inter_token_latency.count == 3  # the first decode token follows no token here
 
 
+async def test_an_sglang_prefill_page_carries_its_queue_times_and_retractions_to_the_adapter(
+    tmp_path: Path,
+) -> None:
+    """The names the agent's SGLang adapter reads: the scheduler's queue-time histogram (booked as
+    a request enters a batch) and the retraction counter (not the gauge of the latest ones)."""
+    async with serve(tmp_path, "prefill", SGLANG) as eng, aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.post(f"{eng.url}/v1/completions", json={"prompt": [1] * 500, "max_tokens": 1}) as r:
+                assert r.status == 200
+        async with http.get(f"{eng.url}/metrics") as r:
+            text = await r.text()
+    sample = adapter_for("sglang").sample(parse_page(text))
+    assert sample.queue_time is not None
+    assert sample.queue_time.count == 2
+    assert sample.preemptions_total == 0
+
+
 async def test_a_lower_clock_set_through_the_gpu_backend_slows_the_iterations(tmp_path: Path) -> None:
     prompt = [1] * 4000
     async with serve(tmp_path, "prefill") as eng, aiohttp.ClientSession() as http:
