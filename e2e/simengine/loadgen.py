@@ -22,6 +22,8 @@ class RequestResult:
     """Decode engine's own time per output token after the first."""
     decode_arrival_s: float | None = None
     """When the decode engine received it (its monotonic clock; None: no decode request)."""
+    prefill_arrival_s: float | None = None
+    """When the prefill engine received it (its monotonic clock; None: the engine did not say)."""
 
 
 async def _one(
@@ -33,8 +35,9 @@ async def _one(
         f"{prefill_url}/v1/completions", json={"prompt": prompt, "max_tokens": 1, "stream": False}
     ) as response:
         response.raise_for_status()
-        await response.json()
+        prefill_body = await response.json()
     ttft_s = time.monotonic() - sent_s
+    prefill_arrival_s = prefill_body.get("sim_timing", {}).get("arrival_s")
     tpot_s = None
     decode_arrival_s = None
     if request.output_tokens > 1:
@@ -45,7 +48,7 @@ async def _one(
             body = await response.json()
         tpot_s = body["sim_timing"]["tpot_s"]
         decode_arrival_s = body["sim_timing"].get("arrival_s")
-    return RequestResult(sent_s - start_s, ttft_s, tpot_s, decode_arrival_s)
+    return RequestResult(sent_s - start_s, ttft_s, tpot_s, decode_arrival_s, prefill_arrival_s)
 
 
 async def replay(

@@ -135,6 +135,10 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
     async def scrapes(_: web.Request) -> web.Response:
         return web.json_response({"scrapes_s": list(engine.scrapes)})
 
+    async def steps(_: web.Request) -> web.Response:
+        return web.json_response({"steps": [list(p) for p in engine.steps]})
+
+    app.router.add_get("/sim/steps", steps)
     app.router.add_get("/sim/state", state)
     app.router.add_get("/sim/scrapes", scrapes)
     return app

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from joulescale.engines.dialects import dialect_for
+from joulescale.engines.sample import EngineSample
 from joulescale.twin.aggregated import AggregatedInstance
 from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
@@ -34,6 +35,7 @@ _KV_LANDED = 2
 _SCRAPE = 3
 _SCRAPE_VISIBLE = 4
 _SCRAPE_REPLAYED = 5
+_CLOCK_REQUEST = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ def simulate(
     abort: AbortRule | None = None,
     *,
     record_busy: bool = False,
-    scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float]]] | None = None,
+    scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float, float]]] | None = None,
     handover_s: Sequence[float] | None = None,
 ) -> RunResult:
     """Replay ``requests`` (sorted by arrival) through the cluster; deterministic.
@@ -78,7 +80,8 @@ def simulate(
     Seams for comparing a run with the real agent's on loopback (tests/agent/differential.py):
     ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``), for energy over
     a window; ``scrape_times`` replaces the periodic scrapes of an instance, keyed ``(phase,
-    index)``, by ``(instant the agent read its page, delay until it acted on it)``;
+    index)``, by ``(instant the agent read its page, delay until it built its observation,
+    further delay until it requested the clock it decided on)``;
     ``handover_s`` replaces the KV transfer: request ``i`` reaches its decode instance at
     ``handover_s[i]`` (not before its prefill ends)."""
     if cluster.topology == "aggregated":
@@ -115,7 +118,7 @@ class _Run:
                                       dialect)
                        for i in range(cluster.decode_instances)]
         self.controls = InstanceControls(control, self.prefill, self.decode, prefill_profile.kv_capacity_tokens,
-                                         self.retime)
+                                         self.retime, self.defer)
         medium = kv_medium(cluster.kv_medium)
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
@@ -126,7 +129,7 @@ class _Run:
         self.ttft_violations = 0
         self.tpot_violations = 0
         self.last_s = 0.0
-        self.scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float]]] | None = None
+        self.scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float, float]]] | None = None
         self.handover_s: Sequence[float] | None = None
 
     def push(self, at_s: float, kind: int, payload: object) -> None:
@@ -137,6 +140,10 @@ class _Run:
         """A clock request moved the running iteration's end: push the new end, stale the old."""
         self.push(inst.gpu.end_s, _PREFILL_DONE if isinstance(inst, PrefillInstance) else _DECODE_DONE, inst)
         inst.end_seq = self.seq
+
+    def defer(self, inst: PrefillInstance | DecodeInstance, at_s: float, sm_clock_mhz: int) -> None:
+        """A decided clock is requested at ``at_s`` (a replayed agent's lock write)."""
+        self.push(at_s, _CLOCK_REQUEST, (inst, sm_clock_mhz))
 
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
@@ -188,11 +195,12 @@ class _Run:
             self.ttft_violations += request.ttft_s > rule.ttft_s
             self.tpot_violations += request.tpot_s > rule.tpot_s
 
-    def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None) -> None:
+    def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None,
+               request_delay_s: float = 0.0) -> None:
         phase, index = phase_index
         sample = self.controls.scrape(phase, index)
         delay_s = self.cluster.scrape_delay_s if delay_s is None else delay_s
-        self.push(now_s + delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
+        self.push(now_s + delay_s, _SCRAPE_VISIBLE, ((phase, index, sample), request_delay_s))
         if self.scrape_times is None and self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
@@ -207,9 +215,9 @@ class _Run:
                 if self.scrape_times is None:
                     self.push(period * k / len(names), _SCRAPE, (phase, index))
                     continue
-                for at_s, delay_s in self.scrape_times.get((phase, index), ()):
+                for at_s, delay_s, request_delay_s in self.scrape_times.get((phase, index), ()):
                     if at_s >= 0.0:
-                        self.push(at_s, _SCRAPE_REPLAYED, (phase, index, delay_s))
+                        self.push(at_s, _SCRAPE_REPLAYED, (phase, index, delay_s, request_delay_s))
 
     def run(self) -> RunResult:
         self.start()
@@ -242,12 +250,16 @@ class _Run:
                     self.complete(request)
                 self.start_decode(payload, now_s)
             elif kind == _SCRAPE_VISIBLE:
-                self.controls.scrape_visible(payload, now_s)  # type: ignore[arg-type]
+                visible: tuple[tuple[str, int, EngineSample], float] = payload  # type: ignore[assignment]
+                self.controls.scrape_visible(visible[0], now_s, now_s + visible[1] if visible[1] > 0 else None)
+            elif kind == _CLOCK_REQUEST:
+                deferred: tuple[PrefillInstance | DecodeInstance, int] = payload  # type: ignore[assignment]
+                self.controls.request(deferred[0], now_s, deferred[1])
             elif kind == _SCRAPE:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
             elif kind == _SCRAPE_REPLAYED:
-                replayed: tuple[str, int, float] = payload  # type: ignore[assignment]
-                self.scrape((replayed[0], replayed[1]), now_s, replayed[2])
+                replayed: tuple[str, int, float, float] = payload  # type: ignore[assignment]
+                self.scrape((replayed[0], replayed[1]), now_s, replayed[2], replayed[3])
             elif kind == _PREFILL_DONE:
                 assert isinstance(payload, PrefillInstance)
                 if seq != payload.end_seq:

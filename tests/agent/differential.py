@@ -9,9 +9,11 @@ host's monotonic clock).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import json
 import math
+import re
 import statistics
 import subprocess
 import time
@@ -51,6 +53,10 @@ class SideResult:
     """When the agent read each engine's page (loopback side)."""
     handover_s: list[float] = field(default_factory=list)
     """When each request reached the decode engine (loopback side; inf: it needed no decode)."""
+    arrivals_s: list[float] = field(default_factory=list)
+    """When each request reached the prefill engine (loopback side)."""
+    observed_s: dict[Phase, list[float]] = field(default_factory=dict)
+    """When the agent built each observation it decided on (loopback side, from its log)."""
     watched_until_s: float = math.inf
     """Loopback side: locks were recorded until then; the agent kept deciding after it, and the
     twin replays those later scrapes too, so decisions are compared up to this instant only."""
@@ -95,13 +101,21 @@ def run_twin(
     scrape_delay_s: float = 0.01,
     handover_s: list[float] | None = None,
     engine: str = "vllm",
-    delays_s: dict[tuple[Phase, float], float] | None = None,
+    delays_s: Delays | None = None,
+    arrivals_s: list[float] | None = None,
 ) -> SideResult:
     """The twin's run of the script; ``scrapes_s``: read the pages when the agent did instead of
-    on the twin's periodic schedule, acting after ``delays_s[(phase, read instant)]`` where the
-    agent locked a clock (``scrape_delay_s`` elsewhere); ``handover_s``: hand each request to
-    decode when the load generator did."""
+    on the twin's periodic schedule, observing and requesting clocks after ``delays_s[(phase,
+    read instant)]`` (``scrape_delay_s`` where the agent left no trace of a read); ``handover_s``:
+    hand each request to decode when the load generator did; ``arrivals_s``: and to prefill when
+    it reached the engine (the load generator's send is a little late, a different amount each
+    time, and a prefill step that ends near a page read lands on the other side of it)."""
     delays_s = delays_s or {}
+    if arrivals_s is not None:
+        requests = [
+            TraceRequest(arrival_s, r.prompt_tokens, r.output_tokens)
+            for r, arrival_s in zip(requests, arrivals_s, strict=True)
+        ]
     cluster = ClusterConfig(
         profile,
         1,
@@ -123,7 +137,7 @@ def run_twin(
     times = None
     if scrapes_s is not None:
         times = {
-            (phase, 0): [(at_s, delays_s.get((phase, at_s), scrape_delay_s)) for at_s in scrapes_s[phase]]
+            (phase, 0): [(at_s, *delays_s.get((phase, at_s), (scrape_delay_s, 0.0))) for at_s in scrapes_s[phase]]
             for phase in PHASES
         }
     run = simulate(
@@ -134,21 +148,42 @@ def run_twin(
     return result
 
 
-def decision_delays_s(loop: SideResult) -> dict[tuple[Phase, float], float]:
-    """For each lock the agent wrote: (phase, the page read it followed) -> the delay between."""
-    delays: dict[tuple[Phase, float], float] = {}
+Delays = dict[tuple[Phase, float], tuple[float, float]]
+"""(phase, page read instant) -> (delay until the agent built its observation, further delay
+until it wrote the lock it decided on)."""
+
+
+def decision_delays_s(loop: SideResult) -> Delays:
+    """What the agent did after each page read, for the twin to replay: when it built the
+    observation (its log), so the twin's observations span the agent's intervals (a policy
+    compares an interval with the busy time the page shows, and a millisecond of the agent's
+    parse jitter decides that on some scrapes), and where it locked a clock, when (the lock's
+    instant, a little after the observation's). Without the log: the delay from the page read to
+    each lock, for both."""
+    delays: Delays = {}
     for phase in PHASES:
         scrapes = loop.scrapes_s[phase]
-        for at_s, _ in loop.requests[phase]:
-            before = [t for t in scrapes if t <= at_s]
-            if before and at_s - before[-1] < 0.05:
-                delays[(phase, before[-1])] = at_s - before[-1]
+        observed = loop.observed_s.get(phase, [])
+        for at_s in observed:
+            read = bisect.bisect_right(scrapes, at_s) - 1
+            if read >= 0:
+                delays[(phase, scrapes[read])] = (at_s - scrapes[read], 0.0)
+        for lock_s, _ in loop.requests[phase]:
+            read = bisect.bisect_right(scrapes, lock_s) - 1
+            if read < 0 or lock_s - scrapes[read] >= 0.05:
+                continue
+            read_s = scrapes[read]
+            observe_s = delays[(phase, read_s)][0] if observed and (phase, read_s) in delays else None
+            if observe_s is None:
+                delays[(phase, read_s)] = (lock_s - read_s, 0.0)
+            else:
+                delays[(phase, read_s)] = (observe_s, max(0.0, lock_s - read_s - observe_s))
     return delays
 
 
 def decision_delay_s(loop: SideResult) -> float:
-    """The agent's median time from reading a page to writing the lock it decided on it."""
-    delays = list(decision_delays_s(loop).values())
+    """The agent's median time from reading a page to building its observation."""
+    delays = [observe_s for observe_s, _ in decision_delays_s(loop).values()]
     return statistics.median(delays) if delays else 0.0
 
 
@@ -158,6 +193,7 @@ class Loopback:
     urls: dict[Phase, str]
     agent_port: int
     procs: list[subprocess.Popen[bytes]]
+    agent_log: Path
 
 
 @contextmanager
@@ -197,12 +233,15 @@ def loopback(
             ],
         )
         agent_port = free_port()
+        agent_log = tmp_path / "agent.log"
         procs.append(
-            start_agent(sim.root, tmp_path / "state.json", instances, agent_port, tmp_path / "agent.log")
+            start_agent(
+                sim.root, tmp_path / "state.json", instances, agent_port, agent_log, "--log-level", "DEBUG"
+            )
         )
         wait_for(lambda: http_get(f"http://127.0.0.1:{agent_port}/readyz")[0] == 200, 30, "agent ready")
         time.sleep(3 * SETTLE_WAIT_S)  # the agent's first decisions, before traffic
-        yield Loopback(sim, urls, agent_port, procs)
+        yield Loopback(sim, urls, agent_port, procs, agent_log)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -213,6 +252,20 @@ def loopback(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+_OBSERVED = re.compile(r"svc-(prefill|decode)-0: observed at (\S+)$")
+
+
+def observed_s(agent_log: Path, start_s: float) -> dict[Phase, list[float]]:
+    """The instants the agent built its observations at (its debug log), per phase."""
+    observed: dict[Phase, list[float]] = {p: [] for p in PHASES}
+    for line in agent_log.read_text().splitlines():
+        match = _OBSERVED.search(line)
+        if match:
+            phase: Phase = "prefill" if match.group(1) == "prefill" else "decode"
+            observed[phase].append(float(match.group(2)) - start_s)
+    return observed
 
 
 def _energy_now_j(sim: SimGpuDir, uuid: str, now_s: float) -> float:
@@ -258,6 +311,9 @@ def run_loopback(
         result.handover_s = [
             math.inf if r.decode_arrival_s is None else r.decode_arrival_s - start_s for r in results
         ]
+        result.arrivals_s = [
+            math.nan if r.prefill_arrival_s is None else r.prefill_arrival_s - start_s for r in results
+        ]
         result.watched_until_s = time.monotonic() - start_s
         stop.set()
         await watcher
@@ -267,6 +323,7 @@ def run_loopback(
         status, body = http_get(f"{rig.urls[phase]}/sim/scrapes")
         assert status == 200, body
         result.scrapes_s[phase] = [t - start_s for t in json.loads(body)["scrapes_s"]]
+    result.observed_s = observed_s(rig.agent_log, start_s)
     result.windows = [(a[0], b[0]) for a, b in itertools.pairwise(readings)]
     for phase in PHASES:
         result.energy_j[phase] = [b[1][phase] - a[1][phase] for a, b in itertools.pairwise(readings)]

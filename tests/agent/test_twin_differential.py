@@ -4,9 +4,12 @@ One scripted request sequence (idle, a burst, steady load, idle) runs through (b
 engines on loopback (the core engine model in real time) controlled by the real agent process on
 the simulated GPU backend, with a load generator replaying the script, and (a) the twin
 (``simulate``: one prefill and one decode instance, the metrics view, the same policy). The twin
-reads each page at the instants the agent read it (the engines log them) and acts after the
-agent's measured decision delay (per decision where it locked a clock), so the comparison is free of the scrape phase, a nuisance the
-twin cannot know. Both must request the same clocks in the same order, each within one scrape
+reads each page at the instants the agent read it (the engines log them), builds each observation
+at the instant the agent built it (its debug log: a policy weighs the interval between two
+observations against the busy time the pages show) and requests each clock at the instant the
+agent locked it, and each request reaches the prefill and the decode engine when it reached them
+on loopback; so the comparison is free of the scrape phase and of real-time jitter, nuisances
+the twin cannot know. Both must request the same clocks in the same order, each within one scrape
 period plus what real-time scheduling on a loaded host needs (``SCHEDULING_S``), and spend the
 same energy in every phase (within 2 %: the simulated GPU's energy counter against the twin's
 busy segments and idle time).
@@ -118,6 +121,7 @@ def test_twin_and_agent_on_loopback_make_the_same_decisions_and_spend_the_same_e
         loop.handover_s,
         engine,
         decision_delays_s(loop),
+        loop.arrivals_s,
     )
     report = f"agent decision delay {delay_s * 1000:.1f} ms\n" + _describe(twin, loop)
     print(report)
