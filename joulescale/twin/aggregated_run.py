@@ -22,9 +22,8 @@ from joulescale.engines.sample import EngineSample
 from joulescale.twin.aggregated import AggregatedInstance
 from joulescale.twin.cluster import ClusterConfig, ControlFactory, InstanceControl
 from joulescale.twin.gpu import SimGpuGroup
-from joulescale.twin.request import SimRequest
 from joulescale.twin.routing import Routers
-from joulescale.twin.simulator import AbortRule, RunResult
+from joulescale.twin.simulator import AbortRule, EventQueue, RunResult
 from joulescale.twin.traces import TraceRequest
 
 _STEP_DONE = 0
@@ -53,14 +52,12 @@ def simulate_aggregated(requests: Sequence[TraceRequest], cluster: ClusterConfig
     return _AggregatedRun(requests, cluster, control, abort).run()
 
 
-class _AggregatedRun:
+class _AggregatedRun(EventQueue):
     def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: ControlFactory,
                  abort: AbortRule | None) -> None:
         profile = cluster.profile
+        super().__init__(requests, abort)
         self.cluster = cluster
-        self.abort = abort
-        self.requests = [SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens)
-                         for i, r in enumerate(requests)]
         dialect = dialect_for(cluster.engine)
         self.instances = [
             AggregatedInstance(i, SimGpuGroup(profile, "decode", profile.max_sm_clock_mhz, cluster.settle_s("decode")),
@@ -69,31 +66,13 @@ class _AggregatedRun:
             for i in range(cluster.aggregated_instances)]
         self.controls = [_Control(control("aggregated", i)) for i in range(len(self.instances))]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
-        self.heap: list[tuple[float, int, int, object]] = []
-        self.seq = 0
-        self.finished = 0
-        self.ttft_violations = 0
-        self.tpot_violations = 0
-        self.last_s = 0.0
         self.decisions = 0
         self.reasons: Counter[str] = Counter()
-
-    def push(self, at_s: float, kind: int, payload: object) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (at_s, self.seq, kind, payload))
 
     def start_step(self, inst: AggregatedInstance, now_s: float) -> None:
         if inst.start_step(now_s):
             self.push(now_s + inst.run_step(now_s), _STEP_DONE, inst)
             inst.end_seq = self.seq
-
-    def complete(self, request: SimRequest) -> None:
-        self.finished += 1
-        self.last_s = max(self.last_s, request.finish_s)
-        rule = self.abort
-        if rule is not None:
-            self.ttft_violations += request.ttft_s > rule.ttft_s
-            self.tpot_violations += request.tpot_s > rule.tpot_s
 
     def decide(self, index: int, sample: EngineSample, now_s: float) -> None:
         """The agent parsed a scrape: both phases' observations, the stricter decision, the clock."""

@@ -99,15 +99,41 @@ def simulate(
     return run.run()
 
 
-class _Run:
+class EventQueue:
+    """What every twin run's event loop shares: the heap of ``(time, sequence, kind, payload)``,
+    the requests finished so far and the abort rule's violation counts."""
+
+    def __init__(self, requests: Sequence[TraceRequest], abort: AbortRule | None) -> None:
+        self.abort = abort
+        self.requests = [SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens)
+                         for i, r in enumerate(requests)]
+        self.heap: list[tuple[float, int, int, object]] = []
+        self.seq = 0
+        self.finished = 0
+        self.ttft_violations = 0
+        self.tpot_violations = 0
+        self.last_s = 0.0
+
+    def push(self, at_s: float, kind: int, payload: object) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at_s, self.seq, kind, payload))
+
+    def complete(self, request: SimRequest) -> None:
+        self.finished += 1
+        self.last_s = max(self.last_s, request.finish_s)
+        rule = self.abort
+        if rule is not None:
+            self.ttft_violations += request.ttft_s > rule.ttft_s
+            self.tpot_violations += request.tpot_s > rule.tpot_s
+
+
+class _Run(EventQueue):
     def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: ControlFactory,
                  abort: AbortRule | None) -> None:
         profile = cluster.profile
         prefill_profile = cluster.profile_of("prefill")
+        super().__init__(requests, abort)
         self.cluster = cluster
-        self.abort = abort
-        self.requests = [SimRequest(i, r.arrival_s, r.prompt_tokens, r.output_tokens)
-                         for i, r in enumerate(requests)]
         dialect = dialect_for(cluster.engine)
         self.prefill = [PrefillInstance(i, SimGpuGroup(prefill_profile, "prefill", prefill_profile.max_sm_clock_mhz,
                                                        cluster.settle_s("prefill")),
@@ -123,18 +149,8 @@ class _Run:
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
         self.rich = cluster.view == "rich"
-        self.heap: list[tuple[float, int, int, object]] = []
-        self.seq = 0
-        self.finished = 0
-        self.ttft_violations = 0
-        self.tpot_violations = 0
-        self.last_s = 0.0
         self.scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float, float]]] | None = None
         self.handover_s: Sequence[float] | None = None
-
-    def push(self, at_s: float, kind: int, payload: object) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (at_s, self.seq, kind, payload))
 
     def retime(self, inst: PrefillInstance | DecodeInstance) -> None:
         """A clock request moved the running iteration's end: push the new end, stale the old."""
@@ -186,14 +202,6 @@ class _Run:
             return
         self.push(now_s + inst.run_step(now_s), _DECODE_DONE, inst)
         inst.end_seq = self.seq
-
-    def complete(self, request: SimRequest) -> None:
-        self.finished += 1
-        self.last_s = max(self.last_s, request.finish_s)
-        rule = self.abort
-        if rule is not None:
-            self.ttft_violations += request.ttft_s > rule.ttft_s
-            self.tpot_violations += request.tpot_s > rule.tpot_s
 
     def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None,
                request_delay_s: float = 0.0) -> None:
