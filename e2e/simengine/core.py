@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from joulescale.engines.recorder import MetricsRecorder
 from joulescale.engines.sample import EngineSample
 from joulescale.profiles import GpuProfile, physics
 from joulescale.profiles.settle import WorkPlan, plan_work
+from joulescale_agent.clock import Clock, monotonic
 from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
 
 _SCRAPES_KEPT = 100_000
@@ -104,8 +104,12 @@ class SimEngine:
         gpu_uuids: list[str],
         dialect: EngineDialect,
         limits: EngineLimits = EngineLimits(),
+        clock: Clock = monotonic,
     ) -> None:
         self.role = role
+        self.clock = clock
+        """Monotonic seconds, shared with the agent (the lock files' instants): the host's clock,
+        or a virtual one when engines and agent run in one virtual-time event loop."""
         self.profile = profile
         self.dialect = dialect
         self.recorder = MetricsRecorder(dialect, page_kv_capacity_tokens(dialect, profile.kv_capacity_tokens))
@@ -131,12 +135,10 @@ class SimEngine:
         self._step_closed = asyncio.Event()
         self.scrapes: deque[float] = deque(maxlen=_SCRAPES_KEPT)
         """When /metrics was read (monotonic s), so a test can replay the agent's scrape instants."""
-        self.steps: deque[tuple[float, float]] = deque(maxlen=_SCRAPES_KEPT)
-        """The last steps run, ``(start, end)`` (monotonic s): a test can set them beside a replay's."""
 
     def new_request(self, prompt_tokens: int, max_tokens: int) -> SimRequest:
         self._next_id += 1
-        return SimRequest(self._next_id, prompt_tokens, max_tokens, time.monotonic(), self.role)
+        return SimRequest(self._next_id, prompt_tokens, max_tokens, self.clock(), self.role)
 
     def submit(self, request: SimRequest) -> None:
         self._inbox.append(request)
@@ -169,13 +171,13 @@ class SimEngine:
                 self.model.enqueue(request, request.arrival_s)
 
     async def run(self) -> None:
-        self._set_power(time.monotonic(), self.profile.idle_power_watts)
+        self._set_power(self.clock(), self.profile.idle_power_watts)
         while True:
             # Steps follow each other on the physics' schedule, not on the event loop's wake-ups:
             # the next one starts when the previous one *should* have ended, so Python overhead and
             # sleep overshoot do not stretch the simulated GPU's timing (unless it fell far behind).
             # An idle engine starts the moment a request arrives, not when this task wakes.
-            now_s = time.monotonic()
+            now_s = self.clock()
             last_end_s = self._next_start_s
             scheduled_s = last_end_s
             if scheduled_s is None and self._inbox:
@@ -201,7 +203,6 @@ class SimEngine:
             # land in the model's queue at once): the page the step publishes counts them waiting.
             self._hand_over(end_s)
             self._next_start_s = end_s
-            self.steps.append((start_s, end_s))
             self.iterations += 1
             self._finish_step(end_s, end_s - start_s)
             self._step_end_s = None
@@ -211,11 +212,11 @@ class SimEngine:
         """The page as the real engine shows it at ``read_s``. A step whose work ended by then is
         closed first: this task may wake a few ms after a step's end on a loaded host, and a real
         engine publishes the step when its GPU work ends, not when a Python task gets around to it."""
-        deadline_s = time.monotonic() + _CLOSE_WAIT_S
+        deadline_s = self.clock() + _CLOSE_WAIT_S
         # Every step that ended by then: a task behind its schedule closes several in a row, and
         # the next one starts (on the schedule) before a waiting reader runs again.
         while (end_s := self._step_end_s) is not None and end_s <= read_s:
-            wait_s = deadline_s - time.monotonic()
+            wait_s = deadline_s - self.clock()
             if wait_s <= 0:
                 break
             with contextlib.suppress(TimeoutError):
@@ -259,7 +260,8 @@ class SimEngine:
         poll_s = self._spec.settle_s / 2 if self._spec.settle_s > 0 else _NO_SETTLE_POLL_S
         while True:
             boundary_s = plan.switch_s if not switched and plan.switch_s < plan.end_s else plan.end_s
-            await asyncio.sleep(max(min(boundary_s, time.monotonic() + poll_s) - time.monotonic(), 0.0))
+            now_s = self.clock()
+            await asyncio.sleep(max(min(boundary_s, now_s + poll_s) - now_s, 0.0))
             seen = self._gpus.read_lock(self._uuid)
             if seen != lock and seen is not None and seen.changed_at_s < plan.end_s:
                 at_s = max(seen.changed_at_s, plan.from_s)
@@ -268,7 +270,7 @@ class SimEngine:
                 self._step_end_s = plan.end_s
                 switched = False
                 continue
-            if time.monotonic() < boundary_s:
+            if self.clock() < boundary_s:
                 continue
             if boundary_s == plan.end_s:
                 return plan.end_s
@@ -285,4 +287,6 @@ class SimEngine:
         return plan_work(from_s, work, change.clock_at(from_s), pending, change.effective_at_s, latency_s)
 
     def _power(self, sm_clock_mhz: int) -> float:
-        return physics.busy_power_watts(self.profile, self.role, sm_clock_mhz, max(self.model.step_sequences, 1))
+        return physics.busy_power_watts(
+            self.profile, self.role, sm_clock_mhz, max(self.model.step_sequences, 1)
+        )

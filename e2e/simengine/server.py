@@ -107,7 +107,7 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
     render = RENDERERS[engine.dialect.name]
 
     async def metrics(_: web.Request) -> web.Response:
-        read_s = time.monotonic()
+        read_s = engine.clock()
         engine.scrapes.append(read_s)
         page = render(await engine.page_sample(read_s), model_name)
         return web.Response(text=page, content_type="text/plain", charset="utf-8")
@@ -116,7 +116,7 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
         return web.Response(text="")
 
     async def state(_: web.Request) -> web.Response:
-        now_s = time.monotonic()
+        now_s = engine.clock()
         return web.json_response(
             {
                 "role": engine.role,
@@ -135,10 +135,6 @@ def make_app(engine: SimEngine, model_name: str) -> web.Application:
     async def scrapes(_: web.Request) -> web.Response:
         return web.json_response({"scrapes_s": list(engine.scrapes)})
 
-    async def steps(_: web.Request) -> web.Response:
-        return web.json_response({"steps": [list(p) for p in engine.steps]})
-
-    app.router.add_get("/sim/steps", steps)
     app.router.add_get("/sim/state", state)
     app.router.add_get("/sim/scrapes", scrapes)
     return app

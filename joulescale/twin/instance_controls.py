@@ -20,8 +20,6 @@ from joulescale.twin.views import RichView
 
 Retime = Callable[[PrefillInstance | DecodeInstance], None]
 """Reschedules the end of an instance's running iteration after its clock request moved it."""
-Defer = Callable[[PrefillInstance | DecodeInstance, float, int], None]
-"""Requests a decided clock at a later instant (``InstanceControls.request`` then)."""
 
 
 class _Instance:
@@ -40,12 +38,11 @@ class InstanceControls:
     """The control of every instance of a run, indexed like the run's instance lists."""
 
     def __init__(self, control: ControlFactory, prefill: list[PrefillInstance], decode: list[DecodeInstance],
-                 prefill_kv_tokens: int, retime: Retime, defer: Defer | None = None) -> None:
+                 prefill_kv_tokens: int, retime: Retime) -> None:
         self.prefill = prefill
         self.decode = decode
         self.prefill_kv_tokens = prefill_kv_tokens
         self.retime = retime
-        self.defer = defer
         self.prefill_ctl = [_Instance(control("prefill", i), ObservationBuilder("prefill"))
                             for i in range(len(prefill))]
         self.decode_ctl = [_Instance(control("decode", i), ObservationBuilder("decode"))
@@ -54,19 +51,13 @@ class InstanceControls:
         self.reasons: Counter[str] = Counter()
 
     def decide(self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation,
-               now_s: float, request_s: float | None = None) -> None:
-        """Decide on ``observation`` at ``now_s``; a clock it asks for is requested then, or at
-        ``request_s`` through the ``defer`` hook (a replay of the agent, whose lock is written a
-        little after it observed)."""
+               now_s: float) -> None:
+        """Decide on ``observation`` at ``now_s``; a clock it asks for is requested then."""
         decision = ctl.control.policy.decide(observation)
         self.decisions += 1
         self.reasons[decision.reason.value] += 1
         target = ctl.control.actuator.target_mhz(decision, now_s, inst.gpu.target_mhz)
-        if target is None:
-            return
-        if request_s is not None and request_s > now_s and self.defer is not None:
-            self.defer(inst, request_s, target)
-        else:
+        if target is not None:
             self.request(inst, now_s, target)
 
     def request(self, inst: PrefillInstance | DecodeInstance, now_s: float, sm_clock_mhz: int) -> None:
@@ -101,16 +92,14 @@ class InstanceControls:
             return self.prefill_ctl[index], self.prefill[index]
         return self.decode_ctl[index], self.decode[index]
 
-    def scrape_visible(self, payload: tuple[str, int, EngineSample], now_s: float,
-                       request_s: float | None = None) -> None:
+    def scrape_visible(self, payload: tuple[str, int, EngineSample], now_s: float) -> None:
         """The agent has parsed a scrape: it builds the observation with the clock it last
-        requested (the lock it reports; the GPU may still be settling) and decides; a clock it
-        asks for is requested at ``request_s`` when given (see ``decide``)."""
+        requested (the lock it reports; the GPU may still be settling) and decides."""
         phase, index, sample = payload
         ctl, inst = self._pair(phase, index)
         gpu = inst.gpu
         gpu.settle(now_s)
-        self.decide(ctl, inst, ctl.builder.build(sample, now_s, gpu.target_mhz), now_s, request_s)
+        self.decide(ctl, inst, ctl.builder.build(sample, now_s, gpu.target_mhz), now_s)
 
     def first_decision(self, phase: str, index: int, rich: bool) -> bool:
         """Every policy decides once before traffic (the agent applies it when the pod starts).

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from joulescale.engines.dialects import dialect_for
-from joulescale.engines.sample import EngineSample
 from joulescale.twin.aggregated import AggregatedInstance
 from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
@@ -34,8 +33,6 @@ _DECODE_DONE = 1
 _KV_LANDED = 2
 _SCRAPE = 3
 _SCRAPE_VISIBLE = 4
-_SCRAPE_REPLAYED = 5
-_CLOCK_REQUEST = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +69,7 @@ def simulate(
     abort: AbortRule | None = None,
     *,
     record_busy: bool = False,
-    scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float, float]]] | None = None,
+    scrape_times: Mapping[tuple[str, int], Sequence[float]] | None = None,
     handover_s: Sequence[float] | None = None,
 ) -> RunResult:
     """Replay ``requests`` (sorted by arrival) through the cluster; deterministic.
@@ -80,8 +77,7 @@ def simulate(
     Seams for comparing a run with the real agent's on loopback (tests/agent/differential.py):
     ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``), for energy over
     a window; ``scrape_times`` replaces the periodic scrapes of an instance, keyed ``(phase,
-    index)``, by ``(instant the agent read its page, delay until it built its observation,
-    further delay until it requested the clock it decided on)``;
+    index)``, by the instants the agent read its page (the scrape phase is the agent's start);
     ``handover_s`` replaces the KV transfer: request ``i`` reaches its decode instance at
     ``handover_s[i]`` (not before its prefill ends)."""
     if cluster.topology == "aggregated":
@@ -144,22 +140,18 @@ class _Run(EventQueue):
                                       dialect)
                        for i in range(cluster.decode_instances)]
         self.controls = InstanceControls(control, self.prefill, self.decode, prefill_profile.kv_capacity_tokens,
-                                         self.retime, self.defer)
+                                         self.retime)
         medium = kv_medium(cluster.kv_medium)
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
         self.rich = cluster.view == "rich"
-        self.scrape_times: Mapping[tuple[str, int], Sequence[tuple[float, float, float]]] | None = None
+        self.scrape_times: Mapping[tuple[str, int], Sequence[float]] | None = None
         self.handover_s: Sequence[float] | None = None
 
     def retime(self, inst: PrefillInstance | DecodeInstance) -> None:
         """A clock request moved the running iteration's end: push the new end, stale the old."""
         self.push(inst.gpu.end_s, _PREFILL_DONE if isinstance(inst, PrefillInstance) else _DECODE_DONE, inst)
         inst.end_seq = self.seq
-
-    def defer(self, inst: PrefillInstance | DecodeInstance, at_s: float, sm_clock_mhz: int) -> None:
-        """A decided clock is requested at ``at_s`` (a replayed agent's lock write)."""
-        self.push(at_s, _CLOCK_REQUEST, (inst, sm_clock_mhz))
 
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
@@ -203,12 +195,10 @@ class _Run(EventQueue):
         self.push(now_s + inst.run_step(now_s), _DECODE_DONE, inst)
         inst.end_seq = self.seq
 
-    def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None,
-               request_delay_s: float = 0.0) -> None:
+    def scrape(self, phase_index: tuple[str, int], now_s: float) -> None:
         phase, index = phase_index
         sample = self.controls.scrape(phase, index)
-        delay_s = self.cluster.scrape_delay_s if delay_s is None else delay_s
-        self.push(now_s + delay_s, _SCRAPE_VISIBLE, ((phase, index, sample), request_delay_s))
+        self.push(now_s + self.cluster.scrape_delay_s, _SCRAPE_VISIBLE, (phase, index, sample))
         if self.scrape_times is None and self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
@@ -223,9 +213,9 @@ class _Run(EventQueue):
                 if self.scrape_times is None:
                     self.push(period * k / len(names), _SCRAPE, (phase, index))
                     continue
-                for at_s, delay_s, request_delay_s in self.scrape_times.get((phase, index), ()):
+                for at_s in self.scrape_times.get((phase, index), ()):
                     if at_s >= 0.0:
-                        self.push(at_s, _SCRAPE_REPLAYED, (phase, index, delay_s, request_delay_s))
+                        self.push(at_s, _SCRAPE, (phase, index))
 
     def run(self) -> RunResult:
         self.start()
@@ -258,16 +248,9 @@ class _Run(EventQueue):
                     self.complete(request)
                 self.start_decode(payload, now_s)
             elif kind == _SCRAPE_VISIBLE:
-                visible: tuple[tuple[str, int, EngineSample], float] = payload  # type: ignore[assignment]
-                self.controls.scrape_visible(visible[0], now_s, now_s + visible[1] if visible[1] > 0 else None)
-            elif kind == _CLOCK_REQUEST:
-                deferred: tuple[PrefillInstance | DecodeInstance, int] = payload  # type: ignore[assignment]
-                self.controls.request(deferred[0], now_s, deferred[1])
+                self.controls.scrape_visible(payload, now_s)  # type: ignore[arg-type]
             elif kind == _SCRAPE:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
-            elif kind == _SCRAPE_REPLAYED:
-                replayed: tuple[str, int, float, float] = payload  # type: ignore[assignment]
-                self.scrape((replayed[0], replayed[1]), now_s, replayed[2], replayed[3])
             elif kind == _PREFILL_DONE:
                 assert isinstance(payload, PrefillInstance)
                 if seq != payload.end_seq:

@@ -237,11 +237,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_backend(args: argparse.Namespace) -> GpuBackend:
+def make_backend(args: argparse.Namespace, now: clock.Clock = clock.monotonic) -> GpuBackend:
     if args.backend == "simulated":
         from joulescale_agent.gpu.simulated import SimulatedBackend
 
-        return SimulatedBackend(args.sim_dir)
+        return SimulatedBackend(args.sim_dir, now)
     from joulescale_agent.gpu.nvml import NvmlBackend
 
     return NvmlBackend()
@@ -288,9 +288,7 @@ def make_discovery(
         by_index = {str(d.index): d.uuid for d in backend.devices()}
         socket = args.pod_resources_socket or DEFAULT_POD_RESOURCES_SOCKET
         gpus = PodResourcesSource(socket, index_to_uuid=lambda i: by_index.get(i, i))
-    return KubeDiscovery(
-        api, args.node_name, gpus=gpus, profiles=profiles, registry=registry, events=events
-    )
+    return KubeDiscovery(api, args.node_name, gpus=gpus, profiles=profiles, registry=registry, events=events)
 
 
 def make_kube(args: argparse.Namespace) -> tuple[Any, EventRecorder]:
@@ -305,9 +303,8 @@ def make_kube(args: argparse.Namespace) -> tuple[Any, EventRecorder]:
     return api, KubeEventRecorder(api, args.node_name)
 
 
-async def serve(args: argparse.Namespace) -> int:
-    """Run the agent; the exit status says why it stopped (see EXIT_* and agent.EXIT_*)."""
-    settings = LoopSettings(
+def loop_settings(args: argparse.Namespace) -> LoopSettings:
+    return LoopSettings(
         scrape_hz=args.scrape_hz,
         scrape_timeout_s=args.scrape_timeout_s,
         stale_after_s=args.stale_after_s,
@@ -317,6 +314,35 @@ async def serve(args: argparse.Namespace) -> int:
         relock_backoff_s=args.relock_backoff_s,
         relock_backoff_max_s=args.relock_backoff_max_s,
     )
+
+
+def make_agent(
+    args: argparse.Namespace,
+    *,
+    backend: GpuBackend,
+    state: StateFile,
+    discovery: Discovery,
+    profiles: ProfileCatalog,
+    metrics: AgentMetrics,
+    events: EventRecorder,
+    now: clock.Clock = clock.monotonic,
+) -> Agent:
+    """The agent as the command line assembles it; ``now`` is the seam a virtual-time run (the
+    twin's differential test) uses, every other part is the process's own."""
+    return Agent(
+        backend=backend,
+        state=state,
+        discovery=discovery,
+        metrics=metrics,
+        events=events,
+        brains=CoreBrainFactory(args.min_hold_s, profiles),
+        settings=loop_settings(args),
+        clock=now,
+    )
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the agent; the exit status says why it stopped (see EXIT_* and agent.EXIT_*)."""
     state = StateFile(args.state_file)
     try:
         state.acquire()  # before any GPU is touched: a second agent must not reset the first's locks
@@ -324,12 +350,12 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("%s: refusing to start", error)
         return EXIT_STATE_LOCKED
     try:
-        return await _serve(args, settings, state)
+        return await _serve(args, state)
     finally:
         state.release_lock()
 
 
-async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateFile) -> int:
+async def _serve(args: argparse.Namespace, state: StateFile) -> int:
     try:
         backend = make_backend(args)
     except errors.GpuError as error:
@@ -348,15 +374,14 @@ async def _serve(args: argparse.Namespace, settings: LoopSettings, state: StateF
             ClockActuator(backend, state).recover(d.uuid for d in backend.devices())
             events.close()
             return EXIT_USAGE
-        agent = Agent(
+        agent = make_agent(
+            args,
             backend=backend,
             state=state,
             discovery=discovery,
+            profiles=profiles,
             metrics=metrics,
             events=events,
-            brains=CoreBrainFactory(args.min_hold_s, profiles),
-            settings=settings,
-            clock=clock.monotonic,
         )
         runner = web.AppRunner(make_app(agent.metrics, agent.health), access_log=None)
         await runner.setup()

@@ -171,9 +171,6 @@ class InstanceLoop:
         self._last_ok_s = now_s
         self.last_error = None
         applied_mhz = self.locked_mhz if self.locked_mhz is not None else self._supported[-1]
-        # The instant the observation is built at (its interval's end): a replay of this run (the
-        # twin's differential test) needs it per tick, not only where a lock was written.
-        log.debug("%s: observed at %r", self.instance.key, now_s)
         observation = self._builder.build(sample, now_s, applied_mhz)
         reason, target_mhz = self._brain.decide(observation)
         self._metrics.decisions.labels(*self.instance.labels, reason.value).inc()

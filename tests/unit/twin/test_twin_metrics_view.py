@@ -114,30 +114,3 @@ def test_the_engine_is_part_of_the_cluster_and_its_description() -> None:
     assert small_cluster(engine="sglang").describe()["engine"] == "sglang"
     with pytest.raises(ValueError, match="unknown engine"):
         small_cluster(engine="tgi")
-
-
-def test_a_replayed_lock_is_requested_when_the_agent_wrote_it_not_when_it_observed() -> None:
-    """The differential test replays the agent: it observes at one instant and writes the lock a
-    little later; the clock settles from the lock's instant, so the request is deferred to it."""
-    dialect = dialect_for("vllm")
-    p = profile()
-    prefill = PrefillInstance(0, SimGpuGroup(p, "prefill", 1980, SETTLE_S), 8192, dialect)
-    decode = DecodeInstance(0, SimGpuGroup(p, "decode", 1980, SETTLE_S), p.kv_capacity_tokens, 512, 0.01, dialect)
-    policy = FixedClock(990)
-    deferred: list[tuple[float, int]] = []
-
-    def factory(phase: Phase, index: int) -> InstanceControl:
-        return InstanceControl(policy if phase == "prefill" else FixedClock(1980), PassThrough())
-
-    controls = InstanceControls(
-        factory, [prefill], [decode], p.kv_capacity_tokens, lambda inst: None,
-        lambda inst, at_s, mhz: deferred.append((at_s, mhz)),
-    )
-    sample = controls.scrape("prefill", 0)
-    controls.scrape_visible(("prefill", 0, sample), 1.0, 1.002)
-    assert policy.seen[-1].now_s == 1.0  # observed when the agent built its observation
-    assert deferred == [(1.002, 990)]
-    assert prefill.gpu.target_mhz == 1980  # nothing requested yet
-    controls.request(prefill, 1.002, 990)
-    assert prefill.gpu.target_mhz == 990
-    assert prefill.gpu.pending_at_s == pytest.approx(1.002 + SETTLE_S)
