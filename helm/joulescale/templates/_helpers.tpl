@@ -110,12 +110,11 @@ text under `groups:`). Thresholds come from metrics.prometheusRule. */}}
       expr: >-
         max by (namespace, service, pod, role) (joulescale_gpu_target_sm_clock_mhz) > 0
         and on (namespace, pod)
-        (max by (namespace, pod) (up{role=~"prefill|decode"}) == 0
-         or max by (namespace, pod) (rate(joulescale_scrape_errors_total[{{ $r.windowMinutes }}m])) > 0)
+        max by (namespace, pod) (up{role=~"prefill|decode"}) == 0
       for: 2m
       labels: {severity: critical}
       annotations:
-        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }} keeps a locked clock while its engine's metrics are stale"
+        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }} keeps a locked clock while its engine cannot be scraped"
 - name: joulescale.operator
   rules:
     - alert: JouleScalePlanFailing
