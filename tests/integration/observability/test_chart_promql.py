@@ -289,6 +289,16 @@ def test_agent_alerts_read_the_agents_series(rig: Rig) -> None:
     assert not rig.prometheus.query(exprs["JouleScaleAgentReadOnly"])
 
 
+def test_the_agent_exports_no_created_series_and_labels_its_series_by_service(rig: Rig) -> None:
+    q = rig.prometheus.query
+    assert q('count by (__name__) ({scrape_job="agents", __name__=~"joulescale_.+"})')
+    assert not q('{scrape_job="agents", __name__=~".+_created"}')
+    per_instance = q('count by (namespace, service, role) (joulescale_decisions_total{scrape_job="agents"})')
+    assert {
+        (r["metric"]["namespace"], r["metric"]["service"], r["metric"]["role"]) for r in per_instance
+    } == {(NAMESPACE, SERVICE, role) for role in ROLES}
+
+
 def test_a_stale_engine_fires_the_fail_safe_alert_and_not_the_locked_clock_one(rig: Rig) -> None:
     """Last (it stops the decode engine): the agent releases the decode GPU's lock, so the
     fail-safe condition holds for the decode pod, the engine's side of the locked-clock
