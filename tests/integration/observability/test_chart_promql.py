@@ -240,6 +240,8 @@ def test_the_numbers_mean_what_the_panels_say(rig: Rig) -> None:
     assert per_token
     assert tokens[0] > 0
     assert per_token[0] == pytest.approx(energy[0] / tokens[0], rel=1e-6)
+    replicas_expr = next(e for t, e in dashboard_queries(rig.docs) if t.startswith("Replicas serving"))
+    assert {r["metric"]["role"]: float(r["value"][1]) for r in q(replicas_expr)} == dict.fromkeys(ROLES, 1.0)
 
 
 def test_every_rule_loads_and_evaluates_without_error(rig: Rig) -> None:
