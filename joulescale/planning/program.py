@@ -164,7 +164,7 @@ def _diagnose(problem: ProgramInput, tables: Sequence[CandidateTable], status: s
         _, counts, _ = _solve(problem, tables, False, False, True)
         used = sum(c * t.candidate.gpus for t, c in zip(tables, counts, strict=True))
         return "gpu-budget", f"the GPU budget ({budget}) cannot give capacity {needs}; the least-power placement " \
-                             f"that does needs {used} GPUs"
+                             f"without a budget uses {used} GPUs"
     if _solve(problem, tables, True, False, True)[0] == "optimal":
         return "max-replicas", f"the max replicas ({problem.replicas}) are too few for capacity {needs}"
     return "gpu-budget", f"no placement within the budget ({budget}) and replica bounds gives capacity {needs}"
