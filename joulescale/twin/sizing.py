@@ -22,6 +22,7 @@ from joulescale.planning.forecast import LengthMix
 from joulescale.planning.placement import Placement
 from joulescale.planning.program import Infeasible, ProgramInput, Solved, solve_placement
 from joulescale.planning.settings import DEFAULT_MARGIN, ReplicaBounds
+from joulescale.planning.window import TrafficWindow
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.candidate_tables import TwinCandidateSource
 from joulescale.twin.traces import Trace
@@ -93,6 +94,13 @@ class Sizing:
             "tables_s": self.tables_s, "plans": [p.to_json() for p in self.plans],
             "smallest_gpus": None if smallest is None else smallest.gpus,
         }
+
+
+def trace_windows(trace: Trace, interval_s: float) -> list[TrafficWindow]:
+    """The trace cut into consecutive windows of ``interval_s`` (the last one only if whole)."""
+    rows = [(r.arrival_s, r.prompt_tokens, r.output_tokens) for r in trace.requests]
+    count = int(trace.duration_s // interval_s)
+    return [TrafficWindow.from_requests(i * interval_s, (i + 1) * interval_s, rows, seed=i) for i in range(count)]
 
 
 def trace_mix(trace: Trace) -> LengthMix:
