@@ -116,7 +116,7 @@ class _Compiled:
 
 @functools.lru_cache(maxsize=16)
 def _compiled(tables: tuple[CandidateTable, ...], products: tuple[str, ...], one_shape: bool) -> _Compiled:
-    import cvxpy as cp  # the planner extra: the core imports without it
+    import cvxpy as cp  # the planning extra: the core imports without it
     import numpy as np
 
     count = len(tables)
