@@ -133,7 +133,7 @@ def _publish_done() -> None:
     now = time.monotonic_ns()
     started = max(launched_ns, _steps.last_done_ns)
     _steps.last_done_ns = now
-    publisher.publish(StepDone(Engine.SGLANG, step_id, now, now - started))
+    publisher.publish(StepDone(Engine.SGLANG, step_id, now, now - started), wake=False)
 
 
 def reset() -> None:

@@ -16,12 +16,15 @@ Every name read here is in that table.
 from __future__ import annotations
 
 import time
+from functools import partial
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from joulescale_hook import runtime
 from joulescale_hook.schema import MAX_ENTRIES, Engine, StepDone, StepScheduled
 
+_COMPUTED = attrgetter("num_computed_tokens")
 _PENDING_LIMIT = 64
 """Scheduled steps whose output is not processed yet; vLLM keeps at most a few in flight."""
 
@@ -53,53 +56,29 @@ class HookedSchedulerMixin:
         publisher = runtime.process_publisher()
         if publisher is None:
             return
-        state = self.__dict__.setdefault("_joulescale", _StepState())
+        state = self.__dict__.get("_joulescale")
+        if state is None:
+            state = self.__dict__["_joulescale"] = _StepState()
         now = time.monotonic_ns()
         wall_minus_mono = time.time_ns() - now
-        requests = self.requests
-        p_prompt: list[int] = []
-        p_done: list[int] = []
-        p_step: list[int] = []
-        p_arrival: list[int] = []
-        d_kv: list[int] = []
-        d_out: list[int] = []
-        prefill_tokens = 0
-        decode_kv = 0
-        for req_id, n in output.num_scheduled_tokens.items():
-            req = requests.get(req_id)
-            if req is None:
-                continue
-            computed = req.num_computed_tokens
-            prompt = req.num_prompt_tokens
-            before = computed - n
-            if before < prompt:
-                p_prompt.append(prompt)
-                p_done.append(before)
-                p_step.append(n)
-                p_arrival.append(int(req.arrival_time * 1e9) - wall_minus_mono)
-                prefill_tokens += min(n, prompt - before)
-            else:
-                d_kv.append(computed)
-                d_out.append(req.num_output_tokens)
-                decode_kv += computed
-        waiting = self.waiting
-        n_waiting = len(waiting)
-        if not p_prompt and not d_kv and not n_waiting:
+        # Snapshot on the engine's thread only what changes once schedule() returns (the
+        # computed tokens, the queue's membership); a request's prompt length and arrival time are
+        # fixed at its creation, so the sender thread reads them and builds the message.
+        scheduled = output.num_scheduled_tokens
+        reqs = list(map(self.requests.__getitem__, scheduled))
+        if not reqs and not self.waiting:
             return  # nothing scheduled and nothing waits: an idle poll, not a step
-        w_prompt: list[int] = []
-        w_arrival: list[int] = []
-        for req in islice(waiting, MAX_ENTRIES):
-            w_prompt.append(req.num_prompt_tokens)
-            w_arrival.append(int(req.arrival_time * 1e9) - wall_minus_mono)
+        computed = list(map(_COMPUTED, reqs))
+        tokens = list(scheduled.values())
+        n_waiting = len(self.waiting)
+        queued = list(islice(self.waiting, MAX_ENTRIES))
         step_id = state.next_step
         state.next_step += 1
         state.pending[id(output)] = (step_id, now)
         if len(state.pending) > _PENDING_LIMIT:
             del state.pending[next(iter(state.pending))]
-        publisher.publish(StepScheduled(
-            Engine.VLLM, step_id, now, len(p_prompt), prefill_tokens, len(d_kv), decode_kv, n_waiting,
-            p_prompt, p_done, p_step, p_arrival, d_kv, d_out, w_prompt, w_arrival,
-        ))
+        publisher.publish(partial(build_scheduled, step_id, now, wall_minus_mono, reqs, computed, tokens,
+                                  queued, n_waiting))
 
     def _joulescale_done(self, scheduler_output: Any) -> None:
         state = self.__dict__.get("_joulescale")
@@ -115,7 +94,41 @@ class HookedSchedulerMixin:
         now = time.monotonic_ns()
         started = max(scheduled_ns, state.last_done_ns)
         state.last_done_ns = now
-        publisher.publish(StepDone(Engine.VLLM, step_id, now, now - started))
+        publisher.publish(StepDone(Engine.VLLM, step_id, now, now - started), wake=False)
+
+
+def build_scheduled(step_id: int, now_ns: int, wall_minus_mono_ns: int, reqs: list[Any],
+                    computed: list[int], tokens: list[int], queued: list[Any],
+                    n_waiting: int) -> StepScheduled:
+    """The message from a snapshot, on the sender thread: per scheduled request its computed
+    tokens after the step and the tokens scheduled in it; the waiting requests. A decode request's
+    output tokens are its KV tokens past its prompt: what it has generated, or has in flight under
+    async scheduling, when the step runs (vLLM's ``num_output_tokens`` would change meanwhile)."""
+    p_prompt: list[int] = []
+    p_done: list[int] = []
+    p_step: list[int] = []
+    p_arrival: list[int] = []
+    d_kv: list[int] = []
+    d_out: list[int] = []
+    prefill_tokens = 0
+    for req, kv, n in zip(reqs, computed, tokens, strict=True):
+        prompt = req.num_prompt_tokens
+        before = kv - n
+        if before < prompt:
+            p_prompt.append(prompt)
+            p_done.append(before)
+            p_step.append(n)
+            p_arrival.append(int(req.arrival_time * 1e9) - wall_minus_mono_ns)
+            prefill_tokens += min(n, prompt - before)
+        else:
+            d_kv.append(kv)
+            d_out.append(kv - prompt)
+    return StepScheduled(
+        Engine.VLLM, step_id, now_ns, len(p_prompt), prefill_tokens, len(d_kv), sum(d_kv), n_waiting,
+        p_prompt, p_done, p_step, p_arrival, d_kv, d_out,
+        [req.num_prompt_tokens for req in queued],
+        [int(req.arrival_time * 1e9) - wall_minus_mono_ns for req in queued],
+    )
 
 
 class _StepState:

@@ -76,12 +76,17 @@ def assert_overrides_bind(cls: type, method: str, pinned_params: tuple[str, ...]
 
 
 def engine_attributes_read(module: ModuleType, roots: set[str], within: str | None = None) -> set[str]:
-    """Names of attributes the module (or its class ``within``) reads on variables called
-    ``roots`` or on attributes of them, from its source: what it relies on in the engine's objects."""
+    """Names of attributes the module (or its class or function ``within``) reads on variables
+    called ``roots`` or on attributes of them, and every name given to ``attrgetter``, from its
+    source: what it relies on in the engine's objects."""
     tree: ast.AST = ast.parse(Path(inspect.getfile(module)).read_text())
-    if within is not None:
-        tree = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == within)
     names: set[str] = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "attrgetter"):
+            names.update(a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    if within is not None:
+        tree = next(n for n in ast.walk(tree)
+                    if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == within)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Attribute):
             continue

@@ -35,7 +35,7 @@ VLLM: tuple[Pinned, ...] = (
            ("scheduler_output", "model_runner_output")),
     Pinned("vllm/v1/core/sched/scheduler.py", 223, "Scheduler.requests", note="dict[str, Request]"),
     Pinned("vllm/v1/core/sched/scheduler.py", 232, "Scheduler.waiting",
-           note="RequestQueue: __len__ (request_queue.py:65), __iter__ (:70)"),
+           note="RequestQueue: __bool__ (request_queue.py:60), __len__ (:65), __iter__ (:70)"),
     Pinned("vllm/v1/core/sched/scheduler.py", 1858, "Scheduler._update_after_schedule",
            note="called inside schedule(): num_computed_tokens += scheduled tokens"),
     Pinned("vllm/v1/core/sched/output.py", 244, "SchedulerOutput.num_scheduled_tokens",

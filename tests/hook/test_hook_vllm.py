@@ -61,9 +61,11 @@ def test_the_overrides_bind_as_vllm_calls_the_pinned_methods() -> None:
 
 
 def test_the_hook_reads_only_pinned_names_of_vllm_objects() -> None:
-    read = engine_attributes_read(vllm_hook, {"self", "output", "req", "scheduler_output"},
+    read = engine_attributes_read(vllm_hook, {"self", "output", "scheduler_output"},
                                   within="HookedSchedulerMixin")
-    ours = {"__dict__", "_joulescale_scheduled", "_joulescale_done", "items", "get", "setdefault"}
+    read |= engine_attributes_read(vllm_hook, {"req"}, within="build_scheduled")
+    assert {"num_computed_tokens", "num_prompt_tokens", "arrival_time"} <= read  # the walk sees them
+    ours = {"__dict__", "_joulescale_scheduled", "_joulescale_done", "values", "get", "__getitem__"}
     assert read - ours <= attribute_names(VLLM), read - ours - attribute_names(VLLM)
 
 
@@ -102,7 +104,8 @@ def test_a_chunked_prefill_then_decode_with_a_waiting_queue(scheduler_cls: type,
 
     assert isinstance(second, StepScheduled)
     assert (tuple(second.prefill_done_tokens), tuple(second.prefill_step_tokens)) == ((2048,), (952,))
-    assert tuple(second.decode_output_tokens) == (0,)  # step 1's output not processed yet
+    # b's KV tokens past its prompt: 1 in step 1, 2 in step 2 (in flight under async scheduling)
+    assert (tuple(first.decode_output_tokens), tuple(second.decode_output_tokens)) == ((1,), (2,))
 
     assert isinstance(done1, StepDone)
     assert isinstance(done2, StepDone)
