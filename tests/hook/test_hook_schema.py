@@ -138,3 +138,19 @@ def test_binary_is_smaller_than_compact_json() -> None:
     as_json = json.dumps({k: getattr(message, k) for k in StepScheduled.__dataclass_fields__},
                          separators=(",", ":"), default=int)
     assert len(encode(message)) < len(as_json)
+
+
+def test_the_package_needs_nothing_but_the_standard_library() -> None:
+    """Engine images install only this distribution: no dependency, and every module imports in
+    an interpreter that sees no site-packages (so neither JouleScale nor any third party)."""
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "engine_hook"
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"] == []
+    modules = ["schema", "transport", "runtime", "vllm_hook", "sglang_plugin"]
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); " + "; ".join(
+        f"import joulescale_hook.{m}" for m in modules)
+    subprocess.run([sys.executable, "-S", "-I", "-c", code], check=True, timeout=60)
