@@ -83,6 +83,7 @@ class HookPublisher:
         self._published = 0
         self._sent = 0
         self._dropped = 0
+        self._source = os.getpid()
         self._errors = 0
         self._sock: socket.socket | None = None
         self._next_connect = 0.0
@@ -159,7 +160,7 @@ class HookPublisher:
             try:
                 if callable(message):
                     message = message()
-                delivered = self._send(encode(message, dropped))
+                delivered = self._send(encode(message, dropped, self._source))
             except Exception:
                 with self._lock:
                     self._errors += 1

@@ -45,19 +45,20 @@ def scheduled(draw: st.DrawFn) -> StepScheduled:
     )
 
 
-@given(scheduled(), st.integers(0, 2**32 - 1))
-def test_step_scheduled_round_trips(message: StepScheduled, dropped: int) -> None:
-    decoded = decode(encode(message, dropped))
+@given(scheduled(), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_step_scheduled_round_trips(message: StepScheduled, dropped: int, source: int) -> None:
+    decoded = decode(encode(message, dropped, source))
     assert isinstance(decoded, StepScheduled)
     for field in StepScheduled.__dataclass_fields__:
-        want = dropped if field == "dropped" else getattr(message, field)
+        want = {"dropped": dropped, "source": source}.get(field, getattr(message, field))
         got = getattr(decoded, field)
         assert (tuple(got) if isinstance(got, tuple) else got) == want, field
 
 
 def test_step_done_round_trips() -> None:
     message = StepDone(Engine.SGLANG, step_id=7, t_ns=123_456_789, duration_ns=31_000_000)
-    assert decode(encode(message, dropped=3)) == StepDone(Engine.SGLANG, 7, 123_456_789, 31_000_000, 3)
+    assert decode(encode(message, dropped=3, source=4242)) == StepDone(
+        Engine.SGLANG, 7, 123_456_789, 31_000_000, 3, 4242)
     assert len(encode(message)) == HEADER.size + 8
 
 

@@ -61,6 +61,7 @@ def test_messages_arrive_in_order_with_their_content(sock_path: str, publisher: 
         assert tuple(first.waiting_prompt_tokens) == (64, 128)
         assert isinstance(second, StepDone)
         assert (second.step_id, second.duration_ns, second.dropped) == (1, 1_000_000, 0)
+        assert first.source == second.source == os.getpid()
         assert publisher.flush()
         assert publisher.stats().sent == 2
         assert publisher.stats().dropped == 0
