@@ -223,6 +223,9 @@ class HookReceiver:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # The pod's directory: kubelet makes it when the pod starts (subPathExpr); an agent that
+        # binds first makes it itself.
+        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # unlink never follows a link: a planted one is removed, not its target
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -28,9 +28,7 @@ def done(step: int) -> StepDone:
 
 @pytest.fixture
 def sock_path(tmp_path: Path) -> str:
-    path = socket_path(str(tmp_path), "uid")  # real UIDs are 36 characters; pytest paths are long
-    os.mkdir(os.path.dirname(path))  # kubelet makes the pod's subdirectory (subPathExpr)
-    return path
+    return socket_path(str(tmp_path), "uid")  # real UIDs are 36 characters; pytest paths are long
 
 
 @pytest.fixture
@@ -48,7 +46,8 @@ def wait_for(condition, timeout_s: float = 3.0) -> None:  # type: ignore[no-unty
 
 
 def test_messages_arrive_in_order_with_their_content(sock_path: str, publisher: HookPublisher) -> None:
-    receiver = HookReceiver(sock_path)
+    assert not os.path.exists(os.path.dirname(sock_path))
+    receiver = HookReceiver(sock_path)  # makes the pod's directory when kubelet has not yet
     try:
         sched = StepScheduled(Engine.VLLM, 1, time.monotonic_ns(), 1, 512, 3, 4000, 2,
                               [512], [0], [512], [1], [1000, 1500, 1500], [1, 2, 3], [64, 128], [5, 6])
