@@ -8,8 +8,9 @@ defaults, 256 and 64, are a large batch: the cost grows with both). What is time
 own work on the engine's thread per step: building and queueing the StepScheduled message after
 ``schedule()`` and the StepDone message after ``update_from_output()``. Encoding and sending run on
 the publisher's thread; a reader in another process drains the real Unix socket, as the agent
-does. Also reported: the datagram's size next to compact JSON of the same message, and the
-encoding time on the sender thread. The first steps are a warm-up. Prints ONE JSON document:
+does. Also reported: the same steps in the engine thread's CPU time (what the hook costs without
+the waits a loaded machine adds to the wall-clock figure), the datagram's size next to compact
+JSON of the same message, and the encoding time on the sender thread. The first steps are a warm-up. Prints ONE JSON document:
 
     {"added_us_per_schedule": {"p50": f, "p99": f}, "dropped": n, ...}
 
@@ -108,18 +109,22 @@ def main() -> int:
 
     added: list[float] = []
     scheduled_part: list[float] = []
+    cpu: list[float] = []
     gc.collect()
     for step in range(WARMUP + args.steps):
         sched.requests["p"].num_computed_tokens = 2048  # after _update_after_schedule: chunk 1 of 4
         output = Output(plan)
+        c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         sched._joulescale_scheduled(output)
         t1 = time.perf_counter_ns()
         sched._joulescale_done(output)
         t2 = time.perf_counter_ns()
+        c2 = time.thread_time_ns()
         if step >= WARMUP:
             added.append((t2 - t0) / 1e3)
             scheduled_part.append((t1 - t0) / 1e3)
+            cpu.append((c2 - c0) / 1e3)
         time.sleep(0.001)  # a step lasts milliseconds; the sender thread runs in between
 
     publisher = runtime.process_publisher()
@@ -152,6 +157,8 @@ def main() -> int:
         "added_us_per_schedule": {"p50": round(statistics.median(added), 2),
                                   "p99": round(percentile(added, 0.99), 2),
                                   "max": round(max(added), 2)},
+        "cpu_us_per_schedule": {"p50": round(statistics.median(cpu), 2),
+                                "p99": round(percentile(cpu, 0.99), 2)},
         "of_which_after_schedule_us": {"p50": round(statistics.median(scheduled_part), 2),
                                        "p99": round(percentile(scheduled_part, 0.99), 2)},
         "dropped": stats.dropped,
