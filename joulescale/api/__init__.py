@@ -28,7 +28,14 @@ from joulescale.api.spec import (
     SloSpec,
     parse_spec,
 )
-from joulescale.api.status import Condition, EnergyAwareLLMServiceStatus, EnergyStatus, PlanStatus, RoleStatus
+from joulescale.api.status import (
+    Condition,
+    EnergyAwareLLMServiceStatus,
+    EnergyStatus,
+    PhaseEnergy,
+    PlanStatus,
+    RoleStatus,
+)
 from joulescale.api.volumes import Volume
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "KvTransferSpec",
     "ModelCacheSpec",
     "ModelSpec",
+    "PhaseEnergy",
     "PlanStatus",
     "PlannerSpec",
     "PodSpecOverride",
