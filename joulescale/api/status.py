@@ -98,9 +98,9 @@ class EnergyStatus(StatusModel):
         default=None,
         le=100,
         description=(
-            "Estimated GPU energy saved against static maximum clocks, in percent: each phase's busy "
-            "energy rescaled by the profile's energy per iteration at the maximum clock over that at "
-            "the observed average clock (idle energy unchanged). Negative: more than at max clocks."
+            "Estimated GPU energy saved against static maximum clocks, in percent: each phase's measured "
+            "energy rescaled by its profile's energy per iteration at the maximum SM clock over that at "
+            "the phase's average SM clock in the window. Negative: more than at max clocks."
         ),
     )
 
