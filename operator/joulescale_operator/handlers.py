@@ -24,6 +24,11 @@ from joulescale_operator.connection import connection_info, load_configuration
 from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
 from joulescale_operator.own_writes import OwnWrites
+from joulescale_operator.planloop.daemon import PlannerLoop
+from joulescale_operator.planloop.loop import PlanPass
+from joulescale_operator.planloop.opmetrics import OperatorMetrics
+from joulescale_operator.planloop.planner import CorePlanner
+from joulescale_operator.planloop.prometheus import PrometheusSource
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import ChildRef
 from joulescale_operator.resync import Resync
@@ -67,6 +72,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     resync = Resync(cluster, KopfEvents, utc_now, profiles=profiles)
     stop_resync = threading.Event()
     ours = settings  # kopf passes its own `settings` to activity handlers
+    metrics = OperatorMetrics()
+    planner = planner_loop(settings, kube, resync, profiles, metrics)
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -76,6 +83,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         except ClusterError as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
         resync.start(ours.resync_interval_s, stop_resync)
+        if ours.metrics_port is not None:
+            metrics.serve(ours.metrics_port)
+        if planner is not None:
+            planner.start(stop_resync)
 
     # A failing probe turns kopf's liveness endpoint red (HTTP 500) at once (errors=PERMANENT).
     @kopf.on.probe(id="resync", errors=kopf.ErrorsMode.PERMANENT, registry=registry)
@@ -132,6 +143,23 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             patch.status[key] = value
 
     return registry
+
+
+def planner_loop(
+    settings: OperatorSettings, kube: KubeCluster, resync: Resync, profiles: ProfileCatalog, metrics: OperatorMetrics
+) -> PlannerLoop | None:
+    """The planner loop when a Prometheus is configured; a new plan is applied by reconciling the
+    service on the body the plan was written to."""
+    if settings.prometheus_url is None:
+        return None
+    plan_pass = PlanPass(PrometheusSource(settings.prometheus_url), CorePlanner(profiles, settings.planner_cache_dir),
+                         profiles)
+
+    def apply(key: tuple[str, str], stored: dict[str, Any]) -> None:
+        resync.observe("MODIFIED", stored)
+        resync.child_changed(key)
+
+    return PlannerLoop(kube, plan_pass, resync.known, apply, KopfEvents, utc_now, metrics)
 
 
 def load_profiles(folder: Path | None) -> ProfileCatalog:

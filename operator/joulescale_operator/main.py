@@ -50,6 +50,23 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         default=None,
         help="directory of extra profile files (*.yaml), as the agents get it; read at start",
     )
+    parser.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="the Prometheus the planner loop reads (e.g. http://prometheus:9090); default: no planner loop",
+    )
+    parser.add_argument(
+        "--planner-cache-dir",
+        type=_nonempty_path,
+        default=None,
+        help="directory caching the planner's candidate tables across restarts; default: memory only",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the operator's own /metrics on this port; default: off",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler run")
     parser.add_argument(
         "--check",
@@ -64,6 +81,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         max_workers=args.max_workers,
         liveness_endpoint=None if args.liveness == "off" else args.liveness,
         profiles_dir=args.profiles_dir,
+        prometheus_url=args.prometheus_url,
+        planner_cache_dir=args.planner_cache_dir,
+        metrics_port=args.metrics_port,
     )
     return settings, args.verbose, args.check
 

@@ -35,3 +35,13 @@ class OperatorSettings:
     """A directory of extra profile files (the chart's profiles ConfigMap), read at start; with
     the shipped profiles it decides the DVFSActive condition, as the agents' own copy decides
     which pods they control."""
+
+    prometheus_url: str | None = None
+    """The Prometheus the planner loop reads (engine and agent metrics); None: no planner loop,
+    replica counts stay at their minimum or fixed values and no status.plan is written."""
+
+    planner_cache_dir: Path | None = None
+    """Where the planner's candidate tables are cached across restarts; None: in memory only."""
+
+    metrics_port: int | None = None
+    """The port of the operator's own /metrics (plan duration, plan changes, Prometheus errors)."""

@@ -70,8 +70,23 @@ class PassResult:
     plan_changed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Planning:
+    """What one pass found: a plan from fresh data, or why there is none (the fault's reason)."""
+
+    spec: EnergyAwareLLMServiceSpec | None
+    choice: PlanChoice | None = None
+    observation: ServiceObservation | None = None
+    current: CurrentState | None = None
+    outcome: Outcome = "planned"
+    reason: str = reasons.PLANNED
+    message: str = ""
+
+
 class PlanPass:
-    """Plans one service from its body (the object as stored) at ``now``."""
+    """Plans one service from its body (the object as stored) at ``now``: ``decide`` asks
+    Prometheus and the planner once (the planner keeps state), ``status_for`` turns that into
+    the status patch against a body, again after a conflict, without planning twice."""
 
     def __init__(self, source: MetricsSource, planner: ServicePlanner, profiles: ProfileCatalog) -> None:
         self._source = source
@@ -79,39 +94,48 @@ class PlanPass:
         self._profiles = profiles
 
     def run(self, body: dict[str, Any], now: datetime) -> PassResult:
+        return self.status_for(self.decide(body, now), body, now)
+
+    def decide(self, body: dict[str, Any], now: datetime) -> Planning:
         meta = body.get("metadata", {})
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        generation = int(meta.get("generation", 0) or 0)
-        raw_status = body.get("status")
-        status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
         try:
             spec = EnergyAwareLLMServiceSpec.model_validate(body.get("spec") or {})
         except pydantic.ValidationError:
-            return PassResult("skipped")  # the reconciler reports an invalid spec
+            return Planning(None, outcome="skipped")  # the reconciler reports an invalid spec
         interval = spec.energy.planner.interval_seconds
         queries = service_queries(spec.engine.name, key[0], key[1], interval)
         if queries is None:
             message = f"The planner knows no metric names of engine {spec.engine.name}."
-            return self._not_planned(status, "failed", reasons.NO_ENGINE_METRICS, message, generation, now)
+            return Planning(spec, outcome="failed", reason=reasons.NO_ENGINE_METRICS, message=message)
         end_s = now.timestamp()
         try:
             observation = observe(self._source, queries, end_s, interval)
         except (MetricsUnavailable, NoData) as error:
             message = f"{error}; the last plan stays and no replica count changes."
-            return self._not_planned(status, "unavailable", reasons.PROMETHEUS_UNAVAILABLE, message, generation, now)
-        current = current_state(status)
+            return Planning(spec, outcome="unavailable", reason=reasons.PROMETHEUS_UNAVAILABLE, message=message)
+        current = current_state(_status(body))
         try:
             choice = self._planner.plan(key, spec, observation, current, end_s)
         except PlanningFailed as error:
-            message = f"{error}; the last plan stays."
-            return self._not_planned(status, "failed", reasons.PLAN_FAILED, message, generation, now)
-        plan = planned_status(spec, choice, observation, current, now)
+            return Planning(spec, outcome="failed", reason=reasons.PLAN_FAILED, message=f"{error}; the last plan stays.")
+        return Planning(spec, choice, observation, current)
+
+    def status_for(self, planning: Planning, body: dict[str, Any], now: datetime) -> PassResult:
+        status = _status(body)
+        generation = int(body.get("metadata", {}).get("generation", 0) or 0)
+        if planning.outcome == "skipped":
+            return PassResult("skipped")
+        if planning.choice is None or planning.observation is None or planning.current is None:
+            return _not_planned(status, planning.outcome, planning.reason, planning.message, generation, now)
+        assert planning.spec is not None
+        plan = planned_status(planning.spec, planning.choice, planning.observation, planning.current, now)
         changed = _plan_content(plan) != _plan_content(status.get("plan") or {})
         if not changed:
             plan["computedAt"] = (status.get("plan") or {}).get("computedAt", plan["computedAt"])
         desired: dict[str, Any] = {
             "plan": plan,
-            "energy": energy_status(observation, spec, self._profiles, rfc3339(now)),
+            "energy": energy_status(planning.observation, planning.spec, self._profiles, rfc3339(now)),
             "conditions": set_condition(
                 list(status.get("conditions", [])),
                 condition(reasons.PLANNED, "True", reasons.PLANNED, describe_plan(plan), generation, now),
@@ -122,22 +146,28 @@ class PlanPass:
             result.events.append(("Normal", reasons.PLAN_CHANGED, plan_change(status.get("plan") or {}, plan)))
         return result
 
-    def _not_planned(
-        self, status: dict[str, Any], outcome: Outcome, reason: str, message: str, generation: int, now: datetime
-    ) -> PassResult:
-        conditions = list(status.get("conditions", []))
-        before = find(conditions, reasons.PLANNED)
-        new_status: ConditionStatus = "False"
-        new = condition(reasons.PLANNED, new_status, reason, message, generation, now)
-        result = PassResult(outcome, _patch(status, {"conditions": set_condition(conditions, new)}))
-        if before is None or before.get("reason") != reason:
-            result.events.append(("Warning", reason, message))
-        return result
+
+def _not_planned(
+    status: dict[str, Any], outcome: Outcome, reason: str, message: str, generation: int, now: datetime
+) -> PassResult:
+    conditions = list(status.get("conditions", []))
+    before = find(conditions, reasons.PLANNED)
+    new_status: ConditionStatus = "False"
+    new = condition(reasons.PLANNED, new_status, reason, message, generation, now)
+    result = PassResult(outcome, _patch(status, {"conditions": set_condition(conditions, new)}))
+    if before is None or before.get("reason") != reason:
+        result.events.append(("Warning", reason, message))
+    return result
+
+
+def _status(body: dict[str, Any]) -> dict[str, Any]:
+    raw = body.get("status")
+    return raw if isinstance(raw, dict) else {}
 
 
 def current_state(status: dict[str, Any]) -> CurrentState:
-    replicas = {r: int((status.get(r) or {}).get("replicas", 0)) for r in ROLES}
-    ready = {r: int((status.get(r) or {}).get("readyReplicas", 0)) for r in ROLES}
+    replicas: dict[str, int] = {r: int((status.get(r) or {}).get("replicas", 0)) for r in ROLES}
+    ready: dict[str, int] = {r: int((status.get(r) or {}).get("readyReplicas", 0)) for r in ROLES}
     plan = None
     if status.get("plan"):
         try:

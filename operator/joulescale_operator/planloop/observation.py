@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from joulescale.engines.observation import Phase
 from joulescale_operator.planloop.histogram import WindowHistogram
 from joulescale_operator.planloop.promql import ServiceQueries
 from joulescale_operator.planloop.source import MetricsSource, Sample
 
-ROLES = ("prefill", "decode")
+ROLES: tuple[Phase, Phase] = ("prefill", "decode")
 
 
 class NoData(Exception):
