@@ -3,7 +3,6 @@ each role's Deployment can run, and real decisions (the twin's tables, HiGHS).""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -44,14 +43,16 @@ def test_settings_come_from_the_spec() -> None:
     settings = planner_settings(spec(max_replicas=5))
     assert settings.gpu_budget == {H100: 10}  # both roles' max replicas x TP1 on one product
     assert (settings.replicas.prefill_min, settings.replicas.decode_max) == (1, 5)
-    assert settings.margin == pytest.approx(0.2) and settings.interval_s == 30.0
+    assert settings.margin == pytest.approx(0.2)
+    assert settings.interval_s == 30.0
     assert (settings.slo.ttft_ms, settings.slo.tpot_ms, settings.slo.percentile) == (600, 50, 99)
 
 
 def test_the_running_placement_uses_the_planned_clock_and_the_roles_candidates(planner: CorePlanner) -> None:
     _, source, _ = planner._planner(("ns", "shape"), spec(clocks={"maxMHz": 1700}))
     candidates = source.candidates()
-    assert candidates and all(c.tensor_parallel_size == 1 and c.gpu_product == H100 for c in candidates)
+    assert candidates
+    assert all(c.tensor_parallel_size == 1 and c.gpu_product == H100 for c in candidates)
     assert all(c.base_clock_mhz <= 1700 for c in candidates)
     running = current_placement(ONE_EACH, candidates)
     highest = max(c.base_clock_mhz for c in candidates if c.phase == "decode")
@@ -62,7 +63,8 @@ def test_a_load_surge_scales_up_at_once_and_a_surge_past_the_budget_fails(planne
     key = ("ns", "surge")
     quiet = planner.plan(key, spec(), window(1.0, 1000.0), ONE_EACH, 1000.0)
     assert quiet.replicas == {"prefill": 1, "decode": 1}
-    assert quiet.base_clock_mhz["decode"] is not None and quiet.predicted_power_watts
+    assert quiet.base_clock_mhz["decode"] is not None
+    assert quiet.predicted_power_watts
     busy = planner.plan(key, spec(), window(15.0, 1030.0), ONE_EACH, 1030.0)
     assert busy.replicas["prefill"] + busy.replicas["decode"] > 2  # an SLO at risk changes at once
     assert busy.forecast_rps >= 15.0

@@ -76,7 +76,8 @@ def test_a_conflict_rereads_and_writes_over_the_newer_status_with_one_plan() -> 
     stored.interfere = {"endpoint": "llama-decode.ns.svc:8000"}
     loop, planner, _, applied, posted = make_loop(stored)
     assert loop.plan_service(("ns", "llama")) == 60.0
-    assert len(planner.calls) == 1 and len(stored.writes) == 1
+    assert len(planner.calls) == 1
+    assert len(stored.writes) == 1
     assert stored.obj["status"]["endpoint"] == "llama-decode.ns.svc:8000"  # the other writer's field stays
     assert stored.obj["status"]["plan"]["decodeReplicas"] == 2
     assert [a["status"]["plan"]["decodeReplicas"] for a in applied] == [2]  # applied on the stored body
@@ -91,9 +92,11 @@ def test_services_are_planned_when_due_and_an_outage_writes_once() -> None:
     assert loop.run_due(1000.0) == 1
     assert loop.run_due(1030.0) == 0  # interval 60 s
     source.down = True
-    assert loop.run_due(1060.0) == 1 and loop.run_due(1120.0) == 1
+    assert loop.run_due(1060.0) == 1
+    assert loop.run_due(1120.0) == 1
     assert len(stored.writes) == 2  # the plan, then Planned=False once; the second outage pass wrote nothing
-    assert stored.obj["status"]["plan"]["decodeReplicas"] == 2 and len(applied) == 1
+    assert stored.obj["status"]["plan"]["decodeReplicas"] == 2
+    assert len(applied) == 1
     assert posted.events == [("Normal", "PlanChanged"), ("Warning", "PrometheusUnavailable")]
     assert sample(loop.metrics, "joulescale_operator_prometheus_errors_total") == 2.0
     assert sample(loop.metrics, "joulescale_operator_plan_passes_total", outcome="unavailable") == 2.0

@@ -32,7 +32,9 @@ def test_fraction_within_counts_only_buckets_at_or_below_the_limit() -> None:
 
 def test_no_observations_or_no_inf_bucket_means_no_answer() -> None:
     empty = WindowHistogram.of(vector(("0.1", 0.0), ("+Inf", 0.0)))
-    assert empty is not None and empty.quantile(0.99) is None and empty.fraction_within(1.0) is None
+    assert empty is not None
+    assert empty.quantile(0.99) is None
+    assert empty.fraction_within(1.0) is None
     assert WindowHistogram.of(vector(("0.1", 3.0))) is None
     assert WindowHistogram.of([]) is None
 

@@ -95,21 +95,27 @@ def parts() -> tuple[CannedSource, SetPlanner, PlanPass]:
 
 
 def test_fresh_data_writes_plan_energy_planned_and_a_plan_changed_event(parts: Any) -> None:
-    source, planner, plan_pass = parts
+    _, planner, plan_pass = parts
     result = plan_pass.run(body(), NOW)
     plan = result.status_patch["plan"]
     assert (plan["prefillReplicas"], plan["decodeReplicas"]) == (3, 2)
     assert (plan["prefillBaseClockMHz"], plan["decodeBaseClockMHz"]) == (1725, 1200)
-    assert plan["computedAt"] == "2026-11-27T12:00:00Z" and plan["predictedPowerWatts"] == 2100.0
+    assert plan["computedAt"] == "2026-11-27T12:00:00Z"
+    assert plan["predictedPowerWatts"] == 2100.0
     energy = result.status_patch["energy"]
-    assert energy["prefill"]["averagePowerWatts"] == 700.0 and energy["decode"]["averagePowerWatts"] == 1500.0
+    assert energy["prefill"]["averagePowerWatts"] == 700.0
+    assert energy["decode"]["averagePowerWatts"] == 1500.0
     assert energy["joulesPerOutputToken"] == pytest.approx(60 * 2200.0 / (600 * 200), abs=1e-4)
-    assert energy["sloAttainment"] == pytest.approx(0.99) and energy["sloAttainmentPercent"] == "99.0"
+    assert energy["sloAttainment"] == pytest.approx(0.99)
+    assert energy["sloAttainmentPercent"] == "99.0"
     assert energy["estimatedSavingPercent"] > 0  # both roles below their max clock
     assert conditions(result.status_patch)["Planned"]["status"] == "True"
-    assert result.plan_changed and [e[:2] for e in result.events] == [("Normal", "PlanChanged")]
+    assert result.plan_changed
+    assert [e[:2] for e in result.events] == [("Normal", "PlanChanged")]
     window = planner.calls[0]
-    assert window.arrivals == 600 and window.mean_prompt_tokens() == 1000 and window.mean_output_tokens() == 200
+    assert window.arrivals == 600
+    assert window.mean_prompt_tokens() == 1000
+    assert window.mean_output_tokens() == 200
 
 
 def test_the_same_plan_again_keeps_computed_at_and_posts_no_event(parts: Any) -> None:
@@ -117,7 +123,9 @@ def test_the_same_plan_again_keeps_computed_at_and_posts_no_event(parts: Any) ->
     first = plan_pass.run(body(), NOW)
     status = {**body()["status"], **first.status_patch}
     again = plan_pass.run(body(status), NOW + timedelta(seconds=INTERVAL))
-    assert "plan" not in again.status_patch and not again.plan_changed and again.events == []
+    assert "plan" not in again.status_patch
+    assert not again.plan_changed
+    assert again.events == []
 
 
 def test_prometheus_down_keeps_the_plan_says_why_once_and_recovers(parts: Any) -> None:
@@ -130,7 +138,8 @@ def test_prometheus_down_keeps_the_plan_says_why_once_and_recovers(parts: Any) -
     assert (planned_condition["status"], planned_condition["reason"]) == ("False", "PrometheusUnavailable")
     assert [e[:2] for e in down.events] == [("Warning", "PrometheusUnavailable")]
     still_down = plan_pass.run(body({**planned, **down.status_patch}), NOW + timedelta(seconds=120))
-    assert still_down.status_patch == {} and still_down.events == []  # no churn while it lasts
+    assert still_down.status_patch == {}
+    assert still_down.events == []
     source.down = False
     back = plan_pass.run(body({**planned, **down.status_patch}), NOW + timedelta(seconds=180))
     assert conditions(back.status_patch)["Planned"]["status"] == "True"
@@ -151,7 +160,8 @@ def test_a_partial_scrape_never_scales_down(parts: Any) -> None:
     source.answers = healthy_metrics(reporting=(2, 1))  # 3 decode engines ready, 1 reporting
     planner.choice = replace(CHOICE, replicas={"prefill": 4, "decode": 1})
     plan = plan_pass.run(body(), NOW).status_patch["plan"]
-    assert plan["decodeReplicas"] == 3 and plan["prefillReplicas"] == 4  # growing stays allowed
+    assert plan["decodeReplicas"] == 3
+    assert plan["prefillReplicas"] == 4
     assert "no scale-down" in plan["reason"]
 
 
