@@ -3,7 +3,6 @@ each role's Deployment can run, and real decisions (the twin's tables, HiGHS).""
 
 from __future__ import annotations
 
-
 import pytest
 
 from joulescale.api import EnergyAwareLLMServiceSpec
