@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.prometheus import PrometheusServer
 
 # CI explores the same examples every run (a failure there is reproducible, never a coin toss);
 # local runs stay random to keep finding new counterexamples.
@@ -53,6 +54,14 @@ def cluster() -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A real Prometheus on loopback scraping every second, no targets yet (``set_targets``);
+    stopped after the test even on failure."""
+    with PrometheusServer(tmp_path_factory.mktemp("prometheus")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -57,8 +57,12 @@ def go_version() -> str:
     return out.stdout.strip()
 
 
-def bin_dir() -> Path:
-    return cache_root() / "bin" / versions.toolset_key(go_version())
+def bin_dir(name: str = "kube-apiserver") -> Path:
+    """The cache directory of ``name``: the cluster's toolset shares one, Prometheus has its own."""
+    go = go_version()
+    if name in versions.PROMETHEUS_BINARIES:
+        return cache_root() / "bin" / f"prometheus-{versions.prometheus_key(go)}"
+    return cache_root() / "bin" / versions.toolset_key(go)
 
 
 def _envtest_assets() -> Path | None:
@@ -72,7 +76,7 @@ def find_binary(name: str) -> Path | None:
     if assets is not None and name in ENVTEST_BINARIES and (assets / name).is_file():
         return assets / name
     try:
-        candidate = bin_dir() / name
+        candidate = bin_dir(name) / name
     except ProvisionError:
         return None
     return candidate if candidate.is_file() else None
@@ -82,11 +86,13 @@ def ensure_binaries(names: Iterable[str] = versions.ALL_BINARIES, log: Log = pri
     """Return a path for each named binary, building whatever the cache lacks."""
     wanted = list(names)
     missing = [n for n in wanted if find_binary(n) is None]
-    if missing:
-        target = bin_dir()
+    by_target: dict[Path, list[str]] = {}
+    for name in missing:
+        by_target.setdefault(bin_dir(name), []).append(name)
+    for target, names_there in by_target.items():
         target.mkdir(parents=True, exist_ok=True)
         with _lock(target / ".lock"):
-            still_missing = [n for n in missing if not (target / n).is_file()]
+            still_missing = [n for n in names_there if not (target / n).is_file()]
             _build(still_missing, target, log)
     found = {n: find_binary(n) for n in wanted}
     absent = [n for n, p in found.items() if p is None]
@@ -114,6 +120,7 @@ def _build(names: list[str], target: Path, log: Log) -> None:
         ("etcd", [n for n in names if n == "etcd"], _build_etcd),
         ("kwok", [n for n in names if n == "kwok"], _build_kwok),
         ("helm", [n for n in names if n == "helm"], _build_helm),
+        ("prometheus", [n for n in names if n in versions.PROMETHEUS_BINARIES], _build_prometheus),
     )
     for group, members, builder in groups:
         if not members:
@@ -233,6 +240,38 @@ def _build_helm(members: list[str], out: Path, log: Log) -> None:
             "-o",
             str(out / "helm"),
             "helm.sh/helm/v3/cmd/helm",
+        ],
+        work,
+        log,
+    )
+
+
+PROMETHEUS_BUILD_TAGS = "remove_all_sd"
+"""Only static and file service discovery (what the harness uses): the cloud and Kubernetes SD
+plugins would add the cloud SDKs and client-go to compile. Without the ``builtinassets`` tag the web UI's assets
+are not embedded (they need a Node.js build); the HTTP API that tests query is complete."""
+
+
+def _build_prometheus(members: list[str], out: Path, log: Log) -> None:
+    """The server and promtool (``promtool check rules`` validates the chart's rules)."""
+    version = versions.prometheus_module_version()
+    work = _module_dir(f"prometheus-{versions.PROMETHEUS_VERSION}")
+    _write_module(work, "joulescale.local/prometheus")
+    packages = [f"github.com/prometheus/prometheus/cmd/{name}" for name in members]
+    _go(["get", *(f"{p}@{version}" for p in packages)], work, log)
+    common = "github.com/prometheus/common/version"
+    stamp = f"-X {common}.Version={versions.PROMETHEUS_VERSION.removeprefix('v')} -X {common}.Branch=module"
+    _go(
+        [
+            "build",
+            "-trimpath",
+            "-tags",
+            PROMETHEUS_BUILD_TAGS,
+            "-ldflags",
+            f"-s -w {stamp}",
+            "-o",
+            str(out),
+            *packages,
         ],
         work,
         log,

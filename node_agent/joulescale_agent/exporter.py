@@ -1,5 +1,8 @@
 """Prometheus metrics of the agent (names as docs/architecture.md says: ``joulescale_`` prefix, units in
-names) and the HTTP endpoints /metrics, /healthz and /readyz."""
+names) and the HTTP endpoints /metrics, /healthz and /readyz.
+
+Every per-instance series carries ``namespace``, ``service``, ``pod`` and ``role``: what a
+dashboard groups by and joins with the engines' series on (docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,12 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-POD_LABELS = ("namespace", "pod", "role")
+# prometheus_client adds a ``_created`` series (a timestamp) to every counter and histogram: a
+# series per label set that no dashboard or rule reads and Prometheus would store for nothing.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+POD_LABELS = ("namespace", "service", "pod", "role")
+"""In the order of ``EngineInstance.labels``."""
 GPU_LABELS = ("gpu", *POD_LABELS)
 
 

@@ -45,7 +45,7 @@ class Rig:
         self.metrics = AgentMetrics()
         self.brains = ScriptedBrains()
         self.scraper = Scraper(SETTINGS.scrape_timeout_s)
-        self.instance = EngineInstance("ns", "decode-0", "decode", "vllm", server.url, GPUS)
+        self.instance = EngineInstance("ns", "decode-0", "decode", "vllm", server.url, GPUS, service="chat")
 
     def loop(self, policy: InstancePolicy = POLICY, settings: LoopSettings = SETTINGS) -> InstanceLoop:
         return InstanceLoop(
@@ -83,7 +83,7 @@ async def eventually(predicate: object, timeout_s: float = 2.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-POD = {"namespace": "ns", "pod": "decode-0", "role": "decode"}
+POD = {"namespace": "ns", "service": "chat", "pod": "decode-0", "role": "decode"}
 
 
 async def test_the_decided_clock_is_locked_on_every_gpu_of_the_group_and_read_back(

@@ -173,7 +173,7 @@ async def test_a_crashed_loop_is_released_restarted_with_backoff_and_shown_in_re
         health=health,
         backoff=RestartBackoff(first_s=0.3, max_s=5.0),
     )
-    instance = EngineInstance("ns", "d0", "decode", "vllm", server.url, ("GPU-a",))
+    instance = EngineInstance("ns", "d0", "decode", "vllm", server.url, ("GPU-a",), service="chat")
     await supervisor.reconcile({instance.key: (instance, POLICY)})
     await settle(lambda: supervisor.states()[instance.key] == "crash_backoff")
     assert backend.locked_mhz("GPU-a") is None
@@ -194,7 +194,7 @@ async def test_a_crashed_loop_is_released_restarted_with_backoff_and_shown_in_re
     )
     assert first_gap_s >= 0.3
     assert second_gap_s >= 0.6, "the delay doubles after each crash"
-    labels = {"namespace": "ns", "pod": "d0", "role": "decode"}
+    labels = {"namespace": "ns", "service": "chat", "pod": "d0", "role": "decode"}
     assert metrics.registry.get_sample_value("joulescale_instance_restarts_total", labels) == 2
     await supervisor.stop_all()
     assert backend.locked_mhz("GPU-a") is None

@@ -35,8 +35,9 @@ class EngineInstance:
         return PodRef(self.namespace, self.pod, self.uid or None)
 
     @property
-    def labels(self) -> tuple[str, str, str]:
-        return (self.namespace, self.pod, self.role)
+    def labels(self) -> tuple[str, str, str, str]:
+        """The values of the exporter's POD_LABELS (namespace, service, pod, role)."""
+        return (self.namespace, self.service, self.pod, self.role)
 
 
 @dataclass(frozen=True, slots=True)

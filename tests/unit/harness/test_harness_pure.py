@@ -39,6 +39,18 @@ def test_the_cache_key_changes_with_any_pin() -> None:
     assert versions.toolset_key("go1.26.8") != versions.toolset_key("go1.26.9")
 
 
+def test_prometheus_module_versions_fold_the_major_into_the_minor() -> None:
+    assert versions.prometheus_module_version("v3.16.0") == "v0.316.0"
+    assert versions.prometheus_module_version("v3.5.1") == "v0.305.1"
+
+
+def test_bumping_prometheus_leaves_the_cluster_toolset_cached() -> None:
+    """The Kubernetes build takes 15-25 min cold: Prometheus' pin must not be part of its key."""
+    assert versions.prometheus_key("go1.26.8") != versions.toolset_key("go1.26.8")
+    assert "prometheus" not in versions.CLUSTER_BINARIES
+    assert set(versions.PROMETHEUS_BINARIES) <= set(versions.ALL_BINARIES)
+
+
 def test_only_modules_replaced_by_staging_copies_are_pinned() -> None:
     assert kubernetes_staging_modules(KUBERNETES_GO_MOD_EXCERPT) == ["k8s.io/api", "k8s.io/client-go"]
 
