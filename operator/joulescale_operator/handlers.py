@@ -74,6 +74,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     ours = settings  # kopf passes its own `settings` to activity handlers
     metrics = OperatorMetrics()
     planner = planner_loop(settings, kube, resync, profiles, metrics)
+    planner_started = threading.Event()
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -85,8 +86,6 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         resync.start(ours.resync_interval_s, stop_resync)
         if ours.metrics_port is not None:
             metrics.serve(ours.metrics_port)
-        if planner is not None:
-            planner.start(stop_resync)
 
     # A failing probe turns kopf's liveness endpoint red (HTTP 500) at once (errors=PERMANENT).
     @kopf.on.probe(id="resync", errors=kopf.ErrorsMode.PERMANENT, registry=registry)
@@ -106,6 +105,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def track(body: kopf.Body, **kwargs: Any) -> None:
         """Async on purpose: it runs on the event loop, without a hop through the thread pool."""
         resync.observe(kwargs.get("type"), _plain(body))
+        if planner is not None and not planner_started.is_set():
+            # Started here, not at startup: the thread inherits this context, in which kopf's
+            # event poster is set (the startup handler's context lacks it).
+            planner_started.set()
+            planner.start(stop_resync)
 
     # Owned Deployments (kubebuilder's Owns()): readiness and drift reach the service without
     # waiting for the resync. Services are left to the resync: they carry no status, and a second
@@ -152,8 +156,12 @@ def planner_loop(
     service on the body the plan was written to."""
     if settings.prometheus_url is None:
         return None
-    plan_pass = PlanPass(PrometheusSource(settings.prometheus_url), CorePlanner(profiles, settings.planner_cache_dir),
-                         profiles)
+    core = (
+        CorePlanner(profiles, settings.planner_cache_dir)
+        if settings.planner_startup_s is None
+        else CorePlanner(profiles, settings.planner_cache_dir, settings.planner_startup_s)
+    )
+    plan_pass = PlanPass(PrometheusSource(settings.prometheus_url), core, profiles)
 
     def apply(key: tuple[str, str], stored: dict[str, Any]) -> None:
         resync.observe("MODIFIED", stored)

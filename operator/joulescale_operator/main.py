@@ -62,6 +62,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         help="directory caching the planner's candidate tables across restarts; default: memory only",
     )
     parser.add_argument(
+        "--planner-startup-seconds",
+        type=float,
+        default=None,
+        help="seconds before a new replica serves here; the planner scales up that early "
+        "(default: the planner's, docs/planner.md)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -84,6 +91,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         prometheus_url=args.prometheus_url,
         planner_cache_dir=args.planner_cache_dir,
         metrics_port=args.metrics_port,
+        planner_startup_s=args.planner_startup_seconds,
     )
     return settings, args.verbose, args.check
 

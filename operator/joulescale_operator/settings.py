@@ -43,5 +43,9 @@ class OperatorSettings:
     planner_cache_dir: Path | None = None
     """Where the planner's candidate tables are cached across restarts; None: in memory only."""
 
+    planner_startup_s: float | None = None
+    """Seconds before a new replica serves in this cluster (scheduling, image pull, model load):
+    the planner starts scale-ups that much early; None: the planner's default."""
+
     metrics_port: int | None = None
     """The port of the operator's own /metrics (plan duration, plan changes, Prometheus errors)."""

@@ -81,10 +81,12 @@ class PlannerLoop:
         namespace, name = key
         ref = ChildRef(API_VERSION, KIND, namespace, name)
         started = time.perf_counter()
+        interval: float | None = None
         try:
             body = self._cluster.get(ref)
             if body is None:
                 return None
+            interval = float(_interval(body))
             now = self._clock()
             planning = self._pass.decide(body, now)
             for _ in range(CONFLICT_RETRIES):
@@ -107,14 +109,13 @@ class PlannerLoop:
                 break
             else:
                 logger.warning("plan of %s/%s: status kept conflicting; next interval", namespace, name)
-            return float(_interval(body))
         except ClusterError as error:
             logger.warning("plan of %s/%s failed, retrying next interval: %s", namespace, name, error)
         except Exception:  # one service's failure never stops the loop
             logger.exception("plan of %s/%s failed, retrying next interval", namespace, name)
         finally:
             self.metrics.plan_duration.labels(namespace, name).observe(time.perf_counter() - started)
-        return None
+        return interval
 
     def _record(
         self, key: Key, body: dict[str, Any], outcome: str, events: list[tuple[str, str, str]], changed: bool
@@ -127,7 +128,10 @@ class PlannerLoop:
         if events:
             sink = self._events_for(body)
             for kind, reason, message in events:
-                (sink.warning if kind == "Warning" else sink.normal)(reason, message)
+                try:
+                    (sink.warning if kind == "Warning" else sink.normal)(reason, message)
+                except Exception:  # an event is worth a log line, never the pass (the status is written)
+                    logger.exception("plan of %s/%s: event %s not posted", *key, reason)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(TICK_S):
@@ -137,7 +141,8 @@ class PlannerLoop:
                 logger.exception("a planning round failed; the next one runs in %s s", TICK_S)
 
     def start(self, stop: threading.Event) -> None:
-        """Run in a daemon thread that inherits the caller's context (kopf's event poster)."""
+        """Run in a daemon thread that inherits the caller's context: start it from a context
+        where kopf's event poster is set (an event handler's, not the startup handler's)."""
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self.run, stop), name="planner", daemon=True)
         self._thread.start()

@@ -27,6 +27,7 @@ from joulescale.planning import (
     PlannerSettings,
     ReplicaBounds,
 )
+from joulescale.planning.settings import DEFAULT_STARTUP_S
 from joulescale.profiles import ProfileCatalog
 from joulescale.twin.candidate_tables import TwinCandidateSource
 from joulescale_operator.planloop.energy import slo_attainment
@@ -67,9 +68,12 @@ class RoleCandidates:
 class CorePlanner:
     """ServicePlanner over joulescale.planning."""
 
-    def __init__(self, profiles: ProfileCatalog, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, profiles: ProfileCatalog, cache_dir: Path | None = None, startup_s: float = DEFAULT_STARTUP_S
+    ) -> None:
         self._profiles = profiles
         self._cache_dir = cache_dir
+        self._startup_s = startup_s
         self._sources: dict[tuple[str, str, frozenset[int]], TwinCandidateSource] = {}
         self._planners: dict[tuple[str, str], tuple[PlannerSettings, RoleCandidates, Planner]] = {}
 
@@ -105,7 +109,7 @@ class CorePlanner:
     def _planner(self, key: tuple[str, str], spec: EnergyAwareLLMServiceSpec) -> tuple[
         PlannerSettings, RoleCandidates, Planner
     ]:
-        settings = planner_settings(spec)
+        settings = planner_settings(spec, self._startup_s)
         known = self._planners.get(key)
         if known is not None and known[0] == settings:
             return known
@@ -128,9 +132,9 @@ class CorePlanner:
         return made
 
 
-def planner_settings(spec: EnergyAwareLLMServiceSpec) -> PlannerSettings:
+def planner_settings(spec: EnergyAwareLLMServiceSpec, startup_s: float = DEFAULT_STARTUP_S) -> PlannerSettings:
     """The spec's SLO, bounds, interval and margin; the GPU budget per product is what the
-    roles' maximum replicas may hold."""
+    roles' maximum replicas may hold; ``startup_s`` is the cluster's (the operator's flag)."""
     budget: dict[str, int] = {}
     limits = {}
     for role, r in (("prefill", spec.prefill), ("decode", spec.decode)):
@@ -145,6 +149,7 @@ def planner_settings(spec: EnergyAwareLLMServiceSpec) -> PlannerSettings:
         replicas=ReplicaBounds(limits["prefill"][0], limits["prefill"][1], limits["decode"][0], limits["decode"][1]),
         interval_s=float(spec.energy.planner.interval_seconds),
         margin=spec.energy.planner.safety_margin_percent / 100.0,
+        startup_s=startup_s,
     )
 
 
