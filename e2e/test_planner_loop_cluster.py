@@ -12,6 +12,7 @@ under the test's temp directory (printed on failure)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,12 +101,44 @@ def agents_base_clocks(obj: dict[str, Any]) -> dict[str, int | None]:
     return {"prefill": plan.prefill_base_clock_mhz, "decode": plan.decode_base_clock_mhz}
 
 
+class EnginesFollowPods:
+    """One engine page per scheduled pod of each role, as engines start and stop with their pods
+    (the planner never shrinks a role some of whose ready engines it cannot read)."""
+
+    def __init__(self, cluster: ControlPlane, namespace: str, pages: ServicePages, prometheus: PrometheusServer):
+        self._args = (cluster, namespace, pages, prometheus)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        cluster, namespace, pages, prometheus = self._args
+        seen: dict[str, int] = {}
+        while not self._stop.wait(1.0):
+            pods = [p for p in pods_of(cluster, namespace, "llama")
+                    if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")]
+            counts = {role: max(1, sum(p["metadata"]["labels"]["joulescale.io/role"] == role for p in pods))
+                      for role in ("prefill", "decode")}
+            if counts != seen:
+                for role, n in counts.items():
+                    pages.set_pods(namespace, "llama", role, n)
+                prometheus.set_targets("pages", pages.targets())
+                seen = counts
+
+    def __enter__(self) -> EnginesFollowPods:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
     cluster: ControlPlane, prometheus: PrometheusServer, planning: tuple[str, OperatorProcess], tmp_path: Path
 ) -> None:
     namespace, _operator = planning
     started = time.monotonic()
-    with ServicePages() as pages:
+    with ServicePages() as pages, EnginesFollowPods(cluster, namespace, pages, prometheus):
         pages.add(namespace, "llama", rate_rps=LOW_RPS)
         prometheus.set_targets("pages", pages.targets())
         prefill = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}, "tensorParallelSize": 1,
@@ -145,7 +178,7 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
 
         prometheus.start()
         cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=4 * INTERVAL_S)
-        cluster.wait_for(lambda: replicas(cluster, namespace)["prefill"] == 1, timeout_s=10 * INTERVAL_S)
+        cluster.wait_for(lambda: replicas(cluster, namespace) == {"prefill": 1, "decode": 1}, timeout_s=12 * INTERVAL_S)
         cluster.wait_for(lambda: placed_on_their_products(cluster, namespace, replicas(cluster, namespace)), 60)
         (tmp_path / "after-get.txt").write_text(cluster.kubectl("get", "eals", "-n", namespace, "-o", "wide").stdout)
         (tmp_path / "after-describe.txt").write_text(cluster.kubectl("describe", "eals", "-n", namespace).stdout)

@@ -27,10 +27,13 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 @dataclass(slots=True)
 class RolePage:
+    """One engine pod of a role: ``rate_rps`` is its share of the service's load."""
+
     namespace: str
     service: str
     role: str
     rate_rps: float
+    index: int = 0
     prompt_tokens: int = 1000
     output_tokens: int = 200
     ttft_s: float = 0.2
@@ -73,7 +76,7 @@ class RolePage:
         )
         page = PageWriter()
         labels = {"gpu": "0", "namespace": self.namespace, "service": self.service,
-                  "pod": f"{self.service}-{self.role}-0", "role": self.role}
+                  "pod": f"{self.service}-{self.role}-{self.index}", "role": self.role}
         page.scalar("joulescale_gpu_energy_joules", "counter", "GPU energy counter, in joules.", labels,
                     self._energy_j)
         page.scalar("joulescale_gpu_sm_clock_mhz", "gauge", "SM clock read back from the GPU.", labels,
@@ -83,24 +86,28 @@ class RolePage:
 
 class ServicePages:
     """``with ServicePages() as pages: pages.add("ns", "svc", rate_rps=2.0)``; ``targets()`` for
-    PrometheusServer.set_targets (labels namespace, service, role, as the chart's monitors set)."""
+    PrometheusServer.set_targets (labels namespace, service, role, pod, as the chart's monitors
+    set). Each role has one page per engine pod (``set_pods``), the service's rate split evenly."""
 
     def __init__(self) -> None:
-        self.pages: dict[tuple[str, str, str], RolePage] = {}
+        self.pages: dict[tuple[str, str, str, str], RolePage] = {}
+        self._rates: dict[tuple[str, str], float] = {}
+        self._traits: dict[tuple[str, str], dict[str, float]] = {}
         self._lock = threading.Lock()
         pages = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 parts = self.path.strip("/").split("/")
-                key = (parts[1], parts[2], parts[3]) if len(parts) == 4 and parts[0] == "metrics" else None
-                page = pages.pages.get(key) if key is not None else None
+                key = (parts[1], parts[2], parts[3], parts[4]) if len(parts) == 5 and parts[0] == "metrics" else None
+                with pages._lock:
+                    page = pages.pages.get(key) if key is not None else None
+                    if page is not None:
+                        page.advance(time.monotonic())
+                        text = page.render().encode()
                 if page is None:
                     self.send_error(404)
                     return
-                with pages._lock:
-                    page.advance(time.monotonic())
-                    text = page.render().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(text)))
@@ -120,21 +127,48 @@ class ServicePages:
         return f"127.0.0.1:{port}"
 
     def add(self, namespace: str, service: str, rate_rps: float, **traits: float) -> None:
+        """A service with one engine pod per role."""
+        self._rates[(namespace, service)] = rate_rps
+        self._traits[(namespace, service)] = dict(traits)
         for role in ("prefill", "decode"):
-            self.pages[(namespace, service, role)] = RolePage(namespace, service, role, rate_rps, **traits)  # type: ignore[arg-type]
+            self.set_pods(namespace, service, role, 1)
+
+    def _role_pages(self, namespace: str, service: str, role: str) -> list[RolePage]:
+        return [p for (ns, svc, r, _), p in self.pages.items() if (ns, svc, r) == (namespace, service, role)]
+
+    def set_pods(self, namespace: str, service: str, role: str, pods: int) -> None:
+        """Engine pods of a role (as its Deployment scales): pages appear or go, the load is re-split."""
+        with self._lock:
+            now = time.monotonic()
+            for index in range(pods):
+                key = (namespace, service, role, str(index))
+                if key not in self.pages:
+                    page = RolePage(namespace, service, role, 0.0, index, **self._traits[(namespace, service)])  # type: ignore[arg-type]
+                    page.advance(now)
+                    self.pages[key] = page
+            for key in [k for k in self.pages if k[:3] == (namespace, service, role) and int(k[3]) >= pods]:
+                del self.pages[key]
+            self._split(namespace, service, now)
 
     def set_rate(self, namespace: str, service: str, rate_rps: float) -> None:
         with self._lock:
-            for role in ("prefill", "decode"):
-                page = self.pages[(namespace, service, role)]
-                page.advance(time.monotonic())
-                page.rate_rps = rate_rps
+            self._rates[(namespace, service)] = rate_rps
+            self._split(namespace, service, time.monotonic())
+
+    def _split(self, namespace: str, service: str, now: float) -> None:
+        for role in ("prefill", "decode"):
+            own = self._role_pages(namespace, service, role)
+            for page in own:
+                page.advance(now)
+                page.rate_rps = self._rates[(namespace, service)] / len(own)
 
     def targets(self) -> list[ScrapeTarget]:
+        with self._lock:
+            keys = list(self.pages)
         return [
-            ScrapeTarget(self.address, {"namespace": ns, "service": svc, "role": role},
-                         metrics_path=f"/metrics/{ns}/{svc}/{role}")
-            for ns, svc, role in self.pages
+            ScrapeTarget(self.address, {"namespace": ns, "service": svc, "role": role, "pod": f"{svc}-{role}-{i}"},
+                         metrics_path=f"/metrics/{ns}/{svc}/{role}/{i}")
+            for ns, svc, role, i in keys
         ]
 
     def __enter__(self) -> ServicePages:
