@@ -103,7 +103,8 @@ def agents_base_clocks(obj: dict[str, Any]) -> dict[str, int | None]:
 
 class EnginesFollowPods:
     """One engine page per scheduled pod of each role, as engines start and stop with their pods
-    (the planner never shrinks a role some of whose ready engines it cannot read)."""
+    (the planner never shrinks a role some of whose ready engines it cannot read), and the clock
+    the agents read back set to the base clock they take from the service (agents_base_clocks)."""
 
     def __init__(self, cluster: ControlPlane, namespace: str, pages: ServicePages, prometheus: PrometheusServer):
         self._args = (cluster, namespace, pages, prometheus)
@@ -123,6 +124,11 @@ class EnginesFollowPods:
                     pages.set_pods(namespace, "llama", role, n)
                 prometheus.set_targets("pages", pages.targets())
                 seen = counts
+            obj = get(cluster, "eals", "llama", namespace)
+            if obj is not None and (obj.get("status") or {}).get("plan"):
+                for role, mhz in agents_base_clocks(obj).items():
+                    if mhz:
+                        pages.set_clock(namespace, "llama", role, mhz)
 
     def __enter__(self) -> EnginesFollowPods:
         self._thread.start()

@@ -42,8 +42,11 @@ class RolePage:
     """This share of first tokens takes ``slow_ttft_s`` (a P99 tail), the rest ``ttft_s``."""
     itl_s: float = 0.03
     idle_watts: float = 90.0
-    joules_per_request: float = 300.0
+    joules_per_request: float = 12.0
+    """GPU energy above idle per request served by this role (about what the twin's tables give
+    Llama-8B TP1 on H100 at the lengths above)."""
     sm_clock_mhz: int = 1410
+    """What the agent reads back; a test sets it to the planned base clock, as the agent would."""
     _requests: float = 0.0
     _energy_j: float = 0.0
     _last_s: float | None = None
@@ -149,6 +152,13 @@ class ServicePages:
             for key in [k for k in self.pages if k[:3] == (namespace, service, role) and int(k[3]) >= pods]:
                 del self.pages[key]
             self._split(namespace, service, now)
+
+    def set_clock(self, namespace: str, service: str, role: str, mhz: int) -> None:
+        """The SM clock the role's agents read back (the planned base clock, once they follow it)."""
+        with self._lock:
+            for page in self._role_pages(namespace, service, role):
+                page.advance(time.monotonic())
+                page.sm_clock_mhz = mhz
 
     def set_rate(self, namespace: str, service: str, rate_rps: float) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import pytest
 
 from e2e.harness.controlplane import ControlPlane
 from e2e.harness.prometheus import PrometheusServer
-from e2e.harness.servicepages import ServicePages
+from e2e.harness.servicepages import RolePage, ServicePages
 from joulescale_operator.testing import OperatorProcess, apply, condition, free_port, get, service_manifest
 
 pytestmark = pytest.mark.integration
@@ -97,8 +97,10 @@ def test_plans_follow_the_load_and_hold_while_prometheus_is_down(
     assert (plan["prefillReplicas"], plan["decodeReplicas"]) == (1, 1)
     assert plan["prefillBaseClockMHz"] > 0
     assert plan["decodeBaseClockMHz"] > 0
-    # The pages' agents draw idle 90 W + 300 J per request per role: energy follows from them.
-    assert energy["prefill"]["averagePowerWatts"] == pytest.approx(90 + 300 * LOW_RPS, rel=0.25)
+    # The pages' agents draw idle power plus a fixed energy per request: energy follows from them.
+    traits = RolePage(namespace, "llama", "prefill", LOW_RPS)
+    expected_w = traits.idle_watts + traits.joules_per_request * LOW_RPS
+    assert energy["prefill"]["averagePowerWatts"] == pytest.approx(expected_w, rel=0.25)
     assert energy["sloAttainment"] >= 0.98
     assert energy["joulesPerOutputToken"] > 0
 
