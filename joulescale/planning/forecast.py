@@ -4,8 +4,10 @@ Two forecasters, chosen by name (``FORECASTERS``):
 
 - ``last-window``: BiScale's rule, the next interval looks like the last one.
 - ``ewma-upper``: the larger of an exponentially weighted mean of recent rates and an upper
-  quantile of the last few windows' rates, so one quiet window after a burst does not shrink the
-  cluster, while a sustained fall still lowers the forecast. The length mix pools the recent
+  quantile (by default the peak) of the last two windows' rates, so one quiet window after a burst
+  does not shrink the cluster, while a sustained fall still lowers the forecast step by step. This
+  is the rule of Kubernetes' HorizontalPodAutoscaler, which scales down only to the highest
+  recommendation of its stabilisation window (five minutes by default), with an EWMA for the decay. The length mix pools the recent
   windows. It is the default: on trace replays it misses fewer bursts (docs/planner.md has the
   measured errors, ``forecast_errors`` measures them).
 
@@ -32,16 +34,23 @@ MIX_GRID_RATIO = 1.1
 
 @dataclass(frozen=True, slots=True)
 class LengthMix:
-    """Prompt and output lengths as ``MIX_POINTS`` equally likely values each (rounded, ascending)."""
+    """Prompt and output lengths as ``MIX_POINTS`` equally likely values each (rounded, ascending),
+    and the longest prompt and request seen (rounded up to the grid): an instance whose KV cache
+    cannot hold them cannot serve the mix, however rare they are."""
 
     prompt_tokens: tuple[int, ...]
     output_tokens: tuple[int, ...]
+    longest_prompt_tokens: int = 0
+    longest_request_tokens: int = 0
+    """Prompt plus output tokens of the longest request."""
 
     @classmethod
     def of(cls, prompt_tokens: Sequence[int], output_tokens: Sequence[int]) -> LengthMix:
         if not prompt_tokens or not output_tokens:
             raise ValueError("a length mix needs at least one request")
-        return cls(_points(prompt_tokens), _points(output_tokens))
+        longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
+        return cls(_points(prompt_tokens), _points(output_tokens), _round_up_to_grid(max(prompt_tokens)),
+                   _round_up_to_grid(longest))
 
     @property
     def mean_prompt_tokens(self) -> float:
@@ -53,12 +62,17 @@ class LengthMix:
 
     def key(self) -> list[list[int]]:
         """What a cache keys on (JSON-friendly)."""
-        return [list(self.prompt_tokens), list(self.output_tokens)]
+        return [list(self.prompt_tokens), list(self.output_tokens), [self.longest_prompt_tokens,
+                                                                     self.longest_request_tokens]]
 
 
 def _round_to_grid(value: float) -> int:
     step = round(math.log(max(value, 1.0)) / math.log(MIX_GRID_RATIO))
     return max(1, round(MIX_GRID_RATIO ** step))
+
+
+def _round_up_to_grid(value: float) -> int:
+    return max(1, math.ceil(MIX_GRID_RATIO ** math.ceil(math.log(max(value, 1.0)) / math.log(MIX_GRID_RATIO))))
 
 
 def _points(values: Sequence[int]) -> tuple[int, ...]:
@@ -116,7 +130,7 @@ class EwmaUpper:
 
     name = "ewma-upper"
 
-    def __init__(self, alpha: float = 0.5, history: int = 4, quantile: float = 0.75) -> None:
+    def __init__(self, alpha: float = 0.5, history: int = 2, quantile: float = 1.0) -> None:
         if not 0.0 < alpha <= 1.0 or history < 1 or not 0.0 <= quantile <= 1.0:
             raise ValueError("alpha in (0, 1], history >= 1 and quantile in [0, 1]")
         self.alpha, self.quantile = alpha, quantile

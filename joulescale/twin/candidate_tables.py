@@ -11,7 +11,9 @@ and ``joules_per_request`` (slope).
 Tables are cached per (profile content, engine, clock, phase, SLO, length mix, KV medium) like the
 cluster capacities (``capacity.CapacityCache``'s file, its own key space), and a length mix is
 already rounded to a bucket (``LengthMix``), so a planner interval whose mix drifted by less than a
-bucket costs a dictionary look-up; a new bucket costs about a second per candidate here.
+bucket costs a dictionary look-up; a new bucket costs about a second per candidate here. A
+candidate whose KV cache cannot hold the mix's longest prompt (prefill) or longest request
+(decode) has no capacity on it: vLLM refuses such a request, and the twin refuses such a trace.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from joulescale.control.policy import Slo
 from joulescale.engines.observation import Phase
+from joulescale.inputfile import read_bounded_text
 from joulescale.planning.candidates import Candidate, CandidateTable, enumerate_candidates
 from joulescale.planning.forecast import LengthMix
 from joulescale.profiles.model import GpuProfile
@@ -40,8 +43,9 @@ STEADY_LIFETIMES = 4.0
 the TTFT target for prefill), so a high rate is judged in steady state, not on the ramp from an
 empty instance (600 requests arriving within a second would all fit one decode batch)."""
 PROBE_REQUESTS_MAX = 50_000
-_VERSION = 1
+_VERSION = 2
 _FILE = "candidate_tables.json"
+_MAX_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class TwinCandidateSource:
@@ -84,7 +88,7 @@ class TwinCandidateSource:
         physics = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
         configuration = {"version": _VERSION, "physics": physics, "engine": self._engine,
                          "phase": candidate.phase, "clock": candidate.base_clock_mhz, "mix": mix.key(),
-                         "slo": [slo.ttft_ms, slo.tpot_ms, slo.percentile], "medium": self._medium.name}
+                         "slo": [float(slo.ttft_ms), float(slo.tpot_ms), int(slo.percentile)], "medium": self._medium.name}
         return hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:24]
 
     def _compute(self, candidate: Candidate, mix: LengthMix, slo: Slo) -> CandidateTable:
@@ -97,6 +101,9 @@ class TwinCandidateSource:
             return probe(phase, profile, candidate.base_clock_mhz, mix, slo, rate, count, self._medium)
 
         idle = profile.tensor_parallel_size * profile.idle_power_watts
+        longest = mix.longest_prompt_tokens if candidate.phase == "prefill" else mix.longest_request_tokens
+        if profile.kv_capacity_tokens < longest:  # vLLM would refuse the longest request
+            return CandidateTable(candidate, 0.0, idle, idle, 0.0, ((0.0, idle),))
         try:
             capacity, _ = find_capacity_scale(lambda rate: run(candidate.phase, rate).met_slo, start_scale=1.0)
         except NoRateMeetsSloError:
@@ -110,9 +117,9 @@ class TwinCandidateSource:
     def _read(self) -> dict[str, object]:
         if self._path is None or not self._path.exists():
             return {}
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # bounded and regular files only, as the capacity cache: a cache is never worth a hang
+            data = json.loads(read_bounded_text(self._path, _MAX_CACHE_BYTES))
+        except (OSError, ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
 
