@@ -133,19 +133,30 @@ class PrometheusServer:
         return list(data["activeTargets"])
 
     def wait_scraped(self, address: str, timeout_s: float = 30.0, scrapes: int = 1) -> None:
-        """Wait until ``address`` has been scraped successfully (its ``up`` is 1) ``scrapes`` times."""
+        """Wait until ``address`` has been scraped successfully ``scrapes`` times from now on
+        (scrapes before the call, e.g. before a restart, do not count)."""
         deadline = time.monotonic() + timeout_s
+        before = self._last_scrape(address)
+        seen: set[str] = set()
         last = "not discovered yet"
         while time.monotonic() < deadline:
-            series = self.query(f'count_over_time(up{{instance="{address}"}}[5m])')
-            healthy = self.query(f'up{{instance="{address}"}} == 1')
-            if series and healthy and float(series[0]["value"][1]) >= scrapes:
-                return
             for target in self.targets():
-                if target["labels"].get("instance") == address:
-                    last = f"health {target['health']}, last error {target.get('lastError')!r}"
-            time.sleep(0.2)
-        raise HarnessError(f"Prometheus did not scrape {address} in {timeout_s:.0f} s: {last}")
+                if target["labels"].get("instance") != address:
+                    continue
+                last = f"health {target['health']}, last error {target.get('lastError')!r}"
+                stamp = str(target.get("lastScrape", ""))
+                if target["health"] == "up" and stamp != before:
+                    seen.add(stamp)
+            if len(seen) >= scrapes:
+                return
+            time.sleep(0.1)
+        raise HarnessError(f"Prometheus did not scrape {address} {scrapes} times in {timeout_s:.0f} s: {last}")
+
+    def _last_scrape(self, address: str) -> str:
+        for target in self.targets():
+            if target["labels"].get("instance") == address:
+                return str(target.get("lastScrape", ""))
+        return ""
 
     def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
         """An instant query's vector (``[{"metric": {...}, "value": [t, "v"]}, ...]``)."""

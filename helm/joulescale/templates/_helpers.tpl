@@ -67,3 +67,63 @@ pod-security.kubernetes.io/{{ $mode }}-version: latest
 - name: profiles
   configMap: {name: {{ .Release.Name }}-profiles}
 {{- end -}}
+
+{{/* The alert rule groups (a PrometheusRule's spec.groups; `promtool check rules` reads the same
+text under `groups:`). Thresholds come from metrics.prometheusRule. */}}
+{{- define "joulescale.alertGroups" -}}
+{{- $r := .Values.metrics.prometheusRule -}}
+- name: joulescale.slo
+  rules:
+    - alert: JouleScaleTtftSloAttainmentLow
+      expr: >-
+        sum by (namespace, service) (rate({__name__=~"vllm:time_to_first_token_seconds_bucket|sglang:time_to_first_token_seconds_bucket", le="{{ $r.ttftBucketSeconds }}"}[{{ $r.windowMinutes }}m]))
+        / sum by (namespace, service) (rate({__name__=~"vllm:time_to_first_token_seconds_count|sglang:time_to_first_token_seconds_count"}[{{ $r.windowMinutes }}m]))
+        < {{ $r.sloAttainmentMin }}
+      for: {{ $r.forMinutes }}m
+      labels: {severity: warning}
+      annotations:
+        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }}: {{ "{{" }} $value | humanizePercentage {{ "}}" }} of requests had their first token within {{ $r.ttftBucketSeconds }} s"
+    - alert: JouleScaleTpotSloAttainmentLow
+      expr: >-
+        sum by (namespace, service) (rate({__name__=~"vllm:inter_token_latency_seconds_bucket|sglang:inter_token_latency_seconds_bucket", le="{{ $r.tpotBucketSeconds }}"}[{{ $r.windowMinutes }}m]))
+        / sum by (namespace, service) (rate({__name__=~"vllm:inter_token_latency_seconds_count|sglang:inter_token_latency_seconds_count"}[{{ $r.windowMinutes }}m]))
+        < {{ $r.sloAttainmentMin }}
+      for: {{ $r.forMinutes }}m
+      labels: {severity: warning}
+      annotations:
+        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }}: {{ "{{" }} $value | humanizePercentage {{ "}}" }} of output tokens came within {{ $r.tpotBucketSeconds }} s"
+- name: joulescale.agent
+  rules:
+    - alert: JouleScaleAgentFailSafe
+      expr: max by (namespace, service, pod, role) (joulescale_failsafe) == 1
+      for: {{ $r.forMinutes }}m
+      labels: {severity: warning}
+      annotations:
+        summary: "the agent released the clocks of {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }}: its engine's metrics are stale"
+    - alert: JouleScaleAgentReadOnly
+      expr: max by (namespace, pod, instance) (joulescale_read_only) == 1
+      for: {{ $r.forMinutes }}m
+      labels: {severity: warning}
+      annotations:
+        summary: "the agent {{ "{{" }} $labels.pod {{ "}}" }} cannot change some GPU clocks (no permission, MIG or NotSupported)"
+    - alert: JouleScaleClocksLockedOnStaleEngine
+      expr: >-
+        max by (namespace, service, pod, role) (joulescale_gpu_target_sm_clock_mhz) > 0
+        and on (namespace, pod)
+        max by (namespace, pod) (up{role=~"prefill|decode"}) == 0
+      for: 2m
+      labels: {severity: critical}
+      annotations:
+        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }} keeps a locked clock while its engine cannot be scraped"
+- name: joulescale.operator
+  rules:
+    - alert: JouleScalePlanFailing
+      expr: >-
+        sum by (namespace, service) (increase(joulescale_operator_plan_passes_total{outcome=~"failed|unavailable"}[{{ $r.windowMinutes }}m])) > 0
+        unless on (namespace, service)
+        sum by (namespace, service) (increase(joulescale_operator_plan_passes_total{outcome="planned"}[{{ $r.windowMinutes }}m])) > 0
+      for: {{ $r.forMinutes }}m
+      labels: {severity: warning}
+      annotations:
+        summary: "no plan for {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }} in {{ $r.windowMinutes }} min: its last plan stays (Planned=False)"
+{{- end -}}

@@ -18,7 +18,11 @@ pytestmark = pytest.mark.integration
 RELEASE = "joulescale"
 """The release name that gives the chart's objects the names the manifests use."""
 HELM_ONLY_LABELS = {"app.kubernetes.io/managed-by", "app.kubernetes.io/version", "helm.sh/chart"}
-SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_OPERATOR_APIS = tuple(
+    option
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+    for option in ("--api-versions", f"monitoring.coreos.com/v1/{kind}")
+)
 
 Key = tuple[str, str, str]
 
@@ -100,11 +104,14 @@ def test_the_namespaced_overlay_is_the_chart_watching_its_namespace(crd_plane: C
 
 
 def test_the_monitoring_overlay_is_the_chart_where_prometheus_operator_runs(crd_plane: ControlPlane) -> None:
-    # The chart's ServiceMonitor needs the Prometheus Operator's CRD: absent, none is rendered.
-    assert [d for d in chart(crd_plane) if d["kind"] == "ServiceMonitor"] == []
-    monitored = chart(crd_plane, "--set", "namespace.create=true", "--api-versions", SERVICE_MONITOR_API)
+    # The chart's monitors, alerts and dashboard need the Prometheus Operator's CRDs: absent,
+    # none is rendered.
+    monitoring_kinds = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+    assert [d for d in chart(crd_plane) if d["kind"] in monitoring_kinds - {"ConfigMap"}] == []
+    assert [d for d in chart(crd_plane) if d["metadata"]["name"] == "joulescale-dashboard"] == []
+    monitored = chart(crd_plane, "--set", "namespace.create=true", *PROMETHEUS_OPERATOR_APIS)
     kinds = assert_same_objects(monitored, kustomize(crd_plane, "monitoring"))
-    assert "ServiceMonitor" in kinds
+    assert monitoring_kinds <= kinds
     (monitor,) = [d for d in monitored if d["kind"] == "ServiceMonitor"]
     (service,) = [d for d in monitored if d["kind"] == "Service"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
