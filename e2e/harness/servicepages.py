@@ -2,8 +2,8 @@
 
 Each (namespace, service, role) page holds what a vLLM engine of that role publishes (rendered
 by the simulated engine's page writer, e2e/simengine/metrics.py, with vLLM's bucket edges) and
-what its node agent publishes for its GPU (``joulescale_gpu_energy_joules``,
-``joulescale_gpu_sm_clock_mhz``), grown from a steady traffic at each read: requests at
+what its node agent publishes for its GPU (the agent's own exporter, AgentMetrics: the energy
+counter, the read-back clock and power), grown from a steady traffic at each read: requests at
 ``rate_rps`` with fixed lengths, latencies and power. A test or a bench changes ``rate_rps`` to
 ramp the load. Cheaper than a simulated engine per role: the planner loop's integration test and
 bench/planner_loop.py need many services' series in Prometheus, not engines that serve.
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from e2e.harness.prometheus import ScrapeTarget
-from e2e.simengine.metrics import PageWriter, render_vllm
+from e2e.simengine.metrics import render_vllm
 from joulescale.engines.dialects import VLLM_ITL_EDGES_S, VLLM_TTFT_EDGES_S
 from joulescale.engines.histogram import HistogramRecorder
 from joulescale.engines.sample import EngineSample
+from joulescale_agent.exporter import AgentMetrics
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -52,6 +53,7 @@ class RolePage:
     _last_s: float | None = None
     _ttft: HistogramRecorder = field(default_factory=lambda: HistogramRecorder(VLLM_TTFT_EDGES_S))
     _itl: HistogramRecorder = field(default_factory=lambda: HistogramRecorder(VLLM_ITL_EDGES_S))
+    _agent: AgentMetrics = field(default_factory=AgentMetrics)
 
     def advance(self, now_s: float) -> None:
         elapsed = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
@@ -77,14 +79,12 @@ class RolePage:
             preemptions_total=0.0, ttft=self._ttft.snapshot(),
             inter_token_latency=self._itl.snapshot() if decode else None,
         )
-        page = PageWriter()
-        labels = {"gpu": "0", "namespace": self.namespace, "service": self.service,
-                  "pod": f"{self.service}-{self.role}-{self.index}", "role": self.role}
-        page.scalar("joulescale_gpu_energy_joules", "counter", "GPU energy counter, in joules.", labels,
-                    self._energy_j)
-        page.scalar("joulescale_gpu_sm_clock_mhz", "gauge", "SM clock read back from the GPU.", labels,
-                    float(self.sm_clock_mhz))
-        return render_vllm(sample, MODEL) + page.text()
+        labels = (f"GPU-{self.service}-{self.role}-{self.index}", self.namespace, self.service,
+                  f"{self.service}-{self.role}-{self.index}", self.role)
+        self._agent.set_energy(labels, self._energy_j)
+        self._agent.actual_clock.labels(*labels).set(self.sm_clock_mhz)
+        self._agent.power.labels(*labels).set(self.idle_watts + self.joules_per_request * self.rate_rps)
+        return render_vllm(sample, MODEL) + self._agent.render().decode()
 
 
 class ServicePages:

@@ -104,6 +104,7 @@ class PlannerLoop:
                         body = fresh
                         continue
                 self._record(key, body, result.outcome, result.events, result.plan_changed)
+                self.metrics.record_status(namespace, name, stored.get("status") or {})
                 if result.plan_changed:
                     self._apply(key, stored)
                 break

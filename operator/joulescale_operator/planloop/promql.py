@@ -3,7 +3,8 @@ their own, over the same metric names).
 
 Names come from the engines' pages (vLLM v0.11-0.12 ``vllm/v1/metrics/loggers.py``; SGLang
 ``srt/metrics/collector.py``; the simulated engines publish the same, ``e2e/simengine``) and from
-the agent's exporter (``joulescale_gpu_energy_joules``, ``joulescale_gpu_sm_clock_mhz``). Every
+the agent's exporter (``joulescale_gpu_energy_joules_total``: the client library adds ``_total``
+to a counter's name; ``joulescale_gpu_sm_clock_mhz``). Every
 series is selected by the ``namespace`` and ``service`` labels, which the chart's monitors (and
 the agent itself) put on them, and grouped by ``role``.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-AGENT_ENERGY = "joulescale_gpu_energy_joules"
+AGENT_ENERGY = "joulescale_gpu_energy_joules_total"
 AGENT_SM_CLOCK = "joulescale_gpu_sm_clock_mhz"
 
 

@@ -84,6 +84,10 @@ def test_a_conflict_rereads_and_writes_over_the_newer_status_with_one_plan() -> 
     assert posted.events == [("Normal", "PlanChanged")]
     assert sample(loop.metrics, "joulescale_operator_plan_changes_total") == 1.0
     assert sample(loop.metrics, "joulescale_operator_plan_duration_seconds_count") == 1.0
+    assert sample(loop.metrics, "joulescale_operator_planned_replicas", role="decode") == 2.0
+    assert sample(loop.metrics, "joulescale_operator_planned_base_clock_mhz", role="prefill") == 1725.0
+    saving = stored.obj["status"]["energy"]["estimatedSavingPercent"]
+    assert sample(loop.metrics, "joulescale_operator_estimated_saving_ratio") == saving / 100
 
 
 def test_services_are_planned_when_due_and_an_outage_writes_once() -> None:
