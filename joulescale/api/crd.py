@@ -60,7 +60,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "GPU energy per output token over the last window, in J.",
     },
     {
-        "name": "SLO %",
+        "name": "SLO%",
         "type": "string",
         "jsonPath": ".status.energy.sloAttainmentPercent",
         "description": "Requests within both latency objectives over the last window, in percent.",

@@ -91,7 +91,7 @@ def test_crd_has_status_subresource_printer_columns_and_short_name() -> None:
     assert version["subresources"] == {"status": {}}
     columns = [column["name"] for column in version["additionalPrinterColumns"]]
     assert columns == [
-        "Ready", "Reason", "Prefill", "Decode", "Planned", "J/token", "SLO %", "Policy", "Endpoint", "Model", "Age"
+        "Ready", "Reason", "Prefill", "Decode", "Planned", "J/token", "SLO%", "Policy", "Endpoint", "Model", "Age"
     ]
     by_name = {column["name"]: column for column in version["additionalPrinterColumns"]}
     assert by_name["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
