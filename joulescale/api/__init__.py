@@ -29,7 +29,14 @@ from joulescale.api.spec import (
     SloSpec,
     parse_spec,
 )
-from joulescale.api.status import Condition, EnergyAwareLLMServiceStatus, EnergyStatus, PlanStatus, RoleStatus
+from joulescale.api.status import (
+    Condition,
+    EnergyAwareLLMServiceStatus,
+    EnergyStatus,
+    PhaseEnergy,
+    PlanStatus,
+    RoleStatus,
+)
 from joulescale.api.volumes import Volume
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "KvTransferSpec",
     "ModelCacheSpec",
     "ModelSpec",
+    "PhaseEnergy",
     "PlanStatus",
     "PlannerSpec",
     "PodSpecOverride",

@@ -48,6 +48,24 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Ready/desired decode replicas.",
     },
     {
+        "name": "Planned",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Planned")].reason',
+        "description": "Why the last planning pass did what it did (Planned, PlanKept, PrometheusUnavailable...).",
+    },
+    {
+        "name": "J/token",
+        "type": "number",
+        "jsonPath": ".status.energy.joulesPerOutputToken",
+        "description": "GPU energy per output token over the last window, in J.",
+    },
+    {
+        "name": "SLO%",
+        "type": "string",
+        "jsonPath": ".status.energy.sloAttainmentPercent",
+        "description": "Requests within both latency objectives over the last window, in percent.",
+    },
+    {
         "name": "Policy",
         "type": "string",
         "jsonPath": ".spec.energy.policy",

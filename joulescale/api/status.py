@@ -59,18 +59,49 @@ class PlanStatus(StatusModel):
     predicted_power_watts: float | None = Field(
         default=None, ge=0, description="Predicted average GPU power, in W."
     )
+    reason: str | None = Field(default=None, description="Why the planner chose this plan (or kept the last).")
+
+
+class PhaseEnergy(StatusModel):
+    """One phase's GPU energy over the window, from the agents' energy counters."""
+
+    average_power_watts: float | None = Field(default=None, ge=0, description="Average GPU power, in W.")
+    joules_per_output_token: float | None = Field(
+        default=None, ge=0, description="This phase's GPU energy per output token of the service, in J."
+    )
 
 
 class EnergyStatus(StatusModel):
-    """Observed energy over the last window (written by the planner from agent metrics)."""
+    """Observed energy over the last window (written by the planner loop from agent and engine metrics)."""
 
     window_seconds: int | None = Field(default=None, ge=0, description="The observation window, in seconds.")
+    observed_at: str | None = Field(default=None, description="When the window ended (RFC 3339).")
     average_power_watts: float | None = Field(default=None, ge=0, description="Average GPU power, in W.")
     joules_per_output_token: float | None = Field(
         default=None, ge=0, description="GPU energy per output token, in J."
     )
+    prefill: PhaseEnergy | None = Field(default=None, description="The prefill GPUs' share.")
+    decode: PhaseEnergy | None = Field(default=None, description="The decode GPUs' share.")
     slo_attainment: float | None = Field(
-        default=None, ge=0, le=1, description="The fraction of requests within both SLOs (0..1)."
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "The lower of two fractions from the engines' histograms: first tokens within the TTFT "
+            "objective, and output tokens within the TPOT objective (0..1)."
+        ),
+    )
+    slo_attainment_percent: str | None = Field(
+        default=None, description="sloAttainment in percent, for kubectl get (e.g. 99.2)."
+    )
+    estimated_saving_percent: float | None = Field(
+        default=None,
+        le=100,
+        description=(
+            "Estimated GPU energy saved against static maximum clocks, in percent: each phase's measured "
+            "energy rescaled by its profile's energy per iteration at the maximum SM clock over that at "
+            "the phase's average SM clock in the window. Negative: more than at max clocks."
+        ),
     )
 
 

@@ -25,6 +25,11 @@ from joulescale_operator.connection import connection_info, load_configuration
 from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
 from joulescale_operator.own_writes import OwnWrites
+from joulescale_operator.planloop.daemon import PlannerLoop
+from joulescale_operator.planloop.loop import PlanPass
+from joulescale_operator.planloop.opmetrics import OperatorMetrics
+from joulescale_operator.planloop.planner import CorePlanner
+from joulescale_operator.planloop.prometheus import PrometheusSource
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import ChildRef, render_children
 from joulescale_operator.resync import Resync
@@ -69,6 +74,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     resync = Resync(cluster, KopfEvents, utc_now, render=render, profiles=profiles)
     stop_resync = threading.Event()
     ours = settings  # kopf passes its own `settings` to activity handlers
+    metrics = OperatorMetrics()
+    planner = planner_loop(settings, kube, resync, profiles, metrics)
+    planner_started = threading.Event()
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -78,6 +86,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         except ClusterError as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
         resync.start(ours.resync_interval_s, stop_resync)
+        if ours.metrics_port is not None:
+            metrics.serve(ours.metrics_port)
 
     # A failing probe turns kopf's liveness endpoint red (HTTP 500) at once (errors=PERMANENT).
     @kopf.on.probe(id="resync", errors=kopf.ErrorsMode.PERMANENT, registry=registry)
@@ -97,6 +107,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def track(body: kopf.Body, **kwargs: Any) -> None:
         """Async on purpose: it runs on the event loop, without a hop through the thread pool."""
         resync.observe(kwargs.get("type"), _plain(body))
+        if planner is not None and not planner_started.is_set():
+            # Started here, not at startup: the thread inherits this context, in which kopf's
+            # event poster is set (the startup handler's context lacks it).
+            planner_started.set()
+            planner.start(stop_resync)
 
     # Owned Deployments (kubebuilder's Owns()): readiness and drift reach the service without
     # waiting for the resync. Services are left to the resync: they carry no status, and a second
@@ -134,6 +149,27 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             patch.status[key] = value
 
     return registry
+
+
+def planner_loop(
+    settings: OperatorSettings, kube: KubeCluster, resync: Resync, profiles: ProfileCatalog, metrics: OperatorMetrics
+) -> PlannerLoop | None:
+    """The planner loop when a Prometheus is configured; a new plan is applied by reconciling the
+    service on the body the plan was written to."""
+    if settings.prometheus_url is None:
+        return None
+    core = (
+        CorePlanner(profiles, settings.planner_cache_dir)
+        if settings.planner_startup_s is None
+        else CorePlanner(profiles, settings.planner_cache_dir, settings.planner_startup_s)
+    )
+    plan_pass = PlanPass(PrometheusSource(settings.prometheus_url), core, profiles)
+
+    def apply(key: tuple[str, str], stored: dict[str, Any]) -> None:
+        resync.observe("MODIFIED", stored)
+        resync.child_changed(key)
+
+    return PlannerLoop(kube, plan_pass, resync.known, apply, KopfEvents, utc_now, metrics)
 
 
 def load_profiles(folder: Path | None) -> ProfileCatalog:

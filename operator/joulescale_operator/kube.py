@@ -46,6 +46,10 @@ class ClusterUnavailable(ClusterError):
     """Worth retrying: a conflict, throttling, an outage or a timeout."""
 
 
+class Conflict(ClusterUnavailable):
+    """HTTP 409: the object changed since it was read (a resourceVersion precondition failed)."""
+
+
 class Rejected(ClusterError):
     """The apiserver refused the object (invalid, forbidden); retrying the same will not help."""
 
@@ -75,6 +79,8 @@ def map_api_error(status: int, detail: str, what: str) -> ClusterError:
     status 0 means no answer at all (connection refused, TLS failure, timeout)."""
     if status == 500 and _TYPE_ERROR in detail:
         return Rejected(f"{what}: {detail}")  # retrying the same manifest fails the same way
+    if status == 409:
+        return Conflict(f"{what}: HTTP 409: {detail}")
     if status in _RETRYABLE_STATUSES or status == 0:
         return ClusterUnavailable(f"{what}: HTTP {status}: {detail}")
     return Rejected(f"{what}: {detail}")
@@ -124,6 +130,20 @@ class KubeCluster:
             content_type="application/merge-patch+json",
             subresource="/status",
         )
+
+    def patch_status_at(self, ref: ChildRef, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
+        """A merge patch of the status that applies only to ``resource_version`` of the object
+        (Conflict otherwise); returns the object as stored after it."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
+        result = self._call(
+            "PATCH",
+            ref,
+            [("fieldManager", self._field_manager)],
+            body,
+            content_type="application/merge-patch+json",
+            subresource="/status",
+        )
+        return result if isinstance(result, dict) else {}
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         """The pods of one namespace that carry every label of selector (at most POD_LIST_LIMIT)."""

@@ -61,6 +61,30 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         default=None,
         help="image carrying the engine hook package; default: the hook image of this operator's version",
     )
+    parser.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="the Prometheus the planner loop reads (e.g. http://prometheus:9090); default: no planner loop",
+    )
+    parser.add_argument(
+        "--planner-cache-dir",
+        type=_nonempty_path,
+        default=None,
+        help="directory caching the planner's candidate tables across restarts; default: memory only",
+    )
+    parser.add_argument(
+        "--planner-startup-seconds",
+        type=float,
+        default=None,
+        help="seconds before a new replica serves here; the planner scales up that early "
+        "(default: the planner's, docs/planner.md)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the operator's own /metrics on this port; default: off",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler run")
     parser.add_argument(
         "--check",
@@ -76,6 +100,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         liveness_endpoint=None if args.liveness == "off" else args.liveness,
         profiles_dir=args.profiles_dir,
         hook=HookSettings(host_dir=args.hook_host_dir, image=args.hook_image),
+        prometheus_url=args.prometheus_url,
+        planner_cache_dir=args.planner_cache_dir,
+        metrics_port=args.metrics_port,
+        planner_startup_s=args.planner_startup_seconds,
     )
     return settings, args.verbose, args.check
 

@@ -39,3 +39,17 @@ class OperatorSettings:
 
     hook: HookSettings = DEFAULT_HOOK_SETTINGS
     """The engine hook's node directory (the agents mount the same) and the image of its package."""
+
+    prometheus_url: str | None = None
+    """The Prometheus the planner loop reads (engine and agent metrics); None: no planner loop,
+    replica counts stay at their minimum or fixed values and no status.plan is written."""
+
+    planner_cache_dir: Path | None = None
+    """Where the planner's candidate tables are cached across restarts; None: in memory only."""
+
+    planner_startup_s: float | None = None
+    """Seconds before a new replica serves in this cluster (scheduling, image pull, model load):
+    the planner starts scale-ups that much early; None: the planner's default."""
+
+    metrics_port: int | None = None
+    """The port of the operator's own /metrics (plan duration, plan changes, Prometheus errors)."""

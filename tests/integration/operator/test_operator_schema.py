@@ -79,9 +79,11 @@ def test_printer_columns_show_readiness_roles_policy_endpoint_and_wide_the_model
     namespace = crd_plane.create_namespace("columns")
     apply(crd_plane, service_manifest("cols", namespace))
     header = crd_plane.kubectl("get", "eals", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "READY", "REASON", "PREFILL", "DECODE", "POLICY", "ENDPOINT", "AGE"]
+    assert header == ["NAME", "READY", "REASON", "PREFILL", "DECODE", "PLANNED", "J/TOKEN", "SLO%", "POLICY",
+                      "ENDPOINT", "AGE"]
     wide = crd_plane.kubectl("get", "eals", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
-    assert wide == ["NAME", "READY", "REASON", "PREFILL", "DECODE", "POLICY", "ENDPOINT", "MODEL", "AGE"]
+    assert wide == ["NAME", "READY", "REASON", "PREFILL", "DECODE", "PLANNED", "J/TOKEN", "SLO%", "POLICY",
+                    "ENDPOINT", "MODEL", "AGE"]
 
 
 def test_the_samples_are_accepted_and_the_kustomize_base_builds(crd_plane: ControlPlane) -> None:

@@ -80,7 +80,8 @@ def test_an_unschedulable_decode_pod_explains_the_service(crd_plane: ControlPlan
     table = crd_plane.kubectl("get", "eals", "llama", "-n", namespace).stdout.split("\n")
     header, row = table[0].split(), table[1].split()
     assert header[:3] == ["NAME", "READY", "REASON"]
-    assert dict(zip(header, row, strict=False))["ENDPOINT"] == f"llama-decode.{namespace}.svc:8000"
+    # The planner's columns are empty without a planner loop: whitespace cannot align the row.
+    assert f"llama-decode.{namespace}.svc:8000" in row
     assert row[2] == "Unschedulable"
     described = crd_plane.kubectl("describe", "eals", "llama", "-n", namespace).stdout
     assert "Insufficient nvidia.com/gpu" in described

@@ -90,10 +90,15 @@ def test_crd_has_status_subresource_printer_columns_and_short_name() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [column["name"] for column in version["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Reason", "Prefill", "Decode", "Policy", "Endpoint", "Model", "Age"]
+    assert columns == [
+        "Ready", "Reason", "Prefill", "Decode", "Planned", "J/token", "SLO%", "Policy", "Endpoint", "Model", "Age"
+    ]
     by_name = {column["name"]: column for column in version["additionalPrinterColumns"]}
     assert by_name["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert by_name["Endpoint"]["jsonPath"] == ".status.endpoint"
+    assert by_name["J/token"]["jsonPath"] == ".status.energy.joulesPerOutputToken"
+    energy = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["energy"]["properties"]
+    assert {"joulesPerOutputToken", "sloAttainmentPercent", "estimatedSavingPercent", "prefill", "decode"} <= set(energy)
     assert "endpoint" in version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
 
 

@@ -24,3 +24,15 @@ def test_flags_set_kubeconfig_namespaces_and_resync() -> None:
     assert settings.namespaces == ("a", "b")
     assert settings.resync_interval_s == 2.0
     assert settings.liveness_endpoint is None
+
+
+def test_the_planner_loop_is_off_without_prometheus_and_its_flags_reach_the_settings() -> None:
+    off, _, _ = parse_settings([])
+    assert off.prometheus_url is None
+    assert off.metrics_port is None
+    on, _, _ = parse_settings(["--prometheus-url", "http://prom:9090", "--planner-cache-dir", "t",
+                               "--planner-startup-seconds", "30", "--metrics-port", "8081"])
+    assert on.prometheus_url == "http://prom:9090"
+    assert on.planner_cache_dir == Path("t")
+    assert on.planner_startup_s == 30.0
+    assert on.metrics_port == 8081

@@ -1,0 +1,79 @@
+"""A Prometheus histogram's increase over a window, as ``sum by (le)`` returns it (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from joulescale_operator.planloop.source import Sample
+
+
+@dataclass(frozen=True, slots=True)
+class WindowHistogram:
+    buckets: tuple[tuple[float, float], ...]
+    """(upper bound, cumulative count), ascending, the +Inf bucket last."""
+
+    @classmethod
+    def of(cls, samples: list[Sample]) -> WindowHistogram | None:
+        """From a ``sum by (le)`` vector; None when it has no +Inf bucket (no histogram there)."""
+        buckets = sorted((_bound(labels.get("le", "")), value) for labels, value in samples)
+        buckets = [(le, count) for le, count in buckets if not math.isnan(le)]
+        if not buckets or not math.isinf(buckets[-1][0]):
+            return None
+        return cls(tuple(buckets))
+
+    @property
+    def count(self) -> float:
+        return self.buckets[-1][1]
+
+    def quantile(self, q: float) -> float | None:
+        """histogram_quantile's rule: linear within the bucket holding rank q x count; the highest
+        finite bound when the rank falls in +Inf. None without observations."""
+        total = self.count
+        if total <= 0:
+            return None
+        rank = q * total
+        lower_bound, lower_count = 0.0, 0.0
+        for le, cumulative in self.buckets:
+            if cumulative >= rank:
+                if math.isinf(le):
+                    return lower_bound
+                width = cumulative - lower_count
+                share = (rank - lower_count) / width if width > 0 else 1.0
+                return lower_bound + (le - lower_bound) * share
+            lower_bound, lower_count = le, cumulative
+        return lower_bound
+
+    def fraction_within(self, limit: float) -> float | None:
+        """The share of observations at most ``limit``, counted only up to the highest bucket bound
+        at or below it (a lower bound: an observation in a bucket straddling the limit counts as
+        over). None without observations."""
+        total = self.count
+        if total <= 0:
+            return None
+        within = max((count for le, count in self.buckets if le <= limit), default=0.0)
+        return min(1.0, within / total)
+
+    def samples(self, limit: int) -> list[int]:
+        """About ``limit`` values spread like the observations, each at its bucket's upper bound
+        (the +Inf bucket at the highest finite bound): lengths for a TrafficWindow."""
+        total = self.count
+        if total <= 0 or limit <= 0:
+            return []
+        finite = [le for le, _ in self.buckets if not math.isinf(le)]
+        ceiling = finite[-1] if finite else 1.0
+        values: list[int] = []
+        previous = 0.0
+        for le, cumulative in self.buckets:
+            share = (cumulative - previous) / total
+            previous = cumulative
+            value = max(1, round(ceiling if math.isinf(le) else le))
+            values += [value] * round(share * limit)
+        return values
+
+
+def _bound(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

@@ -1,0 +1,46 @@
+"""WindowHistogram follows histogram_quantile's rule and counts SLO attainment conservatively."""
+
+from __future__ import annotations
+
+import pytest
+
+from joulescale_operator.planloop.histogram import WindowHistogram
+
+
+def vector(*buckets: tuple[str, float]) -> list[tuple[dict[str, str], float]]:
+    return [({"le": le}, count) for le, count in buckets]
+
+
+HIST = vector(("0.1", 50.0), ("0.5", 90.0), ("1.0", 99.0), ("+Inf", 100.0))
+
+
+def test_quantile_interpolates_within_the_bucket_like_prometheus() -> None:
+    histogram = WindowHistogram.of(HIST)
+    assert histogram is not None
+    assert histogram.quantile(0.5) == pytest.approx(0.1)
+    assert histogram.quantile(0.7) == pytest.approx(0.1 + 0.4 * (70 - 50) / 40)
+    assert histogram.quantile(0.995) == pytest.approx(1.0)  # rank in +Inf: the highest finite bound
+
+
+def test_fraction_within_counts_only_buckets_at_or_below_the_limit() -> None:
+    histogram = WindowHistogram.of(HIST)
+    assert histogram is not None
+    assert histogram.fraction_within(0.5) == pytest.approx(0.9)
+    assert histogram.fraction_within(0.7) == pytest.approx(0.9)  # the 0.5-1.0 bucket straddles: counted over
+    assert histogram.fraction_within(0.05) == 0.0
+
+
+def test_no_observations_or_no_inf_bucket_means_no_answer() -> None:
+    empty = WindowHistogram.of(vector(("0.1", 0.0), ("+Inf", 0.0)))
+    assert empty is not None
+    assert empty.quantile(0.99) is None
+    assert empty.fraction_within(1.0) is None
+    assert WindowHistogram.of(vector(("0.1", 3.0))) is None
+    assert WindowHistogram.of([]) is None
+
+
+def test_samples_follow_the_bucket_shares() -> None:
+    histogram = WindowHistogram.of(vector(("128", 25.0), ("1024", 75.0), ("+Inf", 100.0)))
+    assert histogram is not None
+    samples = histogram.samples(8)
+    assert sorted(samples) == [128, 128, 1024, 1024, 1024, 1024, 1024, 1024]
