@@ -96,6 +96,16 @@ def _quiet_highs() -> None:
         os.close(saved)
 
 
+def solver_ready() -> str:
+    """Import cvxpy and check that it has HiGHS: a process that plans (the operator with a
+    Prometheus, the twin with --planner) calls it at start, not at its first interval."""
+    import cvxpy as cp
+
+    if "HIGHS" not in cp.installed_solvers():
+        raise RuntimeError(f"cvxpy {cp.__version__} has no HiGHS solver (install highspy)")
+    return f"cvxpy {cp.__version__} with HiGHS"
+
+
 @dataclass(slots=True)
 class _Compiled:
     """One program per (tables, products, shape rule), its right-hand sides as parameters: cvxpy

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import kopf
 
+from joulescale.planning.program import solver_ready
 from joulescale_operator.enginehook import HookSettings
 from joulescale_operator.handlers import build_registry
 from joulescale_operator.settings import OperatorSettings
@@ -110,8 +111,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
 
 def check() -> int:
     """Reached only once this module's imports succeeded: the handlers, and through them kopf
-    and the kubernetes client (the operator imports nothing lazily). No cluster is touched."""
-    print(f"joulescale-operator --check: ok ({build_registry.__module__} imported)")
+    and the kubernetes client; the planner's solver is imported only when a service is planned,
+    so it is checked here. No cluster is touched."""
+    solver = solver_ready()
+    print(f"joulescale-operator --check: ok ({build_registry.__module__} imported; {solver})")
     return 0
 
 

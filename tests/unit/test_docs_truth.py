@@ -89,16 +89,6 @@ def test_every_folder_of_the_layout_exists_unless_it_is_marked_planned() -> None
     assert not missing, f"docs/architecture.md lists folders that do not exist: {missing}"
 
 
-def test_the_planner_and_the_dashboard_are_marked_planned_where_they_are_described() -> None:
-    for page in ("README.md", "docs/architecture.md"):
-        text = (ROOT / page).read_text()
-        for paragraph in text.split("\n\n"):
-            mentions = re.search(r"\b(planner|dashboard)\b", paragraph, re.IGNORECASE)
-            marked = re.search(r"planned|(?:once|until) (?:it|the planner) exists", paragraph, re.IGNORECASE)
-            if mentions and "```" not in paragraph and not marked:
-                raise AssertionError(f"{page}: describes the {mentions.group(1)} as built:\n{paragraph}")
-
-
 def test_twin_md_keeps_the_facts_without_a_dated_history() -> None:
     text = (ROOT / "docs" / "twin.md").read_text()
     assert not re.findall(r"\b20\d\d-\d\d-\d\d\b", text)
