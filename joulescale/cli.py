@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sequences kept in the instance (vLLM's --max-num-seqs)")
     steady.add_argument("--clock-mhz", type=_MHZ, default=None, help="SM clock; None: the profile's f_max")
     steady.add_argument("--lengths", default=DEFAULT_MIX,
-                        help="trace whose prompt and output lengths make the mix")
+                        help="length mix: lmarena-chat (ML.ENERGY's Text Conversation task), or a trace "
+                             "(azure-conv, azure-code, a file) whose prompt and output lengths are cycled")
     steady.add_argument("--json", type=output_file, default=None, help="write the figures as JSON")
     return parser
 

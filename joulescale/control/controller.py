@@ -7,13 +7,14 @@ actuation rules a cluster runs are the ones the twin measured, with the same set
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.control.aggregated import AggregatedPolicy
 from joulescale.control.context import PolicyContext
 from joulescale.control.governor import ClockGovernor
+from joulescale.control.mixed_step import MixedStepPredictor
 from joulescale.control.policy import ClockBounds, ClockPolicy, Slo
 from joulescale.control.registry import make_policy, policy_entry
 from joulescale.control.settings import PolicySettings
@@ -61,5 +62,7 @@ def build_controller(
     governor = ClockGovernor(clocks, bounds, min_hold_s=settings.governor.min_hold_s)
     built: ClockPolicy = make_policy(policy, context)
     if role == "aggregated":
-        built = AggregatedPolicy(built, make_policy(policy, context))
+        # The prefill side predicts its steps as the mixed steps they are (joulescale/control/mixed_step.py).
+        mixed = MixedStepPredictor(profile)
+        built = AggregatedPolicy(make_policy(policy, replace(context, predictor=mixed)), built, mixed)
     return Controller(built, governor, policy_entry(policy).observes)

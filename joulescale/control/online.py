@@ -50,8 +50,14 @@ class OnlineCorrection:
         self._log_sample_limit = math.log(self.settings.sample_ratio_limit)
         self._log_factor_limit = math.log(self.settings.factor_limit)
         self._factor_cache: dict[tuple[Phase, int], float] = {}
-        self.version = 0
-        """Counts the samples learnt, so a caller can tell its predictions are still current."""
+        self._learnt = 0
+
+    @property
+    def version(self) -> int:
+        """Changes with every sample learnt and every change of the base predictor's inputs (a
+        ``version`` of its own, as ``MixedStepPredictor``'s decode load), so a caller can tell its
+        predictions are still current."""
+        return self._learnt + int(getattr(self.base, "version", 0))
 
     def factor(self, phase: Phase, sm_clock_mhz: float) -> float:
         """The current multiplicative correction at a clock."""
@@ -104,5 +110,5 @@ class OnlineCorrection:
             estimate.log_factor = min(max(moved, -self._log_factor_limit), self._log_factor_limit)
             estimate.samples += 1
         self._factor_cache.clear()
-        self.version += 1
+        self._learnt += 1
         return True

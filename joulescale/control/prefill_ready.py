@@ -58,7 +58,8 @@ class ReactionTime:
     def update(self, observation: Observation) -> None:
         if observation.queue is not None:
             return
-        running = observation.running_requests > 0
+        # An aggregated instance's page never shows a prompt in flight: its running count is assumed.
+        running = observation.running_requests > 0 and not observation.colocated
         if running and self._nothing_running and observation.iterations_delta == 0:
             self.batches_visible = True
         self._nothing_running = not running

@@ -84,6 +84,9 @@ class Observation:
     """Rich view: waiting and not-yet-finished prefill requests, in arrival order."""
     decoding: tuple[DecodeProgress, ...] | None = None
     """Rich view: the running decode requests."""
+    colocated: bool = False
+    """The prefill view of an aggregated instance: its ``running_requests`` is the one prompt
+    assumed in flight while prompts wait, not a batch the page shows (it never shows one)."""
 
     @property
     def idle(self) -> bool:

@@ -48,8 +48,10 @@ class ObservationBuilder:
         prefill view is then the page read as a P/D prefill instance's would be: vLLM's running
         gauge counts every sequence and its cache holds the decodes' contexts, and the page
         cannot tell which running request is still in prefill, so the prompts are the waiting
-        ones (a running prompt's chunks end within a few steps) and no batch is in flight; one
-        generated token per first token, so prompt tokens per request stay the prompts' length."""
+        ones (a running prompt's chunks end within a few steps). No batch is in flight, except
+        while prompts wait: the engine admits them at step boundaries, so they wait behind the
+        step in flight, counted as one prompt (its chunk unseen); one generated token per first
+        token, so prompt tokens per request stay the prompts' length."""
         self.phase = phase
         self.colocated = colocated
         self._previous: _Previous | None = None
@@ -93,8 +95,9 @@ class ObservationBuilder:
         if self.colocated and self.phase == "prefill":
             first = _hist_delta(sample.ttft, before.ttft if before else None)
             first_tokens = round(first.count) if first is not None else 0
-            observation = replace(observation, running_requests=0, context_tokens=0, kv_cache_usage=0.0,
-                                  generation_tokens_delta=first_tokens)
+            observation = replace(observation, running_requests=1 if observation.waiting_requests else 0,
+                                  context_tokens=0, kv_cache_usage=0.0,
+                                  generation_tokens_delta=first_tokens, colocated=True)
         return observation
 
     def _iterations(self, sample: EngineSample, before: EngineSample | None, itl: Histogram | None) -> int:

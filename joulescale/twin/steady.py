@@ -10,9 +10,10 @@ The instance runs at one fixed clock (f_max by default, as ML.ENERGY's runs), so
 is exactly TP x its mixed power x its latency (``physics.mixed_busy_power_watts``); the twin's
 ``SimGpuGroup`` would add nothing without clock changes.
 
-Length mix: the prompt and output lengths of a trace's requests in trace order, cycled
-(``azure-conv`` by default: Azure's production conversation service, the conversation trace the
-twin ships and uses everywhere; its arrival times are not used).
+Length mix: ``lmarena-chat`` by default, the lengths of ML.ENERGY's own task
+(``joulescale.twin.arena_lengths``), since the measurement is ML.ENERGY's; or the prompt and output
+lengths of a trace's requests in trace order, cycled (``azure-conv``: Azure's production
+conversation service; its arrival times are not used).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.engines.model import AggregatedModel
 from joulescale.engines.model.request import EngineRequest
 from joulescale.profiles.model import GpuProfile
+from joulescale.twin import arena_lengths
 from joulescale.twin.traces import load_trace
 
-DEFAULT_MIX = "azure-conv"
+DEFAULT_MIX = arena_lengths.NAME
 KV_WATERMARK = 0.01
 """vLLM's default share of the KV cache kept free at admission (as the twin's clusters)."""
 MAX_STEPS = 10_000_000
@@ -101,11 +103,13 @@ class SteadyResult:
 
 
 class _LengthMix:
-    """(prompt, output) lengths in trace order, cycled; requests that can never fit the cache are skipped."""
+    """(prompt, output) lengths in order, cycled; requests that can never fit the cache are skipped."""
 
     def __init__(self, trace_name: str, kv_capacity_tokens: int) -> None:
-        self._lengths = tuple((r.prompt_tokens, r.output_tokens) for r in load_trace(trace_name).requests
-                              if r.prompt_tokens + r.output_tokens <= kv_capacity_tokens)
+        every = arena_lengths.lengths() if trace_name == arena_lengths.NAME else \
+            tuple((r.prompt_tokens, r.output_tokens) for r in load_trace(trace_name).requests)
+        self._lengths = tuple((prompt, output) for prompt, output in every
+                              if prompt + output <= kv_capacity_tokens)
         if not self._lengths:
             raise ValueError(f"no request of {trace_name} fits the KV cache")
         self._next = 0

@@ -257,3 +257,28 @@ def test_the_colocated_prefill_view_reads_the_page_as_a_prefill_instance_would()
     assert prefill.generation_tokens_delta == first_tokens == 4
     assert prefill.prompt_tokens_delta / prefill.generation_tokens_delta == 300  # the prompts' length
     assert decode.generation_tokens_delta > prefill.generation_tokens_delta
+
+
+def test_a_prompt_waiting_on_an_aggregated_instance_waits_behind_a_step_in_flight() -> None:
+    """The engine runs steps back to back while anything runs and admits prompts at step
+    boundaries, so a prompt seen waiting waits for the step in flight, whose chunks the page does
+    not show: the prefill view counts one prompt in flight then, none while nothing waits."""
+    from joulescale.engines.observe import ObservationBuilder
+
+    recorder = MetricsRecorder(dialect_for("vllm"), 100_000)
+    model = _model(budget=512, recorder=recorder)
+    prefill_view = ObservationBuilder("prefill", colocated=True)
+    prefill_view.build(recorder.sample(), 0.0, MHZ)
+    for i in range(4):
+        model.enqueue(EngineRequest(i, 0.0, 300, 50), 0.0)
+    model.start_step(0.0)
+    now_s, _ = _step(model, 0.0)
+    queued = prefill_view.build(recorder.sample(), now_s, MHZ)
+    assert queued.waiting_requests > 0
+    assert queued.running_requests == 1
+    for _ in range(8):
+        model.start_step(now_s)
+        now_s, _ = _step(model, now_s)
+    drained = prefill_view.build(recorder.sample(), now_s, MHZ)
+    assert drained.waiting_requests == 0
+    assert drained.running_requests == 0

@@ -19,27 +19,49 @@ CHECKED = (32, 64, 128, 256)
 BY_SEQS = {p.max_num_seqs: p for p in PUBLISHED}
 
 
-WORKLOAD_GAP = (
-    "known gap, not met: the twin measures azure-conv's lengths (mean prompt 1155, output 211 tokens), "
-    "ML.ENERGY measured LM Arena chat (short prompts, long answers). On azure-conv a third to half of "
-    "each step's time is prefill, which draws near the board limit and costs more GPU time per output "
-    "token than ML.ENERGY's whole step: W per GPU is 13-18 % above the published figures at 32-256 "
-    "sequences and J per token 1.7-2.6x. See docs/twin.md, 'Steady state'.")
+STEP_TIME_GAP = (
+    "known gap, not met: the twin's steps are shorter than ML.ENERGY's, so it makes more tokens per second "
+    "at the same power (J per token 18-27 % low at 64-256 sequences, W per GPU within 6 %). The profile's "
+    "decode latency comes from AIConfigurator's database, 19 % faster per step than ML.ENERGY's measured "
+    "median inter-token latency of vLLM 0.11.1 already at 32 sequences (16.2 vs 20.0 ms); and ML.ENERGY's "
+    "prompt lengths are not published (doubling the assumed ones closes the gap, halving widens it). "
+    "See docs/physics.md, 'Checking the twin against ML.ENERGY', and python -m bench.mlenergy_causes.")
 
 
-@pytest.mark.xfail(strict=True, reason=WORKLOAD_GAP)
 @pytest.mark.parametrize("max_num_seqs", CHECKED)
 def test_watts_per_gpu_at_max_clock_are_within_10_percent_of_ml_energy(max_num_seqs: int) -> None:
     result = measure_steady(SteadySettings(TP4, max_num_seqs))
     assert result.clock_mhz == TP4.max_sm_clock_mhz
+    assert result.mix == "lmarena-chat"
     assert result.watts_per_gpu == pytest.approx(BY_SEQS[max_num_seqs].watts_per_gpu, rel=0.10)
 
 
-@pytest.mark.xfail(strict=True, reason=WORKLOAD_GAP)
-@pytest.mark.parametrize("max_num_seqs", CHECKED)
+@pytest.mark.parametrize("max_num_seqs", [
+    32, *(pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=STEP_TIME_GAP)) for n in (64, 128, 256))])
 def test_joules_per_output_token_at_max_clock_are_within_15_percent_of_ml_energy(max_num_seqs: int) -> None:
     result = measure_steady(SteadySettings(TP4, max_num_seqs))
     assert result.joules_per_output_token == pytest.approx(BY_SEQS[max_num_seqs].joules_per_output_token, rel=0.15)
+
+
+@pytest.mark.parametrize("max_num_seqs", [64, 128, 256])
+def test_where_joules_per_token_miss_the_twin_is_faster_not_hungrier(max_num_seqs: int) -> None:
+    """The remaining gap is time, not power: the twin's power is within 10 % while its tokens per
+    second exceed the published ones (4 GPUs x W / J) by more than that."""
+    result = measure_steady(SteadySettings(TP4, max_num_seqs))
+    published = BY_SEQS[max_num_seqs]
+    published_tokens_per_second = TP4.tensor_parallel_size * published.watts_per_gpu / published.joules_per_output_token
+    assert result.watts_per_gpu == pytest.approx(published.watts_per_gpu, rel=0.10)
+    assert result.output_tokens_per_second > 1.10 * published_tokens_per_second
+
+
+@pytest.mark.parametrize("max_num_seqs", CHECKED)
+def test_azure_conversation_lengths_cost_more_per_token_than_ml_energys_task(max_num_seqs: int) -> None:
+    """Five times more prompt per output token (1155 / 211 against 212 / 359): prefill, near the
+    board limit, takes a larger share of every step. This was the twin's 1.4-2.3x gap."""
+    arena = measure_steady(SteadySettings(TP4, max_num_seqs))
+    azure = measure_steady(SteadySettings(TP4, max_num_seqs, mix="azure-conv"))
+    assert azure.joules_per_output_token > 1.5 * arena.joules_per_output_token
+    assert azure.watts_per_gpu > arena.watts_per_gpu
 
 
 def _decode_only_trace(folder: Path) -> str:
@@ -84,7 +106,8 @@ def test_more_sequences_draw_more_power_and_cost_less_energy_per_token() -> None
 
 
 def test_a_full_kv_cache_runs_fewer_sequences_than_allowed() -> None:
-    result = measure_steady(SteadySettings(TP4, 1024, measured_completions=1500))
+    """Azure's long conversations fill the 456k-token cache long before 1024 sequences."""
+    result = measure_steady(SteadySettings(TP4, 1024, mix="azure-conv", measured_completions=1500))
     assert result.mean_batch < 0.5 * 1024
 
 
