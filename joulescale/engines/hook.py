@@ -13,7 +13,7 @@ All times are on the publisher's clock; the builder measures ages against the me
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from joulescale.engines.observation import QueuedPrompt
@@ -38,19 +38,24 @@ class ScheduledPrefill:
 
 @dataclass(frozen=True, slots=True)
 class ScheduledDecode:
-    """A running decode request of the scheduled step."""
+    """A running decode request of the scheduled step (the hook publishes no request id and no
+    arrival time for it)."""
 
     kv_tokens: int
     """Tokens in its KV cache (prompt, first token and those generated here)."""
     output_tokens: int
     """Tokens this instance has generated for it so far (the first token excluded)."""
-    arrival_s: float
-    """When it reached this instance: on a P/D decode instance, its first token's time."""
+
+
+MAX_ENTRIES = 1024
+"""Per-request entries one schedule message carries per list (the wire schema's limit: its
+totals stay exact, the waiting list keeps the oldest)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HookSchedule:
-    """One scheduling call: the step about to run and the queue it left."""
+    """One scheduling call: the step about to run and the queue it left. The totals are exact;
+    the entry lists hold at most ``MAX_ENTRIES`` each."""
 
     step_id: int
     at_s: float
@@ -58,6 +63,12 @@ class HookSchedule:
     decode: tuple[ScheduledDecode, ...]
     waiting: tuple[QueuedPrompt, ...]
     """The waiting queue in its order: prompt lengths and arrival times."""
+    prefill_requests: int
+    prefill_tokens: int
+    """Prompt tokens the step computes, chunks included."""
+    decode_requests: int
+    decode_kv_tokens: int
+    waiting_requests: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +82,16 @@ class HookStepDone:
 
 _PENDING_STEPS = 8
 """Scheduled steps kept until their end arrives (async scheduling has two in flight)."""
+_STARTS_KEPT = 4096
+"""Schedule instants kept to date a decode request's start (at 20 ms a step, 80 s)."""
 
 
 class HookTally:
     """The hook's messages since the previous observation: the latest schedule, and the steps that
     ended with what they completed. Bounded whatever the publisher sends."""
 
-    __slots__ = ("_pending", "busy_s", "generation_tokens", "iterations", "last_done_step", "last_iteration_s",
-                 "latest", "prompt_tokens")
+    __slots__ = ("_pending", "_started", "busy_s", "generation_tokens", "iterations", "last_done_step",
+                 "last_iteration_s", "latest", "prompt_tokens")
 
     def __init__(self) -> None:
         self.latest: HookSchedule | None = None
@@ -89,13 +102,32 @@ class HookTally:
         self.busy_s = 0.0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self._started: deque[float] = deque(maxlen=_STARTS_KEPT)
+        """When each of the latest schedules was published, oldest first (``decode_started_s``)."""
 
     def schedule(self, message: HookSchedule) -> None:
+        latest = self.latest
+        if latest is not None and message.step_id != latest.step_id + 1:
+            self._started.clear()  # a gap (dropped messages, a restart): older starts are unknown
         self.latest = message
+        self._started.append(message.at_s)
         pending = self._pending
         pending[message.step_id] = message
         while len(pending) > _PENDING_STEPS:
             pending.popitem(last=False)
+
+    def decode_started_s(self, output_tokens: int) -> float | None:
+        """When a request of the latest schedule with ``output_tokens`` generated began to decode:
+        a running request is in every step, so it was first scheduled that many steps before.
+        None when those steps are not all known; an earlier bound is then the oldest one known."""
+        started = self._started
+        if output_tokens < len(started):
+            return started[-1 - output_tokens]
+        return None
+
+    @property
+    def oldest_start_s(self) -> float | None:
+        return self._started[0] if self._started else None
 
     def step_done(self, message: HookStepDone) -> None:
         """Book a step's end; a step never scheduled (or already booked) counts once, with no tokens."""
@@ -110,7 +142,7 @@ class HookTally:
             if request.completes:
                 self.prompt_tokens += request.prompt_tokens
                 self.generation_tokens += 1
-        self.generation_tokens += len(step.decode)
+        self.generation_tokens += step.decode_requests
 
     @property
     def in_flight(self) -> HookSchedule | None:

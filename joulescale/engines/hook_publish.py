@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any, Protocol
 
-from joulescale.engines.hook import HookSchedule, HookStepDone, ScheduledDecode, ScheduledPrefill
+from joulescale.engines.hook import MAX_ENTRIES, HookSchedule, HookStepDone, ScheduledDecode, ScheduledPrefill
 from joulescale.engines.model.decode import DecodeModel
 from joulescale.engines.model.prefill import PrefillModel
 from joulescale.engines.observation import QueuedPrompt
@@ -27,19 +27,22 @@ class HookSink(Protocol):
 def prefill_schedule(model: PrefillModel[Any], step_id: int, now_s: float) -> HookSchedule:
     """What the hook publishes when a prefill instance has just scheduled its step."""
     step = model.step
-    queue = model.queue
     running = tuple(ScheduledPrefill(r.prompt_tokens, r.prefilled_tokens, r.chunk_tokens, r.engine_arrival_s)
-                    for r in step)
-    waiting = [QueuedPrompt(r.prompt_tokens, r.engine_arrival_s) for r in islice(queue, len(step), None)]
-    waiting.extend(QueuedPrompt(r.prompt_tokens, r.engine_arrival_s) for r in model.arrivals)
-    return HookSchedule(step_id, now_s, running, (), tuple(waiting))
+                    for r in islice(step, MAX_ENTRIES))
+    waiting = [*islice(model.queue, len(step), len(step) + MAX_ENTRIES), *islice(model.arrivals, MAX_ENTRIES)]
+    return HookSchedule(step_id, now_s, running, (),
+                        tuple(QueuedPrompt(r.prompt_tokens, r.engine_arrival_s) for r in waiting[:MAX_ENTRIES]),
+                        prefill_requests=len(step), prefill_tokens=model.step_tokens, decode_requests=0,
+                        decode_kv_tokens=0, waiting_requests=model.waiting_count)
 
 
 def decode_schedule(model: DecodeModel[Any], step_id: int, now_s: float) -> HookSchedule:
     """What the hook publishes when a decode instance has just scheduled its step."""
     batch = []
-    for r in model.running.values():
+    for r in islice(model.running.values(), MAX_ENTRIES):
         generated = model.generated_tokens(r)
-        batch.append(ScheduledDecode(r.prompt_tokens + 1 + generated, generated, r.engine_arrival_s))
-    waiting = tuple(QueuedPrompt(r.prompt_tokens, r.engine_arrival_s) for r in model.waiting)
-    return HookSchedule(step_id, now_s, (), tuple(batch), waiting)
+        batch.append(ScheduledDecode(r.prompt_tokens + 1 + generated, generated))
+    waiting = tuple(QueuedPrompt(r.prompt_tokens, r.engine_arrival_s) for r in islice(model.waiting, MAX_ENTRIES))
+    return HookSchedule(step_id, now_s, (), tuple(batch), waiting, prefill_requests=0, prefill_tokens=0,
+                        decode_requests=len(model.running), decode_kv_tokens=model.context_tokens,
+                        waiting_requests=len(model.waiting))

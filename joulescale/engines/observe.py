@@ -102,32 +102,42 @@ class ObservationBuilder:
         capacity = kv_capacity_tokens if kv_capacity_tokens and kv_capacity_tokens > 0 else None
         interval = now_s - self._rich_at_s if self._rich_at_s is not None else 0.0
         self._rich_at_s = now_s
-        if self.phase == "prefill":
-            running = step.prefill if step is not None else ()
-            queue = (*(QueuedPrompt(r.prompt_tokens, arrived(r.arrival_s)) for r in running),
-                     *(QueuedPrompt(w.prompt_tokens, arrived(w.arrival_s)) for w in waiting))
-            running_count = len(running)
-            tokens = sum(r.scheduled_tokens for r in running)
-            oldest = max((now_s - q.arrival_s for q in queue), default=None)
-            decoding = None
+        queue: tuple[QueuedPrompt, ...] | None = None
+        decoding: tuple[DecodeProgress, ...] | None = None
+        if step is None:
+            running = tokens = 0
+        elif self.phase == "prefill":
+            running, tokens = step.prefill_requests, step.prefill_tokens
         else:
-            batch = step.decode if step is not None else ()
-            running_count = len(batch)
-            tokens = sum(r.kv_tokens for r in batch)
+            running, tokens = step.decode_requests, step.decode_kv_tokens
+        if self.phase == "prefill":
+            in_flight = step.prefill if step is not None else ()
+            queue = (*(QueuedPrompt(r.prompt_tokens, arrived(r.arrival_s)) for r in in_flight),
+                     *(QueuedPrompt(w.prompt_tokens, arrived(w.arrival_s)) for w in waiting))
+            oldest = max((now_s - q.arrival_s for q in queue), default=None)
+        else:
             oldest = max((now_s - arrived(w.arrival_s) for w in waiting), default=None)
-            queue = None
-            decoding = tuple(DecodeProgress(r.output_tokens, now_s - arrived(r.arrival_s), r.kv_tokens)
-                             for r in batch)
+            decoding = tuple(DecodeProgress(r.output_tokens, now_s - arrived(self._decode_start_s(r.output_tokens)),
+                                            r.kv_tokens)
+                             for r in (step.decode if step is not None else ()))
         return Observation(
             phase=self.phase, now_s=now_s, sm_clock_mhz=sm_clock_mhz,
-            running_requests=running_count,
-            waiting_requests=len(waiting),
+            running_requests=running, waiting_requests=step.waiting_requests if step is not None else 0,
             kv_cache_usage=min(1.0, tokens / capacity) if capacity else 0.0,
             context_tokens=tokens,
             prompt_tokens_delta=prompt, generation_tokens_delta=generated, iterations_delta=steps,
             interval_s=interval, last_iteration_s=last_s, mean_iteration_s=mean_s if steps else None,
             oldest_wait_s=oldest, queue=queue, decoding=decoding,
         )
+
+    def _decode_start_s(self, output_tokens: int) -> float:
+        """When a decode request began (``HookTally.decode_started_s``; beyond the steps kept,
+        the oldest kept: a lower bound of its decode time)."""
+        tally = self._hook
+        started = tally.decode_started_s(output_tokens)
+        if started is None:
+            started = tally.oldest_start_s
+        return started if started is not None else 0.0
 
     # --- the metrics-only view: /metrics samples -------------------------------------------------
 
