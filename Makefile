@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml router/pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml router/pyproject.toml engine_hook/pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_FLAGS ?=
 CLUSTER_DIR ?= .cluster
 
@@ -21,11 +21,11 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run every benchmark in bench/ (each prints one JSON document)"
 
-$(STAMP): pyproject.toml router/pyproject.toml
+$(STAMP): pyproject.toml router/pyproject.toml engine_hook/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,operator,agent,twin,profilegen]' -e ./router
+	$(PY) -m pip install --quiet -e '.[test,operator,agent,twin,profilegen]' -e ./router -e ./engine_hook
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
