@@ -34,7 +34,8 @@ def test_prefill_observation_is_the_schedule_and_the_steps_that_ended() -> None:
     assert after.interval_s == pytest.approx(0.1)
     assert after.sm_clock_mhz == 1500
     # The step ended and nothing new was scheduled: the engine is idle.
-    assert after.idle and after.queue == ()
+    assert after.idle
+    assert after.queue == ()
     again = builder.build_rich(2.2, 1500, 100_000)
     assert (again.iterations_delta, again.prompt_tokens_delta) == (0, 0)
 
@@ -46,7 +47,8 @@ def test_a_step_that_ends_after_the_next_was_scheduled_leaves_the_next_in_flight
     builder.hook_schedule(_prefill_schedule(2, 1.05))
     builder.hook_step_done(HookStepDone(1, 1.06, 0.06))
     observation = builder.build_rich(1.07, 1980, None)
-    assert observation.running_requests == 2 and observation.iterations_delta == 1
+    assert observation.running_requests == 2
+    assert observation.iterations_delta == 1
     assert observation.kv_cache_usage == 0.0  # no capacity known, no usage made up
 
 
@@ -65,7 +67,8 @@ def test_an_arrival_in_the_future_reads_as_arrived_now() -> None:
     schedule = _prefill_schedule(1, 2.0)
     builder.hook_schedule(HookSchedule(1, 2.0, schedule.prefill, (), (QueuedPrompt(10, 99.0),), 2, 1452, 0, 0, 1))
     observation = builder.build_rich(2.0, 1980, None)
-    assert observation.queue is not None and observation.queue[-1].arrival_s == 2.0
+    assert observation.queue is not None
+    assert observation.queue[-1].arrival_s == 2.0
 
 
 def test_decode_progress_is_dated_by_the_steps_the_request_ran_in() -> None:
@@ -85,7 +88,8 @@ def test_decode_progress_is_dated_by_the_steps_the_request_ran_in() -> None:
     assert (observation.running_requests, observation.context_tokens, observation.waiting_requests) == (2, 1210, 1)
     assert observation.kv_cache_usage == pytest.approx(0.121)
     assert observation.oldest_wait_s == pytest.approx(0.005)
-    assert observation.iterations_delta == 4 and observation.generation_tokens_delta == 1 + 1 + 1 + 2
+    assert observation.iterations_delta == 4
+    assert observation.generation_tokens_delta == 1 + 1 + 1 + 2
 
 
 def test_a_gap_in_the_steps_bounds_the_decode_time_by_what_is_known() -> None:
@@ -93,7 +97,8 @@ def test_a_gap_in_the_steps_bounds_the_decode_time_by_what_is_known() -> None:
     builder.hook_schedule(HookSchedule(1, 1.0, (), (ScheduledDecode(10, 0),), (), 0, 0, 1, 10, 0))
     builder.hook_schedule(HookSchedule(9, 2.0, (), (ScheduledDecode(20, 8),), (), 0, 0, 1, 20, 0))
     observation = builder.build_rich(2.0, 1200, None)
-    assert observation.decoding is not None and observation.decoding[0].decode_seconds == 0.0
+    assert observation.decoding is not None
+    assert observation.decoding[0].decode_seconds == 0.0
 
 
 def test_a_step_end_never_scheduled_counts_as_a_step_without_tokens() -> None:
@@ -102,7 +107,8 @@ def test_a_step_end_never_scheduled_counts_as_a_step_without_tokens() -> None:
     builder.hook_step_done(HookStepDone(41, 1.02, 0.02))
     observation = builder.build_rich(1.1, 1200, None)
     assert (observation.iterations_delta, observation.generation_tokens_delta) == (2, 0)
-    assert observation.idle and observation.decoding == ()
+    assert observation.idle
+    assert observation.decoding == ()
 
 
 def test_reset_hook_forgets_the_messages() -> None:
@@ -110,4 +116,5 @@ def test_reset_hook_forgets_the_messages() -> None:
     builder.hook_schedule(_prefill_schedule(1, 1.0))
     builder.reset_hook()
     observation = builder.build_rich(1.0, 1980, None)
-    assert observation.idle and builder.hook_latest is None
+    assert observation.idle
+    assert builder.hook_latest is None
