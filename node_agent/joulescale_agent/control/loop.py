@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from joulescale.control.clocks import allowed_clocks_mhz
 from joulescale.engines.observation import Observation
@@ -24,13 +25,15 @@ from joulescale_agent import errors
 from joulescale_agent.clock import Clock
 from joulescale_agent.control.backoff import RelockBackoff
 from joulescale_agent.control.brain import Brain, BrainFactory
-from joulescale_agent.control.hookfeed import HookFeed
 from joulescale_agent.control.instance import EngineInstance, InstancePolicy, LoopSettings
 from joulescale_agent.engines.adapters import adapter_for
 from joulescale_agent.engines.reader import PageReader
 from joulescale_agent.exporter import AgentMetrics
 from joulescale_agent.gpu.backend import ThrottleReason
 from joulescale_agent.safety.actuator import ClockActuator
+
+if TYPE_CHECKING:
+    from joulescale_agent.control.hookfeed import HookFeed
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ class InstanceLoop:
         """The engine's KV cache size in tokens, from its page (the hook does not publish it)."""
         self.hook: HookFeed | None = None
         if settings.hook_dir and instance.uid:
+            from joulescale_agent.control.hookfeed import HookFeed  # the hook's package only with --hook-dir
+
             self.hook = HookFeed(instance, settings.hook_dir, self._builder, metrics, clock, self._decide_rich,
                                  settings.hook_stale_after_s)
         else:
