@@ -90,9 +90,6 @@ class HookFeed:
                 asyncio.get_running_loop().remove_reader(receiver.fileno())
             with contextlib.suppress(OSError):
                 receiver.close()
-        for view in ("metrics", "rich"):
-            with contextlib.suppress(KeyError):
-                self._metrics.view.remove(*self.instance.labels, view)
 
     # --- reading ---------------------------------------------------------------------------
     def _readable(self) -> None:

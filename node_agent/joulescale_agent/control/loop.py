@@ -14,6 +14,7 @@ even pages alternating between good and bad, changes clocks faster than the mini
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -153,6 +154,9 @@ class InstanceLoop:
         finally:
             if self.hook is not None:
                 self.hook.close()
+            for view in ("metrics", "rich"):  # the instance is gone: so are its series
+                with contextlib.suppress(KeyError):
+                    self._metrics.view.remove(*self.instance.labels, view)
             self.release()
 
     async def step(self) -> None:
