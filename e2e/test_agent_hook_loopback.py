@@ -63,7 +63,7 @@ class Pair:
         return f"http://127.0.0.1:{self.ports[role]}"
 
     def energy_j(self) -> float:
-        return sum(self.gpus.energy_mj(g.uuid) for g in self.gpus.devices()) / 1000.0
+        return sum(self.gpus.energy_mj(f"GPU-{self.name}-{role}") for role in self.ports) / 1000.0
 
 
 @pytest.fixture
@@ -161,5 +161,5 @@ def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy
 
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=10) == 0
-    assert all(hooked.gpus.locked_mhz(g.uuid) is None for g in hooked.gpus.devices())
+    assert all(hooked.gpus.locked_mhz(g.uuid) is None for g in hooked.gpus.devices())  # both pairs' GPUs
     assert not any(hook_dir.iterdir())  # the agent removed its sockets
