@@ -12,8 +12,10 @@ numbers (bench/engine_hook.py measures both). Any change of layout bumps ``VERSI
 rejects versions it does not know, and every length is checked before it is trusted, because
 the socket is writable from a tenant's container.
 
-Header (``HEADER``, 26 bytes): magic ``b"JH"``, version u8, kind u8, engine u8, pad,
-dropped u32 (messages the publisher dropped so far), step_id u64, t_ns i64.
+Header (``HEADER``, 30 bytes): magic ``b"JH"``, version u8, kind u8, engine u8, pad,
+dropped u32 (messages the publisher dropped so far), source u32 (the publishing process: one pod
+may run several schedulers, e.g. one per data-parallel rank, each with its own step ids),
+step_id u64, t_ns i64.
 ``StepScheduled`` body: prefill_requests u32, prefill_tokens u32, decode_requests u32,
 decode_kv_tokens u64, waiting_requests u32, then three entry counts u16 (prefill, decode,
 waiting) and the columns: prefill prompt_tokens u32[], done_tokens u32[], step_tokens u32[],
@@ -36,7 +38,7 @@ oldest are kept). Bounds a datagram to about 37 kB, well under a Unix socket's s
 MAX_DATAGRAM = 64 * 1024
 """What a reader needs to receive any valid message."""
 
-HEADER = struct.Struct("<2sBBBxIQq")
+HEADER = struct.Struct("<2sBBBxIIQq")
 _SCHEDULED = struct.Struct("<IIIQIHHH")
 _DONE = struct.Struct("<Q")
 _U32_MAX = 2**32 - 1
@@ -83,6 +85,8 @@ class StepScheduled:
     waiting_arrival_ns: Sequence[int] = ()
     dropped: int = 0
     """Messages the publisher had dropped when it sent this one (set by the encoder)."""
+    source: int = 0
+    """The publishing process's id (set by the encoder): step ids count per source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +98,19 @@ class StepDone:
     t_ns: int
     duration_ns: int
     dropped: int = 0
+    source: int = 0
 
 
 Message = StepScheduled | StepDone
 
 
-def encode(message: Message, dropped: int = 0) -> bytes:
-    """The datagram for ``message``; ``dropped`` is the publisher's count so far. Raises
+def encode(message: Message, dropped: int = 0, source: int = 0) -> bytes:
+    """The datagram for ``message``; ``dropped`` is the publisher's count so far and ``source``
+    its process id. Raises
     ``struct.error`` for values out of range (the publisher drops and counts such a message)."""
     if isinstance(message, StepDone):
         head = HEADER.pack(MAGIC, VERSION, Kind.STEP_DONE, message.engine, min(dropped, _U32_MAX),
-                           message.step_id, message.t_ns)
+                           source, message.step_id, message.t_ns)
         return head + _DONE.pack(message.duration_ns)
     m = message
     n_p = min(len(m.prefill_prompt_tokens), MAX_ENTRIES)
@@ -116,7 +122,7 @@ def encode(message: Message, dropped: int = 0) -> bytes:
         raise struct.error("columns of one list differ in length")
     parts = [
         HEADER.pack(MAGIC, VERSION, Kind.STEP_SCHEDULED, m.engine, min(dropped, _U32_MAX),
-                    m.step_id, m.t_ns),
+                    source, m.step_id, m.t_ns),
         _SCHEDULED.pack(m.prefill_requests, m.prefill_tokens, m.decode_requests, m.decode_kv_tokens,
                         m.waiting_requests, n_p, n_d, n_w),
         struct.pack(f"<{3 * n_p}I", *m.prefill_prompt_tokens[:n_p], *m.prefill_done_tokens[:n_p],
@@ -133,7 +139,7 @@ def decode(data: bytes) -> Message:
     version or kind, a length that does not match its counts, counts over ``MAX_ENTRIES``)."""
     if len(data) < HEADER.size:
         raise HookDecodeError(f"{len(data)} bytes, shorter than the header")
-    magic, version, kind, engine_code, dropped, step_id, t_ns = HEADER.unpack_from(data)
+    magic, version, kind, engine_code, dropped, source, step_id, t_ns = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise HookDecodeError("not a JouleScale hook message")
     if version != VERSION:
@@ -147,7 +153,7 @@ def decode(data: bytes) -> Message:
         if len(body) != _DONE.size:
             raise HookDecodeError(f"step-done body of {len(body)} bytes")
         (duration_ns,) = _DONE.unpack_from(body)
-        return StepDone(engine, step_id, t_ns, duration_ns, dropped)
+        return StepDone(engine, step_id, t_ns, duration_ns, dropped, source)
     if kind != Kind.STEP_SCHEDULED:
         raise HookDecodeError(f"unknown message kind {kind}")
     if len(body) < _SCHEDULED.size:
@@ -176,4 +182,5 @@ def decode(data: bytes) -> Message:
         decode_kv=d_u32[:n_d], decode_output_tokens=d_u32[n_d:],
         waiting_prompt_tokens=w_prompt, waiting_arrival_ns=w_arrival,
         dropped=dropped,
+        source=source,
     )

@@ -1,9 +1,11 @@
 """The hook's transport: Unix datagrams from the engine's publisher to the agent's receiver.
 
-One socket per pod, at ``<hook dir>/<pod uid>.sock`` on a hostPath directory that the engine pod
-and the agent's DaemonSet both mount. The pod UID comes from the downward API; the agent knows
-each pod's UID, and a UID stays under the 108-byte limit of a socket path where namespace and name
-may not. The agent binds (it is the reader, and one reader per pod); the engine sends.
+One socket per pod, ``<hook dir>/<pod uid>/hook.sock`` on a hostPath directory that the engine
+pods and the agent's DaemonSet both mount. Each engine container mounts only its own ``<pod uid>``
+subdirectory (the operator renders ``subPathExpr``), where it finds the socket at the path in
+``JOULESCALE_HOOK_SOCKET``; the agent knows each pod's UID, so the directory's name maps a socket
+to its pod, and no pod can reach another's. The agent binds (it is the reader, one per pod); the
+engine sends.
 
 Datagrams rather than a stream: a message arrives whole or not at all, so there is no framing to
 resume after a partial non-blocking write and no way for a writer to desynchronise the reader; a
@@ -22,37 +24,33 @@ import contextlib
 import errno
 import os
 import socket
+import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from joulescale_hook.schema import MAX_DATAGRAM, HookDecodeError, Message, decode, encode
 
 SOCKET_ENV = "JOULESCALE_HOOK_SOCKET"
-"""The socket path, when set explicitly (the operator renders it from the two below)."""
-DIR_ENV = "JOULESCALE_HOOK_DIR"
-POD_UID_ENV = "JOULESCALE_POD_UID"
-DEFAULT_DIR = "/run/joulescale/hook"
+"""The socket path in the engine container (the operator renders it)."""
+SOCKET_NAME = "hook.sock"
 RECONNECT_S = 0.5
 QUEUE_CAPACITY = 256
+LINGER_S = 0.02
+"""Longest a message published without a wake-up waits for the sender thread."""
 
 
-def socket_path(directory: str, pod_uid: str) -> str:
-    """Where the socket of the pod ``pod_uid`` lives; the agent uses the same function."""
-    return os.path.join(directory, f"{pod_uid}.sock")
+def socket_path(host_dir: str, pod_uid: str) -> str:
+    """Where the agent binds the socket of the pod ``pod_uid``, under the node's hook directory."""
+    return os.path.join(host_dir, pod_uid, SOCKET_NAME)
 
 
-def socket_path_from_env(environ: dict[str, str] | None = None) -> str | None:
+def socket_path_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     """The engine's socket path from its environment, or None when the hook is not configured."""
     env = os.environ if environ is None else environ
-    explicit = env.get(SOCKET_ENV)
-    if explicit:
-        return explicit
-    uid = env.get(POD_UID_ENV)
-    if not uid:
-        return None
-    return socket_path(env.get(DIR_ENV) or DEFAULT_DIR, uid)
+    return env.get(SOCKET_ENV) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,22 +71,31 @@ class HookPublisher:
 
     def __init__(self, path: str, capacity: int = QUEUE_CAPACITY) -> None:
         self._path = path
-        self._queue: deque[Message] = deque()
+        self._queue: deque[Message | Callable[[], Message]] = deque()
         self._capacity = capacity
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        # A bare lock as the sender's wake-up signal: releasing it costs the engine's thread a C
+        # call (a threading.Event's set() is Python code, several microseconds per message).
+        self._signal = threading.Lock()
+        self._signal.acquire()
+        self._draining = False
         self._closed = False
         self._published = 0
         self._sent = 0
         self._dropped = 0
+        self._source = os.getpid()
         self._errors = 0
         self._sock: socket.socket | None = None
         self._next_connect = 0.0
         self._thread = threading.Thread(target=self._run, name="joulescale-hook", daemon=True)
         self._thread.start()
 
-    def publish(self, message: Message) -> None:
-        """Queue ``message``; O(1), never blocks, never raises."""
+    def publish(self, message: Message | Callable[[], Message], wake: bool = True) -> None:
+        """Queue ``message``; O(1), never blocks, never raises. A callable is called on the
+        sender thread to make the message: the engine's thread then only snapshots the values
+        (what may change after the call returns) and leaves the rest of the work off its path.
+        ``wake=False`` spares the engine's thread the wake-up of the sender (a futex call): the
+        message goes with the next woken one, or within ``LINGER_S``."""
         try:
             with self._lock:
                 self._published += 1
@@ -96,8 +103,8 @@ class HookPublisher:
                     self._queue.popleft()
                     self._dropped += 1
                 self._queue.append(message)
-            if not self._wake.is_set():
-                self._wake.set()
+            if wake:
+                self._wake()
         except Exception:
             self._errors += 1
 
@@ -110,7 +117,7 @@ class HookPublisher:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._queue and not self._wake.is_set():
+                if not self._queue and not self._draining:
                     return True
             time.sleep(0.001)
         return False
@@ -118,14 +125,21 @@ class HookPublisher:
     def close(self) -> None:
         try:
             self._closed = True
-            self._wake.set()
+            self._wake()
             self._thread.join(timeout=1.0)
         except Exception:
             self._errors += 1
 
+    def _wake(self) -> None:
+        # try/except rather than contextlib.suppress: this is on the engine's path, and cheaper.
+        try:  # noqa: SIM105
+            self._signal.release()
+        except RuntimeError:
+            pass  # already released: the sender is signalled
+
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait()
+            self._signal.acquire(timeout=LINGER_S)
             try:
                 self._drain()
             except Exception:
@@ -137,13 +151,16 @@ class HookPublisher:
         while True:
             with self._lock:
                 if not self._queue:
-                    self._wake.clear()
+                    self._draining = False
                     return
+                self._draining = True
                 message = self._queue.popleft()
                 dropped = self._dropped
             delivered = False
             try:
-                delivered = self._send(encode(message, dropped))
+                if callable(message):
+                    message = message()
+                delivered = self._send(encode(message, dropped, self._source))
             except Exception:
                 with self._lock:
                     self._errors += 1
@@ -196,18 +213,29 @@ class HookPublisher:
 
 
 class HookReceiver:
-    """The reading end, bound at ``path`` (stale sockets replaced). Writable by any local user
-    (mode 0666): the engine may run under another uid than the agent; what it writes is checked by
-    ``decode``, and the path alone identifies the pod."""
+    """The reading end, bound at ``path`` (a stale socket there is replaced). Writable by any
+    local user (mode 0666): the engine may run under another uid than the agent; what it writes
+    is checked by ``decode``, and the path alone identifies the pod.
+
+    The directory belongs to the engine's pod, which may plant a symbolic link where the socket
+    goes: the mode is set through a descriptor of the bound node itself (opened without following
+    links, checked to be the socket just bound), never by path."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # The pod's directory: kubelet makes it when the pod starts (subPathExpr); an agent that
+        # binds first makes it itself.
+        os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(path)  # unlink never follows a link: a planted one is removed, not its target
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)
-        self.sock.setblocking(False)
+        try:
+            self.sock.bind(path)
+            _make_writable(path)
+            self.sock.setblocking(False)
+        except BaseException:
+            self.sock.close()
+            raise
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -238,8 +266,18 @@ class HookReceiver:
             os.unlink(self.path)
 
 
+def _make_writable(path: str) -> None:
+    """chmod 0666 the socket node at ``path`` without following a link swapped in after bind."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(errno.EPERM, f"{path} is no longer the socket just bound")
+        os.chmod(f"/proc/self/fd/{fd}", 0o666)
+    finally:
+        os.close(fd)
+
 __all__ = [
-    "DEFAULT_DIR", "DIR_ENV", "POD_UID_ENV", "SOCKET_ENV",
+    "SOCKET_ENV", "SOCKET_NAME",
     "HookDecodeError", "HookPublisher", "HookReceiver", "PublisherStats",
     "socket_path", "socket_path_from_env",
 ]

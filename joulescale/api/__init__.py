@@ -6,6 +6,7 @@ The CRD under crds/ is generated from these models (`python -m joulescale.api.cr
 from joulescale.api.base import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION
 from joulescale.api.containers import ENGINE_CONTAINER, Container, SecurityContext
 from joulescale.api.engine import EngineSpec, EnvVar, KvTransferSpec, RouterSpec
+from joulescale.api.enginehook import EngineHookSpec
 from joulescale.api.model import ModelCacheSpec, ModelSpec, SecretKeyRef
 from joulescale.api.placement import (
     GPU_PRODUCT_LABEL,
@@ -50,6 +51,7 @@ __all__ = [
     "EnergyAwareLLMServiceStatus",
     "EnergySpec",
     "EnergyStatus",
+    "EngineHookSpec",
     "EngineSpec",
     "EnvVar",
     "GpuSpec",

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from joulescale.api.base import ApiModel, cel, validations
+from joulescale.api.enginehook import EngineHookSpec, hook_enabled
 from joulescale.api.placement import ResourceRequirements, Toleration
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 
@@ -26,6 +27,11 @@ GPU_RUNTIME_ENV_PREFIX = "NVIDIA_"
 environment: set by a tenant, they could expose GPUs the device plugin did not assign."""
 
 
+RESERVED_ENV_PREFIX = "JOULESCALE_"
+"""The operator's variables in the engine container: the engine hook's socket and the pod UID
+that names the pod's directory on the node (a tenant setting it would reach another pod's)."""
+
+
 class EnvVar(ApiModel):
     """An environment variable of a container."""
 
@@ -35,7 +41,13 @@ class EnvVar(ApiModel):
             f"{GPU_RUNTIME_ENV_PREFIX}* variables select GPUs through the NVIDIA container runtime; "
             "the GPUs come from tensorParallelSize",
             ".name",
-        )
+        ),
+        cel(
+            f"!self.name.startsWith('{RESERVED_ENV_PREFIX}')",
+            f"{RESERVED_ENV_PREFIX}* variables are the operator's (the engine hook); "
+            "set spec.engine.hook instead",
+            ".name",
+        ),
     )
 
     name: str = Field(
@@ -55,6 +67,11 @@ class EnvVar(ApiModel):
             raise ValueError(
                 f"{name}: {GPU_RUNTIME_ENV_PREFIX}* variables select GPUs through the NVIDIA container "
                 "runtime; the GPUs come from tensorParallelSize"
+            )
+        if name.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(
+                f"{name}: {RESERVED_ENV_PREFIX}* variables are the operator's (the engine hook); "
+                "set spec.engine.hook instead"
             )
         return name
 
@@ -94,6 +111,14 @@ class EngineSpec(ApiModel):
             "tensorParallelSize. It counts against the pod's memory: keep a memory limit above it."
         ),
     )
+    hook: EngineHookSpec = Field(
+        default_factory=EngineHookSpec,
+        description="The engine hook: each step's batch published to the node agent before it runs.",
+        json_schema_extra={"default": {}},
+    )
+
+    def hook_enabled(self) -> bool:
+        return hook_enabled(self.name, self.image, self.hook)
 
 
 class KvTransferSpec(ApiModel):

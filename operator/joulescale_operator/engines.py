@@ -13,6 +13,7 @@ from importlib import metadata
 from typing import Any
 
 from joulescale.api import EnergyAwareLLMServiceSpec, RoleSpec
+from joulescale_operator.enginehook import hook_args
 from joulescale_operator.identity import Role, ServiceIdentity
 
 NIXL_SIDE_CHANNEL_PORT = 5600
@@ -117,6 +118,7 @@ def vllm_launch(spec: EnergyAwareLLMServiceSpec, role: Role, identity: ServiceId
         json.dumps(kv_config, separators=(",", ":"), sort_keys=True),
         "--max-num-batched-tokens",
         str(spec.engine.max_batched_tokens),
+        *hook_args(spec),
     ]
     if spec.model.revision:
         command += ["--revision", spec.model.revision]

@@ -8,6 +8,7 @@ outage or conflict becomes kopf.TemporaryError with a delay.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import threading
@@ -25,7 +26,7 @@ from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABE
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
 from joulescale_operator.own_writes import OwnWrites
 from joulescale_operator.reconcile import Reconciler
-from joulescale_operator.render import ChildRef
+from joulescale_operator.render import ChildRef, render_children
 from joulescale_operator.resync import Resync
 from joulescale_operator.settings import OperatorSettings
 
@@ -64,7 +65,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kube = KubeCluster(ApiClient(configuration), settings.field_manager)
     cluster = OwnWrites(kube)
     profiles = load_profiles(settings.profiles_dir)
-    resync = Resync(cluster, KopfEvents, utc_now, profiles=profiles)
+    render = functools.partial(render_children, hook=settings.hook)
+    resync = Resync(cluster, KopfEvents, utc_now, render=render, profiles=profiles)
     stop_resync = threading.Event()
     ours = settings  # kopf passes its own `settings` to activity handlers
 
@@ -125,7 +127,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         service_key = (str(body.metadata.namespace), str(body.metadata.name))
         try:
             with resync.locks.hold(service_key):  # never at the same time as the resync of this service
-                status_patch = Reconciler(cluster, KopfEvents(plain), utc_now, profiles=profiles).reconcile(plain)
+                status_patch = Reconciler(cluster, KopfEvents(plain), utc_now, render, profiles).reconcile(plain)
         except ClusterUnavailable as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
         for key, value in status_patch.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import kopf
 
+from joulescale_operator.enginehook import HookSettings
 from joulescale_operator.handlers import build_registry
 from joulescale_operator.settings import OperatorSettings
 
@@ -50,6 +51,16 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         default=None,
         help="directory of extra profile files (*.yaml), as the agents get it; read at start",
     )
+    parser.add_argument(
+        "--hook-host-dir",
+        default=defaults.hook.host_dir,
+        help="node directory of the engine hook's sockets; the agents mount the same (chart: agent.hookHostDir)",
+    )
+    parser.add_argument(
+        "--hook-image",
+        default=None,
+        help="image carrying the engine hook package; default: the hook image of this operator's version",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler run")
     parser.add_argument(
         "--check",
@@ -64,6 +75,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[OperatorSettings,
         max_workers=args.max_workers,
         liveness_endpoint=None if args.liveness == "off" else args.liveness,
         profiles_dir=args.profiles_dir,
+        hook=HookSettings(host_dir=args.hook_host_dir, image=args.hook_image),
     )
     return settings, args.verbose, args.check
 

@@ -12,6 +12,7 @@ from typing import Any
 from joulescale.api import ENGINE_CONTAINER, is_gpu_resource
 from joulescale.api.engine import GPU_RUNTIME_ENV_PREFIX
 from joulescale.api.volumes import SAFE_SOURCES
+from joulescale_operator.enginehook import HOOK_VOLUME, POD_UID_ENV, POD_UID_VAR
 
 SIDECAR_GPU_ENV: dict[str, str] = {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
 """The NVIDIA container runtime's "no GPU": the operator sets it last on every sidecar."""
@@ -25,6 +26,7 @@ POD_SPEC_KEYS = frozenset(
         "volumes",
         "priorityClassName",
         "imagePullSecrets",
+        "initContainers",
     }
 )
 """Every key a rendered engine pod spec may hold: what the operator writes and the allowlist adds."""
@@ -77,8 +79,13 @@ def host_access_problems(rendered: dict[str, Any], merged: dict[str, Any]) -> li
     problems = [f"metadata.{key}" for key in sorted(set(merged.get("metadata", {})) - POD_METADATA_KEYS)]
     pod = merged.get("spec", {})
     problems += [f"spec.{key}" for key in sorted(set(pod) - POD_SPEC_KEYS)]
-    problems += [_volume_problem(volume) for volume in pod.get("volumes", [])]
+    rendered_pod = rendered.get("spec", {})
+    if pod.get("initContainers", []) != rendered_pod.get("initContainers", []):
+        problems.append("spec.initContainers: only the operator's")
+    rendered_volumes = {v["name"]: v for v in rendered_pod.get("volumes", [])}
+    problems += [_volume_problem(volume, rendered_volumes) for volume in pod.get("volumes", [])]
     engine = _engine(rendered)
+    problems += _hook_problems(pod, engine)
     for container in pod.get("containers", []):
         if not isinstance(container, dict):
             problems.append("spec.containers: not an object")
@@ -93,13 +100,36 @@ def _engine(template: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in template["spec"]["containers"] if c["name"] == ENGINE_CONTAINER)
 
 
-def _volume_problem(volume: Any) -> str:
+def _volume_problem(volume: Any, rendered: dict[str, Any]) -> str:
     if not isinstance(volume, dict):
         return "spec.volumes: not an object"
+    if volume.get("name") == HOOK_VOLUME and volume == rendered.get(HOOK_VOLUME):
+        return ""  # the engine hook's hostPath directory, exactly as the operator wrote it
     sources = set(volume) - {"name"}
     if len(sources) != 1 or not sources <= set(SAFE_SOURCES):
         return f"spec.volumes[{volume.get('name')}]: {', '.join(sorted(sources)) or 'no source'}"
     return ""
+
+
+def _hook_problems(pod: dict[str, Any], engine: dict[str, Any]) -> list[str]:
+    """The hook's hostPath directory holds every pod's socket: it is mounted only in the engine
+    container, only as the operator wrote it (the pod's own subdirectory), and the pod UID that
+    names the subdirectory is the downward API's."""
+    rendered_mounts = [m for m in engine.get("volumeMounts", []) if m.get("name") == HOOK_VOLUME]
+    expected_uid = [POD_UID_VAR] if rendered_mounts else []
+    problems = []
+    for kind in ("containers", "initContainers"):
+        for container in pod.get(kind, []):
+            if not isinstance(container, dict):
+                continue
+            is_engine = kind == "containers" and container.get("name") == ENGINE_CONTAINER
+            mounts = [m for m in container.get("volumeMounts", []) if isinstance(m, dict) and m.get("name") == HOOK_VOLUME]
+            if mounts != (rendered_mounts if is_engine else []):
+                problems.append(f"spec.{kind}[{container.get('name')}].volumeMounts[{HOOK_VOLUME}]")
+            uid = [e for e in container.get("env", []) if isinstance(e, dict) and e.get("name") == POD_UID_ENV]
+            if uid != (expected_uid if is_engine else []):
+                problems.append(f"spec.{kind}[{container.get('name')}].env[{POD_UID_ENV}]")
+    return problems
 
 
 def _container_problems(container: dict[str, Any], engine: dict[str, Any] | None) -> list[str]:

@@ -13,6 +13,7 @@ from joulescale.api import (
     PodTemplateOverride,
     RoleSpec,
 )
+from joulescale_operator.enginehook import HookRender
 from joulescale_operator.engines import EngineLaunch
 from joulescale_operator.enginestorage import engine_storage
 from joulescale_operator.identity import Role
@@ -56,9 +57,14 @@ def engine_env(managed: list[dict[str, Any]], user: list[dict[str, Any]]) -> lis
 
 
 def engine_pod_template(
-    spec: EnergyAwareLLMServiceSpec, role: Role, launch: EngineLaunch, labels: dict[str, str]
+    spec: EnergyAwareLLMServiceSpec,
+    role: Role,
+    launch: EngineLaunch,
+    labels: dict[str, str],
+    hook: HookRender | None = None,
 ) -> dict[str, Any]:
     """The pod template of a prefill or decode Deployment, with the override merged last."""
+    hook = hook or HookRender()
     role_config = role_spec(spec, role)
     port = spec.engine.port
     probe_http = {"path": HEALTH_PATH, "port": "http"}
@@ -67,10 +73,10 @@ def engine_pod_template(
         "name": ENGINE_CONTAINER,
         "image": spec.engine.image,
         "command": launch.command,
-        "env": engine_env([*launch.env, *storage.env], [env.to_wire() for env in spec.engine.env]),
+        "env": engine_env([*launch.env, *storage.env, *hook.env], [env.to_wire() for env in spec.engine.env]),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}, *launch.ports],
         "resources": engine_resources(role_config),
-        "volumeMounts": storage.mounts,
+        "volumeMounts": [*storage.mounts, *hook.mounts],
         "readinessProbe": {"httpGet": probe_http, "periodSeconds": 5, "failureThreshold": 3},
         "startupProbe": {"httpGet": probe_http, "periodSeconds": 10, "failureThreshold": 180},
     }
@@ -78,8 +84,10 @@ def engine_pod_template(
         "containers": [container],
         "affinity": gpu_affinity(role_config.gpu.products),
         "tolerations": [GPU_TOLERATION, *(t.to_wire() for t in role_config.tolerations)],
-        "volumes": storage.volumes,
+        "volumes": [*storage.volumes, *hook.volumes],
     }
+    if hook.init_containers:
+        pod_spec["initContainers"] = hook.init_containers
     if role_config.node_selector:
         pod_spec["nodeSelector"] = dict(role_config.node_selector)
     metadata: dict[str, Any] = {"labels": dict(labels)}

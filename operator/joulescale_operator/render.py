@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus, RolloutSpec
+from joulescale_operator.enginehook import DEFAULT_HOOK_SETTINGS, HookSettings, engine_hook
 from joulescale_operator.engines import engine_launch, router_image, router_launch
 from joulescale_operator.identity import ENGINE_ROLES, Role, ServiceIdentity
 from joulescale_operator.pods import engine_pod_template, role_spec
@@ -67,10 +68,15 @@ def rollout_strategy(rollout: RolloutSpec) -> dict[str, Any]:
 
 
 def engine_deployment(
-    identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec, role: Role, plan: PlanStatus | None
+    identity: ServiceIdentity,
+    spec: EnergyAwareLLMServiceSpec,
+    role: Role,
+    plan: PlanStatus | None,
+    hook: HookSettings = DEFAULT_HOOK_SETTINGS,
 ) -> dict[str, Any]:
     labels = identity.labels(role, spec.engine.name)
-    template = engine_pod_template(spec, role, engine_launch(spec, role, identity), labels)
+    launch = engine_launch(spec, role, identity)
+    template = engine_pod_template(spec, role, launch, labels, engine_hook(spec, hook))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -156,10 +162,13 @@ def router_discovery_rbac(identity: ServiceIdentity, spec: EnergyAwareLLMService
 
 
 def render_children(
-    identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec, plan: PlanStatus | None = None
+    identity: ServiceIdentity,
+    spec: EnergyAwareLLMServiceSpec,
+    plan: PlanStatus | None = None,
+    hook: HookSettings = DEFAULT_HOOK_SETTINGS,
 ) -> list[dict[str, Any]]:
     """Every child of a service, in apply order (Deployments first: they are what readiness waits on)."""
-    children = [engine_deployment(identity, spec, role, plan) for role in ENGINE_ROLES]
+    children = [engine_deployment(identity, spec, role, plan, hook) for role in ENGINE_ROLES]
     children += [service(identity, spec, role, spec.engine.port) for role in ENGINE_ROLES]
     if spec.router.enabled:
         if spec.engine.name == "sglang":

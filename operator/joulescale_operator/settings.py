@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from joulescale_operator.enginehook import DEFAULT_HOOK_SETTINGS, HookSettings
 from joulescale_operator.identity import MANAGER
 
 
@@ -35,3 +36,6 @@ class OperatorSettings:
     """A directory of extra profile files (the chart's profiles ConfigMap), read at start; with
     the shipped profiles it decides the DVFSActive condition, as the agents' own copy decides
     which pods they control."""
+
+    hook: HookSettings = DEFAULT_HOOK_SETTINGS
+    """The engine hook's node directory (the agents mount the same) and the image of its package."""

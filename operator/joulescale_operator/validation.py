@@ -13,6 +13,7 @@ from typing import Any
 import pydantic
 
 from joulescale.api import EnergyAwareLLMServiceSpec, parse_spec
+from joulescale_operator.enginehook import PACKAGE_PATH
 from joulescale_operator.engines import MANAGED_FLAGS
 from joulescale_operator.identity import CHILD_NAME_MAX_LENGTH, LONGEST_SUFFIX, ServiceIdentity
 from joulescale_operator.pods import ForbiddenPodTemplate
@@ -37,7 +38,7 @@ def validated_spec(identity: ServiceIdentity, raw_spec: dict[str, Any]) -> Energ
         spec = parse_spec(raw_spec)
     except pydantic.ValidationError as error:
         raise InvalidSpec("; ".join(_describe(e) for e in error.errors())) from error
-    problems = [*_name_problems(identity), *_managed_flag_problems(spec)]
+    problems = [*_name_problems(identity), *_managed_flag_problems(spec), *_hook_problems(spec)]
     if not problems:
         problems += _rendered_problems(identity, spec)
     if problems:
@@ -66,6 +67,29 @@ def _managed_flag_problems(spec: EnergyAwareLLMServiceSpec) -> list[str]:
     if repeated:
         return [f"spec.engine.args: {', '.join(repeated)} is set by the operator from the spec; remove it"]
     return []
+
+
+def _hook_problems(spec: EnergyAwareLLMServiceSpec) -> list[str]:
+    """With the hook on, the engine must load it: vLLM takes one --scheduler-cls (a deployment's
+    own class goes in hook.baseScheduler, which ours derives from), and an injected package must
+    stay on the engine's PYTHONPATH."""
+    engine = spec.engine
+    if not engine.hook_enabled():
+        return []
+    problems = []
+    if engine.name == "vllm" and any(arg.split("=", 1)[0] == "--scheduler-cls" for arg in engine.args):
+        problems.append(
+            "spec.engine.args: --scheduler-cls is the engine hook's while it is on; "
+            "set spec.engine.hook.baseScheduler to the class, or spec.engine.hook.mode: off"
+        )
+    if engine.hook.inject:
+        for env in engine.env:
+            if env.name == "PYTHONPATH" and PACKAGE_PATH not in (env.value or "").split(":"):
+                problems.append(
+                    f"spec.engine.env: PYTHONPATH must include {PACKAGE_PATH}, where the engine hook "
+                    "is copied (or set spec.engine.hook.inject: false with the package in the image)"
+                )
+    return problems
 
 
 def _rendered_problems(identity: ServiceIdentity, spec: EnergyAwareLLMServiceSpec) -> list[str]:

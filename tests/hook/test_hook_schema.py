@@ -45,19 +45,20 @@ def scheduled(draw: st.DrawFn) -> StepScheduled:
     )
 
 
-@given(scheduled(), st.integers(0, 2**32 - 1))
-def test_step_scheduled_round_trips(message: StepScheduled, dropped: int) -> None:
-    decoded = decode(encode(message, dropped))
+@given(scheduled(), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_step_scheduled_round_trips(message: StepScheduled, dropped: int, source: int) -> None:
+    decoded = decode(encode(message, dropped, source))
     assert isinstance(decoded, StepScheduled)
     for field in StepScheduled.__dataclass_fields__:
-        want = dropped if field == "dropped" else getattr(message, field)
+        want = {"dropped": dropped, "source": source}.get(field, getattr(message, field))
         got = getattr(decoded, field)
         assert (tuple(got) if isinstance(got, tuple) else got) == want, field
 
 
 def test_step_done_round_trips() -> None:
     message = StepDone(Engine.SGLANG, step_id=7, t_ns=123_456_789, duration_ns=31_000_000)
-    assert decode(encode(message, dropped=3)) == StepDone(Engine.SGLANG, 7, 123_456_789, 31_000_000, 3)
+    assert decode(encode(message, dropped=3, source=4242)) == StepDone(
+        Engine.SGLANG, 7, 123_456_789, 31_000_000, 3, 4242)
     assert len(encode(message)) == HEADER.size + 8
 
 
@@ -138,3 +139,19 @@ def test_binary_is_smaller_than_compact_json() -> None:
     as_json = json.dumps({k: getattr(message, k) for k in StepScheduled.__dataclass_fields__},
                          separators=(",", ":"), default=int)
     assert len(encode(message)) < len(as_json)
+
+
+def test_the_package_needs_nothing_but_the_standard_library() -> None:
+    """Engine images install only this distribution: no dependency, and every module imports in
+    an interpreter that sees no site-packages (so neither JouleScale nor any third party)."""
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "engine_hook"
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"] == []
+    modules = ["schema", "transport", "runtime", "vllm_hook", "sglang_plugin"]
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); " + "; ".join(
+        f"import joulescale_hook.{m}" for m in modules)
+    subprocess.run([sys.executable, "-S", "-I", "-c", code], check=True, timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from joulescale_hook.schema import Engine, StepDone, StepScheduled
 from joulescale_hook.transport import (
     HookPublisher,
     HookReceiver,
+    _make_writable,
     socket_path,
     socket_path_from_env,
 )
@@ -26,7 +28,7 @@ def done(step: int) -> StepDone:
 
 @pytest.fixture
 def sock_path(tmp_path: Path) -> str:
-    return socket_path(str(tmp_path), "0b3c1c5e-8a77-4c2e-a4a5-3e0f3c1d2b11")
+    return socket_path(str(tmp_path), "uid")  # real UIDs are 36 characters; pytest paths are long
 
 
 @pytest.fixture
@@ -44,7 +46,8 @@ def wait_for(condition, timeout_s: float = 3.0) -> None:  # type: ignore[no-unty
 
 
 def test_messages_arrive_in_order_with_their_content(sock_path: str, publisher: HookPublisher) -> None:
-    receiver = HookReceiver(sock_path)
+    assert not os.path.exists(os.path.dirname(sock_path))
+    receiver = HookReceiver(sock_path)  # makes the pod's directory when kubelet has not yet
     try:
         sched = StepScheduled(Engine.VLLM, 1, time.monotonic_ns(), 1, 512, 3, 4000, 2,
                               [512], [0], [512], [1], [1000, 1500, 1500], [1, 2, 3], [64, 128], [5, 6])
@@ -57,6 +60,7 @@ def test_messages_arrive_in_order_with_their_content(sock_path: str, publisher: 
         assert tuple(first.waiting_prompt_tokens) == (64, 128)
         assert isinstance(second, StepDone)
         assert (second.step_id, second.duration_ns, second.dropped) == (1, 1_000_000, 0)
+        assert first.source == second.source == os.getpid()
         assert publisher.flush()
         assert publisher.stats().sent == 2
         assert publisher.stats().dropped == 0
@@ -164,8 +168,36 @@ def test_an_unencodable_message_is_dropped_and_counted(sock_path: str, publisher
         receiver.close()
 
 
-def test_the_socket_path_comes_from_the_pod_uid_or_an_explicit_path() -> None:
+def test_the_agent_binds_in_the_pods_directory_and_the_engine_reads_its_path() -> None:
+    assert socket_path("/run/joulescale/hook", "u1") == "/run/joulescale/hook/u1/hook.sock"
     assert socket_path_from_env({}) is None
-    assert socket_path_from_env({"JOULESCALE_POD_UID": "u1"}) == "/run/joulescale/hook/u1.sock"
-    assert socket_path_from_env({"JOULESCALE_POD_UID": "u1", "JOULESCALE_HOOK_DIR": "/h"}) == "/h/u1.sock"
-    assert socket_path_from_env({"JOULESCALE_HOOK_SOCKET": "/x.sock", "JOULESCALE_POD_UID": "u"}) == "/x.sock"
+    assert socket_path_from_env({"JOULESCALE_HOOK_SOCKET": "/run/joulescale/hook/hook.sock"}) == (
+        "/run/joulescale/hook/hook.sock")
+
+
+def test_a_link_planted_where_the_socket_goes_is_replaced_not_followed(tmp_path: Path) -> None:
+    """The pod owns its directory: a link to a host file must not make the agent chmod that file."""
+    target = tmp_path / "host-secret"
+    target.write_text("x")
+    target.chmod(0o600)
+    pod_dir = tmp_path / "pod-uid"
+    pod_dir.mkdir()
+    (pod_dir / "hook.sock").symlink_to(target)
+    receiver = HookReceiver(str(pod_dir / "hook.sock"))
+    try:
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        assert stat.S_ISSOCK((pod_dir / "hook.sock").lstat().st_mode)
+        assert stat.S_IMODE((pod_dir / "hook.sock").lstat().st_mode) == 0o666
+    finally:
+        receiver.close()
+
+
+def test_the_mode_is_never_set_through_a_link_swapped_in_after_bind(tmp_path: Path) -> None:
+    target = tmp_path / "host-secret"
+    target.write_text("x")
+    target.chmod(0o600)
+    link = tmp_path / "hook.sock"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="no longer the socket"):
+        _make_writable(str(link))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600

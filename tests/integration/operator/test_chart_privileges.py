@@ -204,7 +204,7 @@ def test_the_agent_runs_with_sys_admin_and_nothing_more(crd_plane: ControlPlane)
         resources = json.dumps(container["resources"])
         assert "nvidia.com/gpu" not in resources, "the agent must not take a GPU from the tenants"
         host_paths = sorted(v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v)
-        assert host_paths == ["/var/lib/joulescale", "/var/lib/kubelet/pod-resources"]
+        assert host_paths == ["/run/joulescale/hook", "/var/lib/joulescale", "/var/lib/kubelet/pod-resources"]
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts["/var/lib/kubelet/pod-resources"]["readOnly"] is True
         assert "/tmp" in mounts

@@ -125,3 +125,33 @@ def test_the_rendered_children_pass_the_apiservers_validation(crd_plane: Control
     volumes = {v["name"]: v for v in decode["template"]["spec"]["volumes"]}
     assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
     assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "w"}
+
+
+def test_the_engine_hook_renders_valid_deployments_and_reserves_its_variables(crd_plane: ControlPlane) -> None:
+    """The hook's init container, hostPath volume, subPathExpr mount and downward-API variable are
+    a valid Deployment; the CRD refuses a JOULESCALE_ variable in spec.engine.env."""
+    namespace = crd_plane.create_namespace("pod-hook")
+    refused = apply(crd_plane, service_manifest(
+        "hookenv", namespace,
+        engine={"image": "vllm/vllm-openai:v0.33.0", "env": [{"name": "JOULESCALE_POD_UID", "value": "x"}]},
+    ), check=False)
+    assert refused.returncode != 0
+    assert "JOULESCALE_" in refused.stderr, refused.stderr
+    apply(crd_plane, service_manifest("hook", namespace, engine={"image": "vllm/vllm-openai:v0.33.0"}))
+    stored = get(crd_plane, "eals", "hook", namespace)
+    assert stored is not None
+    assert stored["spec"]["engine"]["hook"] == {"mode": "auto", "inject": True}
+    identity = ServiceIdentity(namespace=namespace, name="hook", uid=stored["metadata"]["uid"], generation=1)
+    children = [c for c in render_children(identity, parse_spec(stored["spec"])) if c["kind"] == "Deployment"]
+    result = crd_plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--field-manager=test", "-o", "json", "-f", "-",
+        input=yaml.safe_dump_all(children),
+    )
+    accepted = json.loads(result.stdout)
+    items = accepted["items"] if accepted.get("kind") == "List" else [accepted]
+    decode = next(i for i in items if i["metadata"]["name"] == "hook-decode")["spec"]["template"]["spec"]
+    assert decode["initContainers"][0]["name"] == "joulescale-hook"
+    volumes = {v["name"]: v for v in decode["volumes"]}
+    assert volumes["joulescale-hook"]["hostPath"] == {"path": "/run/joulescale/hook", "type": "DirectoryOrCreate"}
+    mounts = {m["name"]: m for m in decode["containers"][0]["volumeMounts"]}
+    assert mounts["joulescale-hook"]["subPathExpr"] == "$(JOULESCALE_POD_UID)"
