@@ -37,6 +37,7 @@ from joulescale.profiles import load_profile
 from joulescale.twin.traces import TraceRequest, load_trace, scaled_window
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from joulescale_agent.gpu.simulated import SimulatedBackend
+from joulescale_hook.transport import socket_path
 
 PROFILE = "h100-sxm-llama-8b-tp1"
 TTFT_MS, TPOT_MS, PERCENTILE = 1000.0, 12.0, 90
@@ -85,7 +86,7 @@ def pairs(tmp_path: Path, hook_dir: Path) -> Iterator[tuple[Pair, Pair, list[sub
     for name in ("hook", "metrics"):
         pair = Pair(name, sim_dir, {"prefill": free_port(), "decode": free_port()}, SimulatedBackend(sim_dir))
         for role, port in pair.ports.items():
-            extra = ("--hook-socket", str(hook_dir / f"uid-{role}.sock")) if name == "hook" else ()
+            extra = ("--hook-socket", socket_path(str(hook_dir), f"uid-{role}")) if name == "hook" else ()
             procs.append(start_engine(role, port, sim_dir, [f"GPU-{name}-{role}"], tmp_path / f"{name}-{role}.log",
                                       PROFILE, "vllm", *extra))
         made.append(pair)
@@ -123,7 +124,8 @@ def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy
                         "--hook-dir", str(hook_dir))
     procs.append(agent)
     wait_for(lambda: http_get(f"http://127.0.0.1:{agent_port}/readyz")[0] == 200, 30, "agent ready")
-    wait_for(lambda: all((hook_dir / f"uid-{r}.sock").exists() for r in ("prefill", "decode")), 10, "hook sockets")
+    wait_for(lambda: all(Path(socket_path(str(hook_dir), f"uid-{r}")).exists() for r in ("prefill", "decode")), 10,
+             "hook sockets")
 
     requests = workload()
 
@@ -162,4 +164,4 @@ def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=10) == 0
     assert all(hooked.gpus.locked_mhz(g.uuid) is None for g in hooked.gpus.devices())  # both pairs' GPUs
-    assert not any(hook_dir.iterdir())  # the agent removed its sockets
+    assert not any(Path(socket_path(str(hook_dir), f"uid-{r}")).exists() for r in ("prefill", "decode"))

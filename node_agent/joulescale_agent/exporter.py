@@ -172,7 +172,8 @@ class AgentMetrics:
         )
         self.hook_messages = prometheus_client.Counter(
             "joulescale_hook_messages",
-            "Datagrams read from the instance's engine hook socket, by kind (scheduled, done, invalid).",
+            "Datagrams read from the instance's engine hook socket, by kind (scheduled, done, invalid, "
+            "other_source: a second scheduler of the pod, ignored).",
             (*POD_LABELS, "kind"),
             registry=r,
         )

@@ -171,7 +171,7 @@ def _bad_datagrams() -> list[bytes]:
     good = encode(prefill_step(5))
     wrong_version = bytearray(good)
     wrong_version[2] = 99
-    head = HEADER.pack(MAGIC, 1, 1, 3, 0, 1, _ns())
+    head = HEADER.pack(MAGIC, 1, 1, 3, 0, 0, 1, _ns())
     too_many = head + struct.pack("<IIIQIHHH", 2**31, 0, 0, 0, 0, 0, 0, 0)
     more_entries_than_total = encode(replace(prefill_step(6), prefill_requests=1))
     chunk_past_prompt = encode(replace(prefill_step(7), prefill_done_tokens=(900, 0)))
@@ -201,6 +201,9 @@ async def test_hostile_datagrams_are_counted_and_never_steer_another_instances_g
             for step in range(1, 200):  # a flood of valid messages: decisions stay spaced
                 await send(sender, path, encode(prefill_step(step)))
             await eventually(lambda: rig.messages("prefill-0", "prefill", "scheduled") == 199)
+            # A second scheduler of the pod (another process, its own step ids) is not mixed in.
+            await send(sender, path, encode(prefill_step(500), source=4242))
+            await eventually(lambda: rig.messages("prefill-0", "prefill", "other_source") == 1)
         finally:
             sender.close()
         await eventually(lambda: rig.view("prefill-0", "prefill", "rich") == 1)
@@ -222,7 +225,7 @@ async def test_without_a_pod_uid_or_hook_dir_the_instance_stays_in_the_metrics_v
     loop = rig.loop("decode-0", "decode", "GPU-a", "")
     assert loop.hook is None
     assert rig.view("decode-0", "decode", "metrics") == 1
-    (hook_dir / "blocked.sock").mkdir()  # a directory where the socket should be: no crash
+    (hook_dir / "blocked" / "hook.sock").mkdir(parents=True)  # a directory where the socket should be: no crash
     blocked = rig.loop("decode-1", "decode", "GPU-b", "blocked")
     async with running(loop, blocked):
         await eventually(lambda: len(rig.brains.brains) == 2 and all(b.seen for b in rig.brains.brains))

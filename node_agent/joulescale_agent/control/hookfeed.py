@@ -1,8 +1,8 @@
 """One instance's engine hook: its socket, the view its policy runs in, and when the hook decides.
 
-The agent binds one datagram socket per pod, ``<hook dir>/<pod uid>.sock`` (the path is the
+The agent binds one datagram socket per pod, ``<hook dir>/<pod uid>/hook.sock`` (the path is the
 pod's identity: discovery knows the UID and the pod's GPUs, so what arrives there can only steer
-that pod's GPUs). Every datagram is read off the socket without blocking, checked
+that pod's GPUs; the engine container mounts only its own ``<pod uid>`` directory). Every datagram is read off the socket without blocking, checked
 (``engines.hook_wire``) and fed to the instance's one ``ObservationBuilder``.
 
 Views. An instance starts in the metrics view and enters the rich view with the first valid
@@ -66,6 +66,7 @@ class HookFeed:
         self._last_decision_s = float("-inf")
         self._pending: asyncio.TimerHandle | None = None
         self._invalid_log_due_s = 0.0
+        self._source: int | None = None
         self._show_view()
 
     def open(self) -> bool:
@@ -107,9 +108,16 @@ class HookFeed:
                 log.warning("%s: engine hook socket failed: %s", self.instance.key, error)
                 break
             try:
-                message = read_datagram(data)
+                source, message = read_datagram(data)
             except HookMessageError as error:
                 self._invalid(str(error))
+                continue
+            if self._source is None:
+                self._source = source
+            elif source != self._source:
+                # Another scheduler of the pod (a data-parallel rank) counts its own steps; the
+                # builder follows one: the first heard, until the hook falls silent.
+                self._metrics.hook_messages.labels(*self.instance.labels, "other_source").inc()
                 continue
             now_s = self._clock()
             self.last_message_s = now_s
@@ -175,6 +183,7 @@ class HookFeed:
         if silent_s >= self._stale_after_s and working:
             self._switch("metrics", f"the engine hook was silent for {silent_s:.2f} s while the engine worked")
             self._builder.reset_hook()
+            self._source = None
             return True
         return False
 

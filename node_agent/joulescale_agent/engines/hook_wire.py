@@ -36,15 +36,16 @@ def _column(name: str, values: Sequence[int], count: int) -> Sequence[int]:
     return values
 
 
-def read_datagram(data: bytes) -> HookSchedule | HookStepDone:
-    """One datagram as the core's message; ``HookMessageError`` for anything not sane."""
+def read_datagram(data: bytes) -> tuple[int, HookSchedule | HookStepDone]:
+    """One datagram as (its publishing process, the core's message); ``HookMessageError`` for
+    anything not sane."""
     try:
         message = decode(data)
     except HookDecodeError as error:
         raise HookMessageError(str(error)) from None
     except Exception as error:  # a decoder bug must read as a refused datagram, never a crash
         raise HookMessageError(f"undecodable datagram ({type(error).__name__})") from None
-    return to_core(message)
+    return message.source, to_core(message)
 
 
 def to_core(message: StepScheduled | StepDone) -> HookSchedule | HookStepDone:

@@ -36,7 +36,7 @@ Event = tuple[str, Any]
 
 
 def _through_the_wire(message: HookSchedule | HookStepDone) -> HookSchedule | HookStepDone:
-    return read_datagram(encode(to_wire(message)))
+    return read_datagram(encode(to_wire(message)))[1]
 
 
 def _same(a: object, b: object) -> bool:
