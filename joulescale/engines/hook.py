@@ -13,7 +13,8 @@ All times are on the publisher's clock; the builder measures ages against the me
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from bisect import bisect_left
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from joulescale.engines.observation import QueuedPrompt
@@ -90,7 +91,7 @@ class HookTally:
     """The hook's messages since the previous observation: the latest schedule, and the steps that
     ended with what they completed. Bounded whatever the publisher sends."""
 
-    __slots__ = ("_pending", "_started", "busy_s", "generation_tokens", "iterations", "last_done_step",
+    __slots__ = ("_pending", "_start_ids", "_start_s", "busy_s", "generation_tokens", "iterations", "last_done_step",
                  "last_iteration_s", "latest", "prompt_tokens")
 
     def __init__(self) -> None:
@@ -102,15 +103,21 @@ class HookTally:
         self.busy_s = 0.0
         self.prompt_tokens = 0
         self.generation_tokens = 0
-        self._started: deque[float] = deque(maxlen=_STARTS_KEPT)
-        """When each of the latest schedules was published, oldest first (``decode_started_s``)."""
+        self._start_ids: list[int] = []
+        self._start_s: list[float] = []
+        """Step ids of the latest schedules (ascending) and when each was published."""
 
     def schedule(self, message: HookSchedule) -> None:
-        latest = self.latest
-        if latest is not None and message.step_id != latest.step_id + 1:
-            self._started.clear()  # a gap (dropped messages, a restart): older starts are unknown
+        ids, times = self._start_ids, self._start_s
+        if ids and message.step_id <= ids[-1]:
+            ids.clear()  # step ids went back: the engine restarted
+            times.clear()
         self.latest = message
-        self._started.append(message.at_s)
+        ids.append(message.step_id)
+        times.append(message.at_s)
+        if len(ids) > 2 * _STARTS_KEPT:
+            del ids[:-_STARTS_KEPT]
+            del times[:-_STARTS_KEPT]
         pending = self._pending
         pending[message.step_id] = message
         while len(pending) > _PENDING_STEPS:
@@ -118,16 +125,23 @@ class HookTally:
 
     def decode_started_s(self, output_tokens: int) -> float | None:
         """When a request of the latest schedule with ``output_tokens`` generated began to decode:
-        a running request is in every step, so it was first scheduled that many steps before.
-        None when those steps are not all known; an earlier bound is then the oldest one known."""
-        started = self._started
-        if output_tokens < len(started):
-            return started[-1 - output_tokens]
-        return None
-
-    @property
-    def oldest_start_s(self) -> float | None:
-        return self._started[0] if self._started else None
+        a running request is in every step, so it was first scheduled that many steps before. A
+        step whose message was dropped is placed between its known neighbours; one older than
+        every step kept, back from the oldest at the mean step period. None before two steps."""
+        ids, times = self._start_ids, self._start_s
+        if not ids:
+            return None
+        target = ids[-1] - output_tokens
+        i = bisect_left(ids, target)
+        if i < len(ids) and ids[i] == target:
+            return times[i]
+        if 0 < i < len(ids):
+            share = (target - ids[i - 1]) / (ids[i] - ids[i - 1])
+            return times[i - 1] + share * (times[i] - times[i - 1])
+        if len(ids) < 2:
+            return None
+        period_s = (times[-1] - times[0]) / (ids[-1] - ids[0])
+        return times[0] - (ids[0] - target) * period_s
 
     def step_done(self, message: HookStepDone) -> None:
         """Book a step's end; a step never scheduled (or already booked) counts once, with no tokens."""

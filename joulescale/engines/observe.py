@@ -131,13 +131,13 @@ class ObservationBuilder:
         )
 
     def _decode_start_s(self, output_tokens: int) -> float:
-        """When a decode request began (``HookTally.decode_started_s``; beyond the steps kept,
-        the oldest kept: a lower bound of its decode time)."""
-        tally = self._hook
-        started = tally.decode_started_s(output_tokens)
+        """When a decode request began (``HookTally.decode_started_s``; with a single step known,
+        that step: a lower bound of its decode time)."""
+        started = self._hook.decode_started_s(output_tokens)
         if started is None:
-            started = tally.oldest_start_s
-        return started if started is not None else 0.0
+            latest = self._hook.latest
+            started = latest.at_s if latest is not None else 0.0
+        return started
 
     # --- the metrics-only view: /metrics samples -------------------------------------------------
 

@@ -92,13 +92,31 @@ def test_decode_progress_is_dated_by_the_steps_the_request_ran_in() -> None:
     assert observation.generation_tokens_delta == 1 + 1 + 1 + 2
 
 
-def test_a_gap_in_the_steps_bounds_the_decode_time_by_what_is_known() -> None:
+def test_steps_whose_messages_were_dropped_are_placed_between_the_known_ones() -> None:
+    """A datagram queue overflows when the reader lags: the step ids still count every step."""
     builder = ObservationBuilder("decode")
-    builder.hook_schedule(HookSchedule(1, 1.0, (), (ScheduledDecode(10, 0),), (), 0, 0, 1, 10, 0))
+    builder.hook_schedule(HookSchedule(10, 1.0, (), (ScheduledDecode(10, 0),), (), 0, 0, 1, 10, 0))
+    builder.hook_schedule(HookSchedule(20, 1.2, (), (ScheduledDecode(20, 10),), (), 0, 0, 1, 20, 0))
+    builder.hook_schedule(HookSchedule(30, 1.4, (), (ScheduledDecode(30, 5), ScheduledDecode(40, 10),
+                                                     ScheduledDecode(50, 40)), (), 0, 0, 3, 120, 0))
+    observation = builder.build_rich(1.4, 1200, None)
+    assert observation.decoding is not None
+    # Began at step 25 (between 20 and 30), at step 20 (known), and at step -10 (extrapolated
+    # back from step 10 at the mean period, 20 ms).
+    assert [round(r.decode_seconds, 9) for r in observation.decoding] == [0.1, 0.2, 0.8]
+
+
+def test_a_lone_step_dates_a_request_to_itself_and_a_restart_forgets_the_steps() -> None:
+    builder = ObservationBuilder("decode")
     builder.hook_schedule(HookSchedule(9, 2.0, (), (ScheduledDecode(20, 8),), (), 0, 0, 1, 20, 0))
     observation = builder.build_rich(2.0, 1200, None)
     assert observation.decoding is not None
     assert observation.decoding[0].decode_seconds == 0.0
+    builder.hook_schedule(HookSchedule(10, 2.02, (), (ScheduledDecode(20, 1),), (), 0, 0, 1, 20, 0))
+    builder.hook_schedule(HookSchedule(1, 3.0, (), (ScheduledDecode(20, 1),), (), 0, 0, 1, 20, 0))
+    restarted = builder.build_rich(3.0, 1200, None)
+    assert restarted.decoding is not None
+    assert restarted.decoding[0].decode_seconds == 0.0
 
 
 def test_a_step_end_never_scheduled_counts_as_a_step_without_tokens() -> None:
