@@ -96,8 +96,13 @@ def pairs(tmp_path: Path, hook_dir: Path) -> Iterator[tuple[Pair, Pair, list[sub
     yield made[0], made[1], procs
     for proc in procs:
         if proc.poll() is None:
+            proc.terminate()  # the engines log their hook publisher's counts as they stop
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        proc.wait()
+            proc.wait()
 
 
 def attainment(values: list[float], slo_s: float) -> float:
@@ -148,7 +153,6 @@ def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy
         assert len(tpots) == len([r for r in requests if r.output_tokens > 1])
         attained[name] = min(ttft, tpot)
     print("; ".join(report))
-    assert min(attained.values()) >= PERCENTILE / 100, report
     for role in ("prefill", "decode"):
         hooked_pod = {"namespace": "demo", "pod": f"hook-{role}-0", "role": role}
         plain_pod = {"namespace": "demo", "pod": f"metrics-{role}-0", "role": role}
@@ -156,10 +160,10 @@ def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy
         assert metric_value(page, "joulescale_agent_view", **plain_pod, view="metrics") == 1
         assert metric_value(page, "joulescale_agent_view", **plain_pod, view="rich") == 0
         scheduled = metric_value(page, "joulescale_hook_messages_total", **hooked_pod, kind="scheduled") or 0
-        assert scheduled > 100
+        assert scheduled > {"prefill": 20, "decode": 500}[role]  # about 56 and 1200 steps run
         assert metric_value(page, "joulescale_hook_messages_total", **hooked_pod, kind="invalid") is None
-        # The rich view decided: the agent locked the hooked pair's clocks below the top at times.
     assert "rich view (the engine hook speaks)" in (tmp_path / "agent.log").read_text()
+    assert min(attained.values()) >= PERCENTILE / 100, report
 
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=10) == 0

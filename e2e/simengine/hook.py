@@ -7,6 +7,8 @@ same the twin's rich view is built from) and go out in the hook's wire schema ov
 
 from __future__ import annotations
 
+import logging
+
 from joulescale.engines.hook import HookSchedule, HookStepDone
 from joulescale_hook.schema import Engine, StepDone, StepScheduled
 from joulescale_hook.transport import HookPublisher
@@ -49,3 +51,5 @@ class WireHook:
 
     def close(self) -> None:
         self.publisher.close()
+        stats = self.publisher.stats()
+        logging.info("engine hook: %d published, %d sent, %d dropped", stats.published, stats.sent, stats.dropped)

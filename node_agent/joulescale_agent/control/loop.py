@@ -98,6 +98,7 @@ class InstanceLoop:
                                  settings.hook_stale_after_s)
         else:
             metrics.view.labels(*instance.labels, "metrics").set(1)
+            metrics.view.labels(*instance.labels, "rich").set(0)
 
     def update_policy(self, policy: InstancePolicy) -> None:
         """A new plan or SLO: rebuild the brain, keep the loop (no restart, no reset)."""
