@@ -1,8 +1,8 @@
 """Latency the engine hook adds to each vLLM scheduling step, in microseconds.
 
 A vLLM-shaped scheduler step (the names of the pinned vLLM 0.33.0 contract: ``requests``,
-``waiting``, ``num_scheduled_tokens``, a request's ``num_prompt_tokens``, ``num_computed_tokens``,
-``arrival_time``, ``num_output_tokens``) runs through ``joulescale_hook.vllm_hook``: per step one
+``waiting``, a ``SchedulerOutput`` with ``num_scheduled_tokens`` and ``scheduled_cached_reqs``, a
+request's ``num_prompt_tokens`` and ``arrival_time``) runs through ``joulescale_hook.vllm_hook``: per step one
 prefill chunk of 2048 tokens, ``--decode`` decode requests and ``--waiting`` waiting prompts (the
 defaults, 256 and 64, are a large batch: the cost grows with both). What is timed is the hook's
 own work on the engine's thread per step: building and queueing the StepScheduled message after
@@ -50,11 +50,22 @@ class Request:
         self.arrival_time = arrival
 
 
-class Output:
-    __slots__ = ("num_scheduled_tokens",)
+class Cached:
+    __slots__ = ("num_computed_tokens", "num_output_tokens", "req_ids")
 
-    def __init__(self, scheduled: dict[str, int]) -> None:
+    def __init__(self, req_ids: list[str], computed: list[int], outputs: list[int]) -> None:
+        self.req_ids, self.num_computed_tokens, self.num_output_tokens = req_ids, computed, outputs
+
+
+class Output:
+    """A SchedulerOutput as vLLM builds it (its cost is vLLM's, outside the timing)."""
+
+    __slots__ = ("num_scheduled_tokens", "scheduled_cached_reqs", "scheduled_new_reqs")
+
+    def __init__(self, scheduled: dict[str, int], cached: Cached) -> None:
         self.num_scheduled_tokens = scheduled
+        self.scheduled_new_reqs: list[Any] = []
+        self.scheduled_cached_reqs = cached
 
 
 class Base:
@@ -101,9 +112,9 @@ def main() -> int:
 
     sched = Timed()
     now = time.time()
-    sched.requests["p"] = Request(8192, 0, 0, now - 0.2)
+    sched.requests["p"] = Request(8192, 2048, 0, now - 0.2)  # before its second chunk of four
     for i in range(args.decode):
-        sched.requests[f"d{i}"] = Request(1000 + 7 * i, 1000 + 7 * i + 50, 50 + i, now - 3.0)
+        sched.requests[f"d{i}"] = Request(1000 + 7 * i, 1000 + 7 * i + 50 + i, 50 + i, now - 3.0)
     sched.waiting.extend(Request(500 + 13 * i, 0, 0, now - 0.01 * i) for i in range(args.waiting))
     plan = {"p": 2048, **{f"d{i}": 1 for i in range(args.decode)}}
 
@@ -112,8 +123,8 @@ def main() -> int:
     cpu: list[float] = []
     gc.collect()
     for step in range(WARMUP + args.steps):
-        sched.requests["p"].num_computed_tokens = 2048  # after _update_after_schedule: chunk 1 of 4
-        output = Output(plan)
+        output = Output(plan, Cached(list(plan), [r.num_computed_tokens for r in sched.requests.values()],
+                                     [r.num_output_tokens for r in sched.requests.values()]))
         c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         sched._joulescale_scheduled(output)

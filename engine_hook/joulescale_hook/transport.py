@@ -13,7 +13,7 @@ reader that restarts simply binds again, with no accept loop and no per-connecti
 full receive buffer shows as ``EAGAIN`` on the sender, which drops the message instead of waiting.
 
 The publisher never blocks the engine and never raises into it. ``publish`` only appends to a
-bounded queue (full: the oldest message is dropped and counted); a daemon thread encodes and
+bounded queue, sharing no lock with the sender thread (full: the oldest message is dropped and counted); a daemon thread encodes and
 sends; a missing, dead, slow or restarted reader costs dropped messages and a reconnect attempt
 at most every ``RECONNECT_S``.
 """
@@ -71,9 +71,12 @@ class HookPublisher:
 
     def __init__(self, path: str, capacity: int = QUEUE_CAPACITY) -> None:
         self._path = path
+        # No lock is shared with the sender thread: on a loaded host the OS may preempt a thread
+        # holding one, and the engine's thread would wait out the preemption. deque's append and
+        # popleft are atomic, and each counter has one writer (the engine's thread: published,
+        # overflow, errors; the sender: sent, undelivered, send_errors).
         self._queue: deque[Message | Callable[[], Message]] = deque()
         self._capacity = capacity
-        self._lock = threading.Lock()
         # A bare lock as the sender's wake-up signal: releasing it costs the engine's thread a C
         # call (a threading.Event's set() is Python code, several microseconds per message).
         self._signal = threading.Lock()
@@ -81,10 +84,12 @@ class HookPublisher:
         self._draining = False
         self._closed = False
         self._published = 0
-        self._sent = 0
-        self._dropped = 0
-        self._source = os.getpid()
+        self._overflow = 0
         self._errors = 0
+        self._sent = 0
+        self._undelivered = 0
+        self._send_errors = 0
+        self._source = os.getpid()
         self._sock: socket.socket | None = None
         self._next_connect = 0.0
         self._thread = threading.Thread(target=self._run, name="joulescale-hook", daemon=True)
@@ -95,30 +100,33 @@ class HookPublisher:
         sender thread to make the message: the engine's thread then only snapshots the values
         (what may change after the call returns) and leaves the rest of the work off its path.
         ``wake=False`` spares the engine's thread the wake-up of the sender (a futex call): the
-        message goes with the next woken one, or within ``LINGER_S``."""
+        message goes with the next woken one, or within ``LINGER_S``. Call it from one thread
+        (the engine's scheduler)."""
         try:
-            with self._lock:
-                self._published += 1
-                if len(self._queue) >= self._capacity:
-                    self._queue.popleft()
-                    self._dropped += 1
-                self._queue.append(message)
+            self._published += 1
+            queue = self._queue
+            if len(queue) >= self._capacity:
+                try:
+                    queue.popleft()
+                    self._overflow += 1
+                except IndexError:
+                    pass  # the sender took it meanwhile
+            queue.append(message)
             if wake:
                 self._wake()
         except Exception:
             self._errors += 1
 
     def stats(self) -> PublisherStats:
-        with self._lock:
-            return PublisherStats(self._published, self._sent, self._dropped, self._errors)
+        return PublisherStats(self._published, self._sent, self._overflow + self._undelivered,
+                              self._errors + self._send_errors)
 
     def flush(self, timeout_s: float = 1.0) -> bool:
-        """Wait until the queue is empty (tests, shutdown); True when it is."""
+        """Wait until the queue is empty and its last message sent (tests, shutdown)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with self._lock:
-                if not self._queue and not self._draining:
-                    return True
+            if not self._queue and not self._draining:
+                return True
             time.sleep(0.001)
         return False
 
@@ -143,32 +151,28 @@ class HookPublisher:
             try:
                 self._drain()
             except Exception:
-                with self._lock:
-                    self._errors += 1
+                self._send_errors += 1
         self._disconnect()
 
     def _drain(self) -> None:
         while True:
-            with self._lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                self._draining = True
+            self._draining = True  # before the queue is seen empty: flush never returns early
+            try:
                 message = self._queue.popleft()
-                dropped = self._dropped
+            except IndexError:
+                self._draining = False
+                return
             delivered = False
             try:
                 if callable(message):
                     message = message()
-                delivered = self._send(encode(message, dropped, self._source))
+                delivered = self._send(encode(message, self._overflow + self._undelivered, self._source))
             except Exception:
-                with self._lock:
-                    self._errors += 1
-            with self._lock:
-                if delivered:
-                    self._sent += 1
-                else:
-                    self._dropped += 1
+                self._send_errors += 1
+            if delivered:
+                self._sent += 1
+            else:
+                self._undelivered += 1
 
     def _send(self, data: bytes) -> bool:
         sock = self._connected()
@@ -182,8 +186,7 @@ class HookPublisher:
         except OSError as e:
             # The reader went away (ECONNREFUSED) or rebound a new socket on the path: reconnect.
             if e.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN, errno.EPIPE):
-                with self._lock:
-                    self._errors += 1
+                self._send_errors += 1
             self._disconnect()
             return False
 

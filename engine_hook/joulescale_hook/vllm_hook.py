@@ -1,9 +1,8 @@
 """The vLLM side of the hook, as a mixin over any vLLM v1 scheduler class.
 
-``schedule()`` returns the step it has just decided; by then vLLM has advanced each scheduled
-request's ``num_computed_tokens`` by its scheduled tokens, so a request is in prefill when the
-tokens computed before this step are fewer than its prompt (a chunk of a long prompt is prefill
-too). Under async scheduling this runs while the previous step executes: the agent learns of a
+``schedule()`` returns the step it has just decided as a ``SchedulerOutput`` whose per-request
+counts were taken before the step: a request is in prefill when the tokens computed before this
+step are fewer than its prompt (a chunk of a long prompt is prefill too). Under async scheduling this runs while the previous step executes: the agent learns of a
 step about one step before it starts. ``update_from_output()`` processes the step's output; its
 measured duration is the time from the later of the step's scheduling and the previous step's
 end to now, since the GPU runs steps one after another.
@@ -17,14 +16,12 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from itertools import islice
-from operator import attrgetter
+from itertools import islice, repeat
 from typing import Any
 
 from joulescale_hook import runtime
 from joulescale_hook.schema import MAX_ENTRIES, Engine, StepDone, StepScheduled
 
-_COMPUTED = attrgetter("num_computed_tokens")
 _PENDING_LIMIT = 64
 """Scheduled steps whose output is not processed yet; vLLM keeps at most a few in flight."""
 
@@ -61,23 +58,22 @@ class HookedSchedulerMixin:
             state = self.__dict__["_joulescale"] = _StepState()
         now = time.monotonic_ns()
         wall_minus_mono = time.time_ns() - now
-        # Snapshot on the engine's thread only what changes once schedule() returns (the
-        # computed tokens, the queue's membership); a request's prompt length and arrival time are
-        # fixed at its creation, so the sender thread reads them and builds the message.
-        scheduled = output.num_scheduled_tokens
-        reqs = list(map(self.requests.__getitem__, scheduled))
-        if not reqs and not self.waiting:
+        # On the engine's thread only what changes once schedule() returns: the waiting queue's
+        # members. The SchedulerOutput is built anew each step and read-only afterwards (its
+        # per-request counts are taken before the step), and a request's prompt length and
+        # arrival time are fixed at its creation: the sender thread reads those and builds the
+        # message (build_scheduled).
+        waiting = self.waiting
+        n_waiting = len(waiting)
+        if not output.num_scheduled_tokens and not n_waiting:
             return  # nothing scheduled and nothing waits: an idle poll, not a step
-        computed = list(map(_COMPUTED, reqs))
-        tokens = list(scheduled.values())
-        n_waiting = len(self.waiting)
-        queued = list(islice(self.waiting, MAX_ENTRIES))
+        queued = list(islice(waiting, MAX_ENTRIES))
         step_id = state.next_step
         state.next_step += 1
         state.pending[id(output)] = (step_id, now)
         if len(state.pending) > _PENDING_LIMIT:
             del state.pending[next(iter(state.pending))]
-        publisher.publish(partial(build_scheduled, step_id, now, wall_minus_mono, reqs, computed, tokens,
+        publisher.publish(partial(build_scheduled, step_id, now, wall_minus_mono, output, self.requests,
                                   queued, n_waiting))
 
     def _joulescale_done(self, scheduler_output: Any) -> None:
@@ -97,13 +93,23 @@ class HookedSchedulerMixin:
         publisher.publish(StepDone(Engine.VLLM, step_id, now, now - started), wake=False)
 
 
-def build_scheduled(step_id: int, now_ns: int, wall_minus_mono_ns: int, reqs: list[Any],
-                    computed: list[int], tokens: list[int], queued: list[Any],
-                    n_waiting: int) -> StepScheduled:
-    """The message from a snapshot, on the sender thread: per scheduled request its computed
-    tokens after the step and the tokens scheduled in it; the waiting requests. A decode request's
-    output tokens are its KV tokens past its prompt: what it has generated, or has in flight under
-    async scheduling, when the step runs (vLLM's ``num_output_tokens`` would change meanwhile)."""
+def build_scheduled(step_id: int, now_ns: int, wall_minus_mono_ns: int, output: Any,
+                    requests: dict[str, Any], queued: list[Any], n_waiting: int) -> StepScheduled:
+    """The message, on the sender thread, from the step's ``SchedulerOutput``: new requests
+    (``scheduled_new_reqs``) and running ones (``scheduled_cached_reqs``) with their computed
+    tokens before the step; ``num_scheduled_tokens`` the step's tokens per request. A request is
+    in prefill while the tokens computed before the step are fewer than its prompt; a decode
+    request's output tokens are those generated or in flight (async scheduling) when it runs.
+    A request that finished before this ran (gone from ``requests``) is classified by its output
+    tokens and gets the step's time as its arrival."""
+    tokens = output.num_scheduled_tokens
+    rows: list[tuple[str, int, int | None, int]] = []
+    for new in output.scheduled_new_reqs:
+        prompt_ids = new.prompt_token_ids
+        rows.append((new.req_id, new.num_computed_tokens, None if prompt_ids is None else len(prompt_ids), 0))
+    cached = output.scheduled_cached_reqs
+    rows.extend(zip(cached.req_ids, cached.num_computed_tokens, repeat(None), cached.num_output_tokens,
+                    strict=False))
     p_prompt: list[int] = []
     p_done: list[int] = []
     p_step: list[int] = []
@@ -111,18 +117,20 @@ def build_scheduled(step_id: int, now_ns: int, wall_minus_mono_ns: int, reqs: li
     d_kv: list[int] = []
     d_out: list[int] = []
     prefill_tokens = 0
-    for req, kv, n in zip(reqs, computed, tokens, strict=True):
-        prompt = req.num_prompt_tokens
-        before = kv - n
+    for req_id, before, prompt, outputs in rows:
+        n = tokens.get(req_id, 0)
+        req = requests.get(req_id)
+        if prompt is None:
+            prompt = req.num_prompt_tokens if req is not None else (before + n if outputs == 0 else before)
         if before < prompt:
             p_prompt.append(prompt)
             p_done.append(before)
             p_step.append(n)
-            p_arrival.append(int(req.arrival_time * 1e9) - wall_minus_mono_ns)
+            p_arrival.append(now_ns if req is None else int(req.arrival_time * 1e9) - wall_minus_mono_ns)
             prefill_tokens += min(n, prompt - before)
         else:
-            d_kv.append(kv)
-            d_out.append(kv - prompt)
+            d_kv.append(before + n)
+            d_out.append(outputs)
     return StepScheduled(
         Engine.VLLM, step_id, now_ns, len(p_prompt), prefill_tokens, len(d_kv), sum(d_kv), n_waiting,
         p_prompt, p_done, p_step, p_arrival, d_kv, d_out,

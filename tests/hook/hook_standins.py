@@ -13,53 +13,86 @@ from typing import Any
 
 
 class VllmRequest:
-    """vllm/v1/request.py: the four names the hook reads, nothing else (slots)."""
+    """vllm/v1/request.py: the names the hook reads, plus the counters the stand-in keeps (slots)."""
 
-    __slots__ = ("_outputs", "arrival_time", "num_computed_tokens", "num_prompt_tokens")
+    __slots__ = ("_outputs", "_placeholders", "arrival_time", "num_computed_tokens", "num_prompt_tokens")
 
     def __init__(self, prompt: int, arrival_wall_s: float) -> None:
         self.num_prompt_tokens = prompt
         self.num_computed_tokens = 0
         self.arrival_time = arrival_wall_s
         self._outputs = 0
+        self._placeholders = 0
 
-    @property
-    def num_output_tokens(self) -> int:
-        return self._outputs
+
+class NewRequestData:
+    __slots__ = ("num_computed_tokens", "prompt_token_ids", "req_id")
+
+    def __init__(self, req_id: str, prompt_token_ids: list[int] | None, num_computed_tokens: int) -> None:
+        self.req_id, self.prompt_token_ids, self.num_computed_tokens = req_id, prompt_token_ids, num_computed_tokens
+
+
+class CachedRequestData:
+    __slots__ = ("num_computed_tokens", "num_output_tokens", "req_ids")
+
+    def __init__(self) -> None:
+        self.req_ids: list[str] = []
+        self.num_computed_tokens: list[int] = []
+        self.num_output_tokens: list[int] = []
 
 
 class VllmSchedulerOutput:
-    __slots__ = ("num_scheduled_tokens",)
+    __slots__ = ("num_scheduled_tokens", "scheduled_cached_reqs", "scheduled_new_reqs")
 
     def __init__(self, num_scheduled_tokens: dict[str, int]) -> None:
         self.num_scheduled_tokens = num_scheduled_tokens
+        self.scheduled_new_reqs: list[NewRequestData] = []
+        self.scheduled_cached_reqs = CachedRequestData()
 
 
 class StandInAsyncScheduler:
-    """vLLM's scheduler reduced to its pinned contract: ``schedule(throttle_prefills=False)``
-    advances each scheduled request's ``num_computed_tokens`` before returning (as
-    ``_update_after_schedule`` does) and ``update_from_output(scheduler_output,
-    model_runner_output)`` appends one output token per request past its prompt. The test sets
-    ``plan``: the tokens per request id of the next step, and moves requests from ``waiting``."""
+    """vLLM's async scheduler reduced to its pinned contract. ``schedule(throttle_prefills=False)``
+    builds the output with each request's counts before the step (a request scheduled for the
+    first time in ``scheduled_new_reqs``, the others in ``scheduled_cached_reqs`` with their
+    output tokens and in-flight placeholders), then advances ``num_computed_tokens`` (as
+    ``_update_after_schedule`` does) and adds a placeholder to a request past its prompt.
+    ``update_from_output(scheduler_output, model_runner_output)`` turns those placeholders into
+    output tokens. The test sets ``plan``, the tokens per request id of the next step."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.requests: dict[str, VllmRequest] = {}
         self.waiting: deque[VllmRequest] = deque()
         self.plan: dict[str, int] = {}
+        self.scheduled_before: set[str] = set()
         self.calls: list[str] = []
 
     def schedule(self, throttle_prefills: bool = False) -> VllmSchedulerOutput:
         self.calls.append("schedule")
         output = VllmSchedulerOutput(dict(self.plan))
+        for req_id in output.num_scheduled_tokens:
+            req = self.requests[req_id]
+            if req_id in self.scheduled_before:
+                cached = output.scheduled_cached_reqs
+                cached.req_ids.append(req_id)
+                cached.num_computed_tokens.append(req.num_computed_tokens)
+                cached.num_output_tokens.append(req._outputs + req._placeholders)
+            else:
+                output.scheduled_new_reqs.append(
+                    NewRequestData(req_id, [7] * req.num_prompt_tokens, req.num_computed_tokens))
+                self.scheduled_before.add(req_id)
         for req_id, n in output.num_scheduled_tokens.items():
-            self.requests[req_id].num_computed_tokens += n
+            req = self.requests[req_id]
+            req.num_computed_tokens += n
+            if req.num_computed_tokens >= req.num_prompt_tokens:
+                req._placeholders += 1
         return output
 
     def update_from_output(self, scheduler_output: VllmSchedulerOutput, model_runner_output: Any) -> dict[int, Any]:
         self.calls.append("update_from_output")
         for req_id in scheduler_output.num_scheduled_tokens:
             req = self.requests[req_id]
-            if req.num_computed_tokens >= req.num_prompt_tokens:
+            if req._placeholders:
+                req._placeholders -= 1
                 req._outputs += 1
         return {0: model_runner_output}
 

@@ -13,10 +13,12 @@ import pytest
 from joulescale_hook import runtime, vllm_hook
 from joulescale_hook.schema import StepDone, StepScheduled
 from joulescale_hook.transport import HookReceiver
-from joulescale_hook.vllm_hook import HookedSchedulerMixin
+from joulescale_hook.vllm_hook import HookedSchedulerMixin, build_scheduled
 from tests.hook.hook_standins import (
+    NewRequestData,
     StandInAsyncScheduler,
     VllmRequest,
+    VllmSchedulerOutput,
     assert_overrides_bind,
     engine_attributes_read,
 )
@@ -63,9 +65,10 @@ def test_the_overrides_bind_as_vllm_calls_the_pinned_methods() -> None:
 def test_the_hook_reads_only_pinned_names_of_vllm_objects() -> None:
     read = engine_attributes_read(vllm_hook, {"self", "output", "scheduler_output"},
                                   within="HookedSchedulerMixin")
-    read |= engine_attributes_read(vllm_hook, {"req"}, within="build_scheduled")
-    assert {"num_computed_tokens", "num_prompt_tokens", "arrival_time"} <= read  # the walk sees them
-    ours = {"__dict__", "_joulescale_scheduled", "_joulescale_done", "values", "get", "__getitem__"}
+    read |= engine_attributes_read(vllm_hook, {"req", "output", "new", "cached", "requests", "tokens"},
+                                   within="build_scheduled")
+    assert {"scheduled_cached_reqs", "num_output_tokens", "arrival_time"} <= read  # the walk sees them
+    ours = {"__dict__", "_joulescale_scheduled", "_joulescale_done", "get"}
     assert read - ours <= attribute_names(VLLM), read - ours - attribute_names(VLLM)
 
 
@@ -79,7 +82,9 @@ def test_a_chunked_prefill_then_decode_with_a_waiting_queue(scheduler_cls: type,
     sched = scheduler_cls()
     arrived = time.time() - 0.5
     sched.requests = {"a": VllmRequest(3000, arrived), "b": VllmRequest(100, arrived)}
-    sched.requests["b"].num_computed_tokens = 100  # b is decoding with a 100-token context
+    b = sched.requests["b"]  # decoding: its 100-token prompt is computed, its first token sampled
+    b.num_computed_tokens, b._outputs = 100, 1
+    sched.scheduled_before.add("b")
     queued = VllmRequest(700, arrived + 0.25)
     sched.waiting.append(queued)
 
@@ -104,8 +109,9 @@ def test_a_chunked_prefill_then_decode_with_a_waiting_queue(scheduler_cls: type,
 
     assert isinstance(second, StepScheduled)
     assert (tuple(second.prefill_done_tokens), tuple(second.prefill_step_tokens)) == ((2048,), (952,))
-    # b's KV tokens past its prompt: 1 in step 1, 2 in step 2 (in flight under async scheduling)
+    # b's output tokens: 1 in step 1, 2 in step 2 (the second in flight under async scheduling)
     assert (tuple(first.decode_output_tokens), tuple(second.decode_output_tokens)) == ((1,), (2,))
+    assert tuple(second.decode_kv) == (102,)
 
     assert isinstance(done1, StepDone)
     assert isinstance(done2, StepDone)
@@ -153,3 +159,20 @@ def test_without_a_socket_configured_the_hook_is_inert(scheduler_cls: type,
     sched.update_from_output(sched.schedule(), None)
     assert runtime.process_publisher() is None
     assert runtime.failures() == 0
+
+
+def test_a_request_gone_before_the_message_is_built_is_still_classified() -> None:
+    """The sender thread reads prompt lengths and arrivals from the live ``requests``; a request
+    that finished meanwhile is classified by its output tokens and stamped with the step's time."""
+    out = VllmSchedulerOutput({"gone-decoding": 1, "gone-prefilling": 512, "no-ids": 100})
+    out.scheduled_new_reqs.append(NewRequestData("no-ids", None, 0))  # prompt embeddings: no ids
+    cached = out.scheduled_cached_reqs
+    cached.req_ids += ["gone-decoding", "gone-prefilling"]
+    cached.num_computed_tokens += [900, 1024]
+    cached.num_output_tokens += [40, 0]
+    requests = {"no-ids": VllmRequest(300, time.time())}
+    message = build_scheduled(5, 10**12, 0, out, requests, [], 0)
+    assert (tuple(message.decode_kv), tuple(message.decode_output_tokens)) == ((901,), (40,))
+    assert tuple(message.prefill_prompt_tokens) == (300, 1536)  # looked up; done + this chunk
+    assert tuple(message.prefill_step_tokens) == (100, 512)
+    assert message.prefill_arrival_ns[1] == 10**12
