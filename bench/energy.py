@@ -4,7 +4,7 @@ Prints ONE JSON document: a list of ``joulescale twin compare`` outputs (azure-c
 azure-code at loads 0.67 and 0.85), for each policy view asked (default: both the
 metrics-only view and the engine-hook view, each entry says which in ``config.view``).
 
-    .venv/bin/python bench/energy.py [--views metrics,rich] [--duration S]
+    .venv/bin/python bench/energy.py [--views metrics,rich] [--loads 0.67,0.85] [--duration S]
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--views", default="metrics,rich")
     parser.add_argument("--duration", type=float, default=None, help="override both traces' windows")
+    parser.add_argument("--loads", default=",".join(map(str, LOADS)), help="the loads to compare (default: all)")
     args = parser.parse_args()
     results = []
     for view in args.views.split(","):
         for trace in TRACES:
-            for load in LOADS:
+            for load in (float(x) for x in args.loads.split(",")):
                 duration_s = args.duration if args.duration is not None else DURATION_S[trace]
                 comparison = compare(CompareSettings(trace=trace, load=load, duration_s=duration_s,
                                                      view="rich" if view == "rich" else "metrics"))

@@ -37,6 +37,7 @@ def start_engine(
     log: Path,
     profile: str = "h100-sxm-llama-8b-tp1",
     engine: str = "vllm",
+    *extra: str,
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -54,6 +55,7 @@ def start_engine(
         profile,
         "--engine",
         engine,
+        *extra,
     ]
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=REPO, env=agent_env(), stdout=out, stderr=subprocess.STDOUT)

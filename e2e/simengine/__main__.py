@@ -1,4 +1,5 @@
-"""``python -m e2e.simengine --role decode --port 8001 --sim-dir D --gpus GPU-a [--engine sglang] [--create-gpus]``"""
+"""``python -m e2e.simengine --role decode --port 8001 --sim-dir D --gpus GPU-a [--engine sglang] [--create-gpus]
+[--hook-socket PATH]``"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from e2e.simengine.core import EngineLimits, SimEngine
+from e2e.simengine.hook import WireHook
 from e2e.simengine.server import make_app
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.engines.dialects import ENGINE_NAMES, dialect_for
@@ -27,6 +29,8 @@ async def serve(args: argparse.Namespace) -> None:
     model = args.model or profile.model
     limits = EngineLimits(args.max_num_batched_tokens, args.max_num_seqs)
     engine = SimEngine(args.role, profile, SimGpuDir(args.sim_dir), gpus, dialect_for(args.engine), limits)
+    hook = WireHook(args.hook_socket) if args.hook_socket else None
+    engine.hook = hook
     runner = web.AppRunner(make_app(engine, model), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
@@ -40,6 +44,8 @@ async def serve(args: argparse.Namespace) -> None:
     scheduler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await scheduler
+    if hook is not None:
+        hook.close()
     await runner.cleanup()
 
 
@@ -59,6 +65,9 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--sim-dir", type=Path, required=True)
     p.add_argument("--gpus", required=True, help="comma-separated simulated GPU UUIDs of this instance")
+    p.add_argument(
+        "--hook-socket", default="", help="publish the engine hook's messages to this socket (the agent binds it)"
+    )
     p.add_argument(
         "--create-gpus", action="store_true", help="(re)write the sim dir's gpus.json for these GPUs"
     )

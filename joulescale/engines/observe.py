@@ -1,7 +1,10 @@
-"""Successive EngineSamples -> Observations: the metrics-only view, for the agent and the twin alike.
+"""Engine samples and hook messages -> Observations, for the agent and the twin alike.
 
-Where the engine lacks a signal a policy uses, the builder fills it from what the engine does
-publish (``substitutes``); what no engine offers stays ``None`` (``last_iteration_s``).
+The metrics-only view comes from successive ``/metrics`` samples (``build``): where the engine
+lacks a signal a policy uses, the builder fills it from what the engine does publish
+(``substitutes``); what no engine offers stays ``None`` (``last_iteration_s``). The rich view
+comes from the engine hook's messages (``hook_schedule``, ``hook_step_done``, ``build_rich``) and
+holds nothing those messages do not carry.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from joulescale.engines.histogram import Histogram
-from joulescale.engines.observation import Observation, Phase
+from joulescale.engines.hook import HookSchedule, HookStepDone, HookTally
+from joulescale.engines.observation import DecodeProgress, Observation, Phase, QueuedPrompt
 from joulescale.engines.sample import EngineSample
 from joulescale.engines.substitutes import decode_steps, longest_wait_cap_s, longest_wait_s, prefill_step_s
 
@@ -55,10 +59,89 @@ class ObservationBuilder:
         self.phase = phase
         self.colocated = colocated
         self._previous: _Previous | None = None
+        self._hook = HookTally()
+        self._rich_at_s: float | None = None
 
     def reset(self) -> None:
         """Forget the baseline (after a gap in scraping, deltas would span the gap)."""
         self._previous = None
+
+    def reset_hook(self) -> None:
+        """Forget the hook's messages (the hook fell silent; its next message starts afresh)."""
+        self._hook = HookTally()
+        self._rich_at_s = None
+
+    # --- the rich view: the engine hook's messages ---------------------------------------------
+    def hook_schedule(self, message: HookSchedule) -> None:
+        self._hook.schedule(message)
+
+    def hook_step_done(self, message: HookStepDone) -> None:
+        self._hook.step_done(message)
+
+    @property
+    def hook_latest(self) -> HookSchedule | None:
+        return self._hook.latest
+
+    def build_rich(self, now_s: float, sm_clock_mhz: int, kv_capacity_tokens: int | None,
+                   published_s: float | None = None) -> Observation:
+        """The rich view at ``now_s`` from the hook's messages so far: the step in flight as the
+        latest scheduling call published it (none once that step ended), the queue it left, and
+        the steps that ended since the previous observation. ``published_s``: when the latest
+        schedule was published, on ``now_s``'s clock (default ``now_s``); ages come from the
+        message's own clock. ``kv_capacity_tokens`` is the instance's, not the hook's."""
+        tally = self._hook
+        prompt, generated, steps, mean_s, last_s = tally.take()
+        step = tally.in_flight
+        latest = tally.latest
+        shift = 0.0
+        if latest is not None:
+            shift = (now_s if published_s is None else published_s) - latest.at_s
+
+        def arrived(arrival_s: float) -> float:
+            return min(arrival_s, latest.at_s if latest is not None else arrival_s) + shift
+
+        waiting = step.waiting if step is not None else ()
+        capacity = kv_capacity_tokens if kv_capacity_tokens and kv_capacity_tokens > 0 else None
+        interval = now_s - self._rich_at_s if self._rich_at_s is not None else 0.0
+        self._rich_at_s = now_s
+        queue: tuple[QueuedPrompt, ...] | None = None
+        decoding: tuple[DecodeProgress, ...] | None = None
+        if step is None:
+            running = tokens = 0
+        elif self.phase == "prefill":
+            running, tokens = step.prefill_requests, step.prefill_tokens
+        else:
+            running, tokens = step.decode_requests, step.decode_kv_tokens
+        if self.phase == "prefill":
+            in_flight = step.prefill if step is not None else ()
+            queue = (*(QueuedPrompt(r.prompt_tokens, arrived(r.arrival_s)) for r in in_flight),
+                     *(QueuedPrompt(w.prompt_tokens, arrived(w.arrival_s)) for w in waiting))
+            oldest = max((now_s - q.arrival_s for q in queue), default=None)
+        else:
+            oldest = max((now_s - arrived(w.arrival_s) for w in waiting), default=None)
+            decoding = tuple(DecodeProgress(r.output_tokens, now_s - arrived(self._decode_start_s(r.output_tokens)),
+                                            r.kv_tokens)
+                             for r in (step.decode if step is not None else ()))
+        return Observation(
+            phase=self.phase, now_s=now_s, sm_clock_mhz=sm_clock_mhz,
+            running_requests=running, waiting_requests=step.waiting_requests if step is not None else 0,
+            kv_cache_usage=min(1.0, tokens / capacity) if capacity else 0.0,
+            context_tokens=tokens,
+            prompt_tokens_delta=prompt, generation_tokens_delta=generated, iterations_delta=steps,
+            interval_s=interval, last_iteration_s=last_s, mean_iteration_s=mean_s if steps else None,
+            oldest_wait_s=oldest, queue=queue, decoding=decoding,
+        )
+
+    def _decode_start_s(self, output_tokens: int) -> float:
+        """When a decode request began (``HookTally.decode_started_s``; with a single step known,
+        that step: a lower bound of its decode time)."""
+        started = self._hook.decode_started_s(output_tokens)
+        if started is None:
+            latest = self._hook.latest
+            started = latest.at_s if latest is not None else 0.0
+        return started
+
+    # --- the metrics-only view: /metrics samples -------------------------------------------------
 
     def build(self, sample: EngineSample, now_s: float, sm_clock_mhz: int) -> Observation:
         prev = self._previous

@@ -2,14 +2,15 @@
 
 Admission, preemption and the O(1) batch aggregate are ``joulescale.engines.model``'s; this adds
 what only the cluster knows (requests still in KV transfer, for the router) and the engine hook's
-per-request view.
+messages (rich view).
 """
 
 from __future__ import annotations
 
 from joulescale.engines.dialects import VLLM, EngineDialect
+from joulescale.engines.hook import HookStepDone
+from joulescale.engines.hook_publish import HookSink, decode_schedule
 from joulescale.engines.model import DecodeModel
-from joulescale.engines.observation import DecodeProgress
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup
@@ -17,7 +18,7 @@ from joulescale.twin.request import SimRequest
 
 
 class DecodeInstance:
-    __slots__ = ("counters", "end_seq", "gpu", "incoming", "index", "model", "recorder")
+    __slots__ = ("counters", "end_seq", "gpu", "hook", "hook_step", "incoming", "index", "model", "recorder")
 
     def __init__(self, index: int, gpu: SimGpuGroup, kv_capacity_tokens: int, max_running: int,
                  watermark: float, dialect: EngineDialect = VLLM) -> None:
@@ -28,6 +29,9 @@ class DecodeInstance:
         self.counters = EngineCounters()
         self.incoming = 0
         """Requests routed here whose KV cache is still in transfer."""
+        self.hook: HookSink | None = None
+        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
+        self.hook_step = 0
         self.end_seq = 0
         """The simulator's number for the event that ends the running step; others are stale."""
 
@@ -49,7 +53,12 @@ class DecodeInstance:
         self.model.enqueue(request, now_s)
 
     def start_step(self, now_s: float) -> bool:
-        return self.model.start_step(now_s)
+        if not self.model.start_step(now_s):
+            return False
+        if self.hook is not None:
+            self.hook_step += 1
+            self.hook.hook_schedule(decode_schedule(self.model, self.hook_step, now_s))
+        return True
 
     def run_step(self, now_s: float) -> float:
         """Run the scheduled step on the GPUs; its duration as planned now (``gpu.end_s`` may move)."""
@@ -64,13 +73,6 @@ class DecodeInstance:
         self.counters.generation_tokens += batch
         for request in done:
             request.finish_s = now_s
+        if self.hook is not None:
+            self.hook.hook_step_done(HookStepDone(self.hook_step, now_s, step_s))
         return done
-
-    def rich_progress(self, now_s: float) -> tuple[DecodeProgress, ...]:
-        """The engine hook's view of the running batch."""
-        model = self.model
-        out = []
-        for r in model.running.values():
-            generated = model.generated_tokens(r)
-            out.append(DecodeProgress(generated, now_s - r.first_token_s, r.prompt_tokens + 1 + generated))
-        return tuple(out)

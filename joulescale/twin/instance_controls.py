@@ -16,7 +16,6 @@ from joulescale.engines.sample import EngineSample
 from joulescale.twin.cluster import ControlFactory, InstanceControl
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.prefill import PrefillInstance
-from joulescale.twin.views import RichView
 
 Retime = Callable[[PrefillInstance | DecodeInstance], None]
 """Reschedules the end of an instance's running iteration after its clock request moved it."""
@@ -24,14 +23,14 @@ Retime = Callable[[PrefillInstance | DecodeInstance], None]
 
 class _Instance:
     """Per-instance control state: the policy, its actuator and the view that feeds it (the
-    agent's own observation builder in the metrics view, the engine hook in the rich one)."""
+    agent's own observation builder, fed scrapes in the metrics view and the engine hook's
+    messages in the rich one)."""
 
-    __slots__ = ("builder", "control", "rich_view")
+    __slots__ = ("builder", "control")
 
     def __init__(self, control: InstanceControl, builder: ObservationBuilder) -> None:
         self.control = control
         self.builder = builder
-        self.rich_view = RichView()
 
 
 class InstanceControls:
@@ -68,20 +67,25 @@ class InstanceControls:
         if gpu.end_s != end_s:
             self.retime(inst)
 
-    def decide_prefill_rich(self, inst: PrefillInstance, now_s: float) -> None:
-        ctl = self.prefill_ctl[inst.index]
-        if not ctl.control.observes:
-            return
-        inst.gpu.settle(now_s)  # the hook reads the clock in force now, not one already replaced
-        obs = ctl.rich_view.observe_prefill(inst, now_s, self.prefill_kv_tokens)
-        self.decide(ctl, inst, obs, now_s)
+    def hook_to_builders(self) -> None:
+        """Rich view: every instance publishes the engine hook's messages to its builder."""
+        for ctl, prefill in zip(self.prefill_ctl, self.prefill, strict=True):
+            prefill.hook = ctl.builder
+        for ctl, decode in zip(self.decode_ctl, self.decode, strict=True):
+            decode.hook = ctl.builder
 
-    def decide_decode_rich(self, inst: DecodeInstance, now_s: float) -> None:
-        ctl = self.decode_ctl[inst.index]
+    def decide_rich(self, inst: PrefillInstance | DecodeInstance, now_s: float) -> None:
+        """Decide on the engine hook's messages so far, as the agent does on reading them, with the
+        clock it last requested (the hook does not publish the clock)."""
+        if isinstance(inst, PrefillInstance):
+            ctl, kv_capacity_tokens = self.prefill_ctl[inst.index], self.prefill_kv_tokens
+        else:
+            ctl, kv_capacity_tokens = self.decode_ctl[inst.index], inst.model.kv_capacity_tokens
         if not ctl.control.observes:
             return
-        inst.gpu.settle(now_s)
-        self.decide(ctl, inst, ctl.rich_view.observe_decode(inst, now_s), now_s)
+        gpu = inst.gpu
+        gpu.settle(now_s)
+        self.decide(ctl, inst, ctl.builder.build_rich(now_s, gpu.target_mhz, kv_capacity_tokens), now_s)
 
     def scrape(self, phase: str, index: int) -> EngineSample:
         """What a GET /metrics of the instance returns now: its page as the engine published it."""
@@ -106,10 +110,7 @@ class InstanceControls:
         True when the instance is then to be scraped: an observing policy under the metrics view."""
         ctl, inst = self._pair(phase, index)
         if rich and ctl.control.observes:
-            if phase == "prefill":
-                self.decide_prefill_rich(self.prefill[index], 0.0)
-            else:
-                self.decide_decode_rich(self.decode[index], 0.0)
+            self.decide_rich(inst, 0.0)
             return False
         sample = inst.recorder.sample()
         self.decide(ctl, inst, ctl.builder.build(sample, 0.0, inst.gpu.target_mhz), 0.0)

@@ -8,8 +8,9 @@ at the clocks in force. The twin's event loop drives time.
 from __future__ import annotations
 
 from joulescale.engines.dialects import VLLM, EngineDialect
+from joulescale.engines.hook import HookStepDone
+from joulescale.engines.hook_publish import HookSink, prefill_schedule
 from joulescale.engines.model import PrefillModel
-from joulescale.engines.observation import QueuedPrompt
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup
@@ -17,7 +18,7 @@ from joulescale.twin.request import SimRequest
 
 
 class PrefillInstance:
-    __slots__ = ("counters", "end_seq", "gpu", "index", "model", "recorder")
+    __slots__ = ("counters", "end_seq", "gpu", "hook", "hook_step", "index", "model", "recorder")
 
     def __init__(self, index: int, gpu: SimGpuGroup, token_budget: int, dialect: EngineDialect = VLLM) -> None:
         self.index = index
@@ -25,6 +26,9 @@ class PrefillInstance:
         self.recorder = MetricsRecorder(dialect, gpu.profile.kv_capacity_tokens)
         self.model: PrefillModel[SimRequest] = PrefillModel(gpu.profile, token_budget, self.recorder)
         self.counters = EngineCounters()
+        self.hook: HookSink | None = None
+        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
+        self.hook_step = 0
         self.end_seq = 0
         """The simulator's number for the event that ends the running step; others are stale."""
 
@@ -49,6 +53,9 @@ class PrefillInstance:
         for request in self.model.step:
             if request.prefill_start_s < 0.0:
                 request.prefill_start_s = now_s
+        if self.hook is not None:
+            self.hook_step += 1
+            self.hook.hook_schedule(prefill_schedule(self.model, self.hook_step, now_s))
         return True
 
     def run_step(self, now_s: float) -> float:
@@ -62,9 +69,6 @@ class PrefillInstance:
         counters.note_iteration(step_s)
         counters.prompt_tokens += sum(r.prompt_tokens for r in done)
         counters.generation_tokens += len(done)
+        if self.hook is not None:
+            self.hook.hook_step_done(HookStepDone(self.hook_step, now_s, step_s))
         return done
-
-    def rich_queue(self) -> tuple[QueuedPrompt, ...]:
-        """The engine hook's view: in-flight then waiting prompts, in arrival order."""
-        model = self.model
-        return tuple(QueuedPrompt(r.prompt_tokens, r.engine_arrival_s) for r in (*model.queue, *model.arrivals))

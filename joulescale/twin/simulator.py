@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from joulescale.engines.dialects import dialect_for
+from joulescale.engines.hook import IDLE_AFTER_S
 from joulescale.twin.aggregated import AggregatedInstance
 from joulescale.twin.cluster import ClusterConfig, ControlFactory
 from joulescale.twin.decode import DecodeInstance
@@ -33,6 +34,7 @@ _DECODE_DONE = 1
 _KV_LANDED = 2
 _SCRAPE = 3
 _SCRAPE_VISIBLE = 4
+_HOOK_SILENT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,8 @@ class _Run(EventQueue):
         self.links = [KvLink(medium, prefill_profile.kv_bytes_per_token) for _ in self.prefill]
         self.routers = Routers(cluster.prefill_router, cluster.decode_router)
         self.rich = cluster.view == "rich"
+        if self.rich:
+            self.controls.hook_to_builders()
         self.scrape_times: Mapping[tuple[str, int], Sequence[float]] | None = None
         self.handover_s: Sequence[float] | None = None
 
@@ -158,7 +162,7 @@ class _Run(EventQueue):
         """Schedule and run the next step when there is one; the engine hook decides either way."""
         started = inst.start_step(now_s)
         if self.rich:
-            self.controls.decide_prefill_rich(inst, now_s)
+            self.hook_decision(inst, started, now_s)
         if started:
             self.push(now_s + inst.run_step(now_s), _PREFILL_DONE, inst)
             inst.end_seq = self.seq
@@ -175,6 +179,15 @@ class _Run(EventQueue):
             self.push(landed_s, _KV_LANDED, (request, target))
         self.start_prefill(inst, now_s)
 
+    def hook_decision(self, inst: PrefillInstance | DecodeInstance, scheduled: bool, now_s: float) -> None:
+        """Rich view: the agent decides on reading a scheduling call; an engine that scheduled
+        nothing publishes nothing, so the agent decides on the silence ``IDLE_AFTER_S`` after the
+        step's end, unless a new step was scheduled by then."""
+        if scheduled:
+            self.controls.decide_rich(inst, now_s)
+        else:
+            self.push(now_s + IDLE_AFTER_S, _HOOK_SILENT, (inst, inst.hook_step))
+
     def kv_landed(self, request: SimRequest, inst: DecodeInstance, now_s: float) -> None:
         inst.incoming -= 1
         request.first_token_s = now_s
@@ -189,7 +202,7 @@ class _Run(EventQueue):
     def start_decode(self, inst: DecodeInstance, now_s: float) -> None:
         started = inst.start_step(now_s)
         if self.rich:
-            self.controls.decide_decode_rich(inst, now_s)
+            self.hook_decision(inst, started, now_s)
         if not started:
             return
         self.push(now_s + inst.run_step(now_s), _DECODE_DONE, inst)
@@ -251,6 +264,10 @@ class _Run(EventQueue):
                 self.controls.scrape_visible(payload, now_s)  # type: ignore[arg-type]
             elif kind == _SCRAPE:
                 self.scrape(payload, now_s)  # type: ignore[arg-type]
+            elif kind == _HOOK_SILENT:
+                silent: tuple[PrefillInstance | DecodeInstance, int] = payload  # type: ignore[assignment]
+                if silent[0].hook_step == silent[1]:
+                    self.controls.decide_rich(silent[0], now_s)
             elif kind == _PREFILL_DONE:
                 assert isinstance(payload, PrefillInstance)
                 if seq != payload.end_seq:

@@ -55,3 +55,7 @@ class MetricsFormatError(MetricsError):
 
 class MetricsLimitError(MetricsFormatError):
     """The page, a line or a label is over the parse limits, or parsing it is over its time budget."""
+
+
+class HookMessageError(AgentError):
+    """A datagram on an engine's hook socket that is not a sane message (the engine is untrusted)."""

@@ -172,6 +172,19 @@ class AgentMetrics:
             POD_LABELS,
             registry=r,
         )
+        self.view = prometheus_client.Gauge(
+            "joulescale_agent_view",
+            "1 for the view the instance's policy observes through (metrics: /metrics; rich: the engine hook).",
+            (*POD_LABELS, "view"),
+            registry=r,
+        )
+        self.hook_messages = prometheus_client.Counter(
+            "joulescale_hook_messages",
+            "Datagrams read from the instance's engine hook socket, by kind (scheduled, done, invalid, "
+            "other_source: a second scheduler of the pod, ignored).",
+            (*POD_LABELS, "kind"),
+            registry=r,
+        )
         self.instances = prometheus_client.Gauge(
             "joulescale_engine_instances", "Engine instances the agent controls.", registry=r
         )

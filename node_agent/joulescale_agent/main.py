@@ -163,6 +163,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="directory of extra profile files (*.yaml), e.g. a mounted ConfigMap; read at start, "
         "a bad file is logged and skipped",
     )
+    p.add_argument(
+        "--hook-dir",
+        type=_path,
+        default=None,
+        help="directory of the engine hook sockets (<pod uid>.sock; a hostPath the engine pods share); "
+        "unset: no hook, every instance in the metrics view",
+    )
+    p.add_argument(
+        "--hook-stale-after-s",
+        type=_number(*DURATION_S),
+        default=0.5,
+        help="a hook silent this long while the engine's page shows work: back to the metrics view",
+    )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=_port, default=9400, help="metrics, /healthz and /readyz")
     p.add_argument("--scrape-hz", type=_number(*SCRAPE_HZ), default=20.0)
@@ -313,6 +326,8 @@ def loop_settings(args: argparse.Namespace) -> LoopSettings:
         readback_retries=args.readback_retries,
         relock_backoff_s=args.relock_backoff_s,
         relock_backoff_max_s=args.relock_backoff_max_s,
+        hook_dir=str(args.hook_dir) if args.hook_dir is not None else None,
+        hook_stale_after_s=args.hook_stale_after_s,
     )
 
 

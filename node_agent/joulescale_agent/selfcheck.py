@@ -1,7 +1,7 @@
 """``joulescale-agent --check``: import everything the given flags need, touch nothing.
 
 Some imports are lazy on purpose (pynvml only with the NVML backend, grpcio only with the
-kubelet PodResources source), so a missing package would otherwise surface only on a GPU node,
+kubelet PodResources source, the engine hook's package only with ``--hook-dir``), so a missing package would otherwise surface only on a GPU node,
 as a crash on start. The check imports them up front, without a cluster, a GPU or a socket: the
 image build and the image test run it (tests/unit/test_images.py).
 """
@@ -24,6 +24,8 @@ def modules_for(args: argparse.Namespace) -> tuple[str, ...]:
         from joulescale_agent.gpu.nvml import NVML_MODULE
 
         modules += ["joulescale_agent.gpu.nvml", NVML_MODULE]
+    if getattr(args, "hook_dir", None) is not None:
+        modules += ["joulescale_agent.control.hookfeed", "joulescale_hook.transport"]
     if args.instances is None:
         modules += [
             "joulescale_agent.kube_client",

@@ -52,6 +52,14 @@ def image_extras(image: str) -> set[str]:
     return set(installs[0].split(",")) - {""}
 
 
+def local_projects(image: str) -> list[Path]:
+    """Project folders of this repository the Dockerfile installs next to the image's own
+    (``pip install ./engine_hook ".[agent]"``): linked like the project's packages."""
+    text = (ROOT / IMAGES[image][0]).read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if "pip install" in line)
+    return [ROOT / IMAGES[image][1] / folder for folder in re.findall(r"\s\./([A-Za-z0-9_-]+)", line)]
+
+
 def install_set(image: str) -> list[Requirement]:
     """The direct requirements of the image: the project's dependencies and the extras named."""
     project = pyproject(image)["project"]
@@ -112,12 +120,14 @@ def make_venv(target: Path, image: str, distributions: set[str]) -> Path:
     )
     for name in distributions:
         _link_distribution(name, site)
-    find = pyproject(image)["tool"]["setuptools"]["packages"]["find"]
-    for where in find["where"]:
-        for package in (ROOT / IMAGES[image][1] / where).iterdir():
-            included = any(re.fullmatch(p.replace("*", ".*"), package.name) for p in find["include"])
-            if included and (package / "__init__.py").is_file():
-                (site / package.name).symlink_to(package)
+    for project in (ROOT / IMAGES[image][1], *local_projects(image)):
+        toml = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        find = toml["tool"]["setuptools"]["packages"]["find"]
+        for where in find["where"]:
+            for package in (project / where).iterdir():
+                included = any(re.fullmatch(p.replace("*", ".*"), package.name) for p in find["include"])
+                if included and (package / "__init__.py").is_file():
+                    (site / package.name).symlink_to(package)
     return python
 
 
@@ -186,6 +196,16 @@ def test_without_any_direct_requirement_the_check_fails(image: str, removed: str
     result = run_check(python, image, manifest_args(image), tmp_path)
     assert result.returncode != 0, f"{image} runs without {removed}: drop it from its install set"
     assert "No module named" in result.stderr or "cannot import" in result.stderr
+
+
+def test_the_agent_image_carries_the_engine_hook_reader(tmp_path: Path) -> None:
+    """With --hook-dir the agent reads the hook's sockets through the hook's own package, which
+    the image installs from engine_hook/ (it is no PyPI dependency)."""
+    assert [p.name for p in local_projects("agent")] == ["engine_hook"]
+    python = make_venv(tmp_path / "venv", "agent", closure(install_set("agent")))
+    result = run_check(python, "agent", [*manifest_args("agent"), "--hook-dir", "/run/joulescale/hook"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "joulescale_hook.transport" in result.stdout
 
 
 def test_the_agent_check_imports_grpc_for_the_pod_resources_socket() -> None:

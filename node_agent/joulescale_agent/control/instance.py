@@ -84,6 +84,11 @@ class LoopSettings:
     clock is locked again for this long, so that no input flaps clocks faster than the hold."""
     relock_backoff_max_s: float = 30.0
     """The back-off doubles for each release that comes within this long of the last one's end."""
+    hook_dir: str | None = None
+    """The engine hook's socket directory (hostPath shared with the engine pods); None: no hook,
+    every instance in the metrics view."""
+    hook_stale_after_s: float = 0.5
+    """A hook silent this long while the page shows the engine working: back to the metrics view."""
 
     @property
     def period_s(self) -> float:

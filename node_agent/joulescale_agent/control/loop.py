@@ -14,10 +14,13 @@ even pages alternating between good and bad, changes clocks faster than the mini
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from joulescale.control.clocks import allowed_clocks_mhz
+from joulescale.engines.observation import Observation
 from joulescale.engines.observe import ObservationBuilder
 from joulescale_agent import errors
 from joulescale_agent.clock import Clock
@@ -29,6 +32,9 @@ from joulescale_agent.engines.reader import PageReader
 from joulescale_agent.exporter import AgentMetrics
 from joulescale_agent.gpu.backend import ThrottleReason
 from joulescale_agent.safety.actuator import ClockActuator
+
+if TYPE_CHECKING:
+    from joulescale_agent.control.hookfeed import HookFeed
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,17 @@ class InstanceLoop:
         self.last_error: str | None = None
         self._error_log_due_s = 0.0
         self._errors_unlogged = 0
+        self._kv_capacity: int | None = None
+        """The engine's KV cache size in tokens, from its page (the hook does not publish it)."""
+        self.hook: HookFeed | None = None
+        if settings.hook_dir and instance.uid:
+            from joulescale_agent.control.hookfeed import HookFeed  # the hook's package only with --hook-dir
+
+            self.hook = HookFeed(instance, settings.hook_dir, self._builder, metrics, clock, self._decide_rich,
+                                 settings.hook_stale_after_s)
+        else:
+            metrics.view.labels(*instance.labels, "metrics").set(1)
+            metrics.view.labels(*instance.labels, "rich").set(0)
 
     def update_policy(self, policy: InstancePolicy) -> None:
         """A new plan or SLO: rebuild the brain, keep the loop (no restart, no reset)."""
@@ -124,6 +141,8 @@ class InstanceLoop:
     async def run(self) -> None:
         period_s = self._settings.period_s
         next_s = self._clock()
+        if self.hook is not None:
+            self.hook.open()
         try:
             while True:
                 await self.step()
@@ -134,6 +153,11 @@ class InstanceLoop:
                     delay_s = 0.0
                 await asyncio.sleep(delay_s)
         finally:
+            if self.hook is not None:
+                self.hook.close()
+            for view in ("metrics", "rich"):  # the instance is gone: so are its series
+                with contextlib.suppress(KeyError):
+                    self._metrics.view.remove(*self.instance.labels, view)
             self.release()
 
     async def step(self) -> None:
@@ -172,13 +196,38 @@ class InstanceLoop:
         self.last_error = None
         applied_mhz = self.locked_mhz if self.locked_mhz is not None else self._supported[-1]
         observation = self._builder.build(sample, now_s, applied_mhz)
+        self._kv_capacity = sample.kv_capacity_tokens
+        if self.hook is not None and not self.hook.tick_decides(observation, now_s):
+            self._after_change(now_s)  # the rich view decides on the hook's messages
+            return
+        self._decide_and_apply(observation, now_s)
+        self._after_change(now_s)
+
+    def _decide_rich(self, now_s: float, published_s: float | None) -> None:
+        """The engine hook scheduled a step (or went idle): decide on its messages, as ``step``
+        does on a scrape, and with the same fail-safes."""
+        try:
+            if self._brain is None or self.failsafe:
+                return
+            applied_mhz = self.locked_mhz if self.locked_mhz is not None else self._supported[-1]
+            log.debug("%s: observed the hook at %r", self.instance.key, now_s)
+            observation = self._builder.build_rich(now_s, applied_mhz, self._kv_capacity, published_s)
+            self._decide_and_apply(observation, now_s)
+        except errors.GpuError as error:
+            log.error("%s: GPU error, releasing locks: %s", self.instance.key, error)
+            self._fail_safe_release(self._clock())
+        except Exception:
+            log.exception("%s: unexpected error; releasing locks", self.instance.key)
+            self._fail_safe_release(self._clock())
+
+    def _decide_and_apply(self, observation: Observation, now_s: float) -> None:
+        assert self._brain is not None
         reason, target_mhz = self._brain.decide(observation)
         self._metrics.decisions.labels(*self.instance.labels, reason.value).inc()
         backing_off = self._backing_off(now_s)
         if target_mhz is not None and not backing_off:
             self._apply(target_mhz, now_s)
         self._metrics.decision_time.labels(*self.instance.labels).observe(self._clock() - now_s)
-        self._after_change(now_s)
 
     def _apply(self, target_mhz: int, now_s: float) -> None:
         if target_mhz == self.locked_mhz:

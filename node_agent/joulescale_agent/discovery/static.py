@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy]]:
     """``{"instances": [{namespace, pod, role, engine, metrics_url, gpus, policy: {...}}]}``; a policy
-    may carry ``energy`` (spec.energy's settings, wire names) and ``token_budget``."""
+    may carry ``energy`` (spec.energy's settings, wire names) and ``token_budget``; an instance may
+    carry its pod's ``uid`` (its engine hook socket is ``<hook dir>/<uid>.sock``)."""
     desired: dict[str, tuple[EngineInstance, InstancePolicy]] = {}
     for item in data.get("instances", []):
         p = item["policy"]
@@ -48,6 +49,7 @@ def parse_instances(data: Any) -> dict[str, tuple[EngineInstance, InstancePolicy
             metrics_url=item["metrics_url"],
             gpus=tuple(item["gpus"]),
             service=item.get("service", ""),
+            uid=str(item.get("uid", "")),
         )
         desired[instance.key] = (instance, policy)
     return desired

@@ -19,6 +19,7 @@ DURATIONS = [
     "--parse-budget-s",
     "--relock-backoff-s",
     "--relock-backoff-max-s",
+    "--hook-stale-after-s",
 ]
 
 HOSTILE: list[tuple[list[str], str]] = [
@@ -48,6 +49,8 @@ HOSTILE: list[tuple[list[str], str]] = [
     (["--no-such-flag"], "--no-such-flag"),
     *[(["--readback-retries", v], "--readback-retries") for v in ("-1", "11", "1.5", "nan", "", "9" * 40)],
     (["--relock-backoff-s", "5", "--relock-backoff-max-s", "2"], "--relock-backoff-max-s"),
+    (["--hook-dir", ""], "--hook-dir"),
+    (["--hook-dir", "a\x00b"], "--hook-dir"),
 ]
 
 
