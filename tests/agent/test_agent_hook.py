@@ -65,11 +65,11 @@ class Rig:
 
     def view(self, pod: str, role: str, view: str) -> float | None:
         return self.metrics.registry.get_sample_value(
-            "joulescale_agent_view", {"namespace": "ns", "pod": pod, "role": role, "view": view})
+            "joulescale_agent_view", {"namespace": "ns", "service": "", "pod": pod, "role": role, "view": view})
 
     def messages(self, pod: str, role: str, kind: str) -> float:
         return self.metrics.registry.get_sample_value(
-            "joulescale_hook_messages_total", {"namespace": "ns", "pod": pod, "role": role, "kind": kind}) or 0.0
+            "joulescale_hook_messages_total", {"namespace": "ns", "service": "", "pod": pod, "role": role, "kind": kind}) or 0.0
 
 
 @contextlib.asynccontextmanager

@@ -21,12 +21,28 @@ from pathlib import Path
 import pytest
 
 from joulescale.control.policy import Slo
-from joulescale.profiles import load_profile
+from joulescale.profiles import load_profile, physics
 from joulescale.twin.traces import TraceRequest
 from tests.agent.differential import PHASES, SideResult, run_loopback, run_twin
 
 PROFILE = load_profile("h100-sxm-llama-8b-tp1")
-SLO = Slo(ttft_ms=1000.0, tpot_ms=12.0, percentile=90)
+BURST = [3000 + 100 * i for i in range(8)]
+"""The burst's prompt lengths: eight long requests that build up one decode batch."""
+TPOT_OVER_BURST_FLOOR = 1.075
+"""The TPOT SLO over the burst batch's step time at the lowest clock: tight enough that the
+decode policies' margins make them raise the clock while the burst decodes, loose enough that
+the lowest clock serves the light load. Derived from the profile, so a regenerated profile keeps
+the script exercising the policies."""
+SLO = Slo(
+    ttft_ms=1000.0,
+    tpot_ms=round(
+        TPOT_OVER_BURST_FLOOR
+        * physics.decode_latency_s(PROFILE, len(BURST), sum(BURST), PROFILE.min_sm_clock_mhz)
+        * 1000.0,
+        2,
+    ),
+    percentile=90,
+)
 SCRAPE_PERIOD_S = 0.05
 """The agent's default (--scrape-hz 20) and the twin's."""
 ENERGY_TOLERANCE = 0.02
@@ -42,7 +58,7 @@ def script() -> list[TraceRequest]:
     short request every half second, then a one-token request that ends the last idle phase (the
     twin runs until every request is done)."""
     idle_end, burst_end, steady_end, _ = PHASE_ENDS_S
-    burst = [TraceRequest(idle_end + 0.3 * i, 3000 + 100 * i, 300) for i in range(8)]
+    burst = [TraceRequest(idle_end + 0.3 * i, prompt, 300) for i, prompt in enumerate(BURST)]
     steady = [
         TraceRequest(burst_end + 0.5 * i, 1000 + 500 * (i % 3), 40)
         for i in range(int((steady_end - burst_end) * 2))
