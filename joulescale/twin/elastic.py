@@ -1,0 +1,407 @@
+"""A P/D twin run whose replica counts and base clocks change while it runs (the coarse tier).
+
+Every ``Scaler.interval_s`` the scaler is shown what was observed so far (``ObservedTraffic``:
+arrivals and their prompt lengths, the output lengths of finished requests; what Prometheus holds)
+and may return a ``Target``. The run applies it as a cluster would:
+
+- a new replica holds its GPUs at once but serves only after ``startup_s`` (pod scheduling and
+  model load); meanwhile it draws idle power and is never routed to;
+- a removed replica drains: it takes no new request, finishes what it holds (a prefill replica
+  also sends its KV caches), and then gives its GPUs back; a replica still starting is given
+  back at once;
+- a new base clock per role reaches every replica of that role by rebuilding its policy, as the
+  agent does when the plan in the service's status changes.
+
+Energy counts the GPUs while the service holds them (``held_energy``); GPU-seconds given back are
+reported apart, with the idle energy they would have drawn, which is not a saving unless the
+cluster powers them down.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from joulescale.control.controller import Role
+from joulescale.engines.dialects import dialect_for
+from joulescale.engines.observation import Phase
+from joulescale.profiles import physics
+from joulescale.twin.cluster import ClusterConfig, InstanceControl
+from joulescale.twin.decode import DecodeInstance
+from joulescale.twin.gpu import SimGpuGroup
+from joulescale.twin.kv_transfer import KvLink, kv_medium
+from joulescale.twin.metrics import PhaseEnergy
+from joulescale.twin.prefill import PrefillInstance
+from joulescale.twin.request import SimRequest
+from joulescale.twin.simulator import EXTRA_EVENTS, DisaggregatedRun, RunResult
+from joulescale.twin.traces import TraceRequest
+
+_READY = EXTRA_EVENTS
+_PLAN = EXTRA_EVENTS + 1
+
+BaseClockControl = Callable[[Role, int, int | None], InstanceControl]
+"""Builds one instance's control from its role, index and the role's planned base clock (None: the
+policy's own default, the top allowed clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a plan asks of the cluster: replicas and base clocks per role."""
+
+    prefill: int
+    decode: int
+    prefill_base_mhz: int | None = None
+    decode_base_mhz: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefill < 1 or self.decode < 1:
+            raise ValueError("a plan keeps at least one prefill and one decode replica")
+
+    def base_mhz(self, phase: Phase) -> int | None:
+        return self.prefill_base_mhz if phase == "prefill" else self.decode_base_mhz
+
+
+@dataclass(slots=True)
+class Tenure:
+    """When one replica's GPUs belonged to the service: from ``held_s`` (its pod was scheduled),
+    serving from ``ready_s``, draining from ``drain_s``, given back at ``released_s``."""
+
+    phase: Phase
+    index: int
+    gpus: int
+    held_s: float
+    ready_s: float
+    drain_s: float | None = None
+    released_s: float | None = None
+
+    def held_until(self, horizon_s: float) -> float:
+        return horizon_s if self.released_s is None else min(self.released_s, horizon_s)
+
+
+class ObservedTraffic:
+    """What the planner may read at ``now_s``: arrivals with their prompt lengths (the gateway's
+    request and prompt-token counters) and the output lengths of requests finished by then."""
+
+    def __init__(self, requests: Sequence[SimRequest], finished: Sequence[tuple[float, int]], now_s: float) -> None:
+        self._requests = requests
+        self._arrivals = [r.arrival_s for r in requests]
+        self._finished = finished
+        self.now_s = now_s
+
+    def arrivals(self, since_s: float) -> list[tuple[float, int]]:
+        """``(arrival_s, prompt_tokens)`` of the requests that arrived in ``(since_s, now_s]``."""
+        lo = bisect.bisect_right(self._arrivals, since_s)
+        hi = bisect.bisect_right(self._arrivals, self.now_s)
+        return [(r.arrival_s, r.prompt_tokens) for r in self._requests[lo:hi]]
+
+    def output_lengths(self, since_s: float) -> list[int]:
+        """Output tokens of the requests that finished in ``(since_s, now_s]``."""
+        finish = [f for f, _ in self._finished]
+        lo = bisect.bisect_right(finish, since_s)
+        hi = bisect.bisect_right(finish, self.now_s)
+        return [tokens for _, tokens in self._finished[lo:hi]]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The replicas as the operator sees them: serving, starting and draining per role."""
+
+    serving: dict[Phase, int]
+    starting: dict[Phase, int]
+    draining: dict[Phase, int]
+    base_mhz: dict[Phase, int | None]
+
+    def active(self, phase: Phase) -> int:
+        """Replicas that are or will be serving (what a Deployment's replica count says)."""
+        return self.serving[phase] + self.starting[phase]
+
+
+class Scaler(Protocol):
+    """The coarse tier seen from the twin: asked every ``interval_s``; None leaves things as they are."""
+
+    interval_s: float
+
+    def target(self, traffic: ObservedTraffic, placement: Placement) -> Target | None: ...
+
+
+@dataclass(slots=True)
+class ScheduledScaler:
+    """Targets fixed in advance, ``(from_s, target)`` in time order (tests, what-if runs)."""
+
+    schedule: Sequence[tuple[float, Target]]
+    interval_s: float = 1.0
+
+    def target(self, traffic: ObservedTraffic, placement: Placement) -> Target | None:
+        chosen = None
+        for from_s, target in self.schedule:
+            if from_s <= traffic.now_s:
+                chosen = target
+        return chosen
+
+
+@dataclass(slots=True)
+class ElasticResult(RunResult):
+    tenures: list[Tenure] = field(default_factory=list)
+    plans: list[tuple[float, Target]] = field(default_factory=list)
+    """The targets applied, with when."""
+
+
+class ElasticRun(DisaggregatedRun):
+    """A disaggregated run (``DisaggregatedRun``) under a ``Scaler``; the metrics view only, as
+    in production, where the planner and the agents read Prometheus and /metrics."""
+
+    def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: BaseClockControl,
+                 scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None, record_busy: bool = False) -> None:
+        if cluster.topology != "disaggregated" or cluster.view != "metrics":
+            raise ValueError("replica changes are simulated for the disaggregated topology in the metrics view")
+        if startup_s < 0 or scaler.interval_s <= 0:
+            raise ValueError("startup_s must be non-negative and the planner interval positive")
+        self.base: dict[Phase, int | None] = {"prefill": None, "decode": None}
+        if base_mhz is not None:
+            self.base.update(base_mhz)
+        self._control_for = control
+        super().__init__(requests, cluster, lambda role, i: control(role, i, self.base[_phase(role)]), None)
+        self.scaler = scaler
+        self.startup_s = startup_s
+        self.record_busy = record_busy
+        self.tenures: dict[tuple[Phase, int], Tenure] = {}
+        every: list[PrefillInstance | DecodeInstance] = [*self.prefill, *self.decode]
+        for inst in every:
+            if record_busy:
+                inst.gpu.busy_log = []
+            phase = inst.gpu.phase
+            self.tenures[(phase, inst.index)] = Tenure(phase, inst.index, inst.gpu.profile.tensor_parallel_size,
+                                                       0.0, 0.0)
+        self.serving_prefill: list[PrefillInstance] = list(self.prefill)
+        self.serving_decode: list[DecodeInstance] = list(self.decode)
+        self.finished_log: list[tuple[float, int]] = []
+        self.plans: list[tuple[float, Target]] = []
+        self._medium = kv_medium(cluster.kv_medium)
+        self._dialect = dialect_for(cluster.engine)
+
+    # --- routing and completion ---------------------------------------------------------------
+    def route_prefill(self, prompt_tokens: int) -> PrefillInstance:
+        serving = self.serving_prefill
+        return serving[self.routers.prefill(serving, prompt_tokens)]
+
+    def route_decode(self) -> DecodeInstance:
+        serving = self.serving_decode
+        return serving[self.routers.decode(serving)]
+
+    def complete(self, request: SimRequest) -> None:
+        super().complete(request)
+        self.finished_log.append((request.finish_s, request.output_tokens))
+
+    # --- drain: release a replica once it holds nothing ---------------------------------------
+    def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
+        super().start_prefill(inst, now_s)
+        self._release_if_drained("prefill", inst, now_s)
+
+    def start_decode(self, inst: DecodeInstance, now_s: float) -> None:
+        super().start_decode(inst, now_s)
+        self._release_if_drained("decode", inst, now_s)
+
+    def kv_landed(self, request: SimRequest, inst: DecodeInstance, now_s: float) -> None:
+        super().kv_landed(request, inst, now_s)
+        self._release_if_drained("decode", inst, now_s)
+
+    def _release_if_drained(self, phase: Phase, inst: PrefillInstance | DecodeInstance, now_s: float) -> None:
+        tenure = self.tenures[(phase, inst.index)]
+        if tenure.drain_s is None or tenure.released_s is not None or inst.busy:
+            return
+        if isinstance(inst, PrefillInstance):
+            if inst.model.has_work:
+                return
+            tenure.released_s = max(now_s, self.links[inst.index].busy_until_s)  # its KV caches sent
+        else:
+            if inst.load:
+                return
+            tenure.released_s = now_s
+
+    def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None,
+               request_delay_s: float = 0.0) -> None:
+        phase, index = phase_index
+        if self.tenures[(phase, index)].released_s is not None:  # type: ignore[index]
+            return  # the pod is gone: nothing to scrape, no more scrapes
+        super().scrape(phase_index, now_s, delay_s, request_delay_s)
+
+    # --- the planner's ticks -----------------------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        self.push(0.0, _PLAN, None)
+
+    def extra_event(self, kind: int, payload: object, now_s: float) -> None:
+        if kind == _PLAN:
+            self.plan_tick(now_s)
+        elif kind == _READY:
+            assert isinstance(payload, (PrefillInstance, DecodeInstance))
+            self.ready(payload, now_s)
+        else:
+            super().extra_event(kind, payload, now_s)
+
+    def placement(self, now_s: float) -> Placement:
+        counts: dict[str, dict[Phase, int]] = {k: {"prefill": 0, "decode": 0} for k in ("serving", "starting", "draining")}
+        for tenure in self.tenures.values():
+            if tenure.released_s is not None:
+                continue
+            state = "draining" if tenure.drain_s is not None else "serving" if tenure.ready_s <= now_s else "starting"
+            counts[state][tenure.phase] += 1
+        return Placement(counts["serving"], counts["starting"], counts["draining"], dict(self.base))
+
+    def plan_tick(self, now_s: float) -> None:
+        target = self.scaler.target(ObservedTraffic(self.requests, self.finished_log, now_s), self.placement(now_s))
+        if target is not None:
+            self.apply(target, now_s)
+        if self.finished < len(self.requests):
+            self.push(now_s + self.scaler.interval_s, _PLAN, None)
+
+    def apply(self, target: Target, now_s: float) -> None:
+        """Move the cluster towards ``target``: base clocks first (the running replicas' policies
+        are rebuilt), then replica counts."""
+        changed = False
+        for phase in ("prefill", "decode"):
+            wanted = target.base_mhz(phase)
+            if wanted != self.base[phase]:
+                self.base[phase] = wanted
+                changed = True
+                for tenure in self.tenures.values():
+                    if tenure.phase == phase and tenure.released_s is None and tenure.ready_s <= now_s:
+                        self.controls.rebuild(phase, tenure.index, self._control_for(phase, tenure.index, wanted),
+                                              now_s)
+            count = target.prefill if phase == "prefill" else target.decode
+            changed = self._resize(phase, count, now_s) or changed
+        if changed:
+            self.plans.append((now_s, target))
+
+    def _active(self, phase: Phase) -> list[Tenure]:
+        return [t for t in self.tenures.values()
+                if t.phase == phase and t.released_s is None and t.drain_s is None]
+
+    def _resize(self, phase: Phase, count: int, now_s: float) -> bool:
+        active = self._active(phase)
+        if count == len(active):
+            return False
+        for _ in range(count - len(active)):
+            self._add(phase, now_s)
+        if count < len(active):
+            # Starting replicas go first (nothing to drain), then the serving ones holding least.
+            def holding(t: Tenure) -> tuple[int, float]:
+                inst = self.prefill[t.index] if phase == "prefill" else self.decode[t.index]
+                load = inst.queued_tokens if isinstance(inst, PrefillInstance) else inst.load
+                return (0 if t.ready_s > now_s else 1, load)
+            for tenure in sorted(active, key=holding)[:len(active) - count]:
+                self._drain(tenure, now_s)
+        return True
+
+    def _add(self, phase: Phase, now_s: float) -> None:
+        cluster = self.cluster
+        profile = cluster.profile_of(phase)
+        gpu = SimGpuGroup(profile, phase, profile.max_sm_clock_mhz, cluster.settle_s(phase))
+        if self.record_busy:
+            gpu.busy_log = []
+        inst: PrefillInstance | DecodeInstance
+        if phase == "prefill":
+            inst = PrefillInstance(len(self.prefill), gpu, cluster.prefill_token_budget, self._dialect)
+            self.prefill.append(inst)
+            self.links.append(KvLink(self._medium, profile.kv_bytes_per_token))
+        else:
+            inst = DecodeInstance(len(self.decode), gpu, profile.kv_capacity_tokens, cluster.decode_max_running,
+                                  cluster.kv_watermark, self._dialect)
+            self.decode.append(inst)
+        self.controls.add(inst, self._control_for(phase, inst.index, self.base[phase]))
+        ready_s = now_s + self.startup_s
+        self.tenures[(phase, inst.index)] = Tenure(phase, inst.index, profile.tensor_parallel_size, now_s, ready_s)
+        self.push(ready_s, _READY, inst)
+
+    def ready(self, inst: PrefillInstance | DecodeInstance, now_s: float) -> None:
+        """The replica's engine is up: the agent applies its policy, the router may pick it."""
+        phase: Phase = "prefill" if isinstance(inst, PrefillInstance) else "decode"
+        if self.tenures[(phase, inst.index)].released_s is not None:
+            return  # scaled down again while starting
+        if isinstance(inst, PrefillInstance):
+            self.serving_prefill.append(inst)
+        else:
+            self.serving_decode.append(inst)
+        self.controls.rebuild(phase, inst.index, self._control_for(phase, inst.index, self.base[phase]), now_s)
+        if self.controls.observes(phase, inst.index):
+            self.schedule_scrape((phase, inst.index), now_s)
+
+    def _drain(self, tenure: Tenure, now_s: float) -> None:
+        tenure.drain_s = now_s
+        if tenure.ready_s > now_s:
+            tenure.released_s = now_s
+            return
+        if tenure.phase == "prefill":
+            inst_p = self.prefill[tenure.index]
+            self.serving_prefill.remove(inst_p)
+            self._release_if_drained("prefill", inst_p, now_s)
+        else:
+            inst_d = self.decode[tenure.index]
+            self.serving_decode.remove(inst_d)
+            self._release_if_drained("decode", inst_d, now_s)
+
+    def result(self, end_s: float, aborted: bool) -> ElasticResult:
+        return ElasticResult(self.requests, self.prefill, self.decode, end_s, aborted, self.controls.decisions,
+                             self.controls.reasons, tenures=sorted(self.tenures.values(),
+                                                                   key=lambda t: (t.phase, t.index)),
+                             plans=list(self.plans))
+
+
+def _phase(role: Role) -> Phase:
+    if role == "aggregated":
+        raise ValueError("replica changes are simulated for the disaggregated topology only")
+    return role
+
+
+def simulate_elastic(requests: Sequence[TraceRequest], cluster: ClusterConfig, control: BaseClockControl,
+                     scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None, *,
+                     record_busy: bool = False) -> ElasticResult:
+    """Replay ``requests`` through ``cluster`` (its counts are the starting placement, ``base_mhz``
+    the starting base clocks) under ``scaler``;
+    ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``)."""
+    result = ElasticRun(requests, cluster, control, scaler, startup_s, base_mhz, record_busy).run()
+    assert isinstance(result, ElasticResult)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEnergy:
+    """Energy of the GPUs while the service held them, and what it gave back."""
+
+    prefill: PhaseEnergy
+    decode: PhaseEnergy
+    gpu_seconds_held: float
+    gpu_seconds_given_back: float
+    """``gpu_budget`` x horizon less the GPU-seconds held: GPUs the cluster had back."""
+    given_back_idle_j: float
+    """What the given-back GPU-seconds would draw idling; not subtracted from anything (a saving
+    only if the cluster powers those GPUs down or gives them other work)."""
+
+    def to_json(self) -> dict[str, float]:
+        return {"gpu_seconds_held": self.gpu_seconds_held, "gpu_seconds_given_back": self.gpu_seconds_given_back,
+                "given_back_idle_energy_j": self.given_back_idle_j}
+
+
+def held_energy(result: RunResult, horizon_s: float, gpu_budget: int) -> HeldEnergy:
+    """Per phase: busy energy + idle power over each replica's held time less its busy time.
+    A run without replica changes (a plain ``RunResult``) holds every replica all along."""
+    horizon = max(result.end_s, horizon_s)
+    every: list[PrefillInstance | DecodeInstance] = [*result.prefill, *result.decode]
+    tenures = result.tenures if isinstance(result, ElasticResult) else [
+        Tenure(inst.gpu.phase, inst.index, inst.gpu.profile.tensor_parallel_size, 0.0, 0.0) for inst in every]
+    parts: dict[Phase, list[float]] = {"prefill": [0.0, 0.0], "decode": [0.0, 0.0]}
+    held_gpu_s = 0.0
+    idle_watts_per_gpu = math.nan
+    for tenure in tenures:
+        gpu = (result.prefill if tenure.phase == "prefill" else result.decode)[tenure.index].gpu
+        held_s = tenure.held_until(horizon) - tenure.held_s
+        parts[tenure.phase][0] += gpu.busy_energy_j
+        parts[tenure.phase][1] += physics.idle_energy_j(gpu.profile, max(0.0, held_s - gpu.busy_s))
+        held_gpu_s += tenure.gpus * held_s
+        idle_watts_per_gpu = physics.idle_energy_j(gpu.profile, 1.0) / tenure.gpus
+    given_back = max(0.0, gpu_budget * horizon - held_gpu_s)
+    return HeldEnergy(PhaseEnergy(*parts["prefill"]), PhaseEnergy(*parts["decode"]), held_gpu_s, given_back,
+                      given_back * (0.0 if math.isnan(idle_watts_per_gpu) else idle_watts_per_gpu))
