@@ -1,0 +1,50 @@
+"""When the running placement changes: not on every wobble of the forecast.
+
+- A proposal replaces the running placement once the program has proposed the same placement
+  ``confirm_intervals`` intervals in a row (two by default).
+- At once when an SLO is at risk: the running placement's capacity is below the load it must
+  serve (forecast or observed, without margin), or the caller saw the SLO missed.
+- Never below the current load: the program's capacity floor (``ProgramInput.floor_rps``) is the
+  observed rate with its margin, so a falling forecast cannot shrink a phase under what it serves.
+- Early enough for start-up: the planner plans for the rate expected ``startup_s`` ahead
+  (``lookahead_rate_rps``), so a replica ordered now serves when the load it was ordered for arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from joulescale.planning.placement import Placement
+
+
+def lookahead_rate_rps(forecast_rps: float, previous_rps: float | None, latest_rps: float, interval_s: float,
+                       startup_s: float) -> float:
+    """The forecast, raised by the latest rise extrapolated over the start-up time (never lowered)."""
+    if previous_rps is None or latest_rps <= previous_rps:
+        return forecast_rps
+    slope = (latest_rps - previous_rps) / interval_s
+    return max(forecast_rps, latest_rps + slope * startup_s)
+
+
+@dataclass(slots=True)
+class Hysteresis:
+    confirm_intervals: int = 2
+    _pending: Placement | None = None
+    _streak: int = 0
+
+    def decide(self, current: Placement, proposed: Placement, slo_at_risk: bool) -> tuple[Placement, str]:
+        """The placement to run from now on, and why."""
+        if proposed == current:
+            self._pending, self._streak = None, 0
+            return current, "the plan is unchanged"
+        if slo_at_risk:
+            self._pending, self._streak = None, 0
+            return proposed, "an SLO is at risk: changed at once"
+        if proposed == self._pending:
+            self._streak += 1
+        else:
+            self._pending, self._streak = proposed, 1
+        if self._streak >= self.confirm_intervals:
+            self._pending, self._streak = None, 0
+            return proposed, f"the same plan was proposed {self.confirm_intervals} intervals in a row"
+        return current, f"a new plan waits for confirmation ({self._streak}/{self.confirm_intervals})"

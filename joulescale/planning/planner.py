@@ -1,0 +1,82 @@
+"""The planner: one decision per interval, from an observed window to the placement to run.
+
+Clock-free and pure: the caller (the twin's loop, the operator's timer, ``joulescale plan``)
+passes the window and ``now_s``; the planner keeps only its forecaster's and hysteresis' state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from joulescale.engines.observation import Phase
+from joulescale.planning.candidates import PHASES, Candidate, CandidateSource, CandidateTable
+from joulescale.planning.forecast import Forecast, make_forecaster
+from joulescale.planning.hysteresis import Hysteresis, lookahead_rate_rps
+from joulescale.planning.placement import Placement
+from joulescale.planning.program import Infeasible, ProgramInput, Solved, solve_placement
+from joulescale.planning.settings import PlannerSettings
+from joulescale.planning.window import TrafficWindow
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDecision:
+    now_s: float
+    placement: Placement
+    """What to run from now on (the current placement when nothing changes)."""
+    proposed: Placement | None
+    """The program's least-power placement this interval (None: infeasible or no forecast yet)."""
+    changed: bool
+    reason: str
+    forecast: Forecast | None
+    planned_rate_rps: float
+    """The rate the program sized for: the forecast, raised to cover the start-up time."""
+    power_watts: float
+    """Expected mean power of ``placement`` at the planned rate (W, all its GPUs)."""
+    joules_per_token: float
+    """Expected energy per output token of ``placement`` at the planned rate (0: no traffic)."""
+    headroom: dict[Phase, float] = field(default_factory=dict)
+    """Per phase: capacity / planned rate - 1 (inf without traffic)."""
+    infeasible: Infeasible | None = None
+    solve_s: float = 0.0
+
+
+class Planner:
+    def __init__(self, settings: PlannerSettings, source: CandidateSource) -> None:
+        self.settings = settings
+        self.source = source
+        self.forecaster = make_forecaster(settings.forecaster)
+        self.hysteresis = Hysteresis(settings.confirm_intervals)
+        self._previous_rps: float | None = None
+
+    def plan(self, window: TrafficWindow, current: Placement, now_s: float, slo_missed: bool = False) -> PlanDecision:
+        """Observe ``window`` (just closed), then decide the placement for the next interval."""
+        settings = self.settings
+        self.forecaster.observe(window)
+        previous, self._previous_rps = self._previous_rps, window.rate_rps
+        forecast = self.forecaster.forecast()
+        if forecast is None:
+            return PlanDecision(now_s, current, None, False, "no traffic observed yet: nothing to plan", None,
+                                0.0, 0.0, 0.0)
+        rate = lookahead_rate_rps(forecast.rate_rps, previous, window.rate_rps, settings.interval_s, settings.startup_s)
+        tables = {t.candidate: t for t in self.source.tables(forecast.mix, settings.slo)}
+        floor = {phase: (1.0 + settings.margin) * window.rate_rps for phase in PHASES}
+        result = solve_placement(ProgramInput(list(tables.values()), rate, settings.margin, settings.gpu_budget,
+                                              settings.replicas, floor))
+        serving = max(rate, window.rate_rps)
+        at_risk = slo_missed or any(current.capacity_rps(phase, tables) < serving for phase in PHASES)
+        if isinstance(result, Infeasible):
+            return self._decision(now_s, current, None, current, f"infeasible ({result.binding}): {result.detail}",
+                                  forecast, rate, tables, result, result.solve_s)
+        chosen, reason = self.hysteresis.decide(current, result.placement, at_risk)
+        return self._decision(now_s, chosen, result, current, reason, forecast, rate, tables, None, result.solve_s)
+
+    def _decision(self, now_s: float, chosen: Placement, solved: Solved | None, current: Placement, reason: str,
+                  forecast: Forecast, rate: float, tables: dict[Candidate, CandidateTable],
+                  infeasible: Infeasible | None, solve_s: float) -> PlanDecision:
+        power = chosen.power_watts(rate, tables)
+        tokens = rate * forecast.mix.mean_output_tokens
+        headroom = {phase: (chosen.capacity_rps(phase, tables) / rate - 1.0) if rate > 0 else float("inf")
+                    for phase in PHASES}
+        return PlanDecision(now_s, chosen, None if solved is None else solved.placement, chosen != current, reason,
+                            forecast, rate, power, power / tokens if tokens > 0 else 0.0, headroom, infeasible,
+                            solve_s)

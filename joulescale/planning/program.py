@@ -1,0 +1,138 @@
+"""The placement program: an integer program over instance counts, solved by HiGHS through cvxpy.
+
+Variables, per candidate c: ``n_c`` instances (integer) and ``y_c`` requests per second it serves
+(continuous). Minimise mean power, sum of ``idle_c n_c + e_c y_c`` (W: idle instances cost their
+idle power, served requests their busy energy ``e_c``), subject to, per phase:
+
+- capacity: ``sum cap_c n_c >= need``, with need = (1 + margin) x the planned rate (or more:
+  the caller's floor, so the plan never shrinks below the current load);
+- load: ``sum y_c = rate`` and ``y_c <= cap_c n_c`` (an instance serves at most its capacity);
+- replicas: ``min <= sum n_c <= max`` (``spec.<role>.autoscaling``);
+
+and, per GPU product, ``sum gpus_c n_c <= budget``. HiGHS is the solver because the problem is a
+MILP, it installs from the package index with cvxpy (``highspy``), and it needs no licence.
+An infeasible program returns ``Infeasible`` naming the constraint that binds, found by relaxing
+each in turn, never an exception from inside cvxpy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from joulescale.engines.observation import Phase
+from joulescale.planning.candidates import PHASES, CandidateTable
+from joulescale.planning.placement import Allocation, Placement
+from joulescale.planning.settings import ReplicaBounds
+
+SOLVER = "HIGHS"
+_RELAXED = 10**6
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramInput:
+    tables: Sequence[CandidateTable]
+    rate_rps: float
+    """Requests per second both phases serve (the forecast)."""
+    margin: float
+    gpu_budget: Mapping[str, int]
+    replicas: ReplicaBounds
+    floor_rps: Mapping[Phase, float] | None = None
+    """Per phase, capacity the plan must keep at least (the current load with its margin)."""
+
+    def need_rps(self, phase: Phase) -> float:
+        floor = 0.0 if self.floor_rps is None else self.floor_rps.get(phase, 0.0)
+        return max((1.0 + self.margin) * self.rate_rps, floor)
+
+
+@dataclass(frozen=True, slots=True)
+class Solved:
+    placement: Placement
+    power_watts: float
+    """The program's objective: mean power of the placement at the planned rate."""
+    capacity_rps: dict[Phase, float]
+    solve_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Infeasible:
+    binding: str
+    """``no-candidate``, ``gpu-budget``, ``max-replicas``, ``min-replicas`` or ``solver``."""
+    detail: str
+    solve_s: float
+
+
+def _bounds(replicas: ReplicaBounds, phase: Phase) -> tuple[int, int]:
+    if phase == "prefill":
+        return replicas.prefill_min, replicas.prefill_max
+    return replicas.decode_min, replicas.decode_max
+
+
+def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool, max_replicas: bool,
+           min_replicas: bool) -> tuple[str, list[int], float]:
+    import cvxpy as cp  # the planner extra: the core imports without it
+    import numpy as np
+
+    count = len(tables)
+    capacity = np.array([t.capacity_rps for t in tables])
+    idle = np.array([t.idle_watts for t in tables])
+    energy = np.array([t.joules_per_request for t in tables])
+    gpus = np.array([t.candidate.gpus for t in tables])
+    n = cp.Variable(count, integer=True)
+    y = cp.Variable(count, nonneg=True)
+    constraints = [n >= 0, y <= cp.multiply(capacity, n)]
+    for phase in PHASES:
+        mask = np.array([1.0 if t.candidate.phase == phase else 0.0 for t in tables])
+        low, high = _bounds(problem.replicas, phase)
+        constraints += [capacity * mask @ n >= problem.need_rps(phase), mask @ y == problem.rate_rps]
+        constraints.append(mask @ n <= (high if max_replicas else _RELAXED))
+        if min_replicas:
+            constraints.append(mask @ n >= low)
+    if budget:
+        for product in sorted({t.candidate.gpu_product for t in tables}):
+            mask = np.array([g if t.candidate.gpu_product == product else 0 for t, g in zip(tables, gpus, strict=True)])
+            constraints.append(mask @ n <= problem.gpu_budget.get(product, 0))
+    objective = cp.Minimize(idle @ n + energy @ y)
+    program = cp.Problem(objective, constraints)
+    try:
+        program.solve(solver=SOLVER)
+    except cp.error.SolverError as error:
+        return f"solver error: {error}", [], 0.0
+    if program.status not in ("optimal", "optimal_inaccurate") or n.value is None:
+        return str(program.status), [], 0.0
+    return "optimal", [round(float(v)) for v in n.value], float(program.value)
+
+
+def solve_placement(problem: ProgramInput) -> Solved | Infeasible:
+    """The least-power placement, or why there is none."""
+    started = time.perf_counter()
+    tables = [t for t in problem.tables if t.capacity_rps > 0 and t.candidate.gpu_product in problem.gpu_budget]
+    for phase in PHASES:
+        if not any(t.candidate.phase == phase for t in tables):
+            return Infeasible("no-candidate", f"no {phase} candidate on the budgeted GPU products meets the SLO "
+                                              "on this length mix", time.perf_counter() - started)
+    status, counts, power = _solve(problem, tables, True, True, True)
+    if status == "optimal":
+        placement = Placement.of(Allocation(t.candidate, c) for t, c in zip(tables, counts, strict=True))
+        capacity = {phase: sum(c * t.capacity_rps for t, c in zip(tables, counts, strict=True)
+                               if t.candidate.phase == phase) for phase in PHASES}
+        return Solved(placement, power, capacity, time.perf_counter() - started)
+    return Infeasible(*_diagnose(problem, tables, status), time.perf_counter() - started)
+
+
+def _diagnose(problem: ProgramInput, tables: Sequence[CandidateTable], status: str) -> tuple[str, str]:
+    needs = ", ".join(f"{phase} {problem.need_rps(phase):.3g} req/s" for phase in PHASES)
+    if not status.startswith("infeasible"):
+        return "solver", f"HiGHS returned {status}"
+    budget = ", ".join(f"{n} x {p}" for p, n in sorted(problem.gpu_budget.items()))
+    if _solve(problem, tables, False, True, True)[0] == "optimal":
+        _, counts, _ = _solve(problem, tables, False, False, True)
+        used = sum(c * t.candidate.gpus for t, c in zip(tables, counts, strict=True))
+        return "gpu-budget", f"the GPU budget ({budget}) cannot give capacity {needs}; the least-power placement " \
+                             f"that does needs {used} GPUs"
+    if _solve(problem, tables, True, False, True)[0] == "optimal":
+        return "max-replicas", f"the max replicas ({problem.replicas}) are too few for capacity {needs}"
+    if _solve(problem, tables, True, True, False)[0] == "optimal":
+        return "min-replicas", f"the min replicas ({problem.replicas}) need more GPUs than the budget ({budget})"
+    return "gpu-budget", f"no placement within the budget ({budget}) and replica bounds gives capacity {needs}"

@@ -1,0 +1,61 @@
+"""The planner's settings, with units, checked at construction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from joulescale.control.policy import Slo
+from joulescale.planning.forecast import DEFAULT_FORECASTER, FORECASTERS
+
+DEFAULT_INTERVAL_S = 300.0
+"""Five minutes: BiScale's coarse-tier interval."""
+DEFAULT_MARGIN = 0.2
+"""Capacity kept above the forecast, per phase (20 %)."""
+DEFAULT_STARTUP_S = 180.0
+"""Seconds before a new replica serves: pod scheduling, image already cached, plus loading a 70B
+model's weights and warming the engine (docs/planner.md cites the public figures behind it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaBounds:
+    """Min and max replicas per role, as ``spec.prefill.autoscaling`` / ``spec.decode.autoscaling``."""
+
+    prefill_min: int = 1
+    prefill_max: int = 1024
+    decode_min: int = 1
+    decode_max: int = 1024
+
+    def __post_init__(self) -> None:
+        for low, high, role in ((self.prefill_min, self.prefill_max, "prefill"),
+                                (self.decode_min, self.decode_max, "decode")):
+            if low < 0 or high < low:
+                raise ValueError(f"{role}: need 0 <= min <= max replicas, got {low}..{high}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSettings:
+    slo: Slo
+    gpu_budget: Mapping[str, int]
+    """GPUs the service may hold, per GPU product (``nvidia.com/gpu.product``)."""
+    replicas: ReplicaBounds = field(default_factory=ReplicaBounds)
+    interval_s: float = DEFAULT_INTERVAL_S
+    margin: float = DEFAULT_MARGIN
+    startup_s: float = DEFAULT_STARTUP_S
+    forecaster: str = DEFAULT_FORECASTER
+    confirm_intervals: int = 2
+    """A change that no SLO forces waits until the program proposed it this many intervals in a row."""
+
+    def __post_init__(self) -> None:
+        if not self.gpu_budget or any(n < 0 for n in self.gpu_budget.values()):
+            raise ValueError("gpu_budget needs at least one product, with a non-negative count")
+        for name, value in (("interval_s", self.interval_s), ("startup_s", self.startup_s), ("margin", self.margin)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if self.interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        if self.forecaster not in FORECASTERS:
+            raise ValueError(f"unknown forecaster {self.forecaster!r}; known: {', '.join(FORECASTERS)}")
+        if self.confirm_intervals < 1:
+            raise ValueError("confirm_intervals must be at least 1")
