@@ -28,7 +28,8 @@ from typing import Protocol
 from joulescale.control.controller import Role
 from joulescale.engines.dialects import dialect_for
 from joulescale.engines.observation import Phase
-from joulescale.profiles import physics
+from joulescale.profiles import physics, profile_by_name_or_path
+from joulescale.profiles.model import GpuProfile
 from joulescale.twin.cluster import ClusterConfig, InstanceControl
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
@@ -42,9 +43,9 @@ from joulescale.twin.traces import TraceRequest
 _READY = EXTRA_EVENTS
 _PLAN = EXTRA_EVENTS + 1
 
-BaseClockControl = Callable[[Role, int, int | None], InstanceControl]
-"""Builds one instance's control from its role, index and the role's planned base clock (None: the
-policy's own default, the top allowed clock)."""
+BaseClockControl = Callable[[Role, GpuProfile, int | None], InstanceControl]
+"""Builds one instance's control from its role, its profile and the role's planned base clock
+(None: the policy's own default, the top allowed clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,9 @@ class Target:
     decode: int
     prefill_base_mhz: int | None = None
     decode_base_mhz: int | None = None
+    prefill_profile: str | None = None
+    """The profile (model, GPU, TP) of the role's replicas; None: the cluster's for that phase."""
+    decode_profile: str | None = None
 
     def __post_init__(self) -> None:
         if self.prefill < 1 or self.decode < 1:
@@ -62,6 +66,12 @@ class Target:
 
     def base_mhz(self, phase: Phase) -> int | None:
         return self.prefill_base_mhz if phase == "prefill" else self.decode_base_mhz
+
+    def replicas(self, phase: Phase) -> int:
+        return self.prefill if phase == "prefill" else self.decode
+
+    def profile(self, phase: Phase) -> str | None:
+        return self.prefill_profile if phase == "prefill" else self.decode_profile
 
 
 @dataclass(slots=True)
@@ -74,6 +84,7 @@ class Tenure:
     gpus: int
     held_s: float
     ready_s: float
+    profile: str = ""
     drain_s: float | None = None
     released_s: float | None = None
 
@@ -154,7 +165,8 @@ class ElasticRun(DisaggregatedRun):
     in production, where the planner and the agents read Prometheus and /metrics."""
 
     def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: BaseClockControl,
-                 scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None, record_busy: bool = False) -> None:
+                 scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None,
+                 record_busy: bool = False, profiles: Callable[[str], GpuProfile] | None = None) -> None:
         if cluster.topology != "disaggregated" or cluster.view != "metrics":
             raise ValueError("replica changes are simulated for the disaggregated topology in the metrics view")
         if startup_s < 0 or scaler.interval_s <= 0:
@@ -163,7 +175,8 @@ class ElasticRun(DisaggregatedRun):
         if base_mhz is not None:
             self.base.update(base_mhz)
         self._control_for = control
-        super().__init__(requests, cluster, lambda role, i: control(role, i, self.base[_phase(role)]), None)
+        super().__init__(requests, cluster,
+                         lambda role, i: control(role, cluster.profile_of(_phase(role)), self.base[_phase(role)]), None)
         self.scaler = scaler
         self.startup_s = startup_s
         self.record_busy = record_busy
@@ -174,13 +187,18 @@ class ElasticRun(DisaggregatedRun):
                 inst.gpu.busy_log = []
             phase = inst.gpu.phase
             self.tenures[(phase, inst.index)] = Tenure(phase, inst.index, inst.gpu.profile.tensor_parallel_size,
-                                                       0.0, 0.0)
+                                                       0.0, 0.0, inst.gpu.profile.name)
         self.serving_prefill: list[PrefillInstance] = list(self.prefill)
         self.serving_decode: list[DecodeInstance] = list(self.decode)
         self.finished_log: list[tuple[float, int]] = []
         self.plans: list[tuple[float, Target]] = []
+        self.wanted: dict[Phase, int] = {"prefill": len(self.prefill), "decode": len(self.decode)}
         self._medium = kv_medium(cluster.kv_medium)
         self._dialect = dialect_for(cluster.engine)
+        self._profiles = profiles if profiles is not None else profile_by_name_or_path
+        self.role_profile: dict[Phase, str] = {"prefill": cluster.profile_of("prefill").name,
+                                               "decode": cluster.profile.name}
+        """The profile new replicas of each role get (the latest target's)."""
 
     # --- routing and completion ---------------------------------------------------------------
     def route_prefill(self, prompt_tokens: int) -> PrefillInstance:
@@ -269,19 +287,33 @@ class ElasticRun(DisaggregatedRun):
                 changed = True
                 for tenure in self.tenures.values():
                     if tenure.phase == phase and tenure.released_s is None and tenure.ready_s <= now_s:
-                        self.controls.rebuild(phase, tenure.index, self._control_for(phase, tenure.index, wanted),
-                                              now_s)
-            count = target.prefill if phase == "prefill" else target.decode
-            changed = self._resize(phase, count, now_s) or changed
+                        self.controls.rebuild(phase, tenure.index, self._control(phase, tenure.index), now_s)
+            profile = target.profile(phase) or self.role_profile[phase]
+            if profile != self.role_profile[phase]:
+                self.role_profile[phase] = profile
+                changed = True
+            changed = self._resize(phase, target.replicas(phase), now_s) or changed
         if changed:
             self.plans.append((now_s, target))
 
-    def _active(self, phase: Phase) -> list[Tenure]:
+    def _control(self, phase: Phase, index: int) -> InstanceControl:
+        """A replica's control as the agent builds it now: its profile, the role's base clock."""
+        inst = self.prefill[index] if phase == "prefill" else self.decode[index]
+        return self._control_for(phase, inst.gpu.profile, self.base[phase])
+
+    def _active(self, phase: Phase, same_profile: bool = True) -> list[Tenure]:
+        """Replicas serving or starting (not draining), of the role's current profile or of others."""
+        wanted = self.role_profile[phase]
         return [t for t in self.tenures.values()
-                if t.phase == phase and t.released_s is None and t.drain_s is None]
+                if t.phase == phase and t.released_s is None and t.drain_s is None
+                and (t.profile == wanted) == same_profile]
 
     def _resize(self, phase: Phase, count: int, now_s: float) -> bool:
+        """Replicas of the role's profile up or down to ``count``; replicas of another profile (the
+        plan changed TP) keep serving until enough of the new ones are ready (``ready``)."""
+        self.wanted[phase] = count
         active = self._active(phase)
+        self._retire_other_profiles(phase, now_s)
         if count == len(active):
             return False
         for _ in range(count - len(active)):
@@ -296,9 +328,19 @@ class ElasticRun(DisaggregatedRun):
                 self._drain(tenure, now_s)
         return True
 
+    def _retire_other_profiles(self, phase: Phase, now_s: float) -> None:
+        """Drain the replicas of a former profile once the current one serves the wanted count."""
+        others = self._active(phase, same_profile=False)
+        if not others:
+            return
+        serving = sum(1 for t in self._active(phase) if t.ready_s <= now_s)
+        if serving >= self.wanted[phase]:
+            for tenure in others:
+                self._drain(tenure, now_s)
+
     def _add(self, phase: Phase, now_s: float) -> None:
         cluster = self.cluster
-        profile = cluster.profile_of(phase)
+        profile = self._profiles(self.role_profile[phase])
         gpu = SimGpuGroup(profile, phase, profile.max_sm_clock_mhz, cluster.settle_s(phase))
         if self.record_busy:
             gpu.busy_log = []
@@ -311,9 +353,10 @@ class ElasticRun(DisaggregatedRun):
             inst = DecodeInstance(len(self.decode), gpu, profile.kv_capacity_tokens, cluster.decode_max_running,
                                   cluster.kv_watermark, self._dialect)
             self.decode.append(inst)
-        self.controls.add(inst, self._control_for(phase, inst.index, self.base[phase]))
+        self.controls.add(inst, self._control(phase, inst.index))
         ready_s = now_s + self.startup_s
-        self.tenures[(phase, inst.index)] = Tenure(phase, inst.index, profile.tensor_parallel_size, now_s, ready_s)
+        self.tenures[(phase, inst.index)] = Tenure(phase, inst.index, profile.tensor_parallel_size, now_s, ready_s,
+                                                   profile.name)
         self.push(ready_s, _READY, inst)
 
     def ready(self, inst: PrefillInstance | DecodeInstance, now_s: float) -> None:
@@ -325,9 +368,10 @@ class ElasticRun(DisaggregatedRun):
             self.serving_prefill.append(inst)
         else:
             self.serving_decode.append(inst)
-        self.controls.rebuild(phase, inst.index, self._control_for(phase, inst.index, self.base[phase]), now_s)
+        self.controls.rebuild(phase, inst.index, self._control(phase, inst.index), now_s)
         if self.controls.observes(phase, inst.index):
             self.schedule_scrape((phase, inst.index), now_s)
+        self._retire_other_profiles(phase, now_s)
 
     def _drain(self, tenure: Tenure, now_s: float) -> None:
         tenure.drain_s = now_s

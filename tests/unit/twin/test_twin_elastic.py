@@ -6,6 +6,7 @@ import pytest
 
 from joulescale.control.controller import Role
 from joulescale.profiles import physics
+from joulescale.profiles.model import GpuProfile
 from joulescale.twin.cluster import InstanceControl
 from joulescale.twin.elastic import (
     ElasticResult,
@@ -23,7 +24,7 @@ from tests.unit.twin.helpers import FixedClock, PassThrough, fixed_control, prof
 TOP = profile().max_sm_clock_mhz
 
 
-def _control(role: Role, index: int, base_mhz: int | None) -> InstanceControl:
+def _control(role: Role, profile: GpuProfile, base_mhz: int | None) -> InstanceControl:
     return InstanceControl(FixedClock(TOP if base_mhz is None else base_mhz), PassThrough())
 
 
@@ -145,3 +146,20 @@ def test_the_scaler_sees_only_what_happened_so_far_at_its_interval() -> None:
     assert placements[20.0].serving["prefill"] == 2
     assert placements[20.0].active("prefill") == 2
     assert result.plans == [(10.0, Target(prefill=2, decode=1))]
+
+
+def test_a_new_tp_degree_serves_before_the_old_replicas_drain() -> None:
+    requests = _steady(rate=2.0, duration_s=40.0)
+    scaler = ScheduledScaler([(5.0, Target(prefill=1, decode=1, prefill_profile="h100-sxm-llama-70b-tp8"))])
+    result = simulate_elastic(requests, small_cluster(1, 1), _control, scaler, startup_s=10.0, record_busy=True)
+    old, new = (t for t in result.tenures if t.phase == "prefill")
+    assert (new.profile, new.gpus, new.held_s, new.ready_s) == ("h100-sxm-llama-70b-tp8", 8, 5.0, 15.0)
+    assert old.drain_s == 15.0, "the old replica serves until its successor is ready"
+    assert result.prefill[1].gpu.profile.tensor_parallel_size == 8
+    assert old.released_s is not None
+    assert old.released_s < 16.0, "it held only what it had queued"
+    old_log, new_log = result.prefill[0].gpu.busy_log, result.prefill[1].gpu.busy_log
+    assert old_log
+    assert new_log
+    assert max(start for start, *_ in old_log) < old.released_s
+    assert min(start for start, *_ in new_log) >= 15.0
