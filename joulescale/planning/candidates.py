@@ -56,14 +56,16 @@ class CandidateTable:
     """Highest request rate at which one instance meets its phase's SLO percentile (0: never)."""
     idle_watts: float
     """The instance (all its GPUs) powered and idle."""
+    base_watts: float
+    """Power of a powered instance as its load tends to zero (the fit's intercept, at least idle)."""
     joules_per_request: float
-    """Busy energy above idle per request served (the slope of power over rate, fitted on ``power_by_share``)."""
+    """Energy per request served above ``base_watts`` (the fit's slope over ``power_by_share``)."""
     power_by_share: tuple[tuple[float, float], ...]
     """(load share of capacity, mean instance watts) as simulated, 0 (idle) included."""
 
     def power_watts(self, rate_rps: float) -> float:
         """Mean instance power at ``rate_rps`` (the linear model the program minimises)."""
-        return self.idle_watts + self.joules_per_request * rate_rps
+        return self.base_watts + self.joules_per_request * rate_rps
 
 
 class CandidateSource(Protocol):

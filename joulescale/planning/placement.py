@@ -61,7 +61,7 @@ class Placement:
                 if table is None:
                     continue
                 share = table.capacity_rps / capacity if capacity > 0 else 0.0
-                total += a.replicas * table.idle_watts + table.joules_per_request * rate_rps * share
+                total += a.replicas * table.base_watts + table.joules_per_request * rate_rps * share
         return total
 
     def describe(self) -> str:

@@ -1,8 +1,8 @@
 """The placement program: an integer program over instance counts, solved by HiGHS through cvxpy.
 
 Variables, per candidate c: ``n_c`` instances (integer) and ``y_c`` requests per second it serves
-(continuous). Minimise mean power, sum of ``idle_c n_c + e_c y_c`` (W: idle instances cost their
-idle power, served requests their busy energy ``e_c``), subject to, per phase:
+(continuous). Minimise mean power, sum of ``base_c n_c + e_c y_c`` (W: a powered instance costs its
+base power, each request served its energy ``e_c``; ``CandidateTable``), subject to, per phase:
 
 - capacity: ``sum cap_c n_c >= need``, with need = (1 + margin) x the planned rate (or more:
   the caller's floor, so the plan never shrinks below the current load);
@@ -76,7 +76,7 @@ def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool
 
     count = len(tables)
     capacity = np.array([t.capacity_rps for t in tables])
-    idle = np.array([t.idle_watts for t in tables])
+    idle = np.array([t.base_watts for t in tables])
     energy = np.array([t.joules_per_request for t in tables])
     gpus = np.array([t.candidate.gpus for t in tables])
     n = cp.Variable(count, integer=True)
