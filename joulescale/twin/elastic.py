@@ -108,6 +108,16 @@ class ObservedTraffic:
         hi = bisect.bisect_right(self._arrivals, self.now_s)
         return [(r.arrival_s, r.prompt_tokens) for r in self._requests[lo:hi]]
 
+    def latencies_ms(self, since_s: float) -> tuple[list[float], list[float]]:
+        """TTFTs of the first tokens and TPOTs of the completions in ``(since_s, now_s]`` (what the
+        engines' latency histograms gained), in ms."""
+        now = self.now_s
+        hi = bisect.bisect_right(self._arrivals, now)
+        ttft = [r.ttft_s * 1000.0 for r in self._requests[:hi] if since_s < r.first_token_s <= now]
+        tpot = [r.tpot_s * 1000.0 for r in self._requests[:hi]
+                if since_s < r.finish_s <= now and r.output_tokens > 1]
+        return ttft, tpot
+
     def output_lengths(self, since_s: float) -> list[int]:
         """Output tokens of the requests that finished in ``(since_s, now_s]``."""
         finish = [f for f, _ in self._finished]
@@ -133,7 +143,8 @@ class Placement:
 class Scaler(Protocol):
     """The coarse tier seen from the twin: asked every ``interval_s``; None leaves things as they are."""
 
-    interval_s: float
+    @property
+    def interval_s(self) -> float: ...
 
     def target(self, traffic: ObservedTraffic, placement: Placement) -> Target | None: ...
 
@@ -402,11 +413,12 @@ def _phase(role: Role) -> Phase:
 
 def simulate_elastic(requests: Sequence[TraceRequest], cluster: ClusterConfig, control: BaseClockControl,
                      scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None, *,
-                     record_busy: bool = False) -> ElasticResult:
+                     record_busy: bool = False, profiles: Callable[[str], GpuProfile] | None = None) -> ElasticResult:
     """Replay ``requests`` through ``cluster`` (its counts are the starting placement, ``base_mhz``
     the starting base clocks) under ``scaler``;
-    ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``)."""
-    result = ElasticRun(requests, cluster, control, scaler, startup_s, base_mhz, record_busy).run()
+    ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``); ``profiles`` looks a
+    planned profile up by name (default: shipped profiles and profile files)."""
+    result = ElasticRun(requests, cluster, control, scaler, startup_s, base_mhz, record_busy, profiles).run()
     assert isinstance(result, ElasticResult)
     return result
 
