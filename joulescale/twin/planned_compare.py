@@ -32,6 +32,7 @@ from joulescale.control.registry import twin_variant
 from joulescale.engines.observation import Phase
 from joulescale.planning import (
     Candidate,
+    CandidateSource,
     CandidateTable,
     Infeasible,
     LengthMix,
@@ -147,7 +148,7 @@ def _fmax_only(tables: Sequence[CandidateTable], profiles: dict[str, GpuProfile]
 class _FmaxSource:
     """The candidate source restricted to f_max (place-only's planner)."""
 
-    def __init__(self, source: TwinCandidateSource, profiles: dict[str, GpuProfile]) -> None:
+    def __init__(self, source: CandidateSource, profiles: dict[str, GpuProfile]) -> None:
         self._source, self._profiles = source, profiles
 
     def candidates(self) -> Sequence[Candidate]:
@@ -193,7 +194,9 @@ def _cluster(target: Target, profiles: dict[str, GpuProfile], settings: PlannedS
                          prefill_profile=prefill if prefill.name != decode.name else None)
 
 
-def compare_planned(settings: PlannedSettings, progress: Progress = quiet) -> PlannedComparison:
+def compare_planned(settings: PlannedSettings, progress: Progress = quiet,
+                    source: CandidateSource | None = None) -> PlannedComparison:
+    """``source``: the candidate tables (default: computed by the twin, cached in ``cache_dir``)."""
     started = time.perf_counter()
     trace = load_trace(settings.trace)
     requests, window_text = replay_window(trace, settings)
@@ -201,8 +204,9 @@ def compare_planned(settings: PlannedSettings, progress: Progress = quiet) -> Pl
     catalog = shipped_catalog()
     profiles = {p.name: p for p in map(catalog.get, catalog.names()) if p.model == profile.model
                 and p.gpu_product == profile.gpu_product}
-    source = TwinCandidateSource(profiles.values(), profile.model, settings.cache_dir, settings.engine,
-                                 settings.kv_medium, products=[profile.gpu_product])
+    if source is None:
+        source = TwinCandidateSource(profiles.values(), profile.model, settings.cache_dir, settings.engine,
+                                     settings.kv_medium, products=[profile.gpu_product])
     whole = LengthMix.of([r.prompt_tokens for r in requests], [r.output_tokens for r in requests])
     progress("candidate tables", 0, len(settings.baselines) + 1)
     peak = peak_rate_rps(requests, settings.interval_s)
@@ -210,11 +214,12 @@ def compare_planned(settings: PlannedSettings, progress: Progress = quiet) -> Pl
                                      profile.gpu_product)
     start_cluster = _cluster(distserve, profiles, settings)
     runs: dict[str, PlannedRun] = {}
+    bases: dict[Phase, int | None] = {"prefill": distserve.prefill_base_mhz, "decode": distserve.decode_base_mhz}
     for k, name in enumerate(settings.baselines):
         progress(f"{name} over {requests[-1].arrival_s if requests else 0:.0f} s", k + 1, len(settings.baselines) + 1)
         control = base_clock_control(_FINE_TIER[name], start_cluster, settings.slo)
         if name == "distserve":
-            result = simulate_elastic(requests, start_cluster, control, ScheduledScaler(()), settings.startup_s)
+            result = simulate_elastic(requests, start_cluster, control, ScheduledScaler(()), settings.startup_s, bases)
             runs[name] = PlannedRun(summarise(result, settings.slo), held_energy(result, 0.0, settings.gpus), result,
                                     None)
             continue
@@ -224,7 +229,7 @@ def compare_planned(settings: PlannedSettings, progress: Progress = quiet) -> Pl
         planner_source = _FmaxSource(source, profiles) if name == "place-only" else source
         planner = Planner(planner_settings, planner_source)
         scaler = PlannerScaler(planner, placement_of(distserve, planner_source.candidates()))
-        result = simulate_elastic(requests, start_cluster, control, scaler, settings.startup_s,
+        result = simulate_elastic(requests, start_cluster, control, scaler, settings.startup_s, bases,
                                   profiles=profiles.__getitem__)
         runs[name] = PlannedRun(summarise(result, settings.slo), held_energy(result, 0.0, settings.gpus), result,
                                 scaler)
