@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from joulescale.cli_paths import output_file, output_folder
+from joulescale.cli_plan import add_plan_command, run_plan_command
 from joulescale.cli_planned import add_planner_options, run_planned
 from joulescale.cli_profile import add_profile_commands, run_profile_command
 from joulescale.control.policy import ClockBounds, Slo
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=limits.int_argument(0, limits.MAX_SEED), default=1,
                        help="the same seed writes the same trace")
     add_profile_commands(commands)
+    add_plan_command(commands)
     steady = twin_commands.add_parser(
         "steady", help="one instance kept full at a fixed concurrency: J per output token, W per GPU, tokens/s "
                        "in steady state (ML.ENERGY's measurement)")
@@ -342,6 +344,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             return run_profile_command(args, list(argv) if argv is not None else sys.argv[1:], stdout)
         if args.command == "twin" and args.twin_command == "steady":
             return _twin_steady(args, stdout)
+        if args.command == "plan":
+            return run_plan_command(args, stdout)
     except SettingError as error:
         flag = _FLAGS.get(error.setting)
         print(one_line(f"joulescale: error: {f'argument {flag}: ' if flag else ''}{error}"), file=stderr)

@@ -4,8 +4,10 @@ Two forecasters, chosen by name (``FORECASTERS``):
 
 - ``last-window``: BiScale's rule, the next interval looks like the last one.
 - ``ewma-upper``: the larger of an exponentially weighted mean of recent rates and an upper
-  quantile of the last few windows' rates, so one quiet window after a burst does not shrink the
-  cluster, while a sustained fall still lowers the forecast. The length mix pools the recent
+  quantile (by default the peak) of the last two windows' rates, so one quiet window after a burst
+  does not shrink the cluster, while a sustained fall still lowers the forecast step by step. This
+  is the rule of Kubernetes' HorizontalPodAutoscaler, which scales down only to the highest
+  recommendation of its stabilisation window (five minutes by default), with an EWMA for the decay. The length mix pools the recent
   windows. It is the default: on trace replays it misses fewer bursts (docs/planner.md has the
   measured errors, ``forecast_errors`` measures them).
 
@@ -116,7 +118,7 @@ class EwmaUpper:
 
     name = "ewma-upper"
 
-    def __init__(self, alpha: float = 0.5, history: int = 4, quantile: float = 0.75) -> None:
+    def __init__(self, alpha: float = 0.5, history: int = 2, quantile: float = 1.0) -> None:
         if not 0.0 < alpha <= 1.0 or history < 1 or not 0.0 <= quantile <= 1.0:
             raise ValueError("alpha in (0, 1], history >= 1 and quantile in [0, 1]")
         self.alpha, self.quantile = alpha, quantile

@@ -60,7 +60,7 @@ class Placement:
                 table = tables.get(a.candidate)
                 if table is None:
                     continue
-                share = table.capacity_rps / capacity if capacity > 0 else 0.0
+                share = a.replicas * table.capacity_rps / capacity if capacity > 0 else 0.0
                 total += a.replicas * table.base_watts + table.joules_per_request * rate_rps * share
         return total
 

@@ -8,15 +8,21 @@ base power, each request served its energy ``e_c``; ``CandidateTable``), subject
   the caller's floor, so the plan never shrinks below the current load);
 - load: ``sum y_c = rate`` and ``y_c <= cap_c n_c`` (an instance serves at most its capacity);
 - replicas: ``min <= sum n_c <= max`` (``spec.<role>.autoscaling``);
+- one shape per role (by default): binaries ``z_c`` with ``sum z_c = 1`` and ``n_c <= max z_c``,
+  since a role's pods share one ``tensorParallelSize`` and one base clock (``spec.<role>``);
 
 and, per GPU product, ``sum gpus_c n_c <= budget``. HiGHS is the solver because the problem is a
 MILP, it installs from the package index with cvxpy (``highspy``), and it needs no licence.
 An infeasible program returns ``Infeasible`` naming the constraint that binds, found by relaxing
-each in turn, never an exception from inside cvxpy.
+each in turn (min replicas, then the GPU budget, then max replicas), never an exception from
+inside cvxpy.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +46,8 @@ class ProgramInput:
     replicas: ReplicaBounds
     floor_rps: Mapping[Phase, float] | None = None
     """Per phase, capacity the plan must keep at least (the current load with its margin)."""
+    one_shape_per_role: bool = True
+    """Each role runs one candidate (one TP degree, one base clock), as the service spec requires."""
 
     def need_rps(self, phase: Phase) -> float:
         floor = 0.0 if self.floor_rps is None else self.floor_rps.get(phase, 0.0)
@@ -69,11 +77,29 @@ def _bounds(replicas: ReplicaBounds, phase: Phase) -> tuple[int, int]:
     return replicas.decode_min, replicas.decode_max
 
 
+@functools.cache
+def _quiet_highs() -> None:
+    """HiGHS prints its banner on standard output (fd 1, from C) when a process makes its first
+    solver: make that one with fd 1 on /dev/null, so a solve never writes into a command's output."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w", encoding="utf-8") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool, max_replicas: bool,
            min_replicas: bool) -> tuple[str, list[int], float]:
     import cvxpy as cp  # the planner extra: the core imports without it
     import numpy as np
 
+    _quiet_highs()
     count = len(tables)
     capacity = np.array([t.capacity_rps for t in tables])
     idle = np.array([t.base_watts for t in tables])
@@ -82,6 +108,10 @@ def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool
     n = cp.Variable(count, integer=True)
     y = cp.Variable(count, nonneg=True)
     constraints = [n >= 0, y <= cp.multiply(capacity, n)]
+    if problem.one_shape_per_role:
+        z = cp.Variable(count, boolean=True)
+        most = max(problem.replicas.prefill_max, problem.replicas.decode_max) if max_replicas else _RELAXED
+        constraints.append(n <= most * z)
     for phase in PHASES:
         mask = np.array([1.0 if t.candidate.phase == phase else 0.0 for t in tables])
         low, high = _bounds(problem.replicas, phase)
@@ -89,6 +119,8 @@ def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool
         constraints.append(mask @ n <= (high if max_replicas else _RELAXED))
         if min_replicas:
             constraints.append(mask @ n >= low)
+        if problem.one_shape_per_role:
+            constraints.append(mask @ z == 1)
     if budget:
         for product in sorted({t.candidate.gpu_product for t in tables}):
             mask = np.array([g if t.candidate.gpu_product == product else 0 for t, g in zip(tables, gpus, strict=True)])
@@ -96,7 +128,7 @@ def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool
     objective = cp.Minimize(idle @ n + energy @ y)
     program = cp.Problem(objective, constraints)
     try:
-        program.solve(solver=SOLVER)
+        program.solve(solver=SOLVER, verbose=False, output_flag=False)
     except cp.error.SolverError as error:
         return f"solver error: {error}", [], 0.0
     if program.status not in ("optimal", "optimal_inaccurate") or n.value is None:
@@ -126,13 +158,13 @@ def _diagnose(problem: ProgramInput, tables: Sequence[CandidateTable], status: s
     if not status.startswith("infeasible"):
         return "solver", f"HiGHS returned {status}"
     budget = ", ".join(f"{n} x {p}" for p, n in sorted(problem.gpu_budget.items()))
+    if _solve(problem, tables, True, True, False)[0] == "optimal":
+        return "min-replicas", f"the min replicas ({problem.replicas}) need more GPUs than the budget ({budget})"
     if _solve(problem, tables, False, True, True)[0] == "optimal":
         _, counts, _ = _solve(problem, tables, False, False, True)
         used = sum(c * t.candidate.gpus for t, c in zip(tables, counts, strict=True))
         return "gpu-budget", f"the GPU budget ({budget}) cannot give capacity {needs}; the least-power placement " \
-                             f"that does needs {used} GPUs"
+                             f"without a budget uses {used} GPUs"
     if _solve(problem, tables, True, False, True)[0] == "optimal":
         return "max-replicas", f"the max replicas ({problem.replicas}) are too few for capacity {needs}"
-    if _solve(problem, tables, True, True, False)[0] == "optimal":
-        return "min-replicas", f"the min replicas ({problem.replicas}) need more GPUs than the budget ({budget})"
     return "gpu-budget", f"no placement within the budget ({budget}) and replica bounds gives capacity {needs}"

@@ -84,7 +84,7 @@ class TwinCandidateSource:
         physics = hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
         configuration = {"version": _VERSION, "physics": physics, "engine": self._engine,
                          "phase": candidate.phase, "clock": candidate.base_clock_mhz, "mix": mix.key(),
-                         "slo": [slo.ttft_ms, slo.tpot_ms, slo.percentile], "medium": self._medium.name}
+                         "slo": [float(slo.ttft_ms), float(slo.tpot_ms), int(slo.percentile)], "medium": self._medium.name}
         return hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()[:24]
 
     def _compute(self, candidate: Candidate, mix: LengthMix, slo: Slo) -> CandidateTable:

@@ -1,0 +1,48 @@
+"""Hysteresis: two intervals to confirm, at once under risk, look ahead over the start-up time."""
+
+from __future__ import annotations
+
+import pytest
+
+from joulescale.planning.candidates import Candidate
+from joulescale.planning.hysteresis import Hysteresis, lookahead_rate_rps
+from joulescale.planning.placement import Allocation, Placement
+
+
+def placement(prefill: int, decode: int) -> Placement:
+    return Placement.of([Allocation(Candidate("prefill", "p", "G", 4, 1980), prefill),
+                         Allocation(Candidate("decode", "p", "G", 4, 1980), decode)])
+
+
+def test_a_new_plan_waits_for_a_second_interval() -> None:
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(2, 1)
+    kept, reason = hysteresis.decide(running, placement(1, 1), slo_at_risk=False)
+    assert kept == running
+    assert "1/2" in reason
+    changed, _ = hysteresis.decide(running, placement(1, 1), slo_at_risk=False)
+    assert changed == placement(1, 1)
+
+
+def test_a_different_proposal_restarts_the_count() -> None:
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(2, 1)
+    hysteresis.decide(running, placement(1, 1), slo_at_risk=False)
+    kept, _ = hysteresis.decide(running, placement(3, 1), slo_at_risk=False)
+    assert kept == running
+    changed, _ = hysteresis.decide(running, placement(3, 1), slo_at_risk=False)
+    assert changed == placement(3, 1)
+
+
+def test_an_slo_at_risk_changes_at_once() -> None:
+    changed, reason = Hysteresis().decide(placement(1, 1), placement(3, 1), slo_at_risk=True)
+    assert changed == placement(3, 1)
+    assert "at risk" in reason
+
+
+def test_lookahead_extrapolates_a_rise_over_the_startup_and_never_lowers() -> None:
+    # 2 -> 3 req/s over a 300 s interval; 180 s of start-up: 3 + 180 / 300 = 3.6 req/s.
+    assert lookahead_rate_rps(3.0, 2.0, 3.0, 300.0, 180.0) == pytest.approx(3.6)
+    assert lookahead_rate_rps(4.0, 2.0, 3.0, 300.0, 180.0) == pytest.approx(4.0)
+    assert lookahead_rate_rps(3.0, 5.0, 3.0, 300.0, 180.0) == pytest.approx(3.0)
+    assert lookahead_rate_rps(3.0, None, 3.0, 300.0, 180.0) == pytest.approx(3.0)
