@@ -177,7 +177,8 @@ class ElasticRun(DisaggregatedRun):
 
     def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: BaseClockControl,
                  scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None,
-                 record_busy: bool = False, profiles: Callable[[str], GpuProfile] | None = None) -> None:
+                 record_busy: bool = False, profiles: Callable[[str], GpuProfile] | None = None,
+                 gpu_budget: int | None = None) -> None:
         if cluster.topology != "disaggregated" or cluster.view != "metrics":
             raise ValueError("replica changes are simulated for the disaggregated topology in the metrics view")
         if startup_s < 0 or scaler.interval_s <= 0:
@@ -204,6 +205,9 @@ class ElasticRun(DisaggregatedRun):
         self.finished_log: list[tuple[float, int]] = []
         self.plans: list[tuple[float, Target]] = []
         self.wanted: dict[Phase, int] = {"prefill": len(self.prefill), "decode": len(self.decode)}
+        self.pending: dict[Phase, int] = {"prefill": 0, "decode": 0}
+        """Replicas ordered but waiting for GPUs under the budget (Pending pods: no GPU, no power)."""
+        self.gpu_budget = gpu_budget
         self._medium = kv_medium(cluster.kv_medium)
         self._dialect = dialect_for(cluster.engine)
         self._profiles = profiles if profiles is not None else profile_by_name_or_path
@@ -249,6 +253,7 @@ class ElasticRun(DisaggregatedRun):
             if inst.load:
                 return
             tenure.released_s = now_s
+        self._start_pending(tenure.released_s)
 
     def scrape(self, phase_index: tuple[str, int], now_s: float, delay_s: float | None = None,
                request_delay_s: float = 0.0) -> None:
@@ -278,6 +283,8 @@ class ElasticRun(DisaggregatedRun):
                 continue
             state = "draining" if tenure.drain_s is not None else "serving" if tenure.ready_s <= now_s else "starting"
             counts[state][tenure.phase] += 1
+        for phase in ("prefill", "decode"):
+            counts["starting"][phase] += self.pending[phase]
         return Placement(counts["serving"], counts["starting"], counts["draining"], dict(self.base))
 
     def plan_tick(self, now_s: float) -> None:
@@ -320,27 +327,49 @@ class ElasticRun(DisaggregatedRun):
                 and (t.profile == wanted) == same_profile]
 
     def _resize(self, phase: Phase, count: int, now_s: float) -> bool:
-        """Replicas of the role's profile up or down to ``count``; replicas of another profile (the
-        plan changed TP) keep serving until enough of the new ones are ready (``ready``)."""
+        """Replicas of the role's profile up or down to ``count``: pending ones count, and are
+        cancelled first. Replicas of another profile (the plan changed TP) keep serving until
+        enough new ones are ready, or leave earlier to make room under the GPU budget."""
         self.wanted[phase] = count
         active = self._active(phase)
-        self._retire_other_profiles(phase, now_s)
-        if count == len(active):
-            return False
-        for _ in range(count - len(active)):
-            self._add(phase, now_s)
-        if count < len(active):
-            # Starting replicas go first (nothing to drain), then the serving ones holding least.
-            def holding(t: Tenure) -> tuple[int, float]:
+        have = len(active) + self.pending[phase]
+        changed = count != have
+        if count > have:
+            self.pending[phase] += count - have
+        elif count < have:
+            cancelled = min(have - count, self.pending[phase])
+            self.pending[phase] -= cancelled
+            surplus = have - count - cancelled
+
+            def holding(t: Tenure) -> tuple[int, float]:  # starting ones first, then the least loaded
                 inst = self.prefill[t.index] if phase == "prefill" else self.decode[t.index]
                 load = inst.queued_tokens if isinstance(inst, PrefillInstance) else inst.load
                 return (0 if t.ready_s > now_s else 1, load)
-            for tenure in sorted(active, key=holding)[:len(active) - count]:
+            for tenure in sorted(active, key=holding)[:surplus]:
                 self._drain(tenure, now_s)
-        return True
+        self._start_pending(now_s)
+        self._retire_other_profiles(phase, now_s)
+        return changed
+
+    def _held_gpus(self, at_s: float) -> int:
+        """GPUs held at ``at_s`` or later: every replica not given back by then."""
+        return sum(t.gpus for t in self.tenures.values() if t.released_s is None or t.released_s > at_s)
+
+    def _start_pending(self, at_s: float) -> None:
+        """Start the pending replicas the GPU budget has room for at ``at_s`` (a pod waits, Pending,
+        until GPUs are free)."""
+        for phase in ("prefill", "decode"):
+            while self.pending[phase]:
+                gpus = self._profiles(self.role_profile[phase]).tensor_parallel_size
+                if self.gpu_budget is not None and self._held_gpus(at_s) + gpus > self.gpu_budget:
+                    break
+                self.pending[phase] -= 1
+                self._add(phase, at_s)
 
     def _retire_other_profiles(self, phase: Phase, now_s: float) -> None:
-        """Drain the replicas of a former profile once the current one serves the wanted count."""
+        """Drain the replicas of a former profile once the current one serves the wanted count;
+        while new ones wait for GPUs, drain former ones to make room, never the role's last serving
+        replica before a new one serves."""
         others = self._active(phase, same_profile=False)
         if not others:
             return
@@ -348,6 +377,20 @@ class ElasticRun(DisaggregatedRun):
         if serving >= self.wanted[phase]:
             for tenure in others:
                 self._drain(tenure, now_s)
+            return
+        if not self.pending[phase] or self.gpu_budget is None:
+            return
+        need = self.pending[phase] * self._profiles(self.role_profile[phase]).tensor_parallel_size
+        freeing = sum(t.gpus for t in self.tenures.values() if t.drain_s is not None and t.released_s is None)
+        room = self.gpu_budget - self._held_gpus(now_s) + freeing
+        for tenure in sorted(others, key=lambda t: (0 if t.ready_s > now_s else 1, t.index), reverse=False):
+            if room >= need:
+                break
+            if serving == 0 and tenure.ready_s <= now_s and sum(
+                    1 for t in others if t.ready_s <= now_s and t.drain_s is None) <= 1:
+                break  # the role's last serving replica stays until a new one serves
+            self._drain(tenure, now_s)
+            room += tenure.gpus
 
     def _add(self, phase: Phase, now_s: float) -> None:
         cluster = self.cluster
@@ -388,6 +431,7 @@ class ElasticRun(DisaggregatedRun):
         tenure.drain_s = now_s
         if tenure.ready_s > now_s:
             tenure.released_s = now_s
+            self._start_pending(now_s)
             return
         if tenure.phase == "prefill":
             inst_p = self.prefill[tenure.index]
@@ -413,12 +457,15 @@ def _phase(role: Role) -> Phase:
 
 def simulate_elastic(requests: Sequence[TraceRequest], cluster: ClusterConfig, control: BaseClockControl,
                      scaler: Scaler, startup_s: float, base_mhz: Mapping[Phase, int | None] | None = None, *,
-                     record_busy: bool = False, profiles: Callable[[str], GpuProfile] | None = None) -> ElasticResult:
+                     record_busy: bool = False, profiles: Callable[[str], GpuProfile] | None = None,
+                     gpu_budget: int | None = None) -> ElasticResult:
     """Replay ``requests`` through ``cluster`` (its counts are the starting placement, ``base_mhz``
     the starting base clocks) under ``scaler``;
     ``record_busy`` keeps every GPU's busy segments (``SimGpuGroup.busy_log``); ``profiles`` looks a
-    planned profile up by name (default: shipped profiles and profile files)."""
-    result = ElasticRun(requests, cluster, control, scaler, startup_s, base_mhz, record_busy, profiles).run()
+    planned profile up by name (default: shipped profiles and profile files); ``gpu_budget``: GPUs
+    the service may hold at once (None: no limit); a replica that does not fit waits."""
+    result = ElasticRun(requests, cluster, control, scaler, startup_s, base_mhz, record_busy, profiles,
+                        gpu_budget).run()
     assert isinstance(result, ElasticResult)
     return result
 

@@ -230,7 +230,7 @@ def compare_planned(settings: PlannedSettings, progress: Progress = quiet,
         planner = Planner(planner_settings, planner_source)
         scaler = PlannerScaler(planner, placement_of(distserve, planner_source.candidates()))
         result = simulate_elastic(requests, start_cluster, control, scaler, settings.startup_s, bases,
-                                  profiles=profiles.__getitem__)
+                                  profiles=profiles.__getitem__, gpu_budget=settings.gpus)
         runs[name] = PlannedRun(summarise(result, settings.slo), held_energy(result, 0.0, settings.gpus), result,
                                 scaler)
     horizon = max(run.result.end_s for run in runs.values())
@@ -265,6 +265,7 @@ def to_json(comparison: PlannedComparison) -> dict[str, object]:
         doc["gpus"] = run.held.to_json()
         doc["mean_replicas"] = _replicas(run, horizon)
         doc["plan_changes"] = len(run.result.plans)
+        doc["plans"] = [{"at_s": at, **dataclasses.asdict(target)} for at, target in run.result.plans]
         if run.scaler is not None:
             doc["planner"] = {"intervals": len(run.scaler.decisions), "mixed_role_intervals": run.scaler.mixed,
                               "infeasible_intervals": sum(1 for d in run.scaler.decisions if d.infeasible),

@@ -163,3 +163,46 @@ def test_a_new_tp_degree_serves_before_the_old_replicas_drain() -> None:
     assert new_log
     assert max(start for start, *_ in old_log) < old.released_s
     assert min(start for start, *_ in new_log) >= 15.0
+
+
+def _held_at(result: ElasticResult, at_s: float) -> int:
+    return sum(t.gpus for t in result.tenures
+               if t.held_s <= at_s and (t.released_s is None or t.released_s > at_s))
+
+
+def test_under_a_gpu_budget_a_replica_that_does_not_fit_waits_without_gpus() -> None:
+    requests = _steady(rate=2.0, duration_s=40.0)
+    seen: list[Placement] = []
+
+    class Grow:
+        interval_s = 5.0
+
+        def target(self, traffic: ObservedTraffic, placement: Placement) -> Target | None:
+            seen.append(placement)
+            return Target(prefill=3, decode=1) if traffic.now_s >= 5.0 else None
+
+    result = simulate_elastic(requests, small_cluster(1, 1), _control, Grow(), startup_s=10.0, gpu_budget=12)
+    prefill = [t for t in result.tenures if t.phase == "prefill"]
+    assert len(prefill) == 2, "only one more TP4 replica fits in 12 GPUs"
+    assert max(_held_at(result, t.held_s) for t in result.tenures) <= 12
+    assert seen[-1].starting["prefill"] == 1, "the third is pending: the operator sees it as not yet serving"
+    assert seen[-1].serving["prefill"] == 2
+
+
+def test_a_tp_change_under_a_full_budget_makes_room_without_a_gap_in_service() -> None:
+    requests = _steady(rate=3.0, duration_s=80.0)
+    scaler = ScheduledScaler([(5.0, Target(prefill=5, decode=1, prefill_profile="h100-sxm-llama-70b-tp2"))])
+    result = simulate_elastic(requests, small_cluster(3, 1), _control, scaler, startup_s=10.0, gpu_budget=16)
+    instants = sorted({t.held_s for t in result.tenures} | {t.released_s for t in result.tenures
+                                                            if t.released_s is not None})
+    assert max(_held_at(result, at) for at in instants) <= 16
+    prefill = [t for t in result.tenures if t.phase == "prefill"]
+    new = [t for t in prefill if t.profile == "h100-sxm-llama-70b-tp2"]
+    old = [t for t in prefill if t.profile != "h100-sxm-llama-70b-tp2"]
+    assert len(new) == 5
+    assert all(t.released_s is None for t in new)
+    assert all(t.released_s is not None for t in old)
+    # Some prefill replica serves at every instant: the last TP4 one left after a TP2 one was ready.
+    last_old = max(t.drain_s for t in old if t.drain_s is not None)
+    assert last_old >= min(t.ready_s for t in new)
+    assert all(r.finish_s >= 0 for r in result.requests)
