@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml router/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,operator,agent,twin,profilegen,planner]' -e ./router
+	$(PY) -m pip install --quiet -e '.[test,operator,agent,twin,profilegen,planning]' -e ./router
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -34,16 +34,23 @@ MIX_GRID_RATIO = 1.1
 
 @dataclass(frozen=True, slots=True)
 class LengthMix:
-    """Prompt and output lengths as ``MIX_POINTS`` equally likely values each (rounded, ascending)."""
+    """Prompt and output lengths as ``MIX_POINTS`` equally likely values each (rounded, ascending),
+    and the longest prompt and request seen (rounded up to the grid): an instance whose KV cache
+    cannot hold them cannot serve the mix, however rare they are."""
 
     prompt_tokens: tuple[int, ...]
     output_tokens: tuple[int, ...]
+    longest_prompt_tokens: int = 0
+    longest_request_tokens: int = 0
+    """Prompt plus output tokens of the longest request."""
 
     @classmethod
     def of(cls, prompt_tokens: Sequence[int], output_tokens: Sequence[int]) -> LengthMix:
         if not prompt_tokens or not output_tokens:
             raise ValueError("a length mix needs at least one request")
-        return cls(_points(prompt_tokens), _points(output_tokens))
+        longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
+        return cls(_points(prompt_tokens), _points(output_tokens), _round_up_to_grid(max(prompt_tokens)),
+                   _round_up_to_grid(longest))
 
     @property
     def mean_prompt_tokens(self) -> float:
@@ -55,12 +62,17 @@ class LengthMix:
 
     def key(self) -> list[list[int]]:
         """What a cache keys on (JSON-friendly)."""
-        return [list(self.prompt_tokens), list(self.output_tokens)]
+        return [list(self.prompt_tokens), list(self.output_tokens), [self.longest_prompt_tokens,
+                                                                     self.longest_request_tokens]]
 
 
 def _round_to_grid(value: float) -> int:
     step = round(math.log(max(value, 1.0)) / math.log(MIX_GRID_RATIO))
     return max(1, round(MIX_GRID_RATIO ** step))
+
+
+def _round_up_to_grid(value: float) -> int:
+    return max(1, math.ceil(MIX_GRID_RATIO ** math.ceil(math.log(max(value, 1.0)) / math.log(MIX_GRID_RATIO))))
 
 
 def _points(values: Sequence[int]) -> tuple[int, ...]:

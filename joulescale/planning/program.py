@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from joulescale.engines.observation import Phase
 from joulescale.planning.candidates import PHASES, CandidateTable
@@ -34,6 +35,7 @@ from joulescale.planning.settings import ReplicaBounds
 
 SOLVER = "HIGHS"
 _RELAXED = 10**6
+"""A bound that never binds: replicas or GPUs no service reaches (the API caps replicas at 1024)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,46 +96,74 @@ def _quiet_highs() -> None:
         os.close(saved)
 
 
-def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool, max_replicas: bool,
-           min_replicas: bool) -> tuple[str, list[int], float]:
-    import cvxpy as cp  # the planner extra: the core imports without it
+@dataclass(slots=True)
+class _Compiled:
+    """One program per (tables, products, shape rule), its right-hand sides as parameters: cvxpy
+    canonicalises it once, and each interval's solve only sets the parameters (DPP)."""
+
+    problem: Any
+    counts: Any
+    need: Any
+    rate: Any
+    low: Any
+    high: Any
+    budget: Any
+    most: Any
+    """Per candidate, the most instances its role's bound and its product's budget allow: the
+    tightest big-M of the shape rule (a loose one makes HiGHS branch far more)."""
+    products: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(tables: tuple[CandidateTable, ...], products: tuple[str, ...], one_shape: bool) -> _Compiled:
+    import cvxpy as cp  # the planning extra: the core imports without it
     import numpy as np
 
-    _quiet_highs()
     count = len(tables)
     capacity = np.array([t.capacity_rps for t in tables])
-    idle = np.array([t.base_watts for t in tables])
+    base = np.array([t.base_watts for t in tables])
     energy = np.array([t.joules_per_request for t in tables])
-    gpus = np.array([t.candidate.gpus for t in tables])
+    role = np.array([[1.0 if t.candidate.phase == phase else 0.0 for t in tables] for phase in PHASES])
+    gpus = np.array([[t.candidate.gpus if t.candidate.gpu_product == p else 0 for t in tables] for p in products])
     n = cp.Variable(count, integer=True)
     y = cp.Variable(count, nonneg=True)
-    constraints = [n >= 0, y <= cp.multiply(capacity, n)]
-    if problem.one_shape_per_role:
+    need, low, high = cp.Parameter(2, nonneg=True), cp.Parameter(2, nonneg=True), cp.Parameter(2, nonneg=True)
+    rate, budget = cp.Parameter(nonneg=True), cp.Parameter(len(products), nonneg=True)
+    most = cp.Parameter(count, nonneg=True)
+    constraints = [n >= 0, y <= cp.multiply(capacity, n), (role * capacity) @ n >= need, role @ y == rate,
+                   role @ n <= high, role @ n >= low, gpus @ n <= budget]
+    if one_shape:
         z = cp.Variable(count, boolean=True)
-        most = max(problem.replicas.prefill_max, problem.replicas.decode_max) if max_replicas else _RELAXED
-        constraints.append(n <= most * z)
-    for phase in PHASES:
-        mask = np.array([1.0 if t.candidate.phase == phase else 0.0 for t in tables])
-        low, high = _bounds(problem.replicas, phase)
-        constraints += [capacity * mask @ n >= problem.need_rps(phase), mask @ y == problem.rate_rps]
-        constraints.append(mask @ n <= (high if max_replicas else _RELAXED))
-        if min_replicas:
-            constraints.append(mask @ n >= low)
-        if problem.one_shape_per_role:
-            constraints.append(mask @ z == 1)
-    if budget:
-        for product in sorted({t.candidate.gpu_product for t in tables}):
-            mask = np.array([g if t.candidate.gpu_product == product else 0 for t, g in zip(tables, gpus, strict=True)])
-            constraints.append(mask @ n <= problem.gpu_budget.get(product, 0))
-    objective = cp.Minimize(idle @ n + energy @ y)
-    program = cp.Problem(objective, constraints)
+        constraints += [n <= cp.multiply(most, z), role @ z == 1]
+    problem = cp.Problem(cp.Minimize(base @ n + energy @ y), constraints)
+    return _Compiled(problem, n, need, rate, low, high, budget, most, products)
+
+
+def _solve(problem: ProgramInput, tables: Sequence[CandidateTable], budget: bool, max_replicas: bool,
+           min_replicas: bool) -> tuple[str, list[int], float]:
+    import cvxpy as cp
+
+    _quiet_highs()
+    products = tuple(sorted({t.candidate.gpu_product for t in tables}))
+    compiled = _compiled(tuple(tables), products, problem.one_shape_per_role)
+    bounds = [_bounds(problem.replicas, phase) for phase in PHASES]
+    compiled.need.value = [problem.need_rps(phase) for phase in PHASES]
+    compiled.rate.value = problem.rate_rps
+    compiled.low.value = [low if min_replicas else 0 for low, _ in bounds]
+    compiled.high.value = [high if max_replicas else _RELAXED for _, high in bounds]
+    compiled.budget.value = [problem.gpu_budget.get(p, 0) if budget else _RELAXED for p in products]
+    role_high = dict(zip(PHASES, compiled.high.value, strict=True))
+    compiled.most.value = [min(role_high[t.candidate.phase], (problem.gpu_budget.get(t.candidate.gpu_product, 0)
+                                                              if budget else _RELAXED) // t.candidate.gpus)
+                           for t in tables]
     try:
-        program.solve(solver=SOLVER, verbose=False, output_flag=False)
+        compiled.problem.solve(solver=SOLVER, verbose=False, output_flag=False)
     except cp.error.SolverError as error:
         return f"solver error: {error}", [], 0.0
-    if program.status not in ("optimal", "optimal_inaccurate") or n.value is None:
-        return str(program.status), [], 0.0
-    return "optimal", [round(float(v)) for v in n.value], float(program.value)
+    status, counts = compiled.problem.status, compiled.counts.value
+    if status not in ("optimal", "optimal_inaccurate") or counts is None:
+        return str(status), [], 0.0
+    return "optimal", [round(float(v)) for v in counts], float(compiled.problem.value)
 
 
 def solve_placement(problem: ProgramInput) -> Solved | Infeasible:

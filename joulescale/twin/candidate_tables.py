@@ -11,7 +11,9 @@ and ``joules_per_request`` (slope).
 Tables are cached per (profile content, engine, clock, phase, SLO, length mix, KV medium) like the
 cluster capacities (``capacity.CapacityCache``'s file, its own key space), and a length mix is
 already rounded to a bucket (``LengthMix``), so a planner interval whose mix drifted by less than a
-bucket costs a dictionary look-up; a new bucket costs about a second per candidate here.
+bucket costs a dictionary look-up; a new bucket costs about a second per candidate here. A
+candidate whose KV cache cannot hold the mix's longest prompt (prefill) or longest request
+(decode) has no capacity on it: vLLM refuses such a request, and the twin refuses such a trace.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ STEADY_LIFETIMES = 4.0
 the TTFT target for prefill), so a high rate is judged in steady state, not on the ramp from an
 empty instance (600 requests arriving within a second would all fit one decode batch)."""
 PROBE_REQUESTS_MAX = 50_000
-_VERSION = 1
+_VERSION = 2
 _FILE = "candidate_tables.json"
 
 
@@ -97,6 +99,9 @@ class TwinCandidateSource:
             return probe(phase, profile, candidate.base_clock_mhz, mix, slo, rate, count, self._medium)
 
         idle = profile.tensor_parallel_size * profile.idle_power_watts
+        longest = mix.longest_prompt_tokens if candidate.phase == "prefill" else mix.longest_request_tokens
+        if profile.kv_capacity_tokens < longest:  # vLLM would refuse the longest request
+            return CandidateTable(candidate, 0.0, idle, idle, 0.0, ((0.0, idle),))
         try:
             capacity, _ = find_capacity_scale(lambda rate: run(candidate.phase, rate).met_slo, start_scale=1.0)
         except NoRateMeetsSloError:

@@ -17,7 +17,7 @@ IMPORT_NAME = {"nvidia-ml-py": "pynvml", "pyyaml": "yaml", "grpcio": "grpc"}
 NOT_USED = "not used"
 
 
-RUNTIME_EXTRAS = ("operator", "agent", "twin")
+RUNTIME_EXTRAS = ("operator", "agent", "twin", "planning")
 """The extras a component installs; `test` holds the developer's tools, not the product's."""
 
 

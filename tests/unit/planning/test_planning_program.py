@@ -77,7 +77,7 @@ def test_too_small_a_budget_names_the_gpu_budget_and_what_would_do() -> None:
     assert isinstance(result, Infeasible)
     assert result.binding == "gpu-budget"
     assert "16 x NVIDIA-H100-80GB-HBM3" in result.detail
-    assert "needs" in result.detail
+    assert "without a budget uses" in result.detail
 
 
 def test_too_few_max_replicas_name_the_replica_bound() -> None:

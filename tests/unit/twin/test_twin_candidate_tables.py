@@ -71,3 +71,12 @@ def test_a_corrupt_cache_entry_is_recomputed(tmp_path: Path) -> None:
     again = TwinCandidateSource([profile], MODEL, tmp_path, levels=1)
     assert again.tables(MIX, SLO) == first
     assert again.computed == len(first)
+
+
+def test_an_instance_whose_kv_cache_cannot_hold_the_longest_prompt_has_no_capacity(tmp_path: Path) -> None:
+    profile = shipped_catalog().get("h100-sxm-llama-70b-tp2")  # 12,939 tokens of KV cache
+    short = LengthMix.of([500, 1000, 4000] * 40, [100, 200] * 60)
+    long = LengthMix.of([500, 1000, 4000] * 40 + [14_050], [100, 200] * 60 + [50])
+    source = TwinCandidateSource([profile], MODEL, tmp_path, levels=1)
+    assert all(t.capacity_rps > 0 for t in source.tables(short, SLO) if t.candidate.phase == "prefill")
+    assert all(t.capacity_rps == 0 for t in source.tables(long, SLO))
