@@ -299,7 +299,10 @@ def to_json(comparison: PlannedComparison) -> dict[str, object]:
         if run.scaler is not None:
             doc["planner"] = {"intervals": len(run.scaler.decisions), "mixed_role_intervals": run.scaler.mixed,
                               "infeasible_intervals": sum(1 for d in run.scaler.decisions if d.infeasible),
-                              "solve_s_max": max((d.solve_s for d in run.scaler.decisions), default=0.0)}
+                              "solve_s_max": max((d.solve_s for d in run.scaler.decisions), default=0.0),
+                              "decisions": [{"at_s": d.now_s, "reason": d.reason,
+                                             "proposed": d.proposed.describe() if d.proposed else None,
+                                             "planned_rps": d.planned_rate_rps} for d in run.scaler.decisions]}
         policies[name] = doc
     phases: tuple[Phase | Literal["total"], ...] = ("prefill", "decode", "total")
 
