@@ -160,8 +160,9 @@ class _FmaxSource:
 
 
 def size_distserve(tables: Sequence[CandidateTable], peak_rps: float, settings: PlannedSettings,
-                   product: str) -> tuple[Target, str]:
-    """The f_max placement for the peak, or for the largest rate the budget holds (5 % steps)."""
+                   product: str) -> tuple[Target, str, bool]:
+    """The f_max placement for the peak, or for the largest rate the budget holds (5 % steps);
+    True when the budget capped it."""
     rate = peak_rps
     for _ in range(200):
         solved = solve_placement(ProgramInput(list(tables), rate, settings.margin, {product: settings.gpus},
@@ -170,12 +171,13 @@ def size_distserve(tables: Sequence[CandidateTable], peak_rps: float, settings: 
             target, _ = target_of(solved.placement)
             note = (f"sized for the peak {peak_rps:.2f} req/s" if rate == peak_rps else
                     f"the budget holds {rate:.2f} req/s of the peak {peak_rps:.2f} req/s")
-            return target, f"{note} (+{settings.margin:.0%} margin) at f_max: {solved.placement.describe()}"
+            return (target, f"{note} (+{settings.margin:.0%} margin) at f_max: {solved.placement.describe()}",
+                    rate != peak_rps)
         rate *= 0.95
     raise ValueError(f"no f_max placement of {settings.gpus} GPUs meets the SLO at any rate")
 
 
-DISTSERVE_RAISES = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0)
+DISTSERVE_RAISES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 """Rates distserve is sized for, as multiples of the peak, until its replay meets the SLO."""
 
 
@@ -188,9 +190,11 @@ def _slo_meeting_static(requests: Sequence[TraceRequest], tables: Sequence[Candi
     previous: Target | None = None
     last: tuple[Target, str, ElasticResult] | None = None
     for raise_by in DISTSERVE_RAISES:
-        target, note = size_distserve(tables, peak_rps * raise_by, settings, product)
+        target, note, capped = size_distserve(tables, peak_rps * raise_by, settings, product)
         if target == previous:
-            break  # the budget holds no more
+            if capped:
+                break  # the budget holds no more
+            continue  # the same placement holds that rate too: the replay would be the same
         previous = target
         cluster = _cluster(target, profiles, settings)
         control = base_clock_control("static-max", cluster, settings.slo)
