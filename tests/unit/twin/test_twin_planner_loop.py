@@ -29,15 +29,20 @@ from joulescale.profiles import shipped_catalog
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.cluster import ClusterConfig
 from joulescale.twin.elastic import simulate_elastic
+from joulescale.twin.metrics import meets_slo, summarise
 from joulescale.twin.planned_compare import (
     PLANNED_BASELINES,
     PlannedSettings,
+    _slo_meeting_static,
     base_clock_control,
     compare_planned,
+    peak_rate_rps,
+    replay_window,
+    size_distserve,
     to_json,
 )
 from joulescale.twin.planner_loop import PlannerScaler, target_of
-from joulescale.twin.traces import TraceRequest, synthetic_trace
+from joulescale.twin.traces import TraceRequest, load_trace, synthetic_trace
 
 SLO = Slo(ttft_ms=600.0, tpot_ms=100.0, percentile=99)
 TP2, TP4 = "h100-sxm-llama-70b-tp2", "h100-sxm-llama-70b-tp4"
@@ -46,9 +51,10 @@ TP2, TP4 = "h100-sxm-llama-70b-tp2", "h100-sxm-llama-70b-tp4"
 class ProportionalSource:
     """Candidate tables in proportion to GPUs and clock (a double of the twin's probes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, optimism: float = 1.0, names: tuple[str, ...] = (TP2, TP4)) -> None:
+        self.optimism = optimism
         catalog = shipped_catalog()
-        self.profiles: dict[str, GpuProfile] = {name: catalog.get(name) for name in (TP2, TP4)}
+        self.profiles: dict[str, GpuProfile] = {name: catalog.get(name) for name in names}
         self._candidates = enumerate_candidates(self.profiles.values(), self.profiles[TP4].model)
         self.asked: list[LengthMix] = []
 
@@ -61,7 +67,7 @@ class ProportionalSource:
         for c in self._candidates:
             profile = self.profiles[c.profile]
             share = c.base_clock_mhz / profile.max_sm_clock_mhz
-            capacity = (0.5 if c.phase == "prefill" else 2.0) * c.gpus * share
+            capacity = (0.5 if c.phase == "prefill" else 2.0) * c.gpus * share * self.optimism
             idle = c.gpus * profile.idle_power_watts
             out.append(CandidateTable(c, capacity, idle, idle, 400.0 * share * share * c.gpus, ((0.0, idle),)))
         return out
@@ -150,3 +156,17 @@ def test_compare_planner_refuses_what_production_cannot_plan(extra: list[str], m
     out, err = io.StringIO(), io.StringIO()
     assert main(["twin", "compare", "--planner", *extra], out, err) == 2
     assert message in err.getvalue()
+
+
+def test_distserve_is_raised_until_its_replay_meets_the_slo_when_the_tables_are_optimistic() -> None:
+    source = ProportionalSource(optimism=4.0, names=(TP4,))  # it claims 4 x what an instance holds
+    settings = PlannedSettings(window="duration", duration_s=240.0, rate_scale=1.0, interval_s=60.0, startup_s=30.0)
+    requests = replay_window(load_trace(settings.trace), settings)[0]
+    tables = [t for t in source.tables(LengthMix.of([1000], [100]), SLO)
+              if t.candidate.base_clock_mhz == source.profiles[t.candidate.profile].max_sm_clock_mhz]
+    first, _, _ = size_distserve(tables, peak_rate_rps(requests, 60.0), settings, source.profiles[TP4].gpu_product)
+    target, note, replay = _slo_meeting_static(requests, tables, peak_rate_rps(requests, 60.0), settings,
+                                               source.profiles, source.profiles[TP4].gpu_product)
+    assert first.prefill + first.decode < target.prefill + target.decode, "the first sizing was too small"
+    assert "raised" in note
+    assert meets_slo(summarise(replay, SLO), SLO)
