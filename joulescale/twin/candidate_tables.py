@@ -26,6 +26,7 @@ from pathlib import Path
 
 from joulescale.control.policy import Slo
 from joulescale.engines.observation import Phase
+from joulescale.inputfile import read_bounded_text
 from joulescale.planning.candidates import Candidate, CandidateTable, enumerate_candidates
 from joulescale.planning.forecast import LengthMix
 from joulescale.profiles.model import GpuProfile
@@ -44,6 +45,7 @@ empty instance (600 requests arriving within a second would all fit one decode b
 PROBE_REQUESTS_MAX = 50_000
 _VERSION = 2
 _FILE = "candidate_tables.json"
+_MAX_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class TwinCandidateSource:
@@ -115,9 +117,9 @@ class TwinCandidateSource:
     def _read(self) -> dict[str, object]:
         if self._path is None or not self._path.exists():
             return {}
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # bounded and regular files only, as the capacity cache: a cache is never worth a hang
+            data = json.loads(read_bounded_text(self._path, _MAX_CACHE_BYTES))
+        except (OSError, ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
 
