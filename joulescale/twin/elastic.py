@@ -19,26 +19,27 @@ cluster powers them down.
 
 from __future__ import annotations
 
-import bisect
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from joulescale.control.controller import Role
 from joulescale.engines.dialects import dialect_for
 from joulescale.engines.observation import Phase
-from joulescale.profiles import physics, profile_by_name_or_path
+from joulescale.profiles import profile_by_name_or_path
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.cluster import ClusterConfig, InstanceControl
 from joulescale.twin.decode import DecodeInstance
 from joulescale.twin.gpu import SimGpuGroup
+from joulescale.twin.held_energy import HeldEnergy, held_energy
 from joulescale.twin.kv_transfer import KvLink, kv_medium
-from joulescale.twin.metrics import PhaseEnergy
 from joulescale.twin.prefill import PrefillInstance
 from joulescale.twin.request import SimRequest
+from joulescale.twin.scaling import ObservedTraffic, Placement, Scaler, ScheduledScaler, Target, Tenure
 from joulescale.twin.simulator import EXTRA_EVENTS, DisaggregatedRun, RunResult
 from joulescale.twin.traces import TraceRequest
+
+__all__ = ["BaseClockControl", "ElasticResult", "ElasticRun", "HeldEnergy", "ObservedTraffic", "Placement", "Scaler",
+           "ScheduledScaler", "Target", "Tenure", "held_energy", "simulate_elastic"]
 
 _READY = EXTRA_EVENTS
 _PLAN = EXTRA_EVENTS + 1
@@ -46,122 +47,6 @@ _PLAN = EXTRA_EVENTS + 1
 BaseClockControl = Callable[[Role, GpuProfile, int | None], InstanceControl]
 """Builds one instance's control from its role, its profile and the role's planned base clock
 (None: the policy's own default, the top allowed clock)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What a plan asks of the cluster: replicas and base clocks per role."""
-
-    prefill: int
-    decode: int
-    prefill_base_mhz: int | None = None
-    decode_base_mhz: int | None = None
-    prefill_profile: str | None = None
-    """The profile (model, GPU, TP) of the role's replicas; None: the cluster's for that phase."""
-    decode_profile: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.prefill < 1 or self.decode < 1:
-            raise ValueError("a plan keeps at least one prefill and one decode replica")
-
-    def base_mhz(self, phase: Phase) -> int | None:
-        return self.prefill_base_mhz if phase == "prefill" else self.decode_base_mhz
-
-    def replicas(self, phase: Phase) -> int:
-        return self.prefill if phase == "prefill" else self.decode
-
-    def profile(self, phase: Phase) -> str | None:
-        return self.prefill_profile if phase == "prefill" else self.decode_profile
-
-
-@dataclass(slots=True)
-class Tenure:
-    """When one replica's GPUs belonged to the service: from ``held_s`` (its pod was scheduled),
-    serving from ``ready_s``, draining from ``drain_s``, given back at ``released_s``."""
-
-    phase: Phase
-    index: int
-    gpus: int
-    held_s: float
-    ready_s: float
-    profile: str = ""
-    drain_s: float | None = None
-    released_s: float | None = None
-
-    def held_until(self, horizon_s: float) -> float:
-        return horizon_s if self.released_s is None else min(self.released_s, horizon_s)
-
-
-class ObservedTraffic:
-    """What the planner may read at ``now_s``: arrivals with their prompt lengths (the gateway's
-    request and prompt-token counters) and the output lengths of requests finished by then."""
-
-    def __init__(self, requests: Sequence[SimRequest], finished: Sequence[tuple[float, int]], now_s: float) -> None:
-        self._requests = requests
-        self._arrivals = [r.arrival_s for r in requests]
-        self._finished = finished
-        self.now_s = now_s
-
-    def arrivals(self, since_s: float) -> list[tuple[float, int]]:
-        """``(arrival_s, prompt_tokens)`` of the requests that arrived in ``(since_s, now_s]``."""
-        lo = bisect.bisect_right(self._arrivals, since_s)
-        hi = bisect.bisect_right(self._arrivals, self.now_s)
-        return [(r.arrival_s, r.prompt_tokens) for r in self._requests[lo:hi]]
-
-    def latencies_ms(self, since_s: float) -> tuple[list[float], list[float]]:
-        """TTFTs of the first tokens and TPOTs of the completions in ``(since_s, now_s]`` (what the
-        engines' latency histograms gained), in ms."""
-        now = self.now_s
-        hi = bisect.bisect_right(self._arrivals, now)
-        ttft = [r.ttft_s * 1000.0 for r in self._requests[:hi] if since_s < r.first_token_s <= now]
-        tpot = [r.tpot_s * 1000.0 for r in self._requests[:hi]
-                if since_s < r.finish_s <= now and r.output_tokens > 1]
-        return ttft, tpot
-
-    def output_lengths(self, since_s: float) -> list[int]:
-        """Output tokens of the requests that finished in ``(since_s, now_s]``."""
-        finish = [f for f, _ in self._finished]
-        lo = bisect.bisect_right(finish, since_s)
-        hi = bisect.bisect_right(finish, self.now_s)
-        return [tokens for _, tokens in self._finished[lo:hi]]
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """The replicas as the operator sees them: serving, starting and draining per role."""
-
-    serving: dict[Phase, int]
-    starting: dict[Phase, int]
-    draining: dict[Phase, int]
-    base_mhz: dict[Phase, int | None]
-
-    def active(self, phase: Phase) -> int:
-        """Replicas that are or will be serving (what a Deployment's replica count says)."""
-        return self.serving[phase] + self.starting[phase]
-
-
-class Scaler(Protocol):
-    """The coarse tier seen from the twin: asked every ``interval_s``; None leaves things as they are."""
-
-    @property
-    def interval_s(self) -> float: ...
-
-    def target(self, traffic: ObservedTraffic, placement: Placement) -> Target | None: ...
-
-
-@dataclass(slots=True)
-class ScheduledScaler:
-    """Targets fixed in advance, ``(from_s, target)`` in time order (tests, what-if runs)."""
-
-    schedule: Sequence[tuple[float, Target]]
-    interval_s: float = 1.0
-
-    def target(self, traffic: ObservedTraffic, placement: Placement) -> Target | None:
-        chosen = None
-        for from_s, target in self.schedule:
-            if from_s <= traffic.now_s:
-                chosen = target
-        return chosen
 
 
 @dataclass(slots=True)
@@ -468,43 +353,3 @@ def simulate_elastic(requests: Sequence[TraceRequest], cluster: ClusterConfig, c
                         gpu_budget).run()
     assert isinstance(result, ElasticResult)
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class HeldEnergy:
-    """Energy of the GPUs while the service held them, and what it gave back."""
-
-    prefill: PhaseEnergy
-    decode: PhaseEnergy
-    gpu_seconds_held: float
-    gpu_seconds_given_back: float
-    """``gpu_budget`` x horizon less the GPU-seconds held: GPUs the cluster had back."""
-    given_back_idle_j: float
-    """What the given-back GPU-seconds would draw idling; not subtracted from anything (a saving
-    only if the cluster powers those GPUs down or gives them other work)."""
-
-    def to_json(self) -> dict[str, float]:
-        return {"gpu_seconds_held": self.gpu_seconds_held, "gpu_seconds_given_back": self.gpu_seconds_given_back,
-                "given_back_idle_energy_j": self.given_back_idle_j}
-
-
-def held_energy(result: RunResult, horizon_s: float, gpu_budget: int) -> HeldEnergy:
-    """Per phase: busy energy + idle power over each replica's held time less its busy time.
-    A run without replica changes (a plain ``RunResult``) holds every replica all along."""
-    horizon = max(result.end_s, horizon_s)
-    every: list[PrefillInstance | DecodeInstance] = [*result.prefill, *result.decode]
-    tenures = result.tenures if isinstance(result, ElasticResult) else [
-        Tenure(inst.gpu.phase, inst.index, inst.gpu.profile.tensor_parallel_size, 0.0, 0.0) for inst in every]
-    parts: dict[Phase, list[float]] = {"prefill": [0.0, 0.0], "decode": [0.0, 0.0]}
-    held_gpu_s = 0.0
-    idle_watts_per_gpu = math.nan
-    for tenure in tenures:
-        gpu = (result.prefill if tenure.phase == "prefill" else result.decode)[tenure.index].gpu
-        held_s = tenure.held_until(horizon) - tenure.held_s
-        parts[tenure.phase][0] += gpu.busy_energy_j
-        parts[tenure.phase][1] += physics.idle_energy_j(gpu.profile, max(0.0, held_s - gpu.busy_s))
-        held_gpu_s += tenure.gpus * held_s
-        idle_watts_per_gpu = physics.idle_energy_j(gpu.profile, 1.0) / tenure.gpus
-    given_back = max(0.0, gpu_budget * horizon - held_gpu_s)
-    return HeldEnergy(PhaseEnergy(*parts["prefill"]), PhaseEnergy(*parts["decode"]), held_gpu_s, given_back,
-                      given_back * (0.0 if math.isnan(idle_watts_per_gpu) else idle_watts_per_gpu))
