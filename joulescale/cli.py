@@ -12,6 +12,7 @@ from typing import NoReturn, TextIO
 
 from joulescale.cli_paths import output_file, output_folder
 from joulescale.cli_plan import add_plan_command, run_plan_command
+from joulescale.cli_planned import add_planner_options, run_planned
 from joulescale.cli_profile import add_profile_commands, run_profile_command
 from joulescale.control.policy import ClockBounds, Slo
 from joulescale.engines.dialects import ENGINE_NAMES
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", type=output_file, default=None, help="write the comparison as JSON")
     cmp.add_argument("--report", type=output_folder, default=None,
                      help="write JSON, table, PNG plots and one self-contained HTML page (report.html) here")
+    add_planner_options(cmp)
     synth = twin_commands.add_parser("synth", help="write a synthetic long-context trace (JSON lines for --trace)")
     synth.add_argument("-o", "--output", type=output_file, required=True, help="the JSON-lines file to write")
     synth.add_argument("--requests", type=limits.int_argument(2, limits.MAX_TRACE_LINES), default=2000,
@@ -225,6 +227,8 @@ def _twin_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise ValueError("argument --report: the plots need matplotlib: pip install 'joulescale[twin]'")
 
     settings = _settings(args)
+    if args.planner:
+        return run_planned(args, settings.slo, args.duration == DEFAULT_DURATION_S, out, err)
     if settings.topology == "both":
         return _twin_compare_topologies(args, settings, out)
     bar = bar_for(err)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from joulescale.engines.observation import Observation
+from joulescale.engines.observation import Observation, Phase
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.engines.sample import EngineSample
 from joulescale.twin.cluster import ControlFactory, InstanceControl
@@ -48,6 +48,26 @@ class InstanceControls:
                            for i in range(len(decode))]
         self.decisions = 0
         self.reasons: Counter[str] = Counter()
+
+    def add(self, inst: PrefillInstance | DecodeInstance, control: InstanceControl) -> None:
+        """Control a replica started during the run (its index is the next of its phase's list)."""
+        phase: Phase = "prefill" if isinstance(inst, PrefillInstance) else "decode"
+        controls = self.prefill_ctl if phase == "prefill" else self.decode_ctl
+        if inst.index != len(controls):
+            raise ValueError(f"{phase} replica {inst.index} added out of order")
+        controls.append(_Instance(control, ObservationBuilder(phase)))
+
+    def observes(self, phase: str, index: int) -> bool:
+        return self._pair(phase, index)[0].control.observes
+
+    def rebuild(self, phase: str, index: int, control: InstanceControl, now_s: float) -> None:
+        """A new plan reached the instance (another base clock): its policy is rebuilt and the
+        observation builder kept, as the agent's ``InstanceLoop.update_policy`` does; the new
+        policy decides at once on the page as it stands."""
+        ctl, inst = self._pair(phase, index)
+        ctl.control = control
+        inst.gpu.settle(now_s)
+        self.decide(ctl, inst, ctl.builder.build(inst.recorder.sample(), now_s, inst.gpu.target_mhz), now_s)
 
     def decide(self, ctl: _Instance, inst: PrefillInstance | DecodeInstance, observation: Observation,
                now_s: float) -> None:

@@ -52,6 +52,11 @@ class KvLink:
         self._kv_bytes_per_token = kv_bytes_per_token
         self._busy_until_s = 0.0
 
+    @property
+    def busy_until_s(self) -> float:
+        """When the last transfer queued on the link lands."""
+        return self._busy_until_s
+
     def send(self, now_s: float, tokens: int) -> float:
         start = max(now_s, self._busy_until_s)
         self._busy_until_s = start + self._medium.transfer_s(tokens, self._kv_bytes_per_token)

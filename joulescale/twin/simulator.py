@@ -35,6 +35,8 @@ _KV_LANDED = 2
 _SCRAPE = 3
 _SCRAPE_VISIBLE = 4
 _HOOK_SILENT = 5
+EXTRA_EVENTS = 16
+"""Event kinds from here on are a subclass's own (``DisaggregatedRun.extra_event``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ def simulate(
         if record_busy or scrape_times is not None or handover_s is not None:
             raise ValueError("the loopback comparison seams exist for the disaggregated topology only")
         return simulate_aggregated(requests, cluster, control, abort)
-    run = _Run(requests, cluster, control, abort)
+    run = DisaggregatedRun(requests, cluster, control, abort)
     run.scrape_times = scrape_times
     run.handover_s = handover_s
     if record_busy:
@@ -125,7 +127,7 @@ class EventQueue:
             self.tpot_violations += request.tpot_s > rule.tpot_s
 
 
-class _Run(EventQueue):
+class DisaggregatedRun(EventQueue):
     def __init__(self, requests: Sequence[TraceRequest], cluster: ClusterConfig, control: ControlFactory,
                  abort: AbortRule | None) -> None:
         profile = cluster.profile
@@ -157,6 +159,18 @@ class _Run(EventQueue):
         self.push(inst.gpu.end_s, _PREFILL_DONE if isinstance(inst, PrefillInstance) else _DECODE_DONE, inst)
         inst.end_seq = self.seq
 
+    def route_prefill(self, prompt_tokens: int) -> PrefillInstance:
+        """The prefill instance a new request goes to (a run with changing replicas routes among
+        the serving ones only)."""
+        return self.prefill[self.routers.prefill(self.prefill, prompt_tokens)]
+
+    def route_decode(self) -> DecodeInstance:
+        return self.decode[self.routers.decode(self.decode)]
+
+    def extra_event(self, kind: int, payload: object, now_s: float) -> None:
+        """An event of a kind at or above ``EXTRA_EVENTS`` (a subclass's own)."""
+        raise ValueError(f"unknown event kind {kind}")
+
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
         """Schedule and run the next step when there is one; the engine hook decides either way."""
@@ -171,7 +185,7 @@ class _Run(EventQueue):
         link = self.links[inst.index]
         for request in inst.finish_step(now_s):
             request.prefill_done_s = now_s
-            target = self.decode[self.routers.decode(self.decode)]
+            target = self.route_decode()
             target.incoming += 1
             landed_s = link.send(now_s, request.prompt_tokens)
             if self.handover_s is not None:
@@ -215,6 +229,10 @@ class _Run(EventQueue):
         if self.scrape_times is None and self.finished < len(self.requests):
             self.push(now_s + self.cluster.scrape_period_s, _SCRAPE, phase_index)
 
+    def schedule_scrape(self, phase_index: tuple[str, int], at_s: float) -> None:
+        """The agent scrapes the instance at ``at_s``, then every period."""
+        self.push(at_s, _SCRAPE, phase_index)
+
     # --- loop --------------------------------------------------------------------------------
     def start(self) -> None:
         """Observing policies are fed scrapes (metrics view), staggered over one period so the
@@ -247,7 +265,7 @@ class _Run(EventQueue):
                 request = requests[next_arrival]
                 next_arrival += 1
                 now_s = request.arrival_s
-                inst = self.prefill[self.routers.prefill(self.prefill, request.prompt_tokens)]
+                inst = self.route_prefill(request.prompt_tokens)
                 inst.enqueue(request, now_s)
                 if not inst.busy:
                     self.start_prefill(inst, now_s)
@@ -273,11 +291,16 @@ class _Run(EventQueue):
                 if seq != payload.end_seq:
                     continue
                 self.prefill_done(payload, now_s)
+            elif kind >= EXTRA_EVENTS:
+                self.extra_event(kind, payload, now_s)
             else:
                 landed: tuple[SimRequest, DecodeInstance] = payload  # type: ignore[assignment]
                 self.kv_landed(landed[0], landed[1], now_s)
         end_s = max(self.last_s, requests[-1].arrival_s if requests else 0.0)
         for gpu in (*(p.gpu for p in self.prefill), *(d.gpu for d in self.decode)):
             gpu.settle(end_s)  # a clock that settled during the last iteration shows in the trace
+        return self.result(end_s, aborted)
+
+    def result(self, end_s: float, aborted: bool) -> RunResult:
         return RunResult(self.requests, self.prefill, self.decode, end_s, aborted, self.controls.decisions,
                          self.controls.reasons)
