@@ -34,6 +34,8 @@ NODE_PRODUCT = {"kwok-h100-0": H100, "kwok-h100-1": H100, "kwok-a100-0": A100}
 INTERVAL_S = 10
 LOW_RPS, HIGH_RPS = 2.0, 40.0
 
+RELEASE = "js-planner"
+
 
 @pytest.fixture
 def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path) -> Iterator[tuple[str, OperatorProcess]]:
@@ -41,7 +43,9 @@ def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path
     cluster.ensure_nvidia_runtime_class()
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
     # The chart's CRD, RBAC and agents; its operator Deployment is off: the host process is it.
-    cluster.helm("install", "js", str(CHART), "-n", namespace, "--timeout", "120s",
+    # Its own release name: cluster-scoped objects (the agent's ClusterRole...) carry it, and the
+    # chart test's release may still be installed in this cluster.
+    cluster.helm("install", RELEASE, str(CHART), "-n", namespace, "--timeout", "120s",
                  "--set", "operator.enabled=false", "--set", f"operator.prometheusUrl={prometheus.url}")
     cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io",
                     "--timeout=60s")
@@ -55,7 +59,7 @@ def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path
         yield namespace, process
     finally:
         process.stop()
-        cluster.helm("uninstall", "js", "-n", namespace, check=False)
+        cluster.helm("uninstall", RELEASE, "-n", namespace, check=False)
         print(process.log_tail(60))
 
 

@@ -31,17 +31,22 @@ def energy_status(
     tokens = observation.output_tokens
     status: dict[str, Any] = {"windowSeconds": round(window), "observedAt": observed_at}
     total_j = 0.0
+    total_w = 0.0
     for role in ROLES:
         joules = observation.energy_j.get(role)
         if joules is None:
             continue
         total_j += joules
-        phase: dict[str, Any] = {"averagePowerWatts": round(joules / window, 1)}
+        # Over the time the counters cover: a role that started within the window has counted
+        # energy over part of it only, and dividing by the whole window would understate power.
+        watts = joules / observation.energy_span_s.get(role, window)
+        total_w += watts
+        phase: dict[str, Any] = {"averagePowerWatts": round(watts, 1)}
         if tokens > 0:
             phase["joulesPerOutputToken"] = round(joules / tokens, 4)
         status[role] = phase
     if observation.energy_j:
-        status["averagePowerWatts"] = round(total_j / window, 1)
+        status["averagePowerWatts"] = round(total_w, 1)
         if tokens > 0:
             status["joulesPerOutputToken"] = round(total_j / tokens, 4)
     attainment = slo_attainment(observation, spec)

@@ -32,6 +32,8 @@ class ServiceObservation:
     sm_clock_mhz: Mapping[str, float]
     prompt_lengths: WindowHistogram | None = None
     output_lengths: WindowHistogram | None = None
+    energy_span_s: Mapping[str, float] = field(default_factory=dict)
+    """Per role, the seconds of the window its energy counters cover (at most the window)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -72,6 +74,11 @@ def observe(source: MetricsSource, queries: ServiceQueries, end_s: float, window
         ttft=WindowHistogram.of(source.vector(queries.ttft_buckets, end_s)),
         inter_token=WindowHistogram.of(source.vector(queries.inter_token_buckets, end_s)),
         energy_j=_by_role(source.vector(queries.energy_by_role, end_s)),
+        energy_span_s={
+            role: min(span, window_s)
+            for role, span in _by_role(source.vector(queries.energy_span_by_role, end_s)).items()
+            if span > 0
+        },
         sm_clock_mhz=_by_role(source.vector(queries.sm_clock_by_role, end_s)),
         prompt_lengths=_optional_histogram(source, queries.prompt_length_buckets, end_s),
         output_lengths=_optional_histogram(source, queries.output_length_buckets, end_s),

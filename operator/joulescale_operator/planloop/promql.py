@@ -69,6 +69,9 @@ class ServiceQueries:
     ttft_buckets: str
     inter_token_buckets: str
     energy_by_role: str
+    energy_span_by_role: str
+    """Seconds from each role's first energy sample in the window to its end: a replica (or a
+    service) younger than the window has counted energy over that much time only."""
     sm_clock_by_role: str
     prompt_length_buckets: str | None
     output_length_buckets: str | None
@@ -96,6 +99,10 @@ def service_queries(engine: str, namespace: str, service: str, window_s: int) ->
         ttft_buckets=buckets(names.ttft, "prefill"),
         inter_token_buckets=buckets(names.inter_token, "decode"),
         energy_by_role=by_role(AGENT_ENERGY),
+        energy_span_by_role=(
+            f"max by (role) (time() - min_over_time(timestamp({AGENT_ENERGY}{{{selector}}})"
+            f"[{int(window_s)}s:{max(1, int(window_s) // 60)}s]))"
+        ),
         sm_clock_by_role=f"avg by (role) (avg_over_time({AGENT_SM_CLOCK}{{{selector}}}{window}))",
         prompt_length_buckets=buckets(names.prompt_length, "prefill") if names.prompt_length else None,
         output_length_buckets=buckets(names.output_length, "decode") if names.output_length else None,

@@ -118,6 +118,21 @@ def test_fresh_data_writes_plan_energy_planned_and_a_plan_changed_event(parts: A
     assert window.mean_output_tokens() == 200
 
 
+def test_a_role_younger_than_the_window_reports_its_power_over_the_time_it_ran() -> None:
+    """Energy counters that began 15 s before the end of a 60 s window hold 15 s of energy: the
+    power is that energy over 15 s, not over the whole window."""
+    metrics = healthy_metrics()
+    q = service_queries("vllm", "ns", "llama", INTERVAL)
+    assert q is not None
+    metrics[q.energy_by_role] = [({"role": "prefill"}, 15 * 700.0), ({"role": "decode"}, 60 * 1500.0)]
+    metrics[q.energy_span_by_role] = [({"role": "prefill"}, 15.0), ({"role": "decode"}, 75.0)]
+    result = PlanPass(CannedSource(metrics), SetPlanner(CHOICE), shipped_catalog()).run(body(), NOW)
+    energy = result.status_patch["energy"]
+    assert energy["prefill"]["averagePowerWatts"] == 700.0
+    assert energy["decode"]["averagePowerWatts"] == 1500.0  # a span past the window counts as the window
+    assert energy["averagePowerWatts"] == 2200.0
+
+
 def test_the_same_plan_again_keeps_computed_at_and_posts_no_event(parts: Any) -> None:
     _, _, plan_pass = parts
     first = plan_pass.run(body(), NOW)
