@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import replace
 
 from joulescale.control.clocks import levels_mhz
 from joulescale.control.context import PolicyContext
@@ -186,6 +187,16 @@ class JouleScalePrefill:
         elapsed_s = 0.0
         if observation.queue is None and self._batch_seen_s is not None:
             elapsed_s = observation.now_s - self._batch_seen_s
-        plan = self._mpc.plan(observation, estimate, in_flight_elapsed_s=elapsed_s)
+        # Engine hook: the policy decides only at scheduling calls, and the hook publishes no
+        # arrival, so a prompt arriving while this step runs is unseen until the step ends: the
+        # step must leave such a prompt its TTFT (the metrics view sees it at the next scrape).
+        unseen_arrival = observation.queue is not None and observation.running_requests > 0
+        plan = self._mpc.plan(observation, estimate, anticipate_arrival=unseen_arrival, in_flight_elapsed_s=elapsed_s)
+        if unseen_arrival and plan is not None and plan.at_risk:
+            # Only the prompt that may arrive misses even at f_max: run this step at f_max, its
+            # best chance, without the hold that an SLO at risk in the queue itself calls for.
+            seen = self._mpc.plan(observation, estimate, in_flight_elapsed_s=elapsed_s)
+            if seen is not None and not seen.at_risk:
+                plan = replace(seen, sm_clock_mhz=self.top_mhz, energy_optimal=False)
         self._cached = (key, plan)
         return plan

@@ -118,7 +118,9 @@ def test_seen_through_scrapes_a_small_batch_in_flight_does_not_lower_the_clock_b
 def test_a_relaxed_queue_never_runs_below_the_steady_clock_nor_at_the_top() -> None:
     ctx = context(profile=TP4)
     steady = prefill_steady_mhz(ctx, ProfilePredictor(TP4), ctx.settings.joulescale.prefill_flat_tolerance)
-    for lengths in ([300], [2000, 2000], [4000]):
+    # A lone 4000-token step no longer qualifies in the hook's view: a prompt as long arriving
+    # unseen during it would miss even at f_max, so it runs there (the tests of the unseen arrival).
+    for lengths in ([300], [2000, 2000], [3000]):
         decision = make_policy("joulescale", ctx).decide(
             prefill_obs(queue=queue(lengths, [0.0] * len(lengths)))
         )
@@ -337,3 +339,49 @@ def test_the_reaction_time_is_unbounded_until_a_batch_shows_in_flight() -> None:
     reaction.update(_lone(500, 1.2, new_batch=False))
     assert reaction.seconds(_idle(1.3)) == pytest.approx(0.05 + DEFAULT_SCRAPE_INTERVAL_S)
     assert reaction.seconds(prefill_obs(queue=queue([500], [0.0]))) == 0.05  # the engine hook: settle only
+
+
+def _hook_policy_after_lone_prompts(tokens: int) -> tuple[ClockPolicy, PolicyContext, float]:
+    """JouleScale in the engine hook's view after 30 lone prompts of ``tokens`` (each scheduled on
+    an idle instance, then the silence), so its long-prompt quantile is ``tokens``."""
+    ctx = context(profile=TP4)
+    policy = make_policy("joulescale", ctx)
+    now_s = 10.0
+    for _ in range(30):
+        policy.decide(prefill_obs(waiting=0, running=1, now_s=now_s, sm_clock_mhz=1380,
+                                  queue=queue([tokens], [0.0], now_s=now_s)))
+        policy.decide(prefill_obs(waiting=0, running=0, oldest_wait_s=None, now_s=now_s + 1.0,
+                                  sm_clock_mhz=1380, queue=()))
+        now_s += 2.0
+    return policy, ctx, now_s
+
+
+def test_hook_step_leaves_an_unseen_arrival_its_ttft() -> None:
+    """The hook publishes no arrival: a prompt arriving while the step runs is seen only at the
+    next scheduling call, after the step. The step's clock leaves such a prompt of the estimated
+    length its TTFT at f_max, settle time kept back (it ran at the steady clock before)."""
+    tokens = 3000
+    policy, ctx, now_s = _hook_policy_after_lone_prompts(tokens)
+    decision = policy.decide(prefill_obs(waiting=0, running=1, now_s=now_s, sm_clock_mhz=1380,
+                                         queue=queue([tokens], [0.0], now_s=now_s)))
+    offline = ProfilePredictor(TP4)
+    squared = float(tokens * tokens)
+    step_s = offline.prefill_s(tokens, squared, decision.sm_clock_mhz)
+    arrival_s = offline.prefill_s(tokens, squared, ctx.allowed_mhz[-1])
+    assert step_s + arrival_s <= ctx.ttft_budget_s - TP4.clock_settle_ms / 1000.0
+    assert decision.sm_clock_mhz < ctx.allowed_mhz[-1]
+
+
+def test_hook_step_runs_at_top_without_a_hold_when_only_the_unseen_arrival_misses() -> None:
+    """When even f_max cannot serve both the step and a prompt arriving during it, the step runs
+    at f_max, its best chance; nothing real is at risk, so no hold keeps f_max for the queue."""
+    tokens = 4000
+    policy, ctx, now_s = _hook_policy_after_lone_prompts(tokens)
+    top = ctx.allowed_mhz[-1]
+    decision = policy.decide(prefill_obs(waiting=0, running=1, now_s=now_s, sm_clock_mhz=1380,
+                                         queue=queue([tokens], [0.0], now_s=now_s)))
+    assert (decision.sm_clock_mhz, decision.reason) == (top, R.SLO_FIT)
+    short = policy.decide(prefill_obs(waiting=1, running=1, now_s=now_s + 0.3, sm_clock_mhz=top,
+                                      queue=queue([200, 200], [0.01, 0.0], now_s=now_s + 0.3)))
+    assert short.reason != R.QUEUE_PRESSURE
+    assert short.sm_clock_mhz < top

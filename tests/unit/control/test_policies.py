@@ -218,7 +218,9 @@ def test_prefill_mpc_lowers_the_clock_with_slack_and_raises_it_without(name: str
 
 
 def test_joulescale_prefill_never_spends_more_predicted_energy_than_biscale_on_one_batch() -> None:
-    obs = prefill_obs(queue=queue([3000, 2000], [0.1, 0.0]))
+    # Nothing in flight: with a step in flight JouleScale also guards a prompt arriving unseen
+    # during it in the hook's view, which BiScale does not (test_joulescale_prefill.py).
+    obs = prefill_obs(running=0, waiting=2, queue=queue([3000, 2000], [0.1, 0.0]))
     clocks = [make_policy(n, context()).decide(obs).sm_clock_mhz for n in ("biscale", "joulescale")]
 
     def net_energy_j(clock: int) -> float:
