@@ -1,19 +1,28 @@
 """When the running placement changes: not on every wobble of the forecast.
 
-- A proposal replaces the running placement once the program has proposed the same placement
-  ``confirm_intervals`` intervals in a row (two by default).
+Plans are compared by their ``layout`` (replicas per role and profile), not by base clock:
+
+- A proposal with the running layout (only base clocks differ) is taken at once: a base clock
+  changes on running replicas, nothing starts or stops.
+- A proposal with another layout replaces the running placement once the program has proposed
+  that layout ``confirm_intervals`` intervals in a row (two by default); the latest proposal of
+  it, base clocks included, is the one taken.
 - At once when an SLO is at risk: the running placement's capacity is below the load it must
   serve (forecast or observed, without margin), or the caller saw the SLO missed.
 - Never below the current load: the program's capacity floor (``ProgramInput.floor_rps``) is the
   observed rate with its margin, so a falling forecast cannot shrink a phase under what it serves.
 - Early enough for start-up: the planner plans for the rate expected ``startup_s`` ahead
   (``lookahead_rate_rps``), so a replica ordered now serves when the load it was ordered for arrives.
+
+A change of shape (another TP degree for a role) must also pay for itself first; ``switching``
+decides that before the proposal reaches the hysteresis.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from joulescale.engines.observation import Phase
 from joulescale.planning.placement import Placement
 
 
@@ -26,25 +35,30 @@ def lookahead_rate_rps(forecast_rps: float, previous_rps: float | None, latest_r
     return max(forecast_rps, latest_rps + slope * startup_s)
 
 
+Layout = tuple[tuple[Phase, str, int], ...]
+
+
 @dataclass(slots=True)
 class Hysteresis:
     confirm_intervals: int = 2
-    _pending: Placement | None = None
+    _pending: Layout | None = None
     _streak: int = 0
 
     def decide(self, current: Placement, proposed: Placement, slo_at_risk: bool) -> tuple[Placement, str]:
         """The placement to run from now on, and why."""
-        if proposed == current:
+        if proposed.layout == current.layout:
             self._pending, self._streak = None, 0
-            return current, "the plan is unchanged"
+            if proposed == current:
+                return current, "the plan is unchanged"
+            return proposed, "the same replicas: only base clocks change"
         if slo_at_risk:
             self._pending, self._streak = None, 0
             return proposed, "an SLO is at risk: changed at once"
-        if proposed == self._pending:
+        if proposed.layout == self._pending:
             self._streak += 1
         else:
-            self._pending, self._streak = proposed, 1
+            self._pending, self._streak = proposed.layout, 1
         if self._streak >= self.confirm_intervals:
             self._pending, self._streak = None, 0
-            return proposed, f"the same plan was proposed {self.confirm_intervals} intervals in a row"
+            return proposed, f"the same replicas were proposed {self.confirm_intervals} intervals in a row"
         return current, f"a new plan waits for confirmation ({self._streak}/{self.confirm_intervals})"

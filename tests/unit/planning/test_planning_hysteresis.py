@@ -46,3 +46,24 @@ def test_lookahead_extrapolates_a_rise_over_the_startup_and_never_lowers() -> No
     assert lookahead_rate_rps(4.0, 2.0, 3.0, 300.0, 180.0) == pytest.approx(4.0)
     assert lookahead_rate_rps(3.0, 5.0, 3.0, 300.0, 180.0) == pytest.approx(3.0)
     assert lookahead_rate_rps(3.0, None, 3.0, 300.0, 180.0) == pytest.approx(3.0)
+
+
+def clocked(prefill: int, mhz: int) -> Placement:
+    return Placement.of([Allocation(Candidate("prefill", "p", "G", 4, mhz), prefill),
+                         Allocation(Candidate("decode", "p", "G", 4, 1980), 1)])
+
+
+def test_a_count_change_confirms_though_its_base_clock_wobbles() -> None:
+    # The same replicas proposed twice, at two base clocks: the layout is what needs confirming.
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = clocked(2, 1980)
+    kept, _ = hysteresis.decide(running, clocked(1, 1980), slo_at_risk=False)
+    assert kept == running
+    changed, _ = hysteresis.decide(running, clocked(1, 1500), slo_at_risk=False)
+    assert changed == clocked(1, 1500)
+
+
+def test_a_base_clock_alone_changes_at_once() -> None:
+    changed, reason = Hysteresis().decide(clocked(2, 1980), clocked(2, 1500), slo_at_risk=False)
+    assert changed == clocked(2, 1500)
+    assert "base clocks" in reason
