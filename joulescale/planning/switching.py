@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from joulescale.engines.observation import Phase
 from joulescale.planning.candidates import PHASES, Candidate, CandidateTable
 from joulescale.planning.placement import Placement
 from joulescale.planning.program import Infeasible, Solved
@@ -32,7 +33,7 @@ def within_shape(tables: Sequence[CandidateTable], current: Placement) -> list[C
             if not current.shape(t.candidate.phase) or t.candidate.profile in current.shape(t.candidate.phase)]
 
 
-def started_replicas(current: Placement, proposed: Placement) -> dict[tuple[str, str], int]:
+def started_replicas(current: Placement, proposed: Placement) -> dict[tuple[Phase, str], int]:
     """Per (role, profile): replicas ``proposed`` runs beyond those ``current`` runs."""
     running = {(phase, profile): n for phase, profile, n in current.layout}
     return {(phase, profile): n - running.get((phase, profile), 0) for phase, profile, n in proposed.layout
