@@ -67,3 +67,27 @@ def test_a_base_clock_alone_changes_at_once() -> None:
     changed, reason = Hysteresis().decide(clocked(2, 1980), clocked(2, 1500), slo_at_risk=False)
     assert changed == clocked(2, 1500)
     assert "base clocks" in reason
+
+
+def test_two_shrinks_of_different_sizes_confirm_the_smaller() -> None:
+    # A falling load: 4 prefill run, the proposals alternate between 2 and 3. Compared plan by
+    # plan they never repeat; both agree on at least one fewer.
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(4, 1)
+    kept, _ = hysteresis.decide(running, placement(2, 1), slo_at_risk=False)
+    assert kept == running
+    changed, reason = hysteresis.decide(running, placement(3, 1), slo_at_risk=False)
+    assert changed == placement(3, 1)
+    assert "agree" in reason
+
+
+def test_two_growths_confirm_the_smaller_and_opposite_changes_confirm_nothing() -> None:
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(2, 1)
+    hysteresis.decide(running, placement(4, 2), slo_at_risk=False)
+    changed, _ = hysteresis.decide(running, placement(3, 3), slo_at_risk=False)
+    assert changed == placement(3, 2)
+    other = Hysteresis(confirm_intervals=2)
+    other.decide(running, placement(3, 1), slo_at_risk=False)
+    kept, _ = other.decide(running, placement(1, 1), slo_at_risk=False)
+    assert kept == running
