@@ -1,20 +1,32 @@
 """When the running placement changes: not on every wobble of the forecast.
 
-- A proposal replaces the running placement once the program has proposed the same placement
-  ``confirm_intervals`` intervals in a row (two by default).
+Plans are compared by their ``layout`` (replicas per role and profile), not by base clock:
+
+- A proposal with the running layout (only base clocks differ) is taken at once: a base clock
+  changes on running replicas, nothing starts or stops.
+- A proposal with another layout replaces the running placement once the program has proposed
+  that layout ``confirm_intervals`` intervals in a row (two by default); the latest proposal of
+  it, base clocks included, is the one taken.
+- A count change of the running shapes confirms at what two proposals in a row agree on: two
+  shrinks (or two growths) of different sizes confirm the smaller change, so a falling load whose
+  proposals alternate between one and two replicas fewer still shrinks by one.
 - At once when an SLO is at risk: the running placement's capacity is below the load it must
   serve (forecast or observed, without margin), or the caller saw the SLO missed.
 - Never below the current load: the program's capacity floor (``ProgramInput.floor_rps``) is the
   observed rate with its margin, so a falling forecast cannot shrink a phase under what it serves.
 - Early enough for start-up: the planner plans for the rate expected ``startup_s`` ahead
   (``lookahead_rate_rps``), so a replica ordered now serves when the load it was ordered for arrives.
+
+A change of shape (another TP degree for a role) must also pay for itself first; ``switching``
+decides that before the proposal reaches the hysteresis.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from joulescale.planning.placement import Placement
+from joulescale.engines.observation import Phase
+from joulescale.planning.placement import Allocation, Placement
 
 
 def lookahead_rate_rps(forecast_rps: float, previous_rps: float | None, latest_rps: float, interval_s: float,
@@ -26,25 +38,63 @@ def lookahead_rate_rps(forecast_rps: float, previous_rps: float | None, latest_r
     return max(forecast_rps, latest_rps + slope * startup_s)
 
 
+Layout = tuple[tuple[Phase, str, int], ...]
+
+
+def _direction(current: Placement, proposed: Placement) -> int:
+    """+1: every role and profile grows or stays, -1: every one shrinks or stays (same profiles,
+    one allocation each), 0: anything else (a change of shape, or a mix of both)."""
+    running = {(phase, profile): n for phase, profile, n in current.layout}
+    wanted = {(phase, profile): n for phase, profile, n in proposed.layout}
+    if running.keys() != wanted.keys() or len(proposed.allocations) != len(wanted):
+        return 0
+    if all(wanted[k] >= running[k] for k in running):
+        return 1
+    if all(wanted[k] <= running[k] for k in running):
+        return -1
+    return 0
+
+
+def _nearer(current: Placement, held: Placement, proposed: Placement, direction: int) -> Placement:
+    """``proposed`` with each count moved no further from ``current`` than ``held`` moved it."""
+    before = {(phase, profile): n for phase, profile, n in held.layout}
+    pick = min if direction > 0 else max
+    return Placement.of(Allocation(a.candidate, pick(a.replicas, before[(a.candidate.phase, a.candidate.profile)]))
+                        for a in proposed.allocations)
+
+
 @dataclass(slots=True)
 class Hysteresis:
     confirm_intervals: int = 2
-    _pending: Placement | None = None
+    _pending: Layout | None = None
+    _held: Placement | None = None
+    """The change agreed on so far (the pending one, or nearer the running placement)."""
     _streak: int = 0
 
     def decide(self, current: Placement, proposed: Placement, slo_at_risk: bool) -> tuple[Placement, str]:
         """The placement to run from now on, and why."""
-        if proposed == current:
-            self._pending, self._streak = None, 0
-            return current, "the plan is unchanged"
+        if proposed.layout == current.layout:
+            self._pending, self._held, self._streak = None, None, 0
+            if proposed == current:
+                return current, "the plan is unchanged"
+            return proposed, "the same replicas: only base clocks change"
         if slo_at_risk:
-            self._pending, self._streak = None, 0
+            self._pending, self._held, self._streak = None, None, 0
             return proposed, "an SLO is at risk: changed at once"
-        if proposed == self._pending:
+        direction = _direction(current, proposed)
+        if proposed.layout == self._pending:
+            self._streak += 1
+            agreed = proposed
+        elif direction and self._held is not None and _direction(current, self._held) == direction:
+            agreed = _nearer(current, self._held, proposed, direction)
             self._streak += 1
         else:
-            self._pending, self._streak = proposed, 1
+            agreed, self._streak = proposed, 1
+        self._pending, self._held = agreed.layout, agreed
+        if agreed.layout == current.layout:
+            self._pending, self._held, self._streak = None, None, 0
+            return current, "proposals in a row disagree on the change: kept the plan"
         if self._streak >= self.confirm_intervals:
-            self._pending, self._streak = None, 0
-            return proposed, f"the same plan was proposed {self.confirm_intervals} intervals in a row"
+            self._pending, self._held, self._streak = None, None, 0
+            return agreed, f"proposed {self.confirm_intervals} intervals in a row (the change they agree on)"
         return current, f"a new plan waits for confirmation ({self._streak}/{self.confirm_intervals})"

@@ -34,6 +34,20 @@ class Placement:
     def role(self, phase: Phase) -> tuple[Allocation, ...]:
         return tuple(a for a in self.allocations if a.candidate.phase == phase)
 
+    def shape(self, phase: Phase) -> frozenset[str]:
+        """The role's profiles (TP degrees): what a change restarts replicas for."""
+        return frozenset(a.candidate.profile for a in self.role(phase))
+
+    @property
+    def layout(self) -> tuple[tuple[Phase, str, int], ...]:
+        """Replicas per (role, profile), base clocks left out: what a change starts or stops
+        replicas for (a base clock changes on running replicas)."""
+        counts: dict[tuple[Phase, str], int] = {}
+        for a in self.allocations:
+            key = (a.candidate.phase, a.candidate.profile)
+            counts[key] = counts.get(key, 0) + a.replicas
+        return tuple(sorted((phase, profile, n) for (phase, profile), n in counts.items()))
+
     def replicas(self, phase: Phase) -> int:
         return sum(a.replicas for a in self.role(phase))
 

@@ -6,7 +6,7 @@ passes the window and ``now_s``; the planner keeps only its forecaster's and hys
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from joulescale.engines.observation import Phase
 from joulescale.planning.candidates import PHASES, Candidate, CandidateSource, CandidateTable
@@ -15,6 +15,7 @@ from joulescale.planning.hysteresis import Hysteresis, lookahead_rate_rps
 from joulescale.planning.placement import Placement
 from joulescale.planning.program import Infeasible, ProgramInput, Solved, solve_placement
 from joulescale.planning.settings import PlannerSettings
+from joulescale.planning.switching import same_shape, weigh_shape_change, within_shape
 from joulescale.planning.window import TrafficWindow
 
 
@@ -60,15 +61,23 @@ class Planner:
         rate = lookahead_rate_rps(forecast.rate_rps, previous, window.rate_rps, settings.interval_s, settings.startup_s)
         tables = {t.candidate: t for t in self.source.tables(forecast.mix, settings.slo)}
         floor = {phase: (1.0 + settings.margin) * window.rate_rps for phase in PHASES}
-        result = solve_placement(ProgramInput(list(tables.values()), rate, settings.margin, settings.gpu_budget,
-                                              settings.replicas, floor))
+        program = ProgramInput(list(tables.values()), rate, settings.margin, settings.gpu_budget, settings.replicas,
+                               floor)
+        result = solve_placement(program)
         serving = max(rate, window.rate_rps)
         at_risk = slo_missed or any(current.capacity_rps(phase, tables) < serving for phase in PHASES)
         if isinstance(result, Infeasible):
             return self._decision(now_s, current, None, current, f"infeasible ({result.binding}): {result.detail}",
                                   forecast, rate, tables, result, result.solve_s)
+        solve_s, note = result.solve_s, ""
+        if current.allocations and not same_shape(current, result.placement):
+            kept = solve_placement(replace(program, tables=within_shape(program.tables, current)))
+            solve_s += kept.solve_s
+            result, note = weigh_shape_change(result, kept, current, tables, settings.startup_s, settings.payback_s,
+                                              settings.gpu_budget)
+            note = f" ({note})"
         chosen, reason = self.hysteresis.decide(current, result.placement, at_risk)
-        return self._decision(now_s, chosen, result, current, reason, forecast, rate, tables, None, result.solve_s)
+        return self._decision(now_s, chosen, result, current, reason + note, forecast, rate, tables, None, solve_s)
 
     def _decision(self, now_s: float, chosen: Placement, solved: Solved | None, current: Placement, reason: str,
                   forecast: Forecast, rate: float, tables: dict[Candidate, CandidateTable],

@@ -46,6 +46,13 @@ class PlannerSettings:
     forecaster: str = DEFAULT_FORECASTER
     confirm_intervals: int = 2
     """A change that no SLO forces waits until the program proposed it this many intervals in a row."""
+    shape_payback_s: float | None = None
+    """A change of TP degree must repay its start-up energy within this time (None: one interval,
+    the least a plan runs before the next decision could undo it)."""
+
+    @property
+    def payback_s(self) -> float:
+        return self.interval_s if self.shape_payback_s is None else self.shape_payback_s
 
     def __post_init__(self) -> None:
         if not self.gpu_budget or any(n < 0 for n in self.gpu_budget.values()):
@@ -53,6 +60,9 @@ class PlannerSettings:
         for name, value in (("interval_s", self.interval_s), ("startup_s", self.startup_s), ("margin", self.margin)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if self.shape_payback_s is not None and not (math.isfinite(self.shape_payback_s)
+                                                     and self.shape_payback_s >= 0):
+            raise ValueError(f"shape_payback_s must be finite and >= 0, got {self.shape_payback_s}")
         if self.interval_s <= 0:
             raise ValueError("interval_s must be positive")
         if self.forecaster not in FORECASTERS:

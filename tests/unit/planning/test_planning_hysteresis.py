@@ -46,3 +46,48 @@ def test_lookahead_extrapolates_a_rise_over_the_startup_and_never_lowers() -> No
     assert lookahead_rate_rps(4.0, 2.0, 3.0, 300.0, 180.0) == pytest.approx(4.0)
     assert lookahead_rate_rps(3.0, 5.0, 3.0, 300.0, 180.0) == pytest.approx(3.0)
     assert lookahead_rate_rps(3.0, None, 3.0, 300.0, 180.0) == pytest.approx(3.0)
+
+
+def clocked(prefill: int, mhz: int) -> Placement:
+    return Placement.of([Allocation(Candidate("prefill", "p", "G", 4, mhz), prefill),
+                         Allocation(Candidate("decode", "p", "G", 4, 1980), 1)])
+
+
+def test_a_count_change_confirms_though_its_base_clock_wobbles() -> None:
+    # The same replicas proposed twice, at two base clocks: the layout is what needs confirming.
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = clocked(2, 1980)
+    kept, _ = hysteresis.decide(running, clocked(1, 1980), slo_at_risk=False)
+    assert kept == running
+    changed, _ = hysteresis.decide(running, clocked(1, 1500), slo_at_risk=False)
+    assert changed == clocked(1, 1500)
+
+
+def test_a_base_clock_alone_changes_at_once() -> None:
+    changed, reason = Hysteresis().decide(clocked(2, 1980), clocked(2, 1500), slo_at_risk=False)
+    assert changed == clocked(2, 1500)
+    assert "base clocks" in reason
+
+
+def test_two_shrinks_of_different_sizes_confirm_the_smaller() -> None:
+    # A falling load: 4 prefill run, the proposals alternate between 2 and 3. Compared plan by
+    # plan they never repeat; both agree on at least one fewer.
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(4, 1)
+    kept, _ = hysteresis.decide(running, placement(2, 1), slo_at_risk=False)
+    assert kept == running
+    changed, reason = hysteresis.decide(running, placement(3, 1), slo_at_risk=False)
+    assert changed == placement(3, 1)
+    assert "agree" in reason
+
+
+def test_two_growths_confirm_the_smaller_and_opposite_changes_confirm_nothing() -> None:
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(2, 1)
+    hysteresis.decide(running, placement(4, 2), slo_at_risk=False)
+    changed, _ = hysteresis.decide(running, placement(3, 3), slo_at_risk=False)
+    assert changed == placement(3, 2)
+    other = Hysteresis(confirm_intervals=2)
+    other.decide(running, placement(3, 1), slo_at_risk=False)
+    kept, _ = other.decide(running, placement(1, 1), slo_at_risk=False)
+    assert kept == running

@@ -112,6 +112,28 @@ def test_the_loop_shows_the_planner_what_arrived_and_applies_each_changed_decisi
     assert all(r.finish_s >= 0 for r in result.requests)
 
 
+def test_an_infeasible_interval_keeps_the_running_replicas_and_says_why() -> None:
+    # 5 req/s needs 6 req/s of prefill (12 GPUs of TP4 at f_max) on an 8-GPU budget: every
+    # interval is infeasible; the loop must neither shrink nor reshape what runs.
+    source = ProportionalSource()
+    profile = source.profiles[TP4]
+    requests = synthetic_trace(5.0, 300.0, 900, 120, seed=7).requests
+    cluster = ClusterConfig(profile, 1, 1)
+    start = PlannedPlacement.of([Allocation(c, 1) for c in source.candidates()
+                                 if c.profile == TP4 and c.base_clock_mhz == profile.max_sm_clock_mhz])
+    settings = PlannerSettings(SLO, {profile.gpu_product: 8}, interval_s=60.0, startup_s=30.0)
+    scaler = PlannerScaler(Planner(settings, source), start)
+    first = target_of(start)[0]
+    result = simulate_elastic(requests, cluster, base_clock_control("joulescale", cluster, SLO), scaler, 30.0,
+                              {"prefill": first.prefill_base_mhz, "decode": first.decode_base_mhz},
+                              gpu_budget=8)
+    assert len(scaler.decisions) >= 3
+    assert all(d.infeasible is not None and d.placement == start for d in scaler.decisions)
+    assert all("infeasible (gpu-budget)" in d.reason for d in scaler.decisions)
+    assert result.plans == []
+    assert all(t.drain_s is None for t in result.tenures)
+
+
 def test_a_mixed_role_keeps_its_gpus_on_the_largest_allocations_profile() -> None:
     source = ProportionalSource()
     by = {(c.phase, c.profile, c.base_clock_mhz): c for c in source.candidates()}
