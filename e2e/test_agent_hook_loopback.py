@@ -18,7 +18,6 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -32,9 +31,9 @@ from e2e.harness.agentprocs import (
     wait_for,
     write_instances,
 )
+from e2e.harness.enginepairs import EnginePair, attainment, light_then_heavy
 from e2e.simengine.loadgen import RequestResult, replay
 from joulescale.profiles import load_profile
-from joulescale.twin.traces import TraceRequest, load_trace, scaled_window
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from joulescale_agent.gpu.simulated import SimulatedBackend
 from joulescale_hook.transport import socket_path
@@ -43,28 +42,6 @@ PROFILE = "h100-sxm-llama-8b-tp1"
 TTFT_MS, TPOT_MS, PERCENTILE = 1000.0, 12.0, 90
 LIGHT_S, HEAVY_S = 6.0, 6.0
 MAX_PROMPT, MAX_OUTPUT = 4096, 128
-
-
-def workload() -> list[TraceRequest]:
-    trace = load_trace("azure-conv")
-    light = scaled_window(trace, 0.3, LIGHT_S, start_s=600.0)
-    heavy = [replace(r, arrival_s=r.arrival_s + LIGHT_S) for r in scaled_window(trace, 6.0, HEAVY_S, start_s=900.0)]
-    return [replace(r, prompt_tokens=min(r.prompt_tokens, MAX_PROMPT), output_tokens=min(r.output_tokens, MAX_OUTPUT))
-            for r in [*light, *heavy]]
-
-
-@dataclass
-class Pair:
-    name: str
-    sim_dir: Path
-    ports: dict[str, int]
-    gpus: SimulatedBackend
-
-    def url(self, role: str) -> str:
-        return f"http://127.0.0.1:{self.ports[role]}"
-
-    def energy_j(self) -> float:
-        return sum(self.gpus.energy_mj(f"GPU-{self.name}-{role}") for role in self.ports) / 1000.0
 
 
 @pytest.fixture
@@ -76,7 +53,7 @@ def hook_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def pairs(tmp_path: Path, hook_dir: Path) -> Iterator[tuple[Pair, Pair, list[subprocess.Popen[bytes]]]]:
+def pairs(tmp_path: Path, hook_dir: Path) -> Iterator[tuple[EnginePair, EnginePair, list[subprocess.Popen[bytes]]]]:
     profile = load_profile(PROFILE)
     procs: list[subprocess.Popen[bytes]] = []
     made = []
@@ -84,7 +61,10 @@ def pairs(tmp_path: Path, hook_dir: Path) -> Iterator[tuple[Pair, Pair, list[sub
     uuids = [f"GPU-{name}-{role}" for name in ("hook", "metrics") for role in ("prefill", "decode")]
     SimGpuDir.create(sim_dir, specs_from_profile(profile, uuids))
     for name in ("hook", "metrics"):
-        pair = Pair(name, sim_dir, {"prefill": free_port(), "decode": free_port()}, SimulatedBackend(sim_dir))
+        pair = EnginePair(
+            name, sim_dir, {"prefill": free_port(), "decode": free_port()}, SimulatedBackend(sim_dir),
+            (f"GPU-{name}-prefill", f"GPU-{name}-decode"),
+        )
         for role, port in pair.ports.items():
             extra = ("--hook-socket", socket_path(str(hook_dir), f"uid-{role}")) if name == "hook" else ()
             procs.append(start_engine(role, port, sim_dir, [f"GPU-{name}-{role}"], tmp_path / f"{name}-{role}.log",
@@ -105,14 +85,10 @@ def pairs(tmp_path: Path, hook_dir: Path) -> Iterator[tuple[Pair, Pair, list[sub
             proc.wait()
 
 
-def attainment(values: list[float], slo_s: float) -> float:
-    return sum(v <= slo_s for v in values) / len(values)
-
-
 @pytest.mark.quiet
 @pytest.mark.timeout(110)
 def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy(
-    tmp_path: Path, hook_dir: Path, pairs: tuple[Pair, Pair, list[subprocess.Popen[bytes]]]
+    tmp_path: Path, hook_dir: Path, pairs: tuple[EnginePair, EnginePair, list[subprocess.Popen[bytes]]]
 ) -> None:
     hooked, plain, procs = pairs
     policy = {"policy": "joulescale", "profile": PROFILE,
@@ -132,7 +108,7 @@ def test_the_hook_and_the_metrics_view_both_hold_the_slo_and_report_their_energy
     wait_for(lambda: all(Path(socket_path(str(hook_dir), f"uid-{r}")).exists() for r in ("prefill", "decode")), 10,
              "hook sockets")
 
-    requests = workload()
+    requests = light_then_heavy(LIGHT_S, HEAVY_S, MAX_PROMPT, MAX_OUTPUT)
 
     async def run() -> dict[str, tuple[list[RequestResult], float]]:
         start = {p.name: p.energy_j() for p in (hooked, plain)}

@@ -17,15 +17,14 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from e2e.harness.agentprocs import free_port, http_get, start_agent, start_engine, wait_for, write_instances
+from e2e.harness.enginepairs import EnginePair, attainment, light_then_heavy
 from e2e.simengine.loadgen import RequestResult, replay
 from joulescale.profiles import load_profile
-from joulescale.twin.traces import TraceRequest, load_trace, scaled_window
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 from joulescale_agent.gpu.simulated import SimulatedBackend
 
@@ -37,44 +36,19 @@ LIGHT_S, HEAVY_S = 8.0, 8.0
 MAX_PROMPT, MAX_OUTPUT = 4096, 128
 
 
-def workload() -> list[TraceRequest]:
-    trace = load_trace("azure-conv")
-    light = scaled_window(trace, 0.3, LIGHT_S, start_s=600.0)
-    heavy = scaled_window(trace, 6.0, HEAVY_S, start_s=900.0)
-    shifted = [replace(r, arrival_s=r.arrival_s + LIGHT_S) for r in heavy]
-    return [
-        replace(
-            r, prompt_tokens=min(r.prompt_tokens, MAX_PROMPT), output_tokens=min(r.output_tokens, MAX_OUTPUT)
-        )
-        for r in [*light, *shifted]
-    ]
-
-
-@dataclass
-class Pair:
-    name: str
-    sim_dir: Path
-    prefill_port: int
-    decode_port: int
-    gpus: SimulatedBackend
-
-    def url(self, role: str) -> str:
-        return f"http://127.0.0.1:{self.prefill_port if role == 'prefill' else self.decode_port}"
-
-    def energy_j(self) -> float:
-        return sum(self.gpus.energy_mj(g.uuid) for g in self.gpus.devices()) / 1000.0
-
-
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[tuple[Pair, Pair, list[subprocess.Popen[bytes]]]]:
+def rig(tmp_path: Path) -> Iterator[tuple[EnginePair, EnginePair, list[subprocess.Popen[bytes]]]]:
     profile = load_profile(PROFILE)
     procs: list[subprocess.Popen[bytes]] = []
     pairs = []
     for name in ("on", "off"):
         sim_dir = tmp_path / name
         SimGpuDir.create(sim_dir, specs_from_profile(profile, ["GPU-prefill", "GPU-decode"]))
-        pair = Pair(name, sim_dir, free_port(), free_port(), SimulatedBackend(sim_dir))
-        for role, port in (("prefill", pair.prefill_port), ("decode", pair.decode_port)):
+        pair = EnginePair(
+            name, sim_dir, {"prefill": free_port(), "decode": free_port()}, SimulatedBackend(sim_dir),
+            ("GPU-prefill", "GPU-decode"),
+        )
+        for role, port in pair.ports.items():
             procs.append(
                 start_engine(role, port, sim_dir, [f"GPU-{role}"], tmp_path / f"{name}-{role}.log", PROFILE)
             )
@@ -89,14 +63,10 @@ def rig(tmp_path: Path) -> Iterator[tuple[Pair, Pair, list[subprocess.Popen[byte
         proc.wait()
 
 
-def attainment(values: list[float], slo_s: float) -> float:
-    return sum(v <= slo_s for v in values) / len(values)
-
-
 @pytest.mark.quiet
 @pytest.mark.timeout(110)
 def test_agent_saves_energy_keeps_tpot_and_resets_clocks_on_sigterm(
-    tmp_path: Path, rig: tuple[Pair, Pair, list[subprocess.Popen[bytes]]]
+    tmp_path: Path, rig: tuple[EnginePair, EnginePair, list[subprocess.Popen[bytes]]]
 ) -> None:
     on, off, procs = rig
     instances = tmp_path / "instances.json"
@@ -125,7 +95,7 @@ def test_agent_saves_energy_keeps_tpot_and_resets_clocks_on_sigterm(
     procs.append(agent)
     wait_for(lambda: http_get(f"http://127.0.0.1:{agent_port}/readyz")[0] == 200, 30, "agent ready")
 
-    requests = workload()
+    requests = light_then_heavy(LIGHT_S, HEAVY_S, MAX_PROMPT, MAX_OUTPUT)
     clocks: dict[str, list[tuple[float, int]]] = {"GPU-prefill": [], "GPU-decode": []}
 
     async def sample_clocks(start_s: float, stop: asyncio.Event) -> None:

@@ -127,3 +127,14 @@ CLOCKS = tuple(range(345, 1981, 15))
 SCRIPTED_POLICY = InstancePolicy(
     "scripted", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", base_clock_mhz=1005
 )
+
+
+async def eventually(predicate: Callable[[], object], timeout_s: float = 2.0, poll_s: float = 0.01) -> None:
+    """Wait on the event loop until ``predicate()`` is true, or fail after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(poll_s)
+    raise AssertionError("condition not met in time")

@@ -12,7 +12,7 @@ import shutil
 import socket
 import struct
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from joulescale_agent.safety.statefile import StateFile
 from joulescale_hook.schema import HEADER, MAGIC, Engine, StepDone, StepScheduled, encode
 from joulescale_hook.transport import HookPublisher, socket_path
 from tests.agent.fakes import CLOCKS, SCRIPTED_POLICY, MetricsServer, ScriptedBrains
+from tests.agent.fakes import eventually as wait_until
 
 SETTINGS = LoopSettings(scrape_hz=50.0, scrape_timeout_s=0.1, stale_after_s=2.0, readback_after_s=0.03,
                         relock_backoff_s=0.2, hook_stale_after_s=0.2)
@@ -85,13 +86,8 @@ async def running(*loops: InstanceLoop) -> AsyncIterator[None]:
                 await task
 
 
-async def eventually(predicate: object, timeout_s: float = 3.0) -> None:
-    deadline = monotonic() + timeout_s
-    while monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
+async def eventually(predicate: Callable[[], object], timeout_s: float = 3.0) -> None:
+    await wait_until(predicate, timeout_s, poll_s=0.005)
 
 
 def _ns() -> int:

@@ -24,7 +24,7 @@ from joulescale_agent.gpu.simstate import SimGpuDir, SimGpuSpec
 from joulescale_agent.gpu.simulated import SimulatedBackend
 from joulescale_agent.safety.actuator import ClockActuator
 from joulescale_agent.safety.statefile import StateFile
-from tests.agent.fakes import CLOCKS, MetricsServer, ScriptedBrains
+from tests.agent.fakes import CLOCKS, MetricsServer, ScriptedBrains, eventually
 from tests.agent.fakes import SCRIPTED_POLICY as POLICY
 from tests.unit.agent.hostile_pages import corpus
 
@@ -72,15 +72,6 @@ async def running(loop: InstanceLoop) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def eventually(predicate: object, timeout_s: float = 2.0) -> None:
-    deadline = monotonic() + timeout_s
-    while monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 POD = {"namespace": "ns", "service": "chat", "pod": "decode-0", "role": "decode"}
