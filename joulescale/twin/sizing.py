@@ -119,6 +119,11 @@ def size(trace: Trace, profiles: Sequence[GpuProfile], gpu_counts: Sequence[int]
         raise ValueError("no profile leaves room for a useful KV cache: no candidate instance")
     mix = trace_mix(trace)
     rate = trace.requests_per_second if rate_rps is None else rate_rps
+    if rate <= 0:
+        raise ValueError(
+            f"the trace has no rate of its own ({len(trace.requests)} requests over {trace.duration_s:g} s): "
+            "give --rate"
+        )
     started = time.perf_counter()
     tables = source.tables(mix, slo)
     tables_s = time.perf_counter() - started

@@ -83,6 +83,20 @@ def test_no_budget_meeting_the_slo_exits_1_and_writes_no_service(tmp_path: Path,
     assert not (tmp_path / "svc.yaml").exists()
 
 
+@pytest.mark.parametrize("rows", [["2023-11-16 18:15:46.6805900,100,3"],
+                                  ["2023-11-16 18:15:46.6805900,100,3", "2023-11-16 18:15:46.6805900,200,5"]])
+def test_a_trace_without_a_rate_of_its_own_is_refused_with_a_way_out(tmp_path: Path, rows: list[str]) -> None:
+    """One request, or every request at one instant, has no mean rate to plan for: a clear error
+    naming --rate, not a division by zero."""
+    trace = tmp_path / "trace.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    err = io.StringIO()
+    code = main(["plan", "--trace", str(trace), "--gpus", "16", "--cache-dir", str(tmp_path)], out=io.StringIO(), err=err)
+    assert code == 2
+    assert "no rate of its own" in err.getvalue()
+    assert "--rate" in err.getvalue()
+
+
 @pytest.mark.parametrize(("text", "expected"), [("16", [16]), ("8,12,16", [8, 12, 16]), ("8-11", [8, 9, 10, 11]),
                                                 ("12, 8-9", [8, 9, 12])])
 def test_gpu_counts_parse_lists_and_ranges(text: str, expected: list[int]) -> None:
