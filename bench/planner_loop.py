@@ -53,7 +53,7 @@ def service_body(index: int) -> dict[str, Any]:
 
 
 class MemoryStatus:
-    """The services' stored objects; a status patch bumps resourceVersion."""
+    """The services' stored objects; a status apply bumps resourceVersion."""
 
     def __init__(self, bodies: list[dict[str, Any]]) -> None:
         self.objects = {(b["metadata"]["namespace"], b["metadata"]["name"]): b for b in bodies}
@@ -62,9 +62,13 @@ class MemoryStatus:
         found = self.objects.get((ref.namespace, ref.name))
         return copy.deepcopy(found) if found else None
 
-    def patch_status_at(self, ref: Any, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    def apply_status(
+        self, ref: Any, status: dict[str, Any], *, manager_suffix: str = "", resource_version: str | None = None
+    ) -> dict[str, Any]:
         obj = self.objects[(ref.namespace, ref.name)]
-        obj["status"] = {**obj["status"], **patch}
+        for key, value in status.items():  # the planner's part: plan, energy, Planned, the roles' clocks
+            merged = {**obj["status"].get(key, {}), **value} if key in ("prefill", "decode") else value
+            obj["status"][key] = merged
         obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
         return copy.deepcopy(obj)
 

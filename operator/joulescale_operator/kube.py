@@ -63,7 +63,9 @@ class Cluster(Protocol):
 
     def delete(self, ref: ChildRef) -> None: ...
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None: ...
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the reconciler's part of a service's status (status_owners.py)."""
+        ...
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]: ...
 
@@ -120,28 +122,26 @@ class KubeCluster:
         """Delete a child; one already gone is fine."""
         self._call("DELETE", ref, [("propagationPolicy", "Background")], None)
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
-        """A JSON merge patch of a service's status subresource (used outside kopf's handlers)."""
-        self._call(
-            "PATCH",
-            ref,
-            [("fieldManager", self._field_manager)],
-            {"status": patch},
-            content_type="application/merge-patch+json",
-            subresource="/status",
-        )
-
-    def patch_status_at(self, ref: ChildRef, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
-        """A merge patch of the status that applies only to ``resource_version`` of the object
-        (Conflict otherwise); returns the object as stored after it."""
-        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
+    def apply_status(
+        self,
+        ref: ChildRef,
+        status: dict[str, Any],
+        *,
+        manager_suffix: str = "",
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Server-side apply of one writer's part of a service's status (status_owners.py), under
+        the operator's field manager plus ``manager_suffix``: the apiserver merges it into the
+        status as stored, and removes only what this writer sent before and omits now. With
+        ``resource_version``, it applies only to that version of the object (Conflict otherwise).
+        Returns the object as stored after it."""
+        metadata: dict[str, Any] = {"name": ref.name, "namespace": ref.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": metadata, "status": status}
+        query = [("fieldManager", self._field_manager + manager_suffix), ("force", "true")]
         result = self._call(
-            "PATCH",
-            ref,
-            [("fieldManager", self._field_manager)],
-            body,
-            content_type="application/merge-patch+json",
-            subresource="/status",
+            "PATCH", ref, query, body, content_type="application/apply-patch+yaml", subresource="/status"
         )
         return result if isinstance(result, dict) else {}
 

@@ -40,8 +40,8 @@ class OwnWrites:
         self._cluster.delete(ref)
         self.forget(ref)
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
-        self._cluster.patch_status(ref, patch)
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
+        return self._cluster.apply_status(ref, status)
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         return self._cluster.list_pods(namespace, selector)

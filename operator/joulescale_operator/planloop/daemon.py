@@ -5,7 +5,8 @@ Every TICK_S it plans the services (those the resync tracks from the watch) whos
 service fresh from the apiserver, plans once, and writes the status with the resourceVersion it
 read as a precondition: on a conflict it reads again and recomputes only the status (the
 planner is not asked twice), up to CONFLICT_RETRIES times; a status that would not change is not
-written. A new plan is applied by the reconciler (the one owner of the children), at once, on
+written. The write is a server-side apply of the planner's part of the status only, under its
+own field manager (status_owners.py): it never carries the reconciler's conditions or fields. A new plan is applied by the reconciler (the one owner of the children), at once, on
 the body just written: autoscaled roles get the planned replicas within their bounds, and the
 agents read the base clocks from status.plan of the service they watch; no pod restarts.
 """
@@ -27,6 +28,7 @@ from joulescale_operator.planloop.loop import PlanPass
 from joulescale_operator.planloop.opmetrics import OperatorMetrics
 from joulescale_operator.reconcile import Events
 from joulescale_operator.render import ChildRef
+from joulescale_operator.status_owners import PLANNER_MANAGER_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,9 @@ CONFLICT_RETRIES = 5
 class StatusCluster(Protocol):
     def get(self, ref: ChildRef) -> dict[str, Any] | None: ...
 
-    def patch_status_at(self, ref: ChildRef, patch: dict[str, Any], resource_version: str) -> dict[str, Any]: ...
+    def apply_status(
+        self, ref: ChildRef, status: dict[str, Any], *, manager_suffix: str = "", resource_version: str | None = None
+    ) -> dict[str, Any]: ...
 
 
 class PlannerLoop:
@@ -94,8 +98,11 @@ class PlannerLoop:
                 stored = body
                 if result.status_patch:
                     try:
-                        stored = self._cluster.patch_status_at(
-                            ref, result.status_patch, str(body["metadata"].get("resourceVersion", ""))
+                        stored = self._cluster.apply_status(
+                            ref,
+                            result.status_apply,
+                            manager_suffix=PLANNER_MANAGER_SUFFIX,
+                            resource_version=str(body["metadata"].get("resourceVersion", "")),
                         )
                     except Conflict:
                         fresh = self._cluster.get(ref)

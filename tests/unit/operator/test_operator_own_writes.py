@@ -36,8 +36,8 @@ class _FixedVersion:
     def delete(self, ref: ChildRef) -> None:
         pass
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
-        pass
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
+        return {}
 
 
 def test_a_dry_run_or_a_deletion_leaves_no_own_version() -> None:
