@@ -67,6 +67,8 @@ class Cluster(Protocol):
         """Server-side apply of the reconciler's part of a service's status (status_owners.py)."""
         ...
 
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None: ...
+
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]: ...
 
 
@@ -145,6 +147,18 @@ class KubeCluster:
         )
         return result if isinstance(result, dict) else {}
 
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        """A JSON patch (RFC 6902) of a service's status subresource; a failed test operation is
+        Rejected (HTTP 422)."""
+        self._call(
+            "PATCH",
+            ref,
+            [("fieldManager", self._field_manager)],
+            operations,
+            content_type="application/json-patch+json",
+            subresource="/status",
+        )
+
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         """The pods of one namespace that carry every label of selector (at most POD_LIST_LIMIT)."""
         label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
@@ -162,7 +176,7 @@ class KubeCluster:
         method: str,
         ref: ChildRef | None,
         query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, Any]] | None,
         content_type: str = "application/json",
         subresource: str = "",
         path: str = "/version",

@@ -27,7 +27,7 @@ from joulescale_operator.kube import Cluster, ClusterError
 from joulescale_operator.locks import Key, ServiceLocks
 from joulescale_operator.reconcile import Clock, Events, Reconciler, Renderer
 from joulescale_operator.render import ChildRef, render_children
-from joulescale_operator.status_owners import reconciler_status, with_changes
+from joulescale_operator.status_owners import RECONCILER, reconciler_status, remove_leftovers, with_changes
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ def write_status(cluster: Cluster, body: dict[str, Any], changes: dict[str, Any]
     meta = body.get("metadata", {})
     ref = ChildRef(API_VERSION, KIND, str(meta.get("namespace", "")), str(meta.get("name", "")))
     status = body.get("status")
-    cluster.apply_status(ref, with_changes(reconciler_status(status if isinstance(status, dict) else None), changes))
+    sent = with_changes(reconciler_status(status if isinstance(status, dict) else None), changes)
+    remove_leftovers(cluster, ref, cluster.apply_status(ref, sent), sent, RECONCILER)
 
 
 class ResyncDied(Exception):

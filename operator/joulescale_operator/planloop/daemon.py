@@ -28,7 +28,7 @@ from joulescale_operator.planloop.loop import PlanPass
 from joulescale_operator.planloop.opmetrics import OperatorMetrics
 from joulescale_operator.reconcile import Events
 from joulescale_operator.render import ChildRef
-from joulescale_operator.status_owners import PLANNER_MANAGER_SUFFIX
+from joulescale_operator.status_owners import PLANNER, PLANNER_MANAGER_SUFFIX, remove_leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class StatusCluster(Protocol):
     def apply_status(
         self, ref: ChildRef, status: dict[str, Any], *, manager_suffix: str = "", resource_version: str | None = None
     ) -> dict[str, Any]: ...
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None: ...
 
 
 class PlannerLoop:
@@ -110,6 +112,7 @@ class PlannerLoop:
                             return None
                         body = fresh
                         continue
+                    remove_leftovers(self._cluster, ref, stored, result.status_apply, PLANNER)
                 self._record(key, body, result.outcome, result.events, result.plan_changed)
                 self.metrics.record_status(namespace, name, stored.get("status") or {})
                 if result.plan_changed:

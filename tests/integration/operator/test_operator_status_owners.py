@@ -9,6 +9,7 @@ when it has nothing new to say (idle passes)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -193,3 +194,27 @@ def test_idle_passes_of_both_writers_leave_the_object_alone(crd_plane: ControlPl
         assert w.reconcile_from(w.service()) == 0
     assert w.service()["metadata"]["resourceVersion"] == down["metadata"]["resourceVersion"]
     assert w.service()["status"]["plan"] == down["status"]["plan"]
+
+
+def test_what_an_older_operator_wrote_goes_when_its_owner_no_longer_sends_it(crd_plane: ControlPlane) -> None:
+    """Before the split, both writers merge-patched the status under the operator's field manager:
+    a router's status and condition, and a role's clock, from then must still go when the router
+    is off and when the plan has no clock for that role."""
+    w = writers(crd_plane, "upgrade")
+    router_ready = {"type": "RouterReady", "status": "True", "reason": "AllReplicasReady", "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    legacy = {"router": {"replicas": 1, "readyReplicas": 1, "readyOfDesired": "1/1"},
+              "prefill": {"baseClockMHz": 1725}, "conditions": [router_ready]}
+    crd_plane.kubectl("patch", "eals", NAME, "-n", w.namespace, "--subresource=status", "--type=merge",
+                      "--field-manager=joulescale-operator", "-p", json.dumps({"status": legacy}))
+    w.chooser.choice = replace(CHOICE, base_clock_mhz={"prefill": None, "decode": 1200})
+
+    assert w.reconcile_from(w.service()) == 1  # the router is off
+    w.plan()
+    after = w.service()
+    assert condition(after, "RouterReady") is None
+    assert "router" not in after["status"]
+    assert state(after, "Ready") == "False"
+    assert "baseClockMHz" not in after["status"]["prefill"]
+    assert after["status"]["prefill"]["replicas"] == 1
+    assert after["status"]["decode"]["baseClockMHz"] == 1200

@@ -101,6 +101,9 @@ class MemoryCluster:
         self.status_applies.append((ref, copy.deepcopy(status)))
         return {"metadata": {"name": ref.name, "namespace": ref.namespace}, "status": copy.deepcopy(status)}
 
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        raise AssertionError("the reconciler's applies leave nothing behind here")
+
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         """The pods set by the test that match like a label selector would."""
         self.pod_lists.append((namespace, selector))

@@ -39,6 +39,9 @@ class _FixedVersion:
     def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        pass
+
 
 def test_a_dry_run_or_a_deletion_leaves_no_own_version() -> None:
     writes = OwnWrites(_FixedVersion())

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from joulescale_operator.status_owners import (
-    PLANNER_CONDITIONS,
-    RECONCILER_CONDITIONS,
+    PLANNER,
+    RECONCILER,
+    leftover_removals,
     owned_changes,
     planner_status,
     reconciler_status,
@@ -38,7 +39,9 @@ def test_every_field_has_one_owner_and_foreign_conditions_have_none() -> None:
     assert set(theirs) == {"plan", "energy", "prefill", "decode", "conditions"}
     assert [c["type"] for c in mine["conditions"]] == ["Ready", "DVFSActive"]
     assert [c["type"] for c in theirs["conditions"]] == ["Planned"]
-    assert not RECONCILER_CONDITIONS & PLANNER_CONDITIONS
+    assert not RECONCILER.conditions & PLANNER.conditions
+    assert not set(RECONCILER.fields) & set(PLANNER.fields)
+    assert not set(RECONCILER.role_fields) & set(PLANNER.role_fields)
     for role in ("prefill", "decode"):
         assert set(mine[role]) == {"replicas", "readyReplicas", "readyOfDesired"}
         assert set(theirs[role]) == {"baseClockMHz"}
@@ -67,3 +70,27 @@ def test_a_removed_field_is_a_change_to_none_and_is_not_sent() -> None:
     applied = with_changes(before, changes)
     assert "router" not in applied
     assert applied == after
+
+
+def test_leftovers_of_an_older_writer_are_removed_behind_a_version_test() -> None:
+    stored = {"metadata": {"resourceVersion": "41"}, "status": FULL}
+    sent = reconciler_status({**FULL, "router": None, "conditions": [cond("Ready"), cond("DVFSActive")]})
+    assert "router" not in sent
+    operations = leftover_removals(stored, sent, RECONCILER)
+    assert operations == [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+        {"op": "remove", "path": "/status/router"},
+    ]
+    without_dvfs = {**sent, "conditions": [cond("Ready")]}
+    assert leftover_removals(stored, without_dvfs, RECONCILER)[-2:] == [
+        {"op": "test", "path": "/status/conditions/2/type", "value": "DVFSActive"},
+        {"op": "remove", "path": "/status/conditions/2"},
+    ]
+
+
+def test_a_planner_leftover_clock_goes_alone_and_nothing_left_is_no_write() -> None:
+    stored = {"metadata": {"resourceVersion": "7"}, "status": FULL}
+    sent = planner_status({**FULL, "plan": {"decodeBaseClockMHz": 1200}})
+    assert leftover_removals(stored, sent, PLANNER)[1:] == [{"op": "remove", "path": "/status/prefill/baseClockMHz"}]
+    assert leftover_removals(stored, reconciler_status(FULL), RECONCILER) == []
+    assert leftover_removals(stored, planner_status(FULL) | {"decode": {"baseClockMHz": 1600}}, PLANNER) == []
