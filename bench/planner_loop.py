@@ -6,7 +6,7 @@ its own steady rate), waits until a window of data exists, then runs the child: 
 imports everything the operator runs with (joulescale_operator.handlers: kopf, the kubernetes
 client, the planner, cvxpy) and builds the operator's PlannerLoop over the services, whose
 status lives in memory (no apiserver: the pass is measured from reading Prometheus to the
-status patch, the write excluded). One round warms the planner's candidate tables (one length
+status apply, the write excluded). One round warms the planner's candidate tables (one length
 mix: every service has the same lengths); the next round is measured, one planning pass per
 service. Prints one JSON document:
 {"services": 100, "plan_s_per_service": {"p50", "p99"}, "peak_rss_mb", "cold_round_s"}.
