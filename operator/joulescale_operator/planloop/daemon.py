@@ -6,9 +6,10 @@ service fresh from the apiserver, plans once, and writes the status with the res
 read as a precondition: on a conflict it reads again and recomputes only the status (the
 planner is not asked twice), up to CONFLICT_RETRIES times; a status that would not change is not
 written. The write is a server-side apply of the planner's part of the status only, under its
-own field manager (status_owners.py): it never carries the reconciler's conditions or fields. A new plan is applied by the reconciler (the one owner of the children), at once, on
-the body just written: autoscaled roles get the planned replicas within their bounds, and the
-agents read the base clocks from status.plan of the service they watch; no pod restarts.
+own field manager (status_owners.py): it never carries the reconciler's conditions or fields.
+A new plan is applied by the reconciler (the one owner of the children), at once, on the body
+just written: autoscaled roles get the planned replicas within their bounds, and the agents
+read the base clocks from status.plan of the service they watch; no pod restarts.
 """
 
 from __future__ import annotations

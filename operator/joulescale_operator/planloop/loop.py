@@ -3,10 +3,10 @@ injected): observe -> plan -> the status to write, and the events to post.
 
 Faults keep the last plan: when Prometheus cannot answer or holds no data of the service, the
 pass writes only ``Planned=False PrometheusUnavailable`` (once: a condition that did not change
-is no write), so no replica count changes; the next pass recovers by itself. A pass writes only
-the planner's part of the status (status_owners.py). When some ready
+is no write), so no replica count changes; the next pass recovers by itself. When some ready
 engines are missing from the metrics (a partial scrape), the counts can only grow: a shrink
-needs every engine's data. The shell (daemon.py) writes the status and applies the plan.
+needs every engine's data. A pass writes only the planner's part of the status
+(status_owners.py); the shell (daemon.py) writes it and applies the plan.
 """
 
 from __future__ import annotations

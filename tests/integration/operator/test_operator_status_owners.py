@@ -54,8 +54,10 @@ class ReadThenInterfere:
     def __init__(self, kube: KubeCluster) -> None:
         self._kube = kube
         self.interfere: Callable[[], None] | None = None
+        self.reads = 0
 
     def get(self, ref: ChildRef) -> dict[str, Any] | None:
+        self.reads += 1
         found = self._kube.get(ref)
         if self.interfere is not None:
             run, self.interfere = self.interfere, None
@@ -165,6 +167,8 @@ def test_a_plan_from_a_copy_older_than_the_reconcile_keeps_the_reconcilers_statu
 
     w.cluster.interfere = reconcile_ready  # the planner's read predates this reconcile
     w.plan()
+    assert w.cluster.reads == 2  # the apiserver refused the apply at the old resourceVersion: read again
+    assert len(w.chooser.calls) == 1  # and only the status was computed again, not the plan
     after = w.service()
     assert state(after, "Ready") == "True"
     assert state(after, "Planned") == "True"
