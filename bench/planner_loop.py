@@ -6,7 +6,7 @@ its own steady rate), waits until a window of data exists, then runs the child: 
 imports everything the operator runs with (joulescale_operator.handlers: kopf, the kubernetes
 client, the planner, cvxpy) and builds the operator's PlannerLoop over the services, whose
 status lives in memory (no apiserver: the pass is measured from reading Prometheus to the
-status patch, the write excluded). One round warms the planner's candidate tables (one length
+status apply, the write excluded). One round warms the planner's candidate tables (one length
 mix: every service has the same lengths); the next round is measured, one planning pass per
 service. Prints one JSON document:
 {"services": 100, "plan_s_per_service": {"p50", "p99"}, "peak_rss_mb", "cold_round_s"}.
@@ -53,7 +53,7 @@ def service_body(index: int) -> dict[str, Any]:
 
 
 class MemoryStatus:
-    """The services' stored objects; a status patch bumps resourceVersion."""
+    """The services' stored objects; a status apply bumps resourceVersion."""
 
     def __init__(self, bodies: list[dict[str, Any]]) -> None:
         self.objects = {(b["metadata"]["namespace"], b["metadata"]["name"]): b for b in bodies}
@@ -62,11 +62,18 @@ class MemoryStatus:
         found = self.objects.get((ref.namespace, ref.name))
         return copy.deepcopy(found) if found else None
 
-    def patch_status_at(self, ref: Any, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    def apply_status(
+        self, ref: Any, status: dict[str, Any], *, manager_suffix: str = "", resource_version: str | None = None
+    ) -> dict[str, Any]:
         obj = self.objects[(ref.namespace, ref.name)]
-        obj["status"] = {**obj["status"], **patch}
+        for key, value in status.items():  # the planner's part: plan, energy, Planned, the roles' clocks
+            merged = {**obj["status"].get(key, {}), **value} if key in ("prefill", "decode") else value
+            obj["status"][key] = merged
         obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
         return copy.deepcopy(obj)
+
+    def patch_status_json(self, ref: Any, operations: list[dict[str, Any]]) -> None:
+        """Never called: these services hold no status of an older operator."""
 
 
 def child(url: str, services: int, cache_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""The kopf shell: thin handlers that read, call the Reconciler, and write the status patch.
+"""The kopf shell: thin handlers that read, call the Reconciler, and apply its part of the status.
 
 Handlers live in a registry built per operator instance, so that tests and the CLI can run
 operators with their own settings side by side. Errors are mapped here, once: a cluster
@@ -32,7 +32,7 @@ from joulescale_operator.planloop.planner import CorePlanner
 from joulescale_operator.planloop.prometheus import PrometheusSource
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import ChildRef, render_children
-from joulescale_operator.resync import Resync
+from joulescale_operator.resync import Resync, write_status
 from joulescale_operator.settings import OperatorSettings
 
 ANNOTATION_PREFIX = "joulescale.io"
@@ -137,16 +137,18 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    def reconcile_service(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    def reconcile_service(body: kopf.Body, **_: Any) -> None:
+        """The status is applied here, not through kopf's patch: a merge patch would send the
+        conditions list whole, and this body may be older than the planner's last write."""
         plain = _plain(body)
         service_key = (str(body.metadata.namespace), str(body.metadata.name))
         try:
             with resync.locks.hold(service_key):  # never at the same time as the resync of this service
-                status_patch = Reconciler(cluster, KopfEvents(plain), utc_now, render, profiles).reconcile(plain)
+                changes = Reconciler(cluster, KopfEvents(plain), utc_now, render, profiles).reconcile(plain)
+                if changes:
+                    write_status(cluster, plain, changes)
         except ClusterUnavailable as error:
             raise kopf.TemporaryError(str(error), delay=ours.retry_delay_s) from error
-        for key, value in status_patch.items():
-            patch.status[key] = value
 
     return registry
 

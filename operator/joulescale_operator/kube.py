@@ -63,7 +63,11 @@ class Cluster(Protocol):
 
     def delete(self, ref: ChildRef) -> None: ...
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None: ...
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the reconciler's part of a service's status (status_owners.py)."""
+        ...
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None: ...
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]: ...
 
@@ -120,30 +124,40 @@ class KubeCluster:
         """Delete a child; one already gone is fine."""
         self._call("DELETE", ref, [("propagationPolicy", "Background")], None)
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
-        """A JSON merge patch of a service's status subresource (used outside kopf's handlers)."""
+    def apply_status(
+        self,
+        ref: ChildRef,
+        status: dict[str, Any],
+        *,
+        manager_suffix: str = "",
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Server-side apply of one writer's part of a service's status (status_owners.py), under
+        the operator's field manager plus ``manager_suffix``: the apiserver merges it into the
+        status as stored, and removes only what this writer sent before and omits now. With
+        ``resource_version``, it applies only to that version of the object (Conflict otherwise).
+        Returns the object as stored after it."""
+        metadata: dict[str, Any] = {"name": ref.name, "namespace": ref.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": metadata, "status": status}
+        query = [("fieldManager", self._field_manager + manager_suffix), ("force", "true")]
+        result = self._call(
+            "PATCH", ref, query, body, content_type="application/apply-patch+yaml", subresource="/status"
+        )
+        return result if isinstance(result, dict) else {}
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        """A JSON patch (RFC 6902) of a service's status subresource; a failed test operation is
+        Rejected (HTTP 422)."""
         self._call(
             "PATCH",
             ref,
             [("fieldManager", self._field_manager)],
-            {"status": patch},
-            content_type="application/merge-patch+json",
+            operations,
+            content_type="application/json-patch+json",
             subresource="/status",
         )
-
-    def patch_status_at(self, ref: ChildRef, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
-        """A merge patch of the status that applies only to ``resource_version`` of the object
-        (Conflict otherwise); returns the object as stored after it."""
-        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
-        result = self._call(
-            "PATCH",
-            ref,
-            [("fieldManager", self._field_manager)],
-            body,
-            content_type="application/merge-patch+json",
-            subresource="/status",
-        )
-        return result if isinstance(result, dict) else {}
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         """The pods of one namespace that carry every label of selector (at most POD_LIST_LIMIT)."""
@@ -162,7 +176,7 @@ class KubeCluster:
         method: str,
         ref: ChildRef | None,
         query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, Any]] | None,
         content_type: str = "application/json",
         subresource: str = "",
         path: str = "/version",

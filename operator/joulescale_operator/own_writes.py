@@ -40,8 +40,11 @@ class OwnWrites:
         self._cluster.delete(ref)
         self.forget(ref)
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
-        self._cluster.patch_status(ref, patch)
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
+        return self._cluster.apply_status(ref, status)
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        self._cluster.patch_status_json(ref, operations)
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         return self._cluster.list_pods(namespace, selector)

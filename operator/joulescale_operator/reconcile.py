@@ -34,8 +34,8 @@ from joulescale_operator.status import (
     failed_status,
     reduce_status,
     service_endpoint,
-    status_patch,
 )
+from joulescale_operator.status_owners import owned_changes, reconciler_status
 from joulescale_operator.validation import InvalidSpec, validated_spec
 
 Clock = Callable[[], datetime]
@@ -72,7 +72,8 @@ class Reconciler:
         self._render = render
 
     def reconcile(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Returns the status merge patch; empty when the status is already right."""
+        """Returns the changes of the reconciler's part of the status (status_owners.py; None:
+        no longer there); empty when it is already right. The writer applies that part whole."""
         identity = ServiceIdentity.from_body(body)
         previous = _readable_status(body.get("status"))
         try:
@@ -104,14 +105,14 @@ class Reconciler:
             self._remove_router(identity, spec)
         now = self._clock()
         observed = with_pod_problems(self._cluster, identity, _observations(applied))
-        desired = reduce_status(previous, identity.generation, observed, _plan(previous), now)
+        desired = reduce_status(previous, identity.generation, observed, now)
         desired["endpoint"] = service_endpoint(identity, spec)
         desired, no_profile = with_dvfs_condition(
             previous, desired, dvfs_condition(spec, self._profiles, identity.generation, now)
         )
         if no_profile is not None:
             self._events.warning(reasons.NO_PROFILE, no_profile)
-        return status_patch(previous, desired)
+        return owned_changes(reconciler_status(previous), reconciler_status(desired))
 
     def _announce(
         self,
@@ -155,9 +156,8 @@ class Reconciler:
         self, identity: ServiceIdentity, previous: dict[str, Any], reason: str, message: str
     ) -> dict[str, Any]:
         message = message[:MESSAGE_MAX_CHARS]
-        patch = status_patch(
-            previous, failed_status(previous, identity.generation, reason, message, self._clock())
-        )
+        failed = {**previous, **failed_status(previous, identity.generation, reason, message, self._clock())}
+        patch = owned_changes(reconciler_status(previous), reconciler_status(failed))
         if patch:
             self._events.warning(reason, message)
         return patch

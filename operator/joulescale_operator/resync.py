@@ -27,6 +27,7 @@ from joulescale_operator.kube import Cluster, ClusterError
 from joulescale_operator.locks import Key, ServiceLocks
 from joulescale_operator.reconcile import Clock, Events, Reconciler, Renderer
 from joulescale_operator.render import ChildRef, render_children
+from joulescale_operator.status_owners import RECONCILER, reconciler_status, remove_leftovers, with_changes
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,10 @@ class Resync:
                 reconciler = Reconciler(
                     self._cluster, self._events_for(body), self._clock, self._render, self._profiles
                 )
-                patch = reconciler.reconcile(body)
-                if not patch:
+                changes = reconciler.reconcile(body)
+                if not changes:
                     return False
-                self._cluster.patch_status(ChildRef(API_VERSION, KIND, namespace, name), patch)
+                write_status(self._cluster, body, changes)
                 return True
         except ClusterError as error:
             logger.warning("reconcile of %s/%s failed, retrying next interval: %s", namespace, name, error)
@@ -130,6 +131,16 @@ class Resync:
         liveness probe calls this, so a dead loop restarts the operator instead of hiding."""
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             raise ResyncDied("the resync thread is not running: drift is no longer corrected")
+
+
+def write_status(cluster: Cluster, body: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Apply the reconciler's part of the status with its changes (the one write path of the
+    reconciler's status: kopf's handlers and the resync)."""
+    meta = body.get("metadata", {})
+    ref = ChildRef(API_VERSION, KIND, str(meta.get("namespace", "")), str(meta.get("name", "")))
+    status = body.get("status")
+    sent = with_changes(reconciler_status(status if isinstance(status, dict) else None), changes)
+    remove_leftovers(cluster, ref, cluster.apply_status(ref, sent), sent, RECONCILER)
 
 
 class ResyncDied(Exception):

@@ -1,4 +1,5 @@
-"""Pure status reducers: observed Deployments (+ the previous status) -> the status to write."""
+"""Pure status reducers: observed Deployments (+ the previous status) -> the reconciler's status
+(which part of it the reconciler writes: status_owners.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from joulescale.api import EnergyAwareLLMServiceSpec, PlanStatus
+from joulescale.api import EnergyAwareLLMServiceSpec
 from joulescale_operator import reasons
 from joulescale_operator.conditions import ConditionStatus, condition, remove_condition, set_condition
 from joulescale_operator.identity import Role, ServiceIdentity
@@ -122,24 +123,17 @@ def role_readiness(observation: DeploymentObservation | None) -> tuple[Condition
     return "True", reasons.ALL_REPLICAS_READY, counts
 
 
-def role_status(observation: DeploymentObservation | None, base_clock_mhz: int | None) -> dict[str, Any]:
+def role_status(observation: DeploymentObservation | None) -> dict[str, Any]:
+    """The reconciler's fields of status.<role> (the planner writes the role's baseClockMHz)."""
     desired = observation.desired if observation else 0
     ready = observation.ready if observation else 0
-    status: dict[str, Any] = {
-        "replicas": desired,
-        "readyReplicas": ready,
-        "readyOfDesired": f"{ready}/{desired}",
-    }
-    if base_clock_mhz is not None:
-        status["baseClockMHz"] = base_clock_mhz
-    return status
+    return {"replicas": desired, "readyReplicas": ready, "readyOfDesired": f"{ready}/{desired}"}
 
 
 def reduce_status(
     previous: dict[str, Any],
     generation: int,
     observed: dict[Role, DeploymentObservation | None],
-    plan: PlanStatus | None,
     now: datetime,
 ) -> dict[str, Any]:
     """The operator-owned part of the status; `observed` has a router entry only when enabled."""
@@ -163,9 +157,9 @@ def reduce_status(
     result: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,
-        "prefill": role_status(observed.get("prefill"), plan.prefill_base_clock_mhz if plan else None),
-        "decode": role_status(observed.get("decode"), plan.decode_base_clock_mhz if plan else None),
-        "router": role_status(observed["router"], None) if "router" in observed else None,
+        "prefill": role_status(observed.get("prefill")),
+        "decode": role_status(observed.get("decode")),
+        "router": role_status(observed["router"]) if "router" in observed else None,
     }
     return result
 
@@ -202,15 +196,3 @@ def failed_status(
         condition(reasons.READY, "False", reason, message, generation, now),
     )
     return {"observedGeneration": generation, "conditions": conditions}
-
-
-def status_patch(previous: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch from previous to desired over desired's keys; empty when nothing changed."""
-    patch: dict[str, Any] = {}
-    for key, value in desired.items():
-        if value is None:
-            if previous.get(key) is not None:
-                patch[key] = None
-        elif previous.get(key) != value:
-            patch[key] = value
-    return patch

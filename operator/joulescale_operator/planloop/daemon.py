@@ -5,9 +5,11 @@ Every TICK_S it plans the services (those the resync tracks from the watch) whos
 service fresh from the apiserver, plans once, and writes the status with the resourceVersion it
 read as a precondition: on a conflict it reads again and recomputes only the status (the
 planner is not asked twice), up to CONFLICT_RETRIES times; a status that would not change is not
-written. A new plan is applied by the reconciler (the one owner of the children), at once, on
-the body just written: autoscaled roles get the planned replicas within their bounds, and the
-agents read the base clocks from status.plan of the service they watch; no pod restarts.
+written. The write is a server-side apply of the planner's part of the status only, under its
+own field manager (status_owners.py): it never carries the reconciler's conditions or fields.
+A new plan is applied by the reconciler (the one owner of the children), at once, on the body
+just written: autoscaled roles get the planned replicas within their bounds, and the agents
+read the base clocks from status.plan of the service they watch; no pod restarts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from joulescale_operator.planloop.loop import PlanPass
 from joulescale_operator.planloop.opmetrics import OperatorMetrics
 from joulescale_operator.reconcile import Events
 from joulescale_operator.render import ChildRef
+from joulescale_operator.status_owners import PLANNER, PLANNER_MANAGER_SUFFIX, remove_leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,11 @@ CONFLICT_RETRIES = 5
 class StatusCluster(Protocol):
     def get(self, ref: ChildRef) -> dict[str, Any] | None: ...
 
-    def patch_status_at(self, ref: ChildRef, patch: dict[str, Any], resource_version: str) -> dict[str, Any]: ...
+    def apply_status(
+        self, ref: ChildRef, status: dict[str, Any], *, manager_suffix: str = "", resource_version: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None: ...
 
 
 class PlannerLoop:
@@ -94,8 +101,11 @@ class PlannerLoop:
                 stored = body
                 if result.status_patch:
                     try:
-                        stored = self._cluster.patch_status_at(
-                            ref, result.status_patch, str(body["metadata"].get("resourceVersion", ""))
+                        stored = self._cluster.apply_status(
+                            ref,
+                            result.status_apply,
+                            manager_suffix=PLANNER_MANAGER_SUFFIX,
+                            resource_version=str(body["metadata"].get("resourceVersion", "")),
                         )
                     except Conflict:
                         fresh = self._cluster.get(ref)
@@ -103,6 +113,7 @@ class PlannerLoop:
                             return None
                         body = fresh
                         continue
+                    remove_leftovers(self._cluster, ref, stored, result.status_apply, PLANNER)
                 self._record(key, body, result.outcome, result.events, result.plan_changed)
                 self.metrics.record_status(namespace, name, stored.get("status") or {})
                 if result.plan_changed:

@@ -5,7 +5,8 @@ Faults keep the last plan: when Prometheus cannot answer or holds no data of the
 pass writes only ``Planned=False PrometheusUnavailable`` (once: a condition that did not change
 is no write), so no replica count changes; the next pass recovers by itself. When some ready
 engines are missing from the metrics (a partial scrape), the counts can only grow: a shrink
-needs every engine's data. The shell (daemon.py) writes the status and applies the plan.
+needs every engine's data. A pass writes only the planner's part of the status
+(status_owners.py); the shell (daemon.py) writes it and applies the plan.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from joulescale_operator.planloop.energy import energy_status
 from joulescale_operator.planloop.observation import ROLES, NoData, ServiceObservation, observe
 from joulescale_operator.planloop.promql import service_queries
 from joulescale_operator.planloop.source import MetricsSource, MetricsUnavailable
+from joulescale_operator.status_owners import owned_changes, planner_status
 
 Outcome = Literal["planned", "unavailable", "failed", "skipped"]
 
@@ -65,6 +67,9 @@ class PlanningFailed(Exception):
 class PassResult:
     outcome: Outcome
     status_patch: dict[str, Any] = field(default_factory=dict)
+    """The changes of the planner's part of the status (status_owners.py); empty: no write."""
+    status_apply: dict[str, Any] = field(default_factory=dict)
+    """The planner's whole part of the status with those changes: what the shell applies."""
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type Normal|Warning, reason, message)."""
     plan_changed: bool = False
@@ -141,7 +146,7 @@ class PlanPass:
                 condition(reasons.PLANNED, "True", reasons.PLANNED, describe_plan(plan), generation, now),
             ),
         }
-        result = PassResult("planned", _patch(status, desired), plan_changed=changed)
+        result = _result("planned", status, desired, plan_changed=changed)
         if changed:
             result.events.append(("Normal", reasons.PLAN_CHANGED, plan_change(status.get("plan") or {}, plan)))
         return result
@@ -154,7 +159,7 @@ def _not_planned(
     before = find(conditions, reasons.PLANNED)
     new_status: ConditionStatus = "False"
     new = condition(reasons.PLANNED, new_status, reason, message, generation, now)
-    result = PassResult(outcome, _patch(status, {"conditions": set_condition(conditions, new)}))
+    result = _result(outcome, status, {"conditions": set_condition(conditions, new)})
     if before is None or before.get("reason") != reason:
         result.events.append(("Warning", reason, message))
     return result
@@ -234,5 +239,10 @@ def plan_change(before: dict[str, Any], after: dict[str, Any]) -> str:
     return f"New plan: {', '.join(changes)} ({after.get('reason')})."[:1000]
 
 
-def _patch(status: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in desired.items() if status.get(key) != value}
+def _result(
+    outcome: Outcome, status: dict[str, Any], desired: dict[str, Any], plan_changed: bool = False
+) -> PassResult:
+    """The pass's write: only the planner's part of the status, compared with what the body holds."""
+    before, after = planner_status(status), planner_status({**status, **desired})
+    changes = owned_changes(before, after)
+    return PassResult(outcome, changes, after if changes else {}, plan_changed=plan_changed)

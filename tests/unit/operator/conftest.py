@@ -53,7 +53,8 @@ class MemoryCluster:
         self.writes: list[ChildRef] = []
         self.dry_runs: list[ChildRef] = []
         self.deletes: list[ChildRef] = []
-        self.status_patches: list[tuple[ChildRef, dict[str, Any]]] = []
+        self.status_applies: list[tuple[ChildRef, dict[str, Any]]] = []
+        """(service, the reconciler's part of its status as applied)."""
         self.reject: Callable[[dict[str, Any]], str | None] = lambda manifest: None
         self.unavailable = False
         self.deployment_status: dict[str, Any] = {}
@@ -94,10 +95,14 @@ class MemoryCluster:
         self.deletes.append(ref)
         self.objects.pop(ref, None)
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
         if self.unavailable:
             raise ClusterUnavailable("apiserver down")
-        self.status_patches.append((ref, patch))
+        self.status_applies.append((ref, copy.deepcopy(status)))
+        return {"metadata": {"name": ref.name, "namespace": ref.namespace}, "status": copy.deepcopy(status)}
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        raise AssertionError("the reconciler's applies leave nothing behind here")
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         """The pods set by the test that match like a label selector would."""

@@ -101,7 +101,7 @@ def test_the_resync_goes_on_past_a_failing_service(
     memory_cluster.objects.clear()  # somebody deletes every child
     resync.resync_once()
     assert {ref.name for ref in memory_cluster.objects} == {"good-prefill", "good-decode"}
-    patched = {ref.name: patch for ref, patch in memory_cluster.status_patches}
+    patched = {ref.name: patch for ref, patch in memory_cluster.status_applies}
     assert ready(patched["bad"])["reason"] == reasons.RENDER_FAILED
 
 

@@ -36,7 +36,10 @@ class _FixedVersion:
     def delete(self, ref: ChildRef) -> None:
         pass
 
-    def patch_status(self, ref: ChildRef, patch: dict[str, Any]) -> None:
+    def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
         pass
 
 

@@ -41,7 +41,7 @@ def test_resync_recreates_drifted_children_and_patches_the_status(
     resync.observe("ADDED", body_factory())
     assert resync.resync_once() == 1
     assert len(memory_cluster.objects) == 4
-    ((ref, patch),) = memory_cluster.status_patches
+    ((ref, patch),) = memory_cluster.status_applies
     assert (ref.kind, ref.name) == ("EnergyAwareLLMService", "llama")
     assert patch["observedGeneration"] == 1
 
@@ -90,5 +90,5 @@ def test_a_changed_child_reconciles_only_its_own_known_service(
     assert memory_cluster.objects == {}
     assert resync.child_changed(("ns", "b"))
     assert {ref.name for ref in memory_cluster.objects} == {"b-prefill", "b-decode"}
-    ((ref, _),) = memory_cluster.status_patches
+    ((ref, _),) = memory_cluster.status_applies
     assert ref.name == "b"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from joulescale.api import PlanStatus
 from joulescale_operator.conditions import find, set_condition
 from joulescale_operator.identity import Role
-from joulescale_operator.status import DeploymentObservation, reduce_status, role_readiness, status_patch
+from joulescale_operator.status import DeploymentObservation, reduce_status, role_readiness
+from joulescale_operator.status_owners import owned_changes, reconciler_status
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def test_an_unobserved_deployment_generation_is_a_rollout_in_progress() -> None:
 
 
 def test_ready_needs_both_roles_and_names_the_missing_one() -> None:
-    status = reduce_status({}, 3, {"prefill": obs(1, 1), "decode": obs(2, 1)}, None, T0)
+    status = reduce_status({}, 3, {"prefill": obs(1, 1), "decode": obs(2, 1)}, T0)
     ready = find(status["conditions"], "Ready")
     assert ready is not None
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "RolesNotReady", 3)
@@ -60,7 +60,7 @@ def test_a_progress_deadline_makes_the_service_degraded() -> None:
     stuck = obs(
         1, 0, conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
     )
-    status = reduce_status({}, 1, {"prefill": obs(1, 1), "decode": stuck}, None, T0)
+    status = reduce_status({}, 1, {"prefill": obs(1, 1), "decode": stuck}, T0)
     degraded = find(status["conditions"], "Degraded")
     assert degraded is not None
     assert (degraded["status"], degraded["reason"]) == (
@@ -70,11 +70,11 @@ def test_a_progress_deadline_makes_the_service_degraded() -> None:
 
 
 def test_transition_time_moves_only_when_the_status_changes() -> None:
-    first = reduce_status({}, 1, {"prefill": obs(1, 0), "decode": obs(1, 0)}, None, T0)
+    first = reduce_status({}, 1, {"prefill": obs(1, 0), "decode": obs(1, 0)}, T0)
     later = T0 + timedelta(minutes=5)
-    same = reduce_status(first, 1, {"prefill": obs(1, 0), "decode": obs(1, 0)}, None, later)
+    same = reduce_status(first, 1, {"prefill": obs(1, 0), "decode": obs(1, 0)}, later)
     assert find(same["conditions"], "Ready") == find(first["conditions"], "Ready")
-    flipped = reduce_status(first, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, None, later)
+    flipped = reduce_status(first, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, later)
     ready = find(flipped["conditions"], "Ready")
     assert ready is not None
     assert ready["lastTransitionTime"] == "2026-01-01T00:05:00Z"
@@ -88,30 +88,22 @@ def test_conditions_of_other_actors_are_kept() -> None:
         "message": "",
         "lastTransitionTime": "x",
     }
-    status = reduce_status(
-        {"conditions": [planned]}, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, None, T0
-    )
+    status = reduce_status({"conditions": [planned]}, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, T0)
     assert find(status["conditions"], "Planned") == planned
-
-
-def test_base_clocks_come_from_the_plan() -> None:
-    plan = PlanStatus(prefill_base_clock_mhz=1980, decode_base_clock_mhz=1200)
-    status = reduce_status({}, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, plan, T0)
-    assert (status["prefill"]["baseClockMHz"], status["decode"]["baseClockMHz"]) == (1980, 1200)
 
 
 def test_an_unchanged_status_yields_an_empty_patch() -> None:
     observed: dict[Role, DeploymentObservation | None] = {"prefill": obs(1, 1), "decode": obs(1, 1)}
-    first = reduce_status({}, 1, observed, None, T0)
+    first = reduce_status({}, 1, observed, T0)
     previous = {key: value for key, value in first.items() if value is not None}
-    assert status_patch(previous, reduce_status(previous, 1, observed, None, T0 + timedelta(hours=1))) == {}
+    later = reduce_status(previous, 1, observed, T0 + timedelta(hours=1))
+    assert owned_changes(reconciler_status(previous), reconciler_status(later)) == {}
 
 
 def test_a_router_that_went_away_is_removed_from_the_status() -> None:
     previous = {"router": {"replicas": 1}}
-    patch = status_patch(
-        previous, reduce_status(previous, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, None, T0)
-    )
+    desired = reduce_status(previous, 1, {"prefill": obs(1, 1), "decode": obs(1, 1)}, T0)
+    patch = owned_changes(reconciler_status(previous), reconciler_status(desired))
     assert patch["router"] is None
 
 

@@ -116,7 +116,7 @@ def test_a_long_scheduler_message_is_clipped() -> None:
 def test_an_unschedulable_decode_is_in_its_condition_in_ready_and_degrades_the_service() -> None:
     problem = pods_problem([unschedulable("llama-decode-abc")])
     stuck = DeploymentObservation(desired=2, ready=0, updated=2, rolled_out=True, failure_reason=None, pod_problem=problem)
-    status = reduce_status({}, 1, {"prefill": observation(1, 1), "decode": stuck}, None, T0)
+    status = reduce_status({}, 1, {"prefill": observation(1, 1), "decode": stuck}, T0)
     decode, ready, degraded = (find(status["conditions"], t) for t in ("DecodeReady", "Ready", "Degraded"))
     assert decode is not None
     assert ready is not None
@@ -142,7 +142,7 @@ def test_a_replica_failure_carries_the_replicasets_message() -> None:
     failed = observation(
         1, 0, [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": quota}]
     )
-    status = reduce_status({}, 1, {"prefill": observation(1, 1), "decode": failed}, None, T0)
+    status = reduce_status({}, 1, {"prefill": observation(1, 1), "decode": failed}, T0)
     decode, degraded = find(status["conditions"], "DecodeReady"), find(status["conditions"], "Degraded")
     assert decode is not None
     assert degraded is not None
@@ -164,12 +164,12 @@ def test_the_router_has_its_own_condition_which_goes_with_the_router() -> None:
     problem = pods_problem([unschedulable("llama-router-1", TAINT, role="router")])
     router = DeploymentObservation(desired=1, ready=0, updated=1, rolled_out=True, failure_reason=None, pod_problem=problem)
     engines: dict[Any, DeploymentObservation | None] = {"prefill": observation(1, 1), "decode": observation(1, 1)}
-    status = reduce_status({}, 1, {**engines, "router": router}, None, T0)
+    status = reduce_status({}, 1, {**engines, "router": router}, T0)
     router_ready = find(status["conditions"], "RouterReady")
     assert router_ready is not None
     assert router_ready["reason"] == "Unschedulable"
     assert TAINT in router_ready["message"]
-    without = reduce_status(status, 1, engines, None, T0)
+    without = reduce_status(status, 1, engines, T0)
     assert find(without["conditions"], "RouterReady") is None
     assert find(without["conditions"], "Degraded")["status"] == "False"  # type: ignore[index]
 

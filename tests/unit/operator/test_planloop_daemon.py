@@ -19,8 +19,10 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 class StoredService:
-    """One service as the apiserver keeps it: resourceVersion bumps on every write, a patch at
-    a stale resourceVersion is a Conflict, and `interfere` changes it behind the loop's back once."""
+    """One service as the apiserver keeps it: resourceVersion bumps on every write, an apply at
+    a stale resourceVersion is a Conflict, and `interfere` changes it behind the loop's back once.
+    An apply merges what it sends into the status (conditions by type), as server-side apply does
+    for the fields a writer sends; the real apiserver's merge is the integration tier's."""
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
@@ -30,17 +32,28 @@ class StoredService:
     def get(self, ref: ChildRef) -> dict[str, Any] | None:
         return copy.deepcopy(self.obj)
 
-    def patch_status_at(self, ref: ChildRef, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    def apply_status(
+        self, ref: ChildRef, status: dict[str, Any], *, manager_suffix: str = "", resource_version: str | None = None
+    ) -> dict[str, Any]:
         if self.interfere is not None:
             self.obj["status"] = {**self.obj["status"], **self.interfere}
             self._bump()
             self.interfere = None
         if resource_version != self.obj["metadata"]["resourceVersion"]:
             raise Conflict("HTTP 409")
-        self.obj["status"] = {**self.obj["status"], **patch}
-        self.writes.append(patch)
+        assert manager_suffix == "-planner"
+        stored = self.obj["status"]
+        sent = {t["type"]: t for t in status.get("conditions", [])}
+        kept = [c for c in stored.get("conditions", []) if c["type"] not in sent]
+        for key, value in status.items():
+            stored[key] = {**stored.get(key, {}), **value} if key in ("prefill", "decode") else value
+        stored["conditions"] = kept + list(sent.values())
+        self.writes.append(status)
         self._bump()
         return copy.deepcopy(self.obj)
+
+    def patch_status_json(self, ref: ChildRef, operations: list[dict[str, Any]]) -> None:
+        raise AssertionError("nothing of the planner's is left behind here")
 
     def _bump(self) -> None:
         self.obj["metadata"]["resourceVersion"] = str(int(self.obj["metadata"]["resourceVersion"]) + 1)

@@ -40,8 +40,10 @@ def body(status: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def healthy_metrics(requests: float = 600.0, reporting: tuple[int, int] = (2, 3)) -> dict[str, list[Sample]]:
-    q = service_queries("vllm", "ns", "llama", INTERVAL)
+def healthy_metrics(
+    requests: float = 600.0, reporting: tuple[int, int] = (2, 3), namespace: str = "ns", name: str = "llama"
+) -> dict[str, list[Sample]]:
+    q = service_queries("vllm", namespace, name, INTERVAL)
     assert q is not None
     by_role = lambda p, d: [({"role": "prefill"}, p), ({"role": "decode"}, d)]  # noqa: E731
     return {
@@ -201,5 +203,7 @@ def test_status_for_after_a_conflict_recomputes_against_the_new_body_without_pla
     newer = body({**body()["status"], "conditions": [{"type": "Ready", "status": "True", "reason": "AllReplicasReady",
                                                       "message": "", "lastTransitionTime": "2026-11-27T11:00:00Z"}]})
     result = plan_pass.status_for(planning, newer, NOW)
-    assert set(conditions(result.status_patch)) == {"Ready", "Planned"}  # the newer condition survives
+    # Only the planner's condition is sent: the reconciler's Ready is never carried (so never rolled back).
+    assert set(conditions(result.status_apply)) == {"Planned"}
+    assert result.status_apply["plan"]["decodeReplicas"] == 2
     assert len(planner.calls) == 1
