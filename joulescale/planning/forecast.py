@@ -49,8 +49,8 @@ class LengthMix:
         if not prompt_tokens or not output_tokens:
             raise ValueError("a length mix needs at least one request")
         longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
-        return cls(_points(prompt_tokens), _points(output_tokens), _round_up_to_grid(max(prompt_tokens)),
-                   _round_up_to_grid(longest))
+        return cls(_points(prompt_tokens), _points(output_tokens), round_up_to_grid(max(prompt_tokens)),
+                   round_up_to_grid(longest))
 
     @property
     def mean_prompt_tokens(self) -> float:
@@ -71,7 +71,7 @@ def _round_to_grid(value: float) -> int:
     return max(1, round(MIX_GRID_RATIO ** step))
 
 
-def _round_up_to_grid(value: float) -> int:
+def round_up_to_grid(value: float) -> int:
     return max(1, math.ceil(MIX_GRID_RATIO ** math.ceil(math.log(max(value, 1.0)) / math.log(MIX_GRID_RATIO))))
 
 

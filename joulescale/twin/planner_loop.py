@@ -1,7 +1,8 @@
 """The planner in the twin's loop: the operator's ``Planner``, fed what the twin observed.
 
 Every planner interval ``PlannerScaler`` builds the ``TrafficWindow`` the operator would get from
-Prometheus: the requests that arrived in the interval with their prompt lengths, the output
+Prometheus: the requests that arrived in the interval with their prompt lengths, their count per
+minute (the request counter's increase per sub-window), the output
 lengths of the requests that finished in it (an engine's generation-length histogram fills at
 completion), paired in order; and whether the SLO percentile was missed in it (the engines'
 TTFT and inter-token histograms). It calls ``Planner.plan`` and turns the placement into a
@@ -22,7 +23,7 @@ from joulescale.engines.observation import Phase
 from joulescale.planning import Allocation, Candidate, PlanDecision, Planner, TrafficWindow
 from joulescale.planning import Placement as PlannedPlacement
 from joulescale.planning.candidates import PHASES
-from joulescale.planning.window import MAX_LENGTH_SAMPLES, subsample
+from joulescale.planning.window import MAX_LENGTH_SAMPLES, sub_window_counts, subsample
 from joulescale.twin.elastic import ObservedTraffic, Placement, Target
 from joulescale.twin.metrics import percentile
 
@@ -72,7 +73,7 @@ def observed_window(traffic: ObservedTraffic, since_s: float, seed: int = 0) -> 
     else:
         pairs = []
     return TrafficWindow(since_s, traffic.now_s, len(arrivals), tuple(p for p, _ in pairs),
-                         tuple(o for _, o in pairs))
+                         tuple(o for _, o in pairs), sub_window_counts([t for t, _ in arrivals], since_s, traffic.now_s))
 
 
 def slo_missed(traffic: ObservedTraffic, since_s: float, slo: Slo) -> bool:
