@@ -12,7 +12,7 @@ from joulescale.planning.settings import DEFAULT_INTERVAL_S, DEFAULT_MARGIN, DEF
 from joulescale.twin import limits
 from joulescale.twin.capacity import default_cache_dir
 from joulescale.twin.long_windows import HOUR_S
-from joulescale.twin.traces import load_trace
+from joulescale.twin.traces import check_spans_time, load_trace
 
 WINDOWS = ("hour", "day", "duration")
 
@@ -45,9 +45,11 @@ def run_planned(args: argparse.Namespace, slo: Slo, duration_is_default: bool, o
         raise ValueError("--planner needs the SLO in ms (an auto target is measured on a fixed cluster)")
     if args.view != "metrics" or args.topology != "disaggregated":
         raise ValueError("--planner runs the disaggregated topology in the metrics view (what production sees)")
+    trace = load_trace(args.trace)
+    check_spans_time(trace)  # a window replays the trace at a multiple of its own rate
     rate_scale = 1.0
     if args.rate is not None and args.rate != "native":
-        rate_scale = args.rate / load_trace(args.trace).requests_per_second
+        rate_scale = args.rate / trace.requests_per_second
     duration = HOUR_S if duration_is_default else args.duration
     settings = PlannedSettings(
         trace=args.trace, window=args.window, duration_s=duration, rate_scale=rate_scale, day_swing=args.day_swing,

@@ -81,7 +81,8 @@ def test_an_impossible_load_is_reported_not_raised_and_gets_the_most_the_budget_
     decision = planner(source).plan(window(0, 200.0), Placement(), 300.0)
     assert decision.infeasible is not None
     assert decision.infeasible.binding == "gpu-budget"
-    assert "infeasible" in decision.reason and "the most the budget holds" in decision.reason
+    assert "infeasible" in decision.reason
+    assert "the most the budget holds" in decision.reason
     assert decision.changed
     assert 24 < decision.placement.gpus <= 32  # all but a sliver of the budget, never over it
 
