@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from joulescale.engines.observation import Phase
-from joulescale.planning.forecast import LengthMix, round_up_to_grid
+from joulescale.planning.forecast import ForecastErrors, LengthMix, make_forecaster, round_up_to_grid
 from joulescale.planning.window import TrafficWindow
 
 
@@ -94,3 +94,25 @@ class TrafficMemory:
         return dataclasses.replace(
             mix, longest_prompt_tokens=max(mix.longest_prompt_tokens, round_up_to_grid(prompt) if prompt else 0),
             longest_request_tokens=max(mix.longest_request_tokens, round_up_to_grid(request) if request else 0))
+
+
+def burst_forecast_errors(name: str, windows: Sequence[TrafficWindow], memory_s: float,
+                          percentile: float) -> ForecastErrors:
+    """Forecaster ``name`` replayed over ``windows`` against the rate the SLO percentile sees: each
+    next window's burst rate (its sub-window rates at ``percentile``, weighted by requests). With a
+    memory (``memory_s`` > 0) the rate covered is the larger of the forecast and the remembered
+    burst rate, as the planner plans; the result is named ``<name>+memory``."""
+    forecaster = make_forecaster(name)
+    memory = TrafficMemory(memory_s, percentile)
+    errors: list[float] = []
+    for window in windows:
+        forecast = forecaster.forecast()
+        actual = request_weighted_quantile(window.sub_rates(), memory.quantile)
+        if forecast is not None and window.arrivals and actual > 0:
+            covered = max(forecast.rate_rps, memory.burst_rps()) if memory_s > 0 else forecast.rate_rps
+            errors.append((covered - actual) / actual)
+        forecaster.observe(window)
+        memory.observe(window)
+    if not errors:
+        raise ValueError("forecast errors need at least two windows with requests")
+    return ForecastErrors.of(f"{name}+memory" if memory_s > 0 else name, errors)

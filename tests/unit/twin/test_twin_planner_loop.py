@@ -170,7 +170,8 @@ def test_compare_planner_runs_the_four_baselines_into_one_document() -> None:
             savings["joulescale"][phase])
     forecast = doc["forecast_error"]
     assert isinstance(forecast, dict)
-    assert set(forecast) >= {"last-window", "ewma-upper"}
+    assert set(forecast) >= {"last-window", "ewma-upper", "vs_burst"}
+    assert set(forecast["vs_burst"]) == {"last-window", "ewma-upper", "last-window+memory", "ewma-upper+memory"}
 
 
 @pytest.mark.parametrize(("extra", "message"), [
