@@ -24,7 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from joulescale.engines.observation import Phase
+from joulescale.planning.candidates import Candidate, CandidateTable
 from joulescale.planning.forecast import ForecastErrors, LengthMix, make_forecaster, round_up_to_grid
+from joulescale.planning.placement import Placement
 from joulescale.planning.window import TrafficWindow
 
 
@@ -58,7 +60,7 @@ class TrafficMemory:
         self.memory_s = memory_s
         self.quantile = percentile / 100.0
         self._seen: deque[_Seen] = deque()
-        self._held: dict[Phase, float] = {}
+        self._held = Placement()
         self._held_until_s = float("-inf")
 
     def observe(self, window: TrafficWindow) -> None:
@@ -69,22 +71,19 @@ class TrafficMemory:
         while self._seen and self._seen[0].end_s <= window.end_s - self.memory_s:
             self._seen.popleft()
 
-    def hold(self, capacity_rps: Mapping[Phase, float], now_s: float) -> None:
-        """Keep ``capacity_rps`` per phase (the starting placement's) until one memory from ``now_s``."""
-        self._held = dict(capacity_rps)
+    def hold(self, placement: Placement, now_s: float) -> None:
+        """Keep the capacity of ``placement`` (the starting one) until one memory from ``now_s``."""
+        self._held = placement
         self._held_until_s = now_s + self.memory_s
-
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
 
     def burst_rps(self) -> float:
         """The burst rate of the remembered sub-windows at the SLO percentile (0: nothing seen)."""
         return request_weighted_quantile([r for seen in self._seen for r in seen.sub_rates], self.quantile)
 
-    def floor_rps(self, phase: Phase, now_s: float) -> float:
-        """The capacity ``phase`` must keep now: the burst rate, or the held start while it lasts."""
-        held = self._held.get(phase, 0.0) if now_s < self._held_until_s else 0.0
+    def floor_rps(self, phase: Phase, now_s: float, tables: Mapping[Candidate, CandidateTable]) -> float:
+        """The capacity ``phase`` must keep now: the burst rate, or the held start's capacity on
+        ``tables`` (the current length mix) while it lasts."""
+        held = self._held.capacity_rps(phase, tables) if now_s < self._held_until_s else 0.0
         return max(self.burst_rps(), held)
 
     def widen(self, mix: LengthMix) -> LengthMix:

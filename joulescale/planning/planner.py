@@ -68,8 +68,8 @@ class Planner:
         if not self._started:
             self._started = True
             if current.allocations and settings.memory_s > 0:
-                self.memory.hold({phase: current.capacity_rps(phase, tables) for phase in PHASES}, now_s)
-        floor = {phase: max((1.0 + settings.margin) * window.rate_rps, self.memory.floor_rps(phase, now_s))
+                self.memory.hold(current, now_s)
+        floor = {phase: max((1.0 + settings.margin) * window.rate_rps, self.memory.floor_rps(phase, now_s, tables))
                  for phase in PHASES}
         program = ProgramInput(list(tables.values()), rate, settings.margin, settings.gpu_budget, settings.replicas,
                                floor)
