@@ -26,6 +26,7 @@ decides that before the proposal reaches the hysteresis.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from joulescale.engines.observation import Phase
@@ -44,8 +45,8 @@ def lookahead_rate_rps(forecast_rps: float, previous_rps: float | None, latest_r
 Layout = tuple[tuple[Phase, str, int], ...]
 
 
-def grown(current: Placement, proposed: Placement) -> Placement:
-    """Each role of ``current`` that ``proposed`` grows on the same single profile takes
+def grown(current: Placement, proposed: Placement, phases: Collection[Phase] = ("prefill", "decode")) -> Placement:
+    """Each role of ``phases`` that ``proposed`` grows on the same single profile takes
     ``proposed``'s allocation (its base clock too); every other role keeps ``current``'s (never
     shrunk, never reshaped), except one ``current`` does not run, which takes ``proposed``'s."""
     allocations: list[Allocation] = []
@@ -53,7 +54,8 @@ def grown(current: Placement, proposed: Placement) -> Placement:
         running, wanted = current.role(phase), proposed.role(phase)
         if not running:
             allocations.extend(wanted)
-        elif (len(running) == 1 and len(wanted) == 1 and running[0].candidate.profile == wanted[0].candidate.profile
+        elif (phase in phases and len(running) == 1 and len(wanted) == 1
+              and running[0].candidate.profile == wanted[0].candidate.profile
               and wanted[0].replicas > running[0].replicas):
             allocations.append(wanted[0])
         else:
@@ -91,15 +93,18 @@ class Hysteresis:
     """The change agreed on so far (the pending one, or nearer the running placement)."""
     _streak: int = 0
 
-    def decide(self, current: Placement, proposed: Placement, slo_at_risk: bool) -> tuple[Placement, str]:
-        """The placement to run from now on, and why."""
+    def decide(self, current: Placement, proposed: Placement,
+               slo_at_risk: bool | Collection[Phase]) -> tuple[Placement, str]:
+        """The placement to run from now on, and why; ``slo_at_risk``: the roles at risk (True: both)."""
+        at_risk: Collection[Phase] = (("prefill", "decode") if slo_at_risk is True else
+                                      () if slo_at_risk is False else slo_at_risk)
         if proposed.layout == current.layout:
             self._pending, self._held, self._streak = None, None, 0
             if proposed == current:
                 return current, "the plan is unchanged"
             return proposed, "the same replicas: only base clocks change"
-        if slo_at_risk:
-            growth = grown(current, proposed)
+        if at_risk:
+            growth = grown(current, proposed, at_risk)
             if growth.layout != current.layout:
                 self._pending, self._held, self._streak = None, None, 0
                 if growth == proposed:

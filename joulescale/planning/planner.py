@@ -6,6 +6,7 @@ passes the window and ``now_s``; the planner keeps only its forecaster's and hys
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 from joulescale.engines.observation import Phase
@@ -52,8 +53,11 @@ class Planner:
         self._previous_rps: float | None = None
         self._started = False
 
-    def plan(self, window: TrafficWindow, current: Placement, now_s: float, slo_missed: bool = False) -> PlanDecision:
-        """Observe ``window`` (just closed), then decide the placement for the next interval."""
+    def plan(self, window: TrafficWindow, current: Placement, now_s: float,
+             slo_missed: bool | Collection[Phase] = False) -> PlanDecision:
+        """Observe ``window`` (just closed), then decide the placement for the next interval;
+        ``slo_missed``: the roles whose SLO the window missed (TTFT: prefill, TPOT: decode; True:
+        both, when the caller cannot tell)."""
         settings = self.settings
         self.forecaster.observe(window)
         self.memory.observe(window)
@@ -75,7 +79,8 @@ class Planner:
                                floor)
         result = solve_placement(program)
         serving = max(rate, window.rate_rps, self.memory.burst_rps())
-        at_risk = slo_missed or any(current.capacity_rps(phase, tables) < serving for phase in PHASES)
+        missed = set(PHASES) if slo_missed is True else set() if slo_missed is False else set(slo_missed)
+        at_risk = [phase for phase in PHASES if phase in missed or current.capacity_rps(phase, tables) < serving]
         if isinstance(result, Infeasible):
             most = most_within_shape(program, current)
             chosen = current if most is None else grown(current, most.placement)
@@ -100,8 +105,9 @@ class Planner:
         if at_risk and current.allocations and not same_shape(current, weighed.placement):
             chosen, reason = self.hysteresis.decide(current, weighed.placement, False)
             within = kept if isinstance(kept, Solved) else most_within_shape(program, current)
-            if chosen == current and within is not None and grown(current, within.placement).layout != current.layout:
-                chosen = grown(current, within.placement)
+            if chosen == current and within is not None and \
+                    grown(current, within.placement, at_risk).layout != current.layout:
+                chosen = grown(current, within.placement, at_risk)
                 reason = f"an SLO is at risk: the running shapes grow at once, the change of shape waits ({reason})"
         else:
             chosen, reason = self.hysteresis.decide(current, weighed.placement, at_risk)

@@ -4,8 +4,8 @@ Every planner interval ``PlannerScaler`` builds the ``TrafficWindow`` the operat
 Prometheus: the requests that arrived in the interval with their prompt lengths, their count per
 minute (the request counter's increase per sub-window), the output
 lengths of the requests that finished in it (an engine's generation-length histogram fills at
-completion), paired in order; and whether the SLO percentile was missed in it (the engines'
-TTFT and inter-token histograms). It calls ``Planner.plan`` and turns the placement into a
+completion), paired in order; and which role's SLO percentile was missed in it (the engines'
+TTFT and inter-token histograms: TTFT is prefill's, TPOT decode's). It calls ``Planner.plan`` and turns the placement into a
 ``Target`` the way the operator's status carries it: replicas, one profile (TP degree) and one
 base clock per role. A placement that mixes candidates within a role (the program may) runs its
 role on the profile of the allocation with the most GPUs, with as many of its replicas as hold
@@ -78,9 +78,19 @@ def observed_window(traffic: ObservedTraffic, since_s: float, seed: int = 0) -> 
 
 def slo_missed(traffic: ObservedTraffic, since_s: float, slo: Slo) -> bool:
     """The interval's TTFT or TPOT percentile over its target, from what finished in it."""
+    return bool(missed_roles(traffic, since_s, slo))
+
+
+def missed_roles(traffic: ObservedTraffic, since_s: float, slo: Slo) -> frozenset[Phase]:
+    """The roles whose latency percentile the interval missed: TTFT is prefill's, TPOT decode's
+    (the engines' TTFT and inter-token histograms, by role)."""
     ttft_ms, tpot_ms = traffic.latencies_ms(since_s)
-    return ((bool(ttft_ms) and percentile(ttft_ms, slo.percentile) > slo.ttft_ms)
-            or (bool(tpot_ms) and percentile(tpot_ms, slo.percentile) > slo.tpot_ms))
+    missed: set[Phase] = set()
+    if ttft_ms and percentile(ttft_ms, slo.percentile) > slo.ttft_ms:
+        missed.add("prefill")
+    if tpot_ms and percentile(tpot_ms, slo.percentile) > slo.tpot_ms:
+        missed.add("decode")
+    return frozenset(missed)
 
 
 @dataclass(slots=True)
@@ -105,8 +115,8 @@ class PlannerScaler:
         since_s = max(0.0, now_s - self.interval_s)
         window = observed_window(traffic, since_s, seed=len(self.windows))
         self.windows.append(window)
-        decision = self.planner.plan(window, self.current, now_s, slo_missed(traffic, since_s,
-                                                                             self.planner.settings.slo))
+        decision = self.planner.plan(window, self.current, now_s, missed_roles(traffic, since_s,
+                                                                               self.planner.settings.slo))
         self.decisions.append(decision)
         self.current = decision.placement
         if not decision.placement.allocations:

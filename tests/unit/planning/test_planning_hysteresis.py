@@ -53,6 +53,16 @@ def test_under_risk_only_the_growth_is_taken_at_once_and_a_shrink_waits() -> Non
     assert shrunk == placement(3, 1)
 
 
+def test_only_the_roles_at_risk_grow_at_once() -> None:
+    # TTFT missed (prefill at risk): a proposal that also grows decode grows prefill now only.
+    hysteresis = Hysteresis(confirm_intervals=2)
+    changed, _ = hysteresis.decide(placement(1, 3), placement(2, 4), slo_at_risk={"prefill"})
+    assert changed == placement(2, 3)
+    kept, reason = hysteresis.decide(placement(1, 3), placement(1, 4), slo_at_risk={"prefill"})
+    assert kept == placement(1, 3)
+    assert "1/2" in reason
+
+
 def test_under_risk_a_change_of_shape_is_not_taken_at_once() -> None:
     running = placement(2, 1)
     tp8 = Placement.of([Allocation(Candidate("prefill", "p8", "G", 8, 1980), 2),
