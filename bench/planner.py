@@ -29,7 +29,12 @@ from joulescale.control.policy import Slo
 from joulescale.planning.forecast import FORECASTERS, forecast_errors
 from joulescale.planning.memory import burst_forecast_errors
 from joulescale.planning.program import ProgramInput, Solved, solve_placement
-from joulescale.planning.settings import DEFAULT_MARGIN, DEFAULT_MEMORY_S, ReplicaBounds
+from joulescale.planning.settings import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_MARGIN,
+    DEFAULT_MEMORY_INTERVALS,
+    ReplicaBounds,
+)
 from joulescale.profiles.catalog import shipped_catalog
 from joulescale.twin.candidate_tables import TwinCandidateSource
 from joulescale.twin.sizing import trace_mix, trace_windows
@@ -90,7 +95,7 @@ def main() -> int:
                  for name in FORECASTERS]
     forecasts += [burst_forecast_errors(name, trace_windows(load_trace(t), 300.0), memory_s, SLO.percentile).to_json()
                   | {"trace": t, "interval_s": 300.0, "against": "burst rate"}
-                  for t in ("azure-conv", "azure-code") for name in FORECASTERS for memory_s in (0.0, DEFAULT_MEMORY_S)]
+                  for t in ("azure-conv", "azure-code") for name in FORECASTERS for memory_s in (0.0, DEFAULT_MEMORY_INTERVALS * DEFAULT_INTERVAL_S)]
     document = {"model": MODEL, "trace": "azure-conv", "profiles": [p.name for p in profiles],
                 "tables_cold_s": cold_s, "tables_warm_s": warm_s, "sizes": sizes, "forecasts": forecasts}
     print(json.dumps(document, indent=2))

@@ -11,7 +11,7 @@ from joulescale.planning.forecast import DEFAULT_FORECASTER, FORECASTERS
 from joulescale.planning.settings import (
     DEFAULT_INTERVAL_S,
     DEFAULT_MARGIN,
-    DEFAULT_MEMORY_S,
+    DEFAULT_MEMORY_INTERVALS,
     DEFAULT_STARTUP_S,
 )
 from joulescale.twin import limits
@@ -38,9 +38,10 @@ def add_planner_options(cmp: argparse.ArgumentParser) -> None:
                        default=DEFAULT_STARTUP_S, help="seconds before a new replica serves (it draws idle power)")
     group.add_argument("--margin", type=limits.float_argument(0.0, 10.0), default=DEFAULT_MARGIN,
                        help="capacity kept above the forecast, per phase")
-    group.add_argument("--memory-s", type=limits.float_argument(0.0, 86_400.0, unit=" s"), default=DEFAULT_MEMORY_S,
+    group.add_argument("--memory-s", type=limits.float_argument(0.0, 86_400.0, unit=" s"), default=None,
                        help="how long the planner remembers the burst rate, the longest prompt and the starting "
-                            "placement (0: plan from the forecast alone)")
+                            f"placement (default: {DEFAULT_MEMORY_INTERVALS} planner intervals; 0: plan from the "
+                            "forecast alone)")
     group.add_argument("--forecaster", choices=sorted(FORECASTERS), default=DEFAULT_FORECASTER,
                        help="the planner's forecaster")
 

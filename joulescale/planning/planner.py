@@ -49,7 +49,7 @@ class Planner:
         self.source = source
         self.forecaster = make_forecaster(settings.forecaster)
         self.hysteresis = Hysteresis(settings.confirm_intervals)
-        self.memory = TrafficMemory(settings.memory_s, settings.slo.percentile)
+        self.memory = TrafficMemory(settings.remember_s, settings.slo.percentile)
         self._previous_rps: float | None = None
         self._started = False
 
@@ -71,7 +71,7 @@ class Planner:
         tables = {t.candidate: t for t in self.source.tables(forecast.mix, settings.slo)}
         if not self._started:
             self._started = True
-            if current.allocations and settings.memory_s > 0:
+            if current.allocations and settings.remember_s > 0:
                 self.memory.hold(current, now_s)
         floor = {phase: max((1.0 + settings.margin) * window.rate_rps, self.memory.floor_rps(phase, now_s, tables))
                  for phase in PHASES}

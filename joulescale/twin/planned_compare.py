@@ -47,7 +47,7 @@ from joulescale.planning.memory import burst_forecast_errors
 from joulescale.planning.settings import (
     DEFAULT_INTERVAL_S,
     DEFAULT_MARGIN,
-    DEFAULT_MEMORY_S,
+    DEFAULT_MEMORY_INTERVALS,
     DEFAULT_STARTUP_S,
 )
 from joulescale.profiles import shipped_catalog
@@ -91,12 +91,17 @@ class PlannedSettings:
     interval_s: float = DEFAULT_INTERVAL_S
     startup_s: float = DEFAULT_STARTUP_S
     margin: float = DEFAULT_MARGIN
-    memory_s: float = DEFAULT_MEMORY_S
+    memory_s: float | None = None
+    """None: the planner's default (``DEFAULT_MEMORY_INTERVALS`` intervals)."""
     forecaster: str = "ewma-upper"
     engine: str = "vllm"
     kv_medium: str = "infiniband"
     cache_dir: Path | None = None
     baselines: tuple[str, ...] = PLANNED_BASELINES
+
+    @property
+    def remember_s(self) -> float:
+        return DEFAULT_MEMORY_INTERVALS * self.interval_s if self.memory_s is None else self.memory_s
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.baselines if b not in PLANNED_BASELINES]
@@ -342,7 +347,7 @@ def to_json(comparison: PlannedComparison) -> dict[str, object]:
         for name in FORECASTERS:
             try:
                 forecast[name] = forecast_errors(name, observed).to_json()
-                for memory_s in (0.0, s.memory_s):
+                for memory_s in (0.0, s.remember_s):
                     errors = burst_forecast_errors(name, observed, memory_s, s.slo.percentile)
                     vs_burst[errors.forecaster] = errors.to_json()
             except ValueError as error:
@@ -359,7 +364,7 @@ def to_json(comparison: PlannedComparison) -> dict[str, object]:
                                                                   "percentile": s.slo.percentile},
                    "view": "metrics", "planner": {"interval_s": s.interval_s, "startup_s": s.startup_s,
                                                   "margin": s.margin, "forecaster": s.forecaster,
-                                                  "memory_s": s.memory_s},
+                                                  "memory_s": s.remember_s},
                    "distserve": comparison.distserve_note,
                    "energy": "GPUs while held by the service; given-back GPU-seconds reported under "
                              "policies.<name>.gpus and not counted as saved"},
@@ -376,7 +381,7 @@ def text(comparison: PlannedComparison) -> str:
     lines = [f"window: {comparison.window_text}; {len(comparison.requests)} requests; peak interval "
              f"{comparison.peak_rps:.2f} req/s", f"distserve: {comparison.distserve_note}",
              f"planner: every {comparison.settings.interval_s:g} s, start-up {comparison.settings.startup_s:g} s, "
-             f"memory {comparison.settings.memory_s:g} s, "
+             f"memory {comparison.settings.remember_s:g} s, "
              f"forecaster {comparison.settings.forecaster}; energy of the GPUs held (given-back GPU-hours apart, "
              "not counted as saved)", "",
              f"{'policy':<12} {'prefill kJ':>11} {'decode kJ':>10} {'total kJ':>9} {'SLO att.':>8} "
