@@ -7,7 +7,9 @@ tables of every shipped Llama-3.3-70B profile (H100 TP2/TP4/TP8, H200 TP2/TP4; f
 each), the GPU budget split evenly between the two products. Table computation is timed apart
 (cold: a fresh cache; warm: the same mix again), since tables are cached per length-mix bucket.
 It also replays both forecasters over azure-conv and azure-code cut into 60 s and 300 s windows
-(each forecast against the window that follows; ``planning.forecast.forecast_errors``).
+(each forecast against the window that follows; ``planning.forecast.forecast_errors``), and, at
+300 s, against the next window's burst rate (its per-minute rate at the SLO percentile), alone
+and with the planner's memory (``planning.memory.burst_forecast_errors``).
 
     .venv/bin/python bench/planner.py [--solves N]
 """
@@ -25,8 +27,14 @@ from pathlib import Path
 
 from joulescale.control.policy import Slo
 from joulescale.planning.forecast import FORECASTERS, forecast_errors
+from joulescale.planning.memory import burst_forecast_errors
 from joulescale.planning.program import ProgramInput, Solved, solve_placement
-from joulescale.planning.settings import DEFAULT_MARGIN, ReplicaBounds
+from joulescale.planning.settings import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_MARGIN,
+    DEFAULT_MEMORY_INTERVALS,
+    ReplicaBounds,
+)
 from joulescale.profiles.catalog import shipped_catalog
 from joulescale.twin.candidate_tables import TwinCandidateSource
 from joulescale.twin.sizing import trace_mix, trace_windows
@@ -85,6 +93,9 @@ def main() -> int:
     forecasts = [forecast_errors(name, trace_windows(load_trace(t), interval)).to_json() | {"trace": t,
                  "interval_s": interval} for t in ("azure-conv", "azure-code") for interval in (60.0, 300.0)
                  for name in FORECASTERS]
+    forecasts += [burst_forecast_errors(name, trace_windows(load_trace(t), 300.0), memory_s, SLO.percentile).to_json()
+                  | {"trace": t, "interval_s": 300.0, "against": "burst rate"}
+                  for t in ("azure-conv", "azure-code") for name in FORECASTERS for memory_s in (0.0, DEFAULT_MEMORY_INTERVALS * DEFAULT_INTERVAL_S)]
     document = {"model": MODEL, "trace": "azure-conv", "profiles": [p.name for p in profiles],
                 "tables_cold_s": cold_s, "tables_warm_s": warm_s, "sizes": sizes, "forecasts": forecasts}
     print(json.dumps(document, indent=2))

@@ -8,11 +8,16 @@ from typing import TextIO
 
 from joulescale.control.policy import Slo
 from joulescale.planning.forecast import DEFAULT_FORECASTER, FORECASTERS
-from joulescale.planning.settings import DEFAULT_INTERVAL_S, DEFAULT_MARGIN, DEFAULT_STARTUP_S
+from joulescale.planning.settings import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_MARGIN,
+    DEFAULT_MEMORY_INTERVALS,
+    DEFAULT_STARTUP_S,
+)
 from joulescale.twin import limits
 from joulescale.twin.capacity import default_cache_dir
 from joulescale.twin.long_windows import HOUR_S
-from joulescale.twin.traces import load_trace
+from joulescale.twin.traces import check_spans_time, load_trace
 
 WINDOWS = ("hour", "day", "duration")
 
@@ -33,6 +38,10 @@ def add_planner_options(cmp: argparse.ArgumentParser) -> None:
                        default=DEFAULT_STARTUP_S, help="seconds before a new replica serves (it draws idle power)")
     group.add_argument("--margin", type=limits.float_argument(0.0, 10.0), default=DEFAULT_MARGIN,
                        help="capacity kept above the forecast, per phase")
+    group.add_argument("--memory-s", type=limits.float_argument(0.0, 86_400.0, unit=" s"), default=None,
+                       help="how long the planner remembers the burst rate, the longest prompt and the starting "
+                            f"placement (default: {DEFAULT_MEMORY_INTERVALS} planner intervals; 0: plan from the "
+                            "forecast alone)")
     group.add_argument("--forecaster", choices=sorted(FORECASTERS), default=DEFAULT_FORECASTER,
                        help="the planner's forecaster")
 
@@ -45,14 +54,17 @@ def run_planned(args: argparse.Namespace, slo: Slo, duration_is_default: bool, o
         raise ValueError("--planner needs the SLO in ms (an auto target is measured on a fixed cluster)")
     if args.view != "metrics" or args.topology != "disaggregated":
         raise ValueError("--planner runs the disaggregated topology in the metrics view (what production sees)")
+    trace = load_trace(args.trace)
+    check_spans_time(trace)  # a window replays the trace at a multiple of its own rate
     rate_scale = 1.0
     if args.rate is not None and args.rate != "native":
-        rate_scale = args.rate / load_trace(args.trace).requests_per_second
+        rate_scale = args.rate / trace.requests_per_second
     duration = HOUR_S if duration_is_default else args.duration
     settings = PlannedSettings(
         trace=args.trace, window=args.window, duration_s=duration, rate_scale=rate_scale, day_swing=args.day_swing,
         gpus=args.gpus, profile=args.profile, slo=slo, interval_s=args.planner_interval_s, startup_s=args.startup_s,
-        margin=args.margin, forecaster=args.forecaster, engine=args.engine, kv_medium=args.kv_medium,
+        margin=args.margin, memory_s=args.memory_s, forecaster=args.forecaster, engine=args.engine,
+        kv_medium=args.kv_medium,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
     bar = bar_for(err)
     try:

@@ -49,8 +49,8 @@ class LengthMix:
         if not prompt_tokens or not output_tokens:
             raise ValueError("a length mix needs at least one request")
         longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
-        return cls(_points(prompt_tokens), _points(output_tokens), _round_up_to_grid(max(prompt_tokens)),
-                   _round_up_to_grid(longest))
+        return cls(_points(prompt_tokens), _points(output_tokens), round_up_to_grid(max(prompt_tokens)),
+                   round_up_to_grid(longest))
 
     @property
     def mean_prompt_tokens(self) -> float:
@@ -71,7 +71,7 @@ def _round_to_grid(value: float) -> int:
     return max(1, round(MIX_GRID_RATIO ** step))
 
 
-def _round_up_to_grid(value: float) -> int:
+def round_up_to_grid(value: float) -> int:
     return max(1, math.ceil(MIX_GRID_RATIO ** math.ceil(math.log(max(value, 1.0)) / math.log(MIX_GRID_RATIO))))
 
 
@@ -181,6 +181,13 @@ class ForecastErrors:
     mean_over_pct: float
     """Mean over-forecast, in % of the actual rate (capacity paid for and not used)."""
 
+    @classmethod
+    def of(cls, forecaster: str, errors: Sequence[float]) -> ForecastErrors:
+        """From relative errors, (forecast - actual) / actual, one per window."""
+        n = len(errors)
+        return cls(forecaster, n, 100.0 * sum(abs(e) for e in errors) / n, sum(1 for e in errors if e < -0.1) / n,
+                   100.0 * max(0.0, -min(errors)), 100.0 * sum(max(0.0, e) for e in errors) / n)
+
     def to_json(self) -> dict[str, float | int | str]:
         return {"forecaster": self.forecaster, "windows": self.windows, "mean_abs_pct": self.mean_abs_pct,
                 "under_share": self.under_share, "worst_under_pct": self.worst_under_pct,
@@ -198,7 +205,4 @@ def forecast_errors(name: str, windows: Sequence[TrafficWindow]) -> ForecastErro
         forecaster.observe(window)
     if not errors:
         raise ValueError("forecast errors need at least two windows with requests")
-    n = len(errors)
-    return ForecastErrors(name, n, 100.0 * sum(abs(e) for e in errors) / n,
-                          sum(1 for e in errors if e < -0.1) / n, 100.0 * max(0.0, -min(errors)),
-                          100.0 * sum(max(0.0, e) for e in errors) / n)
+    return ForecastErrors.of(name, errors)

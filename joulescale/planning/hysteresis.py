@@ -10,8 +10,11 @@ Plans are compared by their ``layout`` (replicas per role and profile), not by b
 - A count change of the running shapes confirms at what two proposals in a row agree on: two
   shrinks (or two growths) of different sizes confirm the smaller change, so a falling load whose
   proposals alternate between one and two replicas fewer still shrinks by one.
-- At once when an SLO is at risk: the running placement's capacity is below the load it must
-  serve (forecast or observed, without margin), or the caller saw the SLO missed.
+- Growth at once when an SLO is at risk: the running placement's capacity is below the load it
+  must serve (forecast, observed or the burst rate, without margin), or the caller saw the SLO
+  missed. Only the growth of the running shapes is taken at once (``grown``); a shrink, or a
+  change of shape, waits for confirmation as any other (a change of shape made in a hurry would
+  start every replica of the role anew while the SLO is already missed).
 - Never below the current load: the program's capacity floor (``ProgramInput.floor_rps``) is the
   observed rate with its margin, so a falling forecast cannot shrink a phase under what it serves.
 - Early enough for start-up: the planner plans for the rate expected ``startup_s`` ahead
@@ -23,6 +26,7 @@ decides that before the proposal reaches the hysteresis.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from joulescale.engines.observation import Phase
@@ -39,6 +43,24 @@ def lookahead_rate_rps(forecast_rps: float, previous_rps: float | None, latest_r
 
 
 Layout = tuple[tuple[Phase, str, int], ...]
+
+
+def grown(current: Placement, proposed: Placement, phases: Collection[Phase] = ("prefill", "decode")) -> Placement:
+    """Each role of ``phases`` that ``proposed`` grows on the same single profile takes
+    ``proposed``'s allocation (its base clock too); every other role keeps ``current``'s (never
+    shrunk, never reshaped), except one ``current`` does not run, which takes ``proposed``'s."""
+    allocations: list[Allocation] = []
+    for phase in ("prefill", "decode"):
+        running, wanted = current.role(phase), proposed.role(phase)
+        if not running:
+            allocations.extend(wanted)
+        elif (phase in phases and len(running) == 1 and len(wanted) == 1
+              and running[0].candidate.profile == wanted[0].candidate.profile
+              and wanted[0].replicas > running[0].replicas):
+            allocations.append(wanted[0])
+        else:
+            allocations.extend(running)
+    return Placement.of(allocations)
 
 
 def _direction(current: Placement, proposed: Placement) -> int:
@@ -71,16 +93,23 @@ class Hysteresis:
     """The change agreed on so far (the pending one, or nearer the running placement)."""
     _streak: int = 0
 
-    def decide(self, current: Placement, proposed: Placement, slo_at_risk: bool) -> tuple[Placement, str]:
-        """The placement to run from now on, and why."""
+    def decide(self, current: Placement, proposed: Placement,
+               slo_at_risk: bool | Collection[Phase]) -> tuple[Placement, str]:
+        """The placement to run from now on, and why; ``slo_at_risk``: the roles at risk (True: both)."""
+        at_risk: Collection[Phase] = (("prefill", "decode") if slo_at_risk is True else
+                                      () if slo_at_risk is False else slo_at_risk)
         if proposed.layout == current.layout:
             self._pending, self._held, self._streak = None, None, 0
             if proposed == current:
                 return current, "the plan is unchanged"
             return proposed, "the same replicas: only base clocks change"
-        if slo_at_risk:
-            self._pending, self._held, self._streak = None, None, 0
-            return proposed, "an SLO is at risk: changed at once"
+        if at_risk:
+            growth = grown(current, proposed, at_risk)
+            if growth.layout != current.layout:
+                self._pending, self._held, self._streak = None, None, 0
+                if growth == proposed:
+                    return proposed, "an SLO is at risk: changed at once"
+                return growth, "an SLO is at risk: the running shapes grow at once (the rest of the change waits)"
         direction = _direction(current, proposed)
         if proposed.layout == self._pending:
             self._streak += 1

@@ -20,6 +20,7 @@ inside cvxpy.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -208,3 +209,28 @@ def _diagnose(problem: ProgramInput, tables: Sequence[CandidateTable], status: s
     if _solve(problem, tables, True, False, True)[0] == "optimal":
         return "max-replicas", f"the max replicas ({problem.replicas}) are too few for capacity {needs}"
     return "gpu-budget", f"no placement within the budget ({budget}) and replica bounds gives capacity {needs}"
+
+
+def most_within_shape(problem: ProgramInput, current: Placement, steps: int = 8) -> Solved | None:
+    """The least-power placement of ``current``'s shapes (every shape for a role it does not run)
+    at the largest share of ``problem``'s rate and floors that the budget and bounds hold (found by
+    bisection to 1/2**steps); None when not even a sliver of it fits."""
+    own = [t for t in problem.tables
+           if not current.role(t.candidate.phase)
+           or t.candidate.profile in {a.candidate.profile for a in current.role(t.candidate.phase)}]
+    floors = problem.floor_rps or {}
+
+    def at(share: float) -> Solved | Infeasible:
+        return solve_placement(dataclasses.replace(problem, tables=own, rate_rps=problem.rate_rps * share,
+                                                   floor_rps={p: f * share for p, f in floors.items()}))
+
+    best: Solved | None = None
+    low, high = 0.0, 1.0
+    for _ in range(steps):
+        share = (low + high) / 2.0
+        solved = at(share)
+        if isinstance(solved, Solved):
+            best, low = solved, share
+        else:
+            high = share
+    return best

@@ -7,10 +7,14 @@ of shape starts every replica of the role anew, and the new ones draw power for 
 time while the old ones still serve. So the planner also solves the program within the running
 shapes (counts may change, TP degrees not) and takes the change of shape only when
 
-- the running shapes cannot carry the load at all (that program is infeasible), or
-- it saves enough power to repay its start-up energy (the new replicas' idle power over the
-  start-up time) within ``payback_s``, and the old and new replicas held together during the
-  start-up fit the GPU budget (the old ones serve until the new ones are ready).
+- the old and new replicas held together during the start-up fit the GPU budget (the old ones
+  serve until the new ones are ready, so the switch never drops capacity), and
+- the running shapes cannot carry the load at all (that program is infeasible), or it saves
+  enough power to repay its start-up energy (the new replicas' idle power over the start-up
+  time) within ``payback_s``.
+
+When the running shapes cannot carry the load and the switch does not fit, the planner grows
+the running shapes to the most the budget holds instead.
 """
 
 from __future__ import annotations
@@ -61,14 +65,16 @@ def transition_gpus(current: Placement, proposed: Placement) -> dict[str, int]:
 
 def weigh_shape_change(free: Solved, kept: Solved | Infeasible, current: Placement,
                        tables: Mapping[Candidate, CandidateTable], startup_s: float, payback_s: float,
-                       gpu_budget: Mapping[str, int]) -> tuple[Solved, str]:
-    """``free`` (another shape) or ``kept`` (the running shapes), and why."""
-    if isinstance(kept, Infeasible):
-        return free, "the running shape cannot carry the load"
+                       gpu_budget: Mapping[str, int]) -> tuple[Solved | None, str]:
+    """``free`` (another shape) or ``kept`` (the running shapes), and why; None: the running shapes,
+    though they cannot carry the load (the change of shape would drop capacity while it starts)."""
     over = {p: n for p, n in transition_gpus(current, free.placement).items() if n > gpu_budget.get(p, 0)}
     if over:
         held = ", ".join(f"{n} x {p} (budget {gpu_budget.get(p, 0)})" for p, n in sorted(over.items()))
-        return kept, f"a change of shape would hold {held} while its replicas start: kept the shape"
+        return (None if isinstance(kept, Infeasible) else kept,
+                f"a change of shape would hold {held} while its replicas start: kept the shape")
+    if isinstance(kept, Infeasible):
+        return free, "the running shape cannot carry the load"
     gain_w = kept.power_watts - free.power_watts
     cost_j = startup_joules(current, free.placement, tables, startup_s)
     if gain_w * payback_s <= cost_j:

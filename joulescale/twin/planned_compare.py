@@ -43,7 +43,13 @@ from joulescale.planning import (
     solve_placement,
 )
 from joulescale.planning.forecast import FORECASTERS, forecast_errors
-from joulescale.planning.settings import DEFAULT_INTERVAL_S, DEFAULT_MARGIN, DEFAULT_STARTUP_S
+from joulescale.planning.memory import burst_forecast_errors
+from joulescale.planning.settings import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_MARGIN,
+    DEFAULT_MEMORY_INTERVALS,
+    DEFAULT_STARTUP_S,
+)
 from joulescale.profiles import shipped_catalog
 from joulescale.profiles.model import GpuProfile
 from joulescale.twin.candidate_tables import TwinCandidateSource
@@ -85,11 +91,17 @@ class PlannedSettings:
     interval_s: float = DEFAULT_INTERVAL_S
     startup_s: float = DEFAULT_STARTUP_S
     margin: float = DEFAULT_MARGIN
+    memory_s: float | None = None
+    """None: the planner's default (``DEFAULT_MEMORY_INTERVALS`` intervals)."""
     forecaster: str = "ewma-upper"
     engine: str = "vllm"
     kv_medium: str = "infiniband"
     cache_dir: Path | None = None
     baselines: tuple[str, ...] = PLANNED_BASELINES
+
+    @property
+    def remember_s(self) -> float:
+        return DEFAULT_MEMORY_INTERVALS * self.interval_s if self.memory_s is None else self.memory_s
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.baselines if b not in PLANNED_BASELINES]
@@ -259,7 +271,8 @@ def compare_planned(settings: PlannedSettings, progress: Progress = quiet,
             continue
         planner_settings = PlannerSettings(settings.slo, {profile.gpu_product: settings.gpus},
                                            interval_s=settings.interval_s, margin=settings.margin,
-                                           startup_s=settings.startup_s, forecaster=settings.forecaster)
+                                           startup_s=settings.startup_s, forecaster=settings.forecaster,
+                                           memory_s=settings.memory_s)
         planner_source = _FmaxSource(source, profiles) if name == "place-only" else source
         planner = Planner(planner_settings, planner_source)
         scaler = PlannerScaler(planner, placement_of(distserve, planner_source.candidates()))
@@ -330,11 +343,16 @@ def to_json(comparison: PlannedComparison) -> dict[str, object]:
     observed = next((run.scaler.windows for name in ("joulescale", "biscale", "place-only")
                      if name in runs and (run := runs[name]).scaler is not None), None)
     if observed:
+        vs_burst: dict[str, object] = {}
         for name in FORECASTERS:
             try:
                 forecast[name] = forecast_errors(name, observed).to_json()
+                for memory_s in (0.0, s.remember_s):
+                    errors = burst_forecast_errors(name, observed, memory_s, s.slo.percentile)
+                    vs_burst[errors.forecaster] = errors.to_json()
             except ValueError as error:
                 forecast[name] = {"error": str(error)}
+        forecast["vs_burst"] = vs_burst
         forecast["in_loop"] = s.forecaster
     return {
         "trace": s.trace,
@@ -345,7 +363,8 @@ def to_json(comparison: PlannedComparison) -> dict[str, object]:
         "config": {"gpus": s.gpus, "profile": s.profile, "slo": {"ttft_ms": s.slo.ttft_ms, "tpot_ms": s.slo.tpot_ms,
                                                                   "percentile": s.slo.percentile},
                    "view": "metrics", "planner": {"interval_s": s.interval_s, "startup_s": s.startup_s,
-                                                  "margin": s.margin, "forecaster": s.forecaster},
+                                                  "margin": s.margin, "forecaster": s.forecaster,
+                                                  "memory_s": s.remember_s},
                    "distserve": comparison.distserve_note,
                    "energy": "GPUs while held by the service; given-back GPU-seconds reported under "
                              "policies.<name>.gpus and not counted as saved"},
@@ -362,6 +381,7 @@ def text(comparison: PlannedComparison) -> str:
     lines = [f"window: {comparison.window_text}; {len(comparison.requests)} requests; peak interval "
              f"{comparison.peak_rps:.2f} req/s", f"distserve: {comparison.distserve_note}",
              f"planner: every {comparison.settings.interval_s:g} s, start-up {comparison.settings.startup_s:g} s, "
+             f"memory {comparison.settings.remember_s:g} s, "
              f"forecaster {comparison.settings.forecaster}; energy of the GPUs held (given-back GPU-hours apart, "
              "not counted as saved)", "",
              f"{'policy':<12} {'prefill kJ':>11} {'decode kJ':>10} {'total kJ':>9} {'SLO att.':>8} "
@@ -391,4 +411,10 @@ def text(comparison: PlannedComparison) -> str:
         if isinstance(errors, dict) and "mean_abs_pct" in errors:
             lines.append(f"forecast {name}: mean |error| {errors['mean_abs_pct']:.1f} %, under by >10 % in "
                          f"{100 * errors['under_share']:.0f} % of intervals (worst {errors['worst_under_pct']:.0f} %)")
+    bursts = forecast.get("vs_burst")
+    if isinstance(bursts, dict):
+        for name, errors in bursts.items():
+            lines.append(f"against the burst rate, {name}: under by >10 % in {100 * errors['under_share']:.0f} % "
+                         f"of intervals (worst {errors['worst_under_pct']:.0f} %), over {errors['mean_over_pct']:.0f} %"
+                         " on average")
     return "\n".join(lines)

@@ -1,10 +1,11 @@
 """The planner in the twin's loop: the operator's ``Planner``, fed what the twin observed.
 
 Every planner interval ``PlannerScaler`` builds the ``TrafficWindow`` the operator would get from
-Prometheus: the requests that arrived in the interval with their prompt lengths, the output
+Prometheus: the requests that arrived in the interval with their prompt lengths, their count per
+minute (the request counter's increase per sub-window), the output
 lengths of the requests that finished in it (an engine's generation-length histogram fills at
-completion), paired in order; and whether the SLO percentile was missed in it (the engines'
-TTFT and inter-token histograms). It calls ``Planner.plan`` and turns the placement into a
+completion), paired in order; and which role's SLO percentile was missed in it (the engines'
+TTFT and inter-token histograms: TTFT is prefill's, TPOT decode's). It calls ``Planner.plan`` and turns the placement into a
 ``Target`` the way the operator's status carries it: replicas, one profile (TP degree) and one
 base clock per role. A placement that mixes candidates within a role (the program may) runs its
 role on the profile of the allocation with the most GPUs, with as many of its replicas as hold
@@ -22,7 +23,7 @@ from joulescale.engines.observation import Phase
 from joulescale.planning import Allocation, Candidate, PlanDecision, Planner, TrafficWindow
 from joulescale.planning import Placement as PlannedPlacement
 from joulescale.planning.candidates import PHASES
-from joulescale.planning.window import MAX_LENGTH_SAMPLES, subsample
+from joulescale.planning.window import MAX_LENGTH_SAMPLES, sub_window_counts, subsample
 from joulescale.twin.elastic import ObservedTraffic, Placement, Target
 from joulescale.twin.metrics import percentile
 
@@ -72,14 +73,24 @@ def observed_window(traffic: ObservedTraffic, since_s: float, seed: int = 0) -> 
     else:
         pairs = []
     return TrafficWindow(since_s, traffic.now_s, len(arrivals), tuple(p for p, _ in pairs),
-                         tuple(o for _, o in pairs))
+                         tuple(o for _, o in pairs), sub_window_counts([t for t, _ in arrivals], since_s, traffic.now_s))
 
 
 def slo_missed(traffic: ObservedTraffic, since_s: float, slo: Slo) -> bool:
     """The interval's TTFT or TPOT percentile over its target, from what finished in it."""
+    return bool(missed_roles(traffic, since_s, slo))
+
+
+def missed_roles(traffic: ObservedTraffic, since_s: float, slo: Slo) -> frozenset[Phase]:
+    """The roles whose latency percentile the interval missed: TTFT is prefill's, TPOT decode's
+    (the engines' TTFT and inter-token histograms, by role)."""
     ttft_ms, tpot_ms = traffic.latencies_ms(since_s)
-    return ((bool(ttft_ms) and percentile(ttft_ms, slo.percentile) > slo.ttft_ms)
-            or (bool(tpot_ms) and percentile(tpot_ms, slo.percentile) > slo.tpot_ms))
+    missed: set[Phase] = set()
+    if ttft_ms and percentile(ttft_ms, slo.percentile) > slo.ttft_ms:
+        missed.add("prefill")
+    if tpot_ms and percentile(tpot_ms, slo.percentile) > slo.tpot_ms:
+        missed.add("decode")
+    return frozenset(missed)
 
 
 @dataclass(slots=True)
@@ -104,8 +115,8 @@ class PlannerScaler:
         since_s = max(0.0, now_s - self.interval_s)
         window = observed_window(traffic, since_s, seed=len(self.windows))
         self.windows.append(window)
-        decision = self.planner.plan(window, self.current, now_s, slo_missed(traffic, since_s,
-                                                                             self.planner.settings.slo))
+        decision = self.planner.plan(window, self.current, now_s, missed_roles(traffic, since_s,
+                                                                               self.planner.settings.slo))
         self.decisions.append(decision)
         self.current = decision.placement
         if not decision.placement.allocations:

@@ -178,13 +178,18 @@ def load_trace(name_or_path: str) -> Trace:
     return parse_azure_csv(text, name_or_path)
 
 
-def check_replayable(trace: Trace, max_prompt_tokens: int, max_request_tokens: int, why: str) -> None:
-    """The trace spans time (a replay scales its rate) and every request fits one instance's KV
-    cache (a larger one could never be served)."""
+def check_spans_time(trace: Trace) -> None:
+    """A replay scales the trace's own rate: one request, or all at one instant, has none."""
     if not trace.duration_s > 0:
         line = trace.lines[-1] if trace.lines else len(trace.requests)
         raise TraceError(trace.name, [f"line {line}: all {len(trace.requests)} request(s) arrive at one instant; "
                                       "a replay needs two distinct arrival times to define a rate"])
+
+
+def check_replayable(trace: Trace, max_prompt_tokens: int, max_request_tokens: int, why: str) -> None:
+    """The trace spans time (a replay scales its rate) and every request fits one instance's KV
+    cache (a larger one could never be served)."""
+    check_spans_time(trace)
     for index, request in enumerate(trace.requests):
         if request.prompt_tokens > max_prompt_tokens or \
                 request.prompt_tokens + request.output_tokens > max_request_tokens:

@@ -40,6 +40,40 @@ def test_an_slo_at_risk_changes_at_once() -> None:
     assert "at risk" in reason
 
 
+def test_under_risk_only_the_growth_is_taken_at_once_and_a_shrink_waits() -> None:
+    hysteresis = Hysteresis(confirm_intervals=2)
+    running = placement(1, 3)
+    grown, reason = hysteresis.decide(running, placement(3, 1), slo_at_risk=True)
+    assert grown == placement(3, 3)  # prefill grows now, decode is not shrunk in a hurry
+    assert "the rest of the change waits" in reason
+    kept, reason = hysteresis.decide(grown, placement(3, 1), slo_at_risk=True)
+    assert kept == grown
+    assert "1/2" in reason
+    shrunk, _ = hysteresis.decide(grown, placement(3, 1), slo_at_risk=True)
+    assert shrunk == placement(3, 1)
+
+
+def test_only_the_roles_at_risk_grow_at_once() -> None:
+    # TTFT missed (prefill at risk): a proposal that also grows decode grows prefill now only.
+    hysteresis = Hysteresis(confirm_intervals=2)
+    changed, _ = hysteresis.decide(placement(1, 3), placement(2, 4), slo_at_risk={"prefill"})
+    assert changed == placement(2, 3)
+    kept, reason = hysteresis.decide(placement(1, 3), placement(1, 4), slo_at_risk={"prefill"})
+    assert kept == placement(1, 3)
+    assert "1/2" in reason
+
+
+def test_under_risk_a_change_of_shape_is_not_taken_at_once() -> None:
+    running = placement(2, 1)
+    tp8 = Placement.of([Allocation(Candidate("prefill", "p8", "G", 8, 1980), 2),
+                        Allocation(Candidate("decode", "p", "G", 4, 1980), 1)])
+    hysteresis = Hysteresis(confirm_intervals=2)
+    kept, reason = hysteresis.decide(running, tp8, slo_at_risk=True)
+    assert kept == running
+    assert "1/2" in reason
+    assert hysteresis.decide(running, tp8, slo_at_risk=True)[0] == tp8
+
+
 def test_lookahead_extrapolates_a_rise_over_the_startup_and_never_lowers() -> None:
     # 2 -> 3 req/s over a 300 s interval; 180 s of start-up: 3 + 180 / 300 = 3.6 req/s.
     assert lookahead_rate_rps(3.0, 2.0, 3.0, 300.0, 180.0) == pytest.approx(3.6)

@@ -76,12 +76,15 @@ def test_a_burst_beyond_the_running_capacity_changes_at_once(source: TwinCandida
     assert burst.placement.gpus > small.gpus
 
 
-def test_an_impossible_load_is_reported_not_raised(source: TwinCandidateSource) -> None:
+def test_an_impossible_load_is_reported_not_raised_and_gets_the_most_the_budget_holds(
+        source: TwinCandidateSource) -> None:
     decision = planner(source).plan(window(0, 200.0), Placement(), 300.0)
     assert decision.infeasible is not None
     assert decision.infeasible.binding == "gpu-budget"
-    assert not decision.changed
     assert "infeasible" in decision.reason
+    assert "the most the budget holds" in decision.reason
+    assert decision.changed
+    assert 24 < decision.placement.gpus <= 32  # all but a sliver of the budget, never over it
 
 
 def test_tables_are_cached_on_disk(source: TwinCandidateSource, tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ def replay(plan: Planner, start: Placement, rates: Sequence[float]) -> list[Plan
 
 
 def settings(budget: int = 64, payback_s: float | None = None) -> PlannerSettings:
-    return PlannerSettings(SLO, {GPU: budget}, forecaster="last-window", shape_payback_s=payback_s)
+    """No memory: the starting placement is not held (``test_planning_memory`` tests that)."""
+    return PlannerSettings(SLO, {GPU: budget}, forecaster="last-window", shape_payback_s=payback_s, memory_s=0.0)
 
 
 def test_a_proposal_flipping_between_near_equal_shapes_settles_on_the_running_one() -> None:
@@ -98,15 +99,18 @@ def test_a_shape_change_waits_when_old_and_new_replicas_overrun_the_budget() -> 
     assert "budget 16" in decisions[0].reason
 
 
-def test_a_shape_change_is_taken_when_the_running_shape_cannot_carry_the_load() -> None:
-    # At most 4 prefill replicas: 4 TP2 carry 4 req/s, 6 req/s needs TP4.
+def test_a_shape_change_is_taken_when_the_running_shape_cannot_carry_the_load_once_confirmed() -> None:
+    # At most 4 prefill replicas: 4 TP2 carry 4 req/s, 6 req/s needs TP4. The SLO is at risk, but
+    # a change of shape is not taken at once: it restarts the role, so it is confirmed first.
     source = HandSource()
-    plan = Planner(PlannerSettings(SLO, {GPU: 64}, forecaster="last-window",
+    plan = Planner(PlannerSettings(SLO, {GPU: 64}, forecaster="last-window", memory_s=0.0,
                                    replicas=ReplicaBounds(prefill_max=4)), source)
-    decision = plan.plan(window(0, 5.0), running(PREFILL_TP2, 4), 300.0)
-    assert decision.changed
-    assert decision.placement.shape("prefill") == {"tp4"}
-    assert "cannot carry" in decision.reason
+    decisions = replay(plan, running(PREFILL_TP2, 4), [5.0, 5.0])
+    assert not decisions[0].changed
+    assert "waits for confirmation" in decisions[0].reason
+    assert decisions[1].changed
+    assert decisions[1].placement.shape("prefill") == {"tp4"}
+    assert "cannot carry" in decisions[1].reason
 
 
 def test_an_infeasible_interval_keeps_the_running_placement() -> None:

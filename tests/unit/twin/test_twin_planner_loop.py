@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -169,7 +170,8 @@ def test_compare_planner_runs_the_four_baselines_into_one_document() -> None:
             savings["joulescale"][phase])
     forecast = doc["forecast_error"]
     assert isinstance(forecast, dict)
-    assert set(forecast) >= {"last-window", "ewma-upper"}
+    assert set(forecast) >= {"last-window", "ewma-upper", "vs_burst"}
+    assert set(forecast["vs_burst"]) == {"last-window", "ewma-upper", "last-window+memory", "ewma-upper+memory"}
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -180,6 +182,21 @@ def test_compare_planner_refuses_what_production_cannot_plan(extra: list[str], m
     out, err = io.StringIO(), io.StringIO()
     assert main(["twin", "compare", "--planner", *extra], out, err) == 2
     assert message in err.getvalue()
+
+
+@pytest.mark.parametrize("rows", [["2023-11-16 18:15:46.6805900,100,3"],
+                                  ["2023-11-16 18:15:46.6805900,100,3", "2023-11-16 18:15:46.6805900,200,5"]])
+@pytest.mark.parametrize("rate", [[], ["--rate", "1"]])
+def test_compare_planner_refuses_a_trace_without_a_rate_of_its_own(tmp_path: Path, rows: list[str],
+                                                                   rate: list[str]) -> None:
+    """One request, or all at one instant: refused as plain ``twin compare`` and ``plan`` refuse it."""
+    trace = tmp_path / "trace.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["twin", "compare", "--planner", "--trace", str(trace), "--cache-dir", str(tmp_path), *rate], out, err)
+    assert code == 2
+    assert "arrive at one instant" in err.getvalue()
+    assert out.getvalue() == ""
 
 
 def test_distserve_is_raised_until_its_replay_meets_the_slo_when_the_tables_are_optimistic() -> None:
