@@ -116,4 +116,5 @@ def test_scheduling_ahead_fixes_the_next_step_at_the_running_steps_start(ahead: 
     assert model.start_step(0.2) is ahead  # step 3: request 1, decided at step 2's start
     if ahead:
         assert [r.request_id for r in model.finish_step(0.25, 0.05)] == [1]
-    assert not model.start_step(0.3) and not model.next_step
+    assert not model.start_step(0.3)
+    assert not model.next_step

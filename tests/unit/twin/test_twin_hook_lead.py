@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from joulescale.engines.dialects import SGLANG, VLLM
 from joulescale.engines.hook import HookSchedule, HookStepDone
 from joulescale.engines.observe import ObservationBuilder
 from joulescale.twin.cluster import InstanceControl
@@ -109,7 +108,3 @@ def test_the_policy_sees_the_running_step_and_the_one_decided_ahead(monkeypatch:
         assert len(observation.queue) == len(running.prefill) + len(fresh) + len(ahead.waiting)
         assert observation.waiting_requests == len(fresh) + ahead.waiting_requests
 
-
-def test_the_lead_is_the_engines_fact() -> None:
-    """vLLM (async scheduling) and SGLang (overlap scheduler) both schedule one step ahead."""
-    assert VLLM.schedules_ahead and SGLANG.schedules_ahead
