@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from e2e.simengine.metrics import VLLM_BLOCK_SIZE
 from joulescale.batching import DEFAULT_TOKEN_BUDGET
 from joulescale.engines.dialects import EngineDialect
-from joulescale.engines.hook import HookStepDone
-from joulescale.engines.hook_publish import HookSink, decode_schedule, prefill_schedule
+from joulescale.engines.hook_publish import HookSink, StepHook
 from joulescale.engines.model import DecodeModel, EngineRequest, PrefillModel
 from joulescale.engines.observation import Phase
 from joulescale.engines.recorder import MetricsRecorder
@@ -116,7 +115,7 @@ class SimEngine:
         self.dialect = dialect
         self.recorder = MetricsRecorder(dialect, page_kv_capacity_tokens(dialect, profile.kv_capacity_tokens))
         self.model: PrefillModel[SimRequest] | DecodeModel[SimRequest] = (
-            PrefillModel(profile, limits.max_batched_tokens, self.recorder)
+            PrefillModel(profile, limits.max_batched_tokens, self.recorder, dialect.schedules_ahead)
             if role == "prefill"
             else DecodeModel(
                 profile, profile.kv_capacity_tokens, limits.max_running, limits.kv_watermark, self.recorder
@@ -137,8 +136,17 @@ class SimEngine:
         self._step_closed = asyncio.Event()
         self.scrapes: deque[float] = deque(maxlen=_SCRAPES_KEPT)
         """When /metrics was read (monotonic s), so a test can replay the agent's scrape instants."""
-        self.hook: HookSink | None = None
-        """The engine hook (``--hook-socket``): the step scheduled, then its end, as the twin's rich view."""
+        self._hook: StepHook | None = None
+
+    @property
+    def hook(self) -> HookSink | None:
+        """The engine hook (``--hook-socket``): each step when it is decided, then its end, as the
+        twin's rich view (``joulescale.engines.hook_publish.StepHook``)."""
+        return self._hook.sink if self._hook is not None else None
+
+    @hook.setter
+    def hook(self, sink: HookSink | None) -> None:
+        self._hook = StepHook(sink) if sink is not None else None
 
     def new_request(self, prompt_tokens: int, max_tokens: int) -> SimRequest:
         self._next_id += 1
@@ -202,11 +210,12 @@ class SimEngine:
                     await self._work.wait()
                 continue
             self._step_closed.clear()
-            if self.hook is not None:
+            if self._hook is not None:
                 model = self.model
-                self.hook.hook_schedule(prefill_schedule(model, self.iterations + 1, start_s)
-                                        if isinstance(model, PrefillModel)
-                                        else decode_schedule(model, self.iterations + 1, start_s))
+                if isinstance(model, PrefillModel):
+                    self._hook.prefill_started(model, start_s)
+                else:
+                    self._hook.decode_started(model, start_s)
             end_s = await self._run_on_gpu(start_s, self.model.step_latency_s)
             # Requests that arrived while the step ran are queued by its end, as in the twin (they
             # land in the model's queue at once): the page the step publishes counts them waiting.
@@ -242,8 +251,8 @@ class SimEngine:
     def _finish_step(self, end_s: float, step_s: float) -> None:
         model = self.model
         done = model.finish_step(end_s, step_s)
-        if self.hook is not None:
-            self.hook.hook_step_done(HookStepDone(self.iterations, end_s, step_s))
+        if self._hook is not None:
+            self._hook.step_done(end_s, step_s)
         if isinstance(model, DecodeModel):
             for request in model.running.values():
                 self._emit(request, model.generated_tokens(request))

@@ -168,6 +168,32 @@ class JouleScalePrefill:
         elif self._batch_seen_s is None or observation.iterations_delta > 0:
             self._batch_seen_s = observation.now_s
 
+    def _unseen_prompt_tokens(self, observation: Observation, seen: PrefillPlan | None,
+                              estimate: float) -> float | None:
+        """Engine hook, a step running: the prompt length to leave its TTFT should one arrive
+        unseen while the step runs, or None when the chance of one is within the SLO's miss share.
+
+        A chance constraint at the SLO's own percentile p. Arrivals during the step are taken as
+        Poisson at the rate the hook's arrival times show; the step lasts at most T, its time at
+        the clock the plan without the arrival picks (never below the steady clock), since
+        planning for the arrival can only raise it. A prompt longer than L then arrives unseen
+        with probability 1 - exp(-rate x T x P(len > L)), at most 1 - p when
+        P(len > L) <= -ln(p) / (rate x T): L is that quantile of recent prompts. Until the rate
+        is known, the estimate every unseen prompt is planned with stands."""
+        if observation.queue is None or not observation.running_requests or seen is None:
+            return None
+        rate = self._long.arrivals_per_s()
+        if rate is None:
+            return estimate
+        slowest_mhz = max(self.steady_mhz, seen.sm_clock_mhz)
+        step_s = self.predictor.prefill_s(seen.batch_tokens, seen.squared_tokens, slowest_mhz)
+        expected = rate * step_s
+        share = -math.log(self.context.slo.percentile / 100.0) / expected if expected > 0 else math.inf
+        if share >= 1.0:
+            return None
+        tokens = self._long.tokens_at(1.0 - share)
+        return estimate if tokens is None else float(tokens)
+
     def _plan(self, observation: Observation) -> PrefillPlan | None:
         """The MPC's plan, reused while nothing it depends on changed (scrapes repeat a lot)."""
         estimate = self._estimate_tokens()
@@ -188,15 +214,18 @@ class JouleScalePrefill:
         if observation.queue is None and self._batch_seen_s is not None:
             elapsed_s = observation.now_s - self._batch_seen_s
         # Engine hook: the policy decides only at scheduling calls, and the hook publishes no
-        # arrival, so a prompt arriving while this step runs is unseen until the step ends: the
-        # step must leave such a prompt its TTFT (the metrics view sees it at the next scrape).
-        unseen_arrival = observation.queue is not None and observation.running_requests > 0
-        plan = self._mpc.plan(observation, estimate, anticipate_arrival=unseen_arrival, in_flight_elapsed_s=elapsed_s)
-        if unseen_arrival and plan is not None and plan.at_risk:
-            # Only the prompt that may arrive misses even at f_max: run this step at f_max, its
-            # best chance, without the hold that an SLO at risk in the queue itself calls for.
-            seen = self._mpc.plan(observation, estimate, in_flight_elapsed_s=elapsed_s)
-            if seen is not None and not seen.at_risk:
+        # arrival, so a prompt arriving while this step runs is unseen until the next call: the
+        # step must leave such a prompt its TTFT, if one is likely enough to come (the metrics
+        # view sees it at the next scrape).
+        seen = self._mpc.plan(observation, estimate, in_flight_elapsed_s=elapsed_s)
+        plan = seen
+        unseen = self._unseen_prompt_tokens(observation, seen, estimate)
+        if unseen is not None:
+            plan = self._mpc.plan(observation, estimate, anticipate_arrival=True, in_flight_elapsed_s=elapsed_s,
+                                  arrival_tokens=unseen)
+            if plan is not None and plan.at_risk and seen is not None and not seen.at_risk:
+                # Only the prompt that may arrive misses even at f_max: run this step at f_max, its
+                # best chance, without the hold that an SLO at risk in the queue itself calls for.
                 plan = replace(seen, sm_clock_mhz=self.top_mhz, energy_optimal=False)
         self._cached = (key, plan)
         return plan

@@ -65,12 +65,14 @@ class PrefillMpc:
         prompt_tokens_estimate: float,
         anticipate_arrival: bool = False,
         in_flight_elapsed_s: float = 0.0,
+        arrival_tokens: float | None = None,
     ) -> PrefillPlan | None:
         """None when there is nothing to prefill.
 
         ``anticipate_arrival`` adds one prompt of the estimated length arriving now, after the
         queue in a batch of its own: a request that arrives while this batch runs cannot join
-        it, so a slow batch must still leave it its TTFT. ``in_flight_elapsed_s``: how long the
+        it, so a slow batch must still leave it its TTFT (``arrival_tokens`` long; default the
+        estimate). ``in_flight_elapsed_s``: how long the
         running batch has run already (with ``separate_in_flight``), so only its rest is planned.
         """
         context = self.context
@@ -81,7 +83,8 @@ class PrefillMpc:
         if not batches:
             return None
         if anticipate_arrival and len(batches) < context.settings.prefill.mpc_horizon:
-            tokens = max(1, min(context.token_budget, round(prompt_tokens_estimate)))
+            length = prompt_tokens_estimate if arrival_tokens is None else arrival_tokens
+            tokens = max(1, min(context.token_budget, round(length)))
             batches.append(PlannedBatch(tokens, float(tokens * tokens), budget_s))
         predict = self.predictor.prefill_s
         times = [[predict(b.tokens, b.squared_tokens, f) for f in self.levels_mhz] for b in batches]

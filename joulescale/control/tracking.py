@@ -112,6 +112,8 @@ class PromptLengthQuantile:
         self._tokens: deque[int] = deque(maxlen=size)
         self.quantile = quantile
         self._last_arrival_s = float("-inf")
+        self._arrivals_s: deque[float] = deque(maxlen=size)
+        """Rich view: the same prompts' arrival times (``arrivals_per_s``)."""
         self._cached: int | None = None
         self._ordered: list[int] | None = None
         """The window sorted, until the next prompt (scrapes ask far more often than prompts end)."""
@@ -121,6 +123,7 @@ class PromptLengthQuantile:
             for prompt in observation.queue:
                 if prompt.arrival_s > self._last_arrival_s:
                     self._last_arrival_s = prompt.arrival_s
+                    self._arrivals_s.append(prompt.arrival_s)
                     self._add(prompt.prompt_tokens)
             return
         per_request = prompt_tokens_per_request(observation)
@@ -138,6 +141,14 @@ class PromptLengthQuantile:
         if self._cached is None:
             self._cached = self.tokens_at(self.quantile)
         return self._cached
+
+    def arrivals_per_s(self) -> float | None:
+        """Rich view: the instance's prompt arrival rate over the window (the engine hook dates
+        every queued prompt); None before two arrivals at distinct instants."""
+        arrivals = self._arrivals_s
+        if len(arrivals) < 2 or arrivals[-1] <= arrivals[0]:
+            return None
+        return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
 
     def tokens_at(self, quantile: float, min_samples: int = 1) -> int | None:
         """Another quantile of the same window; None until it holds ``min_samples`` prompts."""

@@ -73,6 +73,13 @@ class EngineDialect:
     """When the queue-time histogram records a request (``queue_edges_s`` set)."""
     kv_usage_decimals: int | None = None
     """Decimals the published KV usage is rounded to (SGLang: ``round(token_usage, 2)``); None: exact."""
+    schedules_ahead: bool = False
+    """The scheduler decides step N+1 while step N runs, so the engine hook publishes a step about
+    one step before it starts, and a request arriving during step N waits for step N+2. vLLM: async
+    scheduling (the hook's scheduler derives from ``AsyncScheduler``). SGLang: the overlap
+    scheduler (on unless ``--disable-overlap-schedule``). The one owner of this fact: the engine
+    model (``PrefillModel``) and the hook's messages in the twin and the simulated engine read it
+    here (docs/engine-hook.md, "Lead time")."""
 
 
 def _check(dialect: EngineDialect) -> None:
@@ -131,11 +138,12 @@ VLLM = register_dialect(EngineDialect(
     name="vllm", gauges="step-end", counters="step-end",
     ttft_edges_s=VLLM_TTFT_EDGES_S, itl_edges_s=VLLM_ITL_EDGES_S,
     queue_edges_s=VLLM_REQUEST_TIME_EDGES_S, prefill_edges_s=VLLM_REQUEST_TIME_EDGES_S,
-    iteration_token_edges=VLLM_ITERATION_TOKEN_EDGES,
+    iteration_token_edges=VLLM_ITERATION_TOKEN_EDGES, schedules_ahead=True,
 ))
 SGLANG = register_dialect(EngineDialect(
     name="sglang", gauges="batch-and-interval", counters="request-finish",
     ttft_edges_s=SGLANG_TTFT_EDGES_S, itl_edges_s=SGLANG_ITL_EDGES_S,
     queue_edges_s=SGLANG_QUEUE_EDGES_S, prefill_edges_s=None, iteration_token_edges=None,
     decode_log_interval=SGLANG_DECODE_LOG_INTERVAL, kv_usage_decimals=2, queue_time_at="schedule",
+    schedules_ahead=True,
 ))

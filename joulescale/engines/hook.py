@@ -160,12 +160,24 @@ class HookTally:
 
     @property
     def in_flight(self) -> HookSchedule | None:
-        """The latest schedule while its step has not ended: None when the engine went idle (it
-        schedules again at once while it has work, so a finished latest step means none)."""
+        """The step running: the latest schedule, or the one before it while that one has not
+        ended (an engine that schedules ahead publishes step N+1 while step N runs: ``next_step``;
+        no engine has more steps in flight). None when the engine went idle (it schedules again
+        at once while it has work, so a finished latest step means none)."""
         latest = self.latest
         if latest is None or latest.step_id == self.last_done_step:
             return None
-        return latest
+        before = self._pending.get(latest.step_id - 1)
+        done = self.last_done_step
+        return before if before is not None and (done is None or before.step_id > done) else latest
+
+    @property
+    def next_step(self) -> HookSchedule | None:
+        """The step decided ahead of the running one (vLLM's async scheduling, SGLang's overlap
+        scheduler), None when the latest schedule is the running step's."""
+        running = self.in_flight
+        latest = self.latest
+        return latest if running is not None and latest is not None and latest is not running else None
 
     def take(self) -> tuple[int, int, int, float, float | None]:
         """(prompt tokens, generated tokens, steps, mean step seconds, last step seconds) since the

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from joulescale.engines.histogram import Histogram
-from joulescale.engines.hook import HookSchedule, HookStepDone, HookTally
+from joulescale.engines.hook import HookSchedule, HookStepDone, HookTally, ScheduledPrefill
 from joulescale.engines.observation import DecodeProgress, Observation, Phase, QueuedPrompt
 from joulescale.engines.sample import EngineSample
 from joulescale.engines.substitutes import decode_steps, longest_wait_cap_s, longest_wait_s, prefill_step_s
@@ -42,6 +42,14 @@ def _hist_delta(now: Histogram | None, before: Histogram | None) -> Histogram | 
 class _Previous:
     sample: EngineSample
     at_s: float
+
+
+def _new_in(ahead: HookSchedule, running: tuple[ScheduledPrefill, ...]) -> tuple[ScheduledPrefill, ...]:
+    """The prompts of a step decided ahead that do not continue a chunk of the running step (one
+    does when its prompt, arrival and computed tokens follow a running entry's)."""
+    continuing = {(r.prompt_tokens, r.arrival_s, r.computed_tokens + r.scheduled_tokens)
+                  for r in running if not r.completes}
+    return tuple(r for r in ahead.prefill if (r.prompt_tokens, r.arrival_s, r.computed_tokens) not in continuing)
 
 
 class ObservationBuilder:
@@ -84,14 +92,16 @@ class ObservationBuilder:
 
     def build_rich(self, now_s: float, sm_clock_mhz: int, kv_capacity_tokens: int | None,
                    published_s: float | None = None) -> Observation:
-        """The rich view at ``now_s`` from the hook's messages so far: the step in flight as the
-        latest scheduling call published it (none once that step ended), the queue it left, and
-        the steps that ended since the previous observation. ``published_s``: when the latest
-        schedule was published, on ``now_s``'s clock (default ``now_s``); ages come from the
-        message's own clock. ``kv_capacity_tokens`` is the instance's, not the hook's."""
+        """The rich view at ``now_s`` from the hook's messages so far: the step in flight as its
+        scheduling call published it (none once that step ended), the step decided after it where
+        the engine schedules ahead, the queue the latest call left, and the steps that ended since
+        the previous observation. ``published_s``: when the latest schedule was published, on
+        ``now_s``'s clock (default ``now_s``); ages come from the message's own clock.
+        ``kv_capacity_tokens`` is the instance's, not the hook's."""
         tally = self._hook
         prompt, generated, steps, mean_s, last_s = tally.take()
         step = tally.in_flight
+        ahead = tally.next_step
         latest = tally.latest
         shift = 0.0
         if latest is not None:
@@ -100,12 +110,14 @@ class ObservationBuilder:
         def arrived(arrival_s: float) -> float:
             return min(arrival_s, latest.at_s if latest is not None else arrival_s) + shift
 
-        waiting = step.waiting if step is not None else ()
+        told = ahead if ahead is not None else step  # the latest word on the queue
+        waiting = told.waiting if told is not None else ()
         capacity = kv_capacity_tokens if kv_capacity_tokens and kv_capacity_tokens > 0 else None
         interval = now_s - self._rich_at_s if self._rich_at_s is not None else 0.0
         self._rich_at_s = now_s
         queue: tuple[QueuedPrompt, ...] | None = None
         decoding: tuple[DecodeProgress, ...] | None = None
+        waiting_requests = told.waiting_requests if told is not None else 0
         if step is None:
             running = tokens = 0
         elif self.phase == "prefill":
@@ -114,7 +126,13 @@ class ObservationBuilder:
             running, tokens = step.decode_requests, step.decode_kv_tokens
         if self.phase == "prefill":
             in_flight = step.prefill if step is not None else ()
+            decided = _new_in(ahead, in_flight) if ahead is not None else ()
+            # A prompt decided for the next step waits for it: it counts as waiting, in the
+            # queue after the running step's.
+            if ahead is not None:
+                waiting_requests += ahead.prefill_requests - (len(ahead.prefill) - len(decided))
             queue = (*(QueuedPrompt(r.prompt_tokens, arrived(r.arrival_s)) for r in in_flight),
+                     *(QueuedPrompt(r.prompt_tokens, arrived(r.arrival_s)) for r in decided),
                      *(QueuedPrompt(w.prompt_tokens, arrived(w.arrival_s)) for w in waiting))
             oldest = max((now_s - q.arrival_s for q in queue), default=None)
         else:
@@ -124,7 +142,7 @@ class ObservationBuilder:
                              for r in (step.decode if step is not None else ()))
         return Observation(
             phase=self.phase, now_s=now_s, sm_clock_mhz=sm_clock_mhz,
-            running_requests=running, waiting_requests=step.waiting_requests if step is not None else 0,
+            running_requests=running, waiting_requests=waiting_requests,
             kv_cache_usage=min(1.0, tokens / capacity) if capacity else 0.0,
             context_tokens=tokens,
             prompt_tokens_delta=prompt, generation_tokens_delta=generated, iterations_delta=steps,

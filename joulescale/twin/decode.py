@@ -8,8 +8,7 @@ messages (rich view).
 from __future__ import annotations
 
 from joulescale.engines.dialects import VLLM, EngineDialect
-from joulescale.engines.hook import HookStepDone
-from joulescale.engines.hook_publish import HookSink, decode_schedule
+from joulescale.engines.hook_publish import HookSink, StepHook
 from joulescale.engines.model import DecodeModel
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
@@ -18,7 +17,7 @@ from joulescale.twin.request import SimRequest
 
 
 class DecodeInstance:
-    __slots__ = ("counters", "end_seq", "gpu", "hook", "hook_step", "incoming", "index", "model", "recorder")
+    __slots__ = ("_hook", "counters", "end_seq", "gpu", "incoming", "index", "model", "recorder")
 
     def __init__(self, index: int, gpu: SimGpuGroup, kv_capacity_tokens: int, max_running: int,
                  watermark: float, dialect: EngineDialect = VLLM) -> None:
@@ -29,11 +28,23 @@ class DecodeInstance:
         self.counters = EngineCounters()
         self.incoming = 0
         """Requests routed here whose KV cache is still in transfer."""
-        self.hook: HookSink | None = None
-        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
-        self.hook_step = 0
+        self._hook: StepHook | None = None
         self.end_seq = 0
         """The simulator's number for the event that ends the running step; others are stale."""
+
+    @property
+    def hook(self) -> HookSink | None:
+        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
+        return self._hook.sink if self._hook is not None else None
+
+    @hook.setter
+    def hook(self, sink: HookSink | None) -> None:
+        self._hook = StepHook(sink) if sink is not None else None
+
+    @property
+    def hook_step(self) -> int:
+        """The id of the latest step the hook published (0 without a hook)."""
+        return self._hook.published if self._hook is not None else 0
 
     @property
     def busy(self) -> bool:
@@ -55,9 +66,8 @@ class DecodeInstance:
     def start_step(self, now_s: float) -> bool:
         if not self.model.start_step(now_s):
             return False
-        if self.hook is not None:
-            self.hook_step += 1
-            self.hook.hook_schedule(decode_schedule(self.model, self.hook_step, now_s))
+        if self._hook is not None:
+            self._hook.decode_started(self.model, now_s)
         return True
 
     def run_step(self, now_s: float) -> float:
@@ -73,6 +83,6 @@ class DecodeInstance:
         self.counters.generation_tokens += batch
         for request in done:
             request.finish_s = now_s
-        if self.hook is not None:
-            self.hook.hook_step_done(HookStepDone(self.hook_step, now_s, step_s))
+        if self._hook is not None:
+            self._hook.step_done(now_s, step_s)
         return done

@@ -105,7 +105,12 @@ class InstanceControls:
             return
         gpu = inst.gpu
         gpu.settle(now_s)
-        self.decide(ctl, inst, ctl.builder.build_rich(now_s, gpu.target_mhz, kv_capacity_tokens), now_s)
+        # The agent reads each message as it is published (loopback), so the latest schedule was
+        # received when it was published: a step decided ahead, or the silence after a step's end,
+        # is older than the decision.
+        latest = ctl.builder.hook_latest
+        published_s = latest.at_s if latest is not None else None
+        self.decide(ctl, inst, ctl.builder.build_rich(now_s, gpu.target_mhz, kv_capacity_tokens, published_s), now_s)
 
     def scrape(self, phase: str, index: int) -> EngineSample:
         """What a GET /metrics of the instance returns now: its page as the engine published it."""

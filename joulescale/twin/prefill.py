@@ -8,8 +8,7 @@ at the clocks in force. The twin's event loop drives time.
 from __future__ import annotations
 
 from joulescale.engines.dialects import VLLM, EngineDialect
-from joulescale.engines.hook import HookStepDone
-from joulescale.engines.hook_publish import HookSink, prefill_schedule
+from joulescale.engines.hook_publish import HookSink, StepHook
 from joulescale.engines.model import PrefillModel
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.twin.counters import EngineCounters
@@ -18,19 +17,32 @@ from joulescale.twin.request import SimRequest
 
 
 class PrefillInstance:
-    __slots__ = ("counters", "end_seq", "gpu", "hook", "hook_step", "index", "model", "recorder")
+    __slots__ = ("_hook", "counters", "end_seq", "gpu", "index", "model", "recorder")
 
     def __init__(self, index: int, gpu: SimGpuGroup, token_budget: int, dialect: EngineDialect = VLLM) -> None:
         self.index = index
         self.gpu = gpu
         self.recorder = MetricsRecorder(dialect, gpu.profile.kv_capacity_tokens)
-        self.model: PrefillModel[SimRequest] = PrefillModel(gpu.profile, token_budget, self.recorder)
+        self.model: PrefillModel[SimRequest] = PrefillModel(gpu.profile, token_budget, self.recorder,
+                                                            dialect.schedules_ahead)
         self.counters = EngineCounters()
-        self.hook: HookSink | None = None
-        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
-        self.hook_step = 0
+        self._hook: StepHook | None = None
         self.end_seq = 0
         """The simulator's number for the event that ends the running step; others are stale."""
+
+    @property
+    def hook(self) -> HookSink | None:
+        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
+        return self._hook.sink if self._hook is not None else None
+
+    @hook.setter
+    def hook(self, sink: HookSink | None) -> None:
+        self._hook = StepHook(sink) if sink is not None else None
+
+    @property
+    def hook_step(self) -> int:
+        """The id of the latest step the hook published (0 without a hook)."""
+        return self._hook.published if self._hook is not None else 0
 
     @property
     def busy(self) -> bool:
@@ -53,9 +65,8 @@ class PrefillInstance:
         for request in self.model.step:
             if request.prefill_start_s < 0.0:
                 request.prefill_start_s = now_s
-        if self.hook is not None:
-            self.hook_step += 1
-            self.hook.hook_schedule(prefill_schedule(self.model, self.hook_step, now_s))
+        if self._hook is not None:
+            self._hook.prefill_started(self.model, now_s)
         return True
 
     def run_step(self, now_s: float) -> float:
@@ -69,6 +80,6 @@ class PrefillInstance:
         counters.note_iteration(step_s)
         counters.prompt_tokens += sum(r.prompt_tokens for r in done)
         counters.generation_tokens += len(done)
-        if self.hook is not None:
-            self.hook.hook_step_done(HookStepDone(self.hook_step, now_s, step_s))
+        if self._hook is not None:
+            self._hook.step_done(now_s, step_s)
         return done

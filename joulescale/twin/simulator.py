@@ -174,9 +174,10 @@ class DisaggregatedRun(EventQueue):
     # --- phases ------------------------------------------------------------------------------
     def start_prefill(self, inst: PrefillInstance, now_s: float) -> None:
         """Schedule and run the next step when there is one; the engine hook decides either way."""
+        published = inst.hook_step
         started = inst.start_step(now_s)
         if self.rich:
-            self.hook_decision(inst, started, now_s)
+            self.hook_decision(inst, inst.hook_step != published, now_s)
         if started:
             self.push(now_s + inst.run_step(now_s), _PREFILL_DONE, inst)
             inst.end_seq = self.seq
@@ -195,8 +196,9 @@ class DisaggregatedRun(EventQueue):
 
     def hook_decision(self, inst: PrefillInstance | DecodeInstance, scheduled: bool, now_s: float) -> None:
         """Rich view: the agent decides on reading a scheduling call; an engine that scheduled
-        nothing publishes nothing, so the agent decides on the silence ``IDLE_AFTER_S`` after the
-        step's end, unless a new step was scheduled by then."""
+        nothing now (idle, or starting a step it published ahead with nothing after it) publishes
+        nothing, so the agent decides on the silence ``IDLE_AFTER_S`` after the step's end, unless
+        a new step was scheduled by then."""
         if scheduled:
             self.controls.decide_rich(inst, now_s)
         else:
@@ -214,9 +216,10 @@ class DisaggregatedRun(EventQueue):
             self.start_decode(inst, now_s)
 
     def start_decode(self, inst: DecodeInstance, now_s: float) -> None:
+        published = inst.hook_step
         started = inst.start_step(now_s)
         if self.rich:
-            self.hook_decision(inst, started, now_s)
+            self.hook_decision(inst, inst.hook_step != published, now_s)
         if not started:
             return
         self.push(now_s + inst.run_step(now_s), _DECODE_DONE, inst)

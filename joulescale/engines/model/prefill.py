@@ -13,6 +13,12 @@ of ``c`` tokens after ``p`` already-prefilled tokens attends to the prefix as we
 is the quadratic term's growth from ``p`` to ``p + c`` tokens: ``(p + c)^2 - p^2 = c^2 + 2pc``.
 The chunks of one prompt therefore sum to the unchunked ``L^2``; only ``base`` is paid once per
 step.
+
+Scheduling ahead (``schedules_ahead``, the engine dialect's ``schedules_ahead``): vLLM's async
+scheduling and SGLang's overlap scheduler decide step N+1 while step N runs, so a prompt arriving
+during step N cannot join step N+1 (it waits for N+2), and step N+1 is fixed at step N's start
+(``next_step``). With nothing decided ahead (the engine was idle, or nothing was left to schedule
+when step N started), the next step is decided when it starts, from everything arrived by then.
 """
 
 from __future__ import annotations
@@ -38,21 +44,27 @@ R = TypeVar("R", bound=EngineRequest)
 class PrefillModel(Generic[R]):
     """The scheduler of one prefill instance; the caller drives time (``joulescale.engines.model``)."""
 
-    __slots__ = ("_held_tokens", "_step_squared", "_step_tokens", "arrivals", "batch_log", "profile", "queue",
-                 "queued_tokens", "recorder", "step", "token_budget")
+    __slots__ = ("_held_tokens", "_step_squared", "_step_tokens", "arrivals", "batch_log", "next_step", "profile",
+                 "queue", "queued_tokens", "recorder", "schedules_ahead", "step", "token_budget")
 
-    def __init__(self, profile: GpuProfile, token_budget: int, recorder: MetricsRecorder | None = None) -> None:
+    def __init__(self, profile: GpuProfile, token_budget: int, recorder: MetricsRecorder | None = None,
+                 schedules_ahead: bool = False) -> None:
         if token_budget < 1:
             raise ValueError("token_budget must be positive")
         self.profile = profile
         self.token_budget = token_budget
         self.recorder = recorder
+        self.schedules_ahead = schedules_ahead
         self.arrivals: deque[R] = deque()
-        """Requests that reached the engine during a step: the scheduler sees them at the next."""
+        """Requests that reached the engine since the scheduler last looked: it sees them at its
+        next call (the next step's start, or with ``schedules_ahead`` the running step's start)."""
         self.queue: deque[R] = deque()
         """The scheduler's requests in arrival order; the head may be partly prefilled."""
         self.step: list[R] = []
         """Requests with a chunk in the running step (a prefix of ``queue``)."""
+        self.next_step: list[tuple[R, int, int]] = []
+        """With ``schedules_ahead``: the step decided at the running step's start, as (request,
+        prompt tokens computed before it, its chunk); empty when nothing was left to decide."""
         self.queued_tokens = 0
         """Prompt tokens not yet prefilled (arrived, queued or in flight): the load a router balances."""
         self.batch_log: list[tuple[int, int, int]] = []
@@ -84,21 +96,18 @@ class PrefillModel(Generic[R]):
         self.queued_tokens += request.prompt_tokens
 
     def start_step(self, now_s: float) -> bool:
-        """Schedule the next step (call when not busy); False when there is nothing to run."""
-        queue = self.queue
-        if self.arrivals:
-            queue.extend(self.arrivals)
-            self.arrivals.clear()
-        budget = self.token_budget
+        """Start the next step (call when not busy); False when there is nothing to run. With
+        ``schedules_ahead`` the step after it is decided now too (``next_step``)."""
+        planned = self.next_step
+        if planned:
+            self.next_step = []
+        else:
+            self._admit_arrivals()
+            planned = self._fill()
         step = self.step
         tokens = 0
         squared = 0
-        for request in queue:
-            left = budget - tokens
-            if left <= 0:
-                break
-            done = request.prefilled_tokens
-            chunk = min(request.prompt_tokens - done, left)
+        for request, done, chunk in planned:
             request.chunk_tokens = chunk
             if request.scheduled_s < 0.0:
                 request.scheduled_s = now_s
@@ -115,8 +124,31 @@ class PrefillModel(Generic[R]):
         if self.recorder is not None:
             # No decode batch runs on a P/D prefill instance; the cache holds what the last step
             # left (the partly prefilled head, the finished prompts awaiting their pull).
-            self.recorder.batch_formed(0, len(queue) - len(step), self._held_tokens)
+            self.recorder.batch_formed(0, len(self.queue) - len(step), self._held_tokens)
+        if self.schedules_ahead:
+            self._admit_arrivals()
+            self.next_step = self._fill()
         return True
+
+    def _admit_arrivals(self) -> None:
+        if self.arrivals:
+            self.queue.extend(self.arrivals)
+            self.arrivals.clear()
+
+    def _fill(self) -> list[tuple[R, int, int]]:
+        """A step in arrival order under the token budget, after the running step's chunks:
+        (request, prompt tokens computed before it, its chunk)."""
+        left = self.token_budget
+        chosen: list[tuple[R, int, int]] = []
+        for request in self.queue:
+            if left <= 0:
+                break
+            done = request.prefilled_tokens + request.chunk_tokens
+            chunk = min(request.prompt_tokens - done, left)
+            if chunk > 0:
+                chosen.append((request, done, chunk))
+                left -= chunk
+        return chosen
 
     @property
     def step_sequences(self) -> int:

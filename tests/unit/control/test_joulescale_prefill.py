@@ -341,9 +341,10 @@ def test_the_reaction_time_is_unbounded_until_a_batch_shows_in_flight() -> None:
     assert reaction.seconds(prefill_obs(queue=queue([500], [0.0]))) == 0.05  # the engine hook: settle only
 
 
-def _hook_policy_after_lone_prompts(tokens: int) -> tuple[ClockPolicy, PolicyContext, float]:
-    """JouleScale in the engine hook's view after 30 lone prompts of ``tokens`` (each scheduled on
-    an idle instance, then the silence), so its long-prompt quantile is ``tokens``."""
+def _hook_policy_after_lone_prompts(tokens: int, gap_s: float = 2.0) -> tuple[ClockPolicy, PolicyContext, float]:
+    """JouleScale in the engine hook's view after 30 lone prompts of ``tokens``, ``gap_s`` apart
+    (each scheduled on an idle instance, then the silence), so its long-prompt quantile is
+    ``tokens`` and the arrival rate it sees 1 / ``gap_s``."""
     ctx = context(profile=TP4)
     policy = make_policy("joulescale", ctx)
     now_s = 10.0
@@ -352,7 +353,7 @@ def _hook_policy_after_lone_prompts(tokens: int) -> tuple[ClockPolicy, PolicyCon
                                   queue=queue([tokens], [0.0], now_s=now_s)))
         policy.decide(prefill_obs(waiting=0, running=0, oldest_wait_s=None, now_s=now_s + 1.0,
                                   sm_clock_mhz=1380, queue=()))
-        now_s += 2.0
+        now_s += gap_s
     return policy, ctx, now_s
 
 
@@ -385,3 +386,33 @@ def test_hook_step_runs_at_top_without_a_hold_when_only_the_unseen_arrival_misse
                                       queue=queue([200, 200], [0.01, 0.0], now_s=now_s + 0.3)))
     assert short.reason != R.QUEUE_PRESSURE
     assert short.sm_clock_mhz < top
+
+
+def test_prompt_arrival_rate_comes_from_the_hooks_arrival_times() -> None:
+    tracker = PromptLengthQuantile()
+    assert tracker.arrivals_per_s() is None
+    for i in range(11):  # each prompt seen twice (running, then again in a later queue): counted once
+        tracker.update(prefill_obs(now_s=10.0 + 0.5 * i, queue=queue([100], [0.0], now_s=10.0 + 0.5 * i)))
+        tracker.update(prefill_obs(now_s=10.2 + 0.5 * i, queue=queue([100], [0.2], now_s=10.2 + 0.5 * i)))
+    assert tracker.arrivals_per_s() == pytest.approx(2.0)
+    assert PromptLengthQuantile().arrivals_per_s() is None
+
+
+@pytest.mark.parametrize(("gap_s", "guarded"), [(2.0, True), (120.0, False)])
+def test_the_unseen_arrival_is_planned_for_only_when_one_is_likely_enough_to_miss_the_slo(
+        gap_s: float, guarded: bool) -> None:
+    """A 4000-token step: a prompt as long arriving unseen while it runs would miss even at f_max.
+    At one prompt per 2 s one arrives during the step with a chance well over the P99 SLO's 1 %
+    miss share, so the step runs at f_max; at one per 2 minutes the chance is under it, and the
+    step runs at the clock its own deadline needs."""
+    tokens = 4000
+    policy, ctx, now_s = _hook_policy_after_lone_prompts(tokens, gap_s)
+    decision = policy.decide(prefill_obs(waiting=0, running=1, now_s=now_s, sm_clock_mhz=1380,
+                                         queue=queue([tokens], [0.0], now_s=now_s)))
+    top = ctx.allowed_mhz[-1]
+    step_s = ProfilePredictor(TP4).prefill_s(tokens, float(tokens * tokens), decision.sm_clock_mhz)
+    if guarded:
+        assert decision.sm_clock_mhz == top
+    else:
+        assert decision.sm_clock_mhz < top
+        assert step_s <= ctx.ttft_budget_s - TP4.clock_settle_ms / 1000.0

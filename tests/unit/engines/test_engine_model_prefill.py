@@ -95,3 +95,26 @@ def test_the_recorder_gets_queue_prefill_and_first_token_times_of_a_chunked_requ
     assert sample.iteration_tokens is not None
     assert sample.iteration_tokens.count == 2
     assert (sample.prompt_tokens_total, sample.generation_tokens_total) == (1500, 1)
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_scheduling_ahead_fixes_the_next_step_at_the_running_steps_start(ahead: bool) -> None:
+    """vLLM's async scheduling (and SGLang's overlap scheduler) decide step N+1 as step N starts:
+    a prompt arriving during step N cannot join N+1 even where it has room, and waits for N+2.
+    Deciding at each step's start, it joins N+1."""
+    model: PrefillModel[EngineRequest] = PrefillModel(PROFILE, token_budget=1000, schedules_ahead=ahead)
+    model.enqueue(EngineRequest(0, 0.0, 1500, 10), 0.0)
+    assert model.start_step(0.0)  # step 1: 1000 tokens of request 0
+    assert [(r.request_id, done, chunk) for r, done, chunk in model.next_step] == ([(0, 1000, 500)] if ahead else [])
+    model.enqueue(EngineRequest(1, 0.01, 200, 10), 0.01)  # arrives while step 1 runs
+    model.finish_step(0.1, 0.1)
+    assert model.start_step(0.1)  # step 2: the rest of request 0, and request 1 unless decided before it came
+    assert [r.request_id for r in model.step] == ([0] if ahead else [0, 1])
+    assert model.step_tokens == (500 if ahead else 700)
+    assert [(r.request_id, done, chunk) for r, done, chunk in model.next_step] == ([(1, 0, 200)] if ahead else [])
+    model.finish_step(0.2, 0.1)
+    assert model.start_step(0.2) is ahead  # step 3: request 1, decided at step 2's start
+    if ahead:
+        assert [r.request_id for r in model.finish_step(0.25, 0.05)] == [1]
+    assert not model.start_step(0.3)
+    assert not model.next_step

@@ -136,3 +136,28 @@ def test_reset_hook_forgets_the_messages() -> None:
     observation = builder.build_rich(1.0, 1980, None)
     assert observation.idle
     assert builder.hook_latest is None
+
+
+def test_with_the_next_step_decided_ahead_the_view_runs_the_running_step_and_queues_the_next() -> None:
+    """vLLM publishes step 2 at step 1's start: the policy deciding step 1's clock sees step 1's
+    prompts running, then step 2's new prompt and the queue it left waiting; the chunk of step 2
+    that continues a running prompt is that prompt, counted once."""
+    builder = ObservationBuilder("prefill")
+    step_1 = HookSchedule(1, 1.0, (ScheduledPrefill(3000, 0, 2048, 0.9), ScheduledPrefill(400, 0, 400, 0.95)), (),
+                          (), prefill_requests=2, prefill_tokens=2448, decode_requests=0, decode_kv_tokens=0,
+                          waiting_requests=0)
+    builder.hook_schedule(step_1)
+    step_2 = HookSchedule(2, 1.0, (ScheduledPrefill(3000, 2048, 952, 0.9), ScheduledPrefill(600, 0, 600, 0.97)), (),
+                          (QueuedPrompt(900, 0.99),), prefill_requests=2, prefill_tokens=1552, decode_requests=0,
+                          decode_kv_tokens=0, waiting_requests=1)
+    builder.hook_schedule(step_2)
+    at_start = builder.build_rich(1.0, 1980, None)
+    assert (at_start.running_requests, at_start.context_tokens, at_start.waiting_requests) == (2, 2448, 2)
+    assert at_start.queue == (QueuedPrompt(3000, 0.9), QueuedPrompt(400, 0.95), QueuedPrompt(600, 0.97),
+                              QueuedPrompt(900, 0.99))
+    builder.hook_step_done(HookStepDone(1, 1.2, 0.2))
+    # Step 1 ended: step 2 runs, decided at step 1's start; nothing is decided after it yet.
+    after = builder.build_rich(1.2, 1980, None, published_s=1.0)
+    assert (after.running_requests, after.context_tokens, after.waiting_requests) == (2, 1552, 1)
+    assert after.queue == (QueuedPrompt(3000, 0.9), QueuedPrompt(600, 0.97), QueuedPrompt(900, 0.99))
+    assert (after.iterations_delta, after.prompt_tokens_delta) == (1, 400)

@@ -109,17 +109,19 @@ def test_every_rich_observation_of_the_twin_is_rebuilt_from_the_hooks_datagrams(
     checked = {"prefill": 0, "decode": 0}
     for key, evs in events.items():
         fresh = ObservationBuilder(phases[key])  # type: ignore[arg-type]
+        received_s: float | None = None
         for kind, payload in evs:
             if kind == "message":
                 message = _through_the_wire(payload)
                 if isinstance(message, HookSchedule):
                     fresh.hook_schedule(message)
+                    received_s = payload.at_s
                 else:
                     fresh.hook_step_done(message)
                 continue
             (now_s, clock_mhz, capacity, published_s), observation = payload
             assert capacity == kv_capacity  # what the agent reads on the page, not a simulator field
-            assert published_s is None
+            assert published_s == received_s  # when the latest schedule reached the agent
             rebuilt = fresh.build_rich(now_s, clock_mhz, capacity, published_s)
             assert _same(rebuilt, observation), (observation, rebuilt)
             checked[phases[key]] += 1
