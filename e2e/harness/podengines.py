@@ -21,6 +21,7 @@ chart's PodMonitor relabels them) and every agent (its series carry those labels
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -125,9 +126,12 @@ class PodEngines:
         self.nodes: dict[str, NodeProcesses] = {}
         self.engines: dict[str, PodEngine] = {}
         self.failures: list[str] = []
-        """Processes that exited while their pod or node still needed them, and poll errors."""
+        """Processes that exited while their pod or node still needed them, pods left without one."""
+        self.poll_errors: list[str] = []
+        """Polls that failed (the apiserver or a process start answered with an error); retried."""
         self.engines_started = 0
         self._dead_agents: set[str] = set()
+        self._published: dict[str, list[ScrapeTarget]] = {}
 
     # -- what a test reads -------------------------------------------------------------------
 
@@ -149,7 +153,7 @@ class PodEngines:
             return ""
         try:
             status, body = http_get(f"{found.agent_url}/metrics", timeout_s=2.0)
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return ""
         return body if status == 200 else ""
 
@@ -160,7 +164,7 @@ class PodEngines:
             try:
                 self._follow(self._pods())
             except Exception as error:  # the apiserver may blip; the next poll retries
-                self.failures.append(f"poll: {type(error).__name__}: {error}")
+                self.poll_errors.append(f"{type(error).__name__}: {error}")
             self._stop.wait(self._poll_s)
 
     def _pods(self) -> list[dict[str, Any]]:
@@ -183,9 +187,8 @@ class PodEngines:
         for pod in new:
             self._start_engine(pod)
         self._check_processes()
-        if gone or new or any(not e.serving for e in self.engines.values()):
-            self._mark_serving()
-            self._publish_targets()
+        self._publish_targets()
+        self._mark_serving()
 
     def _start_engine(self, pod: dict[str, Any]) -> None:
         meta, node_name, ip = pod["metadata"], pod["spec"]["nodeName"], pod["status"]["podIP"]
@@ -258,22 +261,29 @@ class PodEngines:
             if not engine.serving:
                 try:
                     status, _ = http_get(f"{engine.url}/health", timeout_s=0.5)
-                except OSError:
+                except (OSError, http.client.HTTPException):  # not up yet, or busy starting
                     continue
                 if status == 200:
                     with self._lock:
                         engine.serving = True
 
     def _publish_targets(self) -> None:
+        """Every engine and agent as a scrape target; the files are rewritten on a change only."""
         with self._lock:
             engines = list(self.engines.values())
             agents = [node.agent_port for node in self.nodes.values()]
-        self._prometheus.set_targets("engines", [
-            ScrapeTarget(f"{e.ip}:{e.port}", {"namespace": self.namespace, "service": self.service,
-                                             "role": e.role, "pod": e.pod})
-            for e in engines
-        ])
-        self._prometheus.set_targets("agents", [ScrapeTarget(f"127.0.0.1:{port}") for port in agents])
+        targets = {
+            "engines": [
+                ScrapeTarget(f"{e.ip}:{e.port}", {"namespace": self.namespace, "service": self.service,
+                                                 "role": e.role, "pod": e.pod})
+                for e in engines
+            ],
+            "agents": [ScrapeTarget(f"127.0.0.1:{port}") for port in agents],
+        }
+        for job, listed in targets.items():
+            if self._published.get(job) != listed:
+                self._prometheus.set_targets(job, listed)
+                self._published[job] = listed
 
     # -- lifecycle ---------------------------------------------------------------------------
 
