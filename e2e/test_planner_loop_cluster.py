@@ -227,6 +227,10 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
 ) -> None:
     namespace, _operator, metrics_port = planning
     started = time.monotonic()
+    phases: list[str] = []
+
+    def mark(phase: str) -> None:
+        phases.append(f"{phase} {time.monotonic() - started:.0f} s")
     keep = Keep(cluster, namespace, tmp_path)
     workdir = tmp_path / "processes"
     workdir.mkdir()
@@ -246,11 +250,13 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
             assert (first["status"]["plan"]["prefillReplicas"], first["status"]["plan"]["decodeReplicas"]) == (1, 1)
             cluster.wait_for(lambda: placed_and_served(cluster, namespace, engines, {"prefill": 1, "decode": 1}), 60)
             low_clocks = agents_follow_the_plan(cluster, namespace, engines)
+            mark("first plan followed")
 
             load.rate_rps = HIGH_RPS
             cluster.wait_for(lambda: (r := replicas(cluster, namespace))["prefill"] >= 2 and r["decode"] >= 2,
                              timeout_s=10 * INTERVAL_S)
             up_at = time.time()
+            mark("scaled up")
             # The busy state: the plan's replicas all ready, placed and served, and status.energy
             # of a window that ends an interval after the scale-up (the busy run's energy).
             busy = cluster.wait_for(lambda: busy_and_settled(cluster, namespace, engines, up_at + INTERVAL_S),
@@ -260,6 +266,7 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
             busy_clocks = agents_follow_the_plan(cluster, namespace, engines)
             eventually_equal(lambda: series_in_prometheus(prometheus, namespace), (up, up), timeout_s=30)
             keep.snapshot("busy", "get", "describe")
+            mark("busy settled")
 
             prometheus.stop()
             load.rate_rps = LOW_RPS
@@ -267,6 +274,7 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
                              timeout_s=3 * INTERVAL_S)
             assert condition(live(cluster, namespace), "Planned")["reason"] == "PrometheusUnavailable"  # type: ignore[index]
             held, passes = replicas(cluster, namespace), unavailable_passes(metrics_port, namespace)
+            mark("Planned=False")
 
             def held_over_two_passes() -> bool:
                 assert replicas(cluster, namespace) == held, "a replica count changed without Prometheus"
@@ -274,10 +282,13 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
 
             cluster.wait_for(held_over_two_passes, timeout_s=4 * INTERVAL_S, interval_s=1.0)
             keep.snapshot("down", "describe")
+            mark("held two passes")
 
             prometheus.start()
             cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=4 * INTERVAL_S)
+            mark("planning again")
             cluster.wait_for(lambda: replicas(cluster, namespace) == {"prefill": 1, "decode": 1}, timeout_s=12 * INTERVAL_S)
+            mark("scaled down")
             cluster.wait_for(lambda: placed_and_served(cluster, namespace, engines, {"prefill": 1, "decode": 1}), 60)
             after_clocks = agents_follow_the_plan(cluster, namespace, engines)
             keep.snapshot("after", "get", "describe")
@@ -301,4 +312,4 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
         # At least one GPU of the role was powered through the window: at least its idle power.
         assert energy[role]["averagePowerWatts"] >= idle.idle_power_watts, (role, energy)
     print(f"clocks (prefill, decode): low {low_clocks}, busy {busy_clocks}, after {after_clocks}")
-    print(f"planner e2e wall time {time.monotonic() - started:.0f} s; outputs in {tmp_path}")
+    print(f"planner e2e wall time {time.monotonic() - started:.0f} s ({', '.join(phases)}); outputs in {tmp_path}")
