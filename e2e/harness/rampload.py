@@ -20,7 +20,7 @@ from itertools import count
 
 import aiohttp
 
-from e2e.simengine.loadgen import RequestResult, send_request
+from e2e.simengine.loadgen import send_request
 from joulescale.twin.traces import TraceRequest
 
 MAX_LAG_S = 1.0
@@ -43,7 +43,6 @@ class RampLoad:
         self.failed = 0
         self.unrouted = 0
         """Arrivals while a role had no serving engine (not sent)."""
-        self.results: list[RequestResult] = []
         self._turn = count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="ramp-load", daemon=True)
@@ -81,12 +80,11 @@ class RampLoad:
     async def _send(self, session: aiohttp.ClientSession, prefill: str, decode: str, start_s: float) -> None:
         self.sent += 1
         try:
-            result = await send_request(session, prefill, decode, self._request, start_s, time.monotonic)
+            await send_request(session, prefill, decode, self._request, start_s, time.monotonic)
         except (aiohttp.ClientError, TimeoutError):
             self.failed += 1
             return
         self.completed += 1
-        self.results.append(result)
 
     def __enter__(self) -> RampLoad:
         self._thread.start()
