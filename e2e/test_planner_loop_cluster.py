@@ -231,6 +231,7 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
 
     def mark(phase: str) -> None:
         phases.append(f"{phase} {time.monotonic() - started:.0f} s")
+
     keep = Keep(cluster, namespace, tmp_path)
     workdir = tmp_path / "processes"
     workdir.mkdir()
