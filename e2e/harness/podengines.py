@@ -11,11 +11,10 @@ A poll of the real apiserver lists the service's pods. A pod that is Running wit
 A pod that goes or terminates has its engine stopped (SIGTERM, then SIGKILL after a short grace,
 as the kubelet does) and its GPUs freed, before any new pod is started: kwok reuses pod IPs.
 
-The first pod on a node starts the node's agent: the agent CLI with Kubernetes discovery
-(``--node-name``, the cluster's kubeconfig, the fake kubelet's socket) on the node's simulated
-GPUs. It finds its pods, their service and the base clocks of ``status.plan`` through the
-apiserver, and reaches each engine at ``http://<pod IP>:<port>/metrics``, exactly as in
-production. Prometheus scrapes every engine (labels namespace, service, role and pod, as the
+The first pod on a node starts the node's processes (``nodeprocesses.py``): its simulated GPUs,
+fake kubelet and agent, with Kubernetes discovery. The agent finds its pods, their service and
+the base clocks of ``status.plan`` through the apiserver, and reaches each engine at
+``http://<pod IP>:<port>/metrics``, exactly as in production. Prometheus scrapes every engine (labels namespace, service, role and pod, as the
 chart's PodMonitor relabels them) and every agent (its series carry those labels themselves).
 """
 
@@ -25,53 +24,22 @@ import http.client
 import subprocess
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e.harness.agentprocs import free_port, http_get, start_agent, start_engine
+from e2e.harness.agentprocs import http_get, start_engine
 from e2e.harness.controlplane import ControlPlane
-from e2e.harness.kubelet import Kubelet, pod_resources
+from e2e.harness.nodeprocesses import NodeProcesses, terminate
 from e2e.harness.nodes import GPU_RESOURCE
 from e2e.harness.prometheus import PrometheusServer, ScrapeTarget
 from joulescale.api import GROUP, PLURAL, VERSION
 from joulescale.profiles import shipped_catalog
-from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
 
 ROLE_LABEL = "joulescale.io/role"
 SERVICE_LABEL = "joulescale.io/service"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 ENGINE_GRACE_S = 2.0
 """SIGTERM to SIGKILL for an engine whose pod went (a pod's grace period, shortened)."""
-
-
-@dataclass(slots=True)
-class NodeProcesses:
-    """One GPU node: its simulated GPUs, its fake kubelet and its agent."""
-
-    name: str
-    product: str
-    sim_dir: Path
-    gpus: list[str]
-    kubelet: Kubelet
-    agent: subprocess.Popen[bytes]
-    agent_port: int
-    held: dict[str, tuple[str, str, list[str]]] = field(default_factory=dict)
-    """pod uid -> (namespace, name, GPU UUIDs): what the kubelet lists."""
-
-    @property
-    def agent_url(self) -> str:
-        return f"http://127.0.0.1:{self.agent_port}"
-
-    def free_gpus(self) -> list[str]:
-        taken = {gpu for _, _, gpus in self.held.values() for gpu in gpus}
-        return [gpu for gpu in self.gpus if gpu not in taken]
-
-    def publish(self) -> None:
-        self.kubelet.answer = b"".join(
-            pod_resources(namespace, name, {GPU_RESOURCE: gpus}) for namespace, name, gpus in self.held.values()
-        )
 
 
 @dataclass(slots=True)
@@ -200,14 +168,10 @@ class PodEngines:
         if profile is None:
             self.failures.append(f"no profile for {node.product} TP{tp}: pod {meta['name']} gets no engine")
             return
-        wanted = _gpu_limit(pod)
-        free = node.free_gpus()
-        if len(free) < wanted:
-            self.failures.append(f"node {node.name} has {len(free)} free GPUs, pod {meta['name']} wants {wanted}")
+        gpus = node.assign(meta["uid"], self.namespace, meta["name"], _gpu_limit(pod))
+        if gpus is None:
+            self.failures.append(f"node {node.name} has too few free GPUs for pod {meta['name']}")
             return
-        gpus = free[:wanted]
-        node.held[meta["uid"]] = (self.namespace, meta["name"], gpus)
-        node.publish()
         port = int(spec.get("engine", {}).get("port", 8000))
         log = self._workdir / f"engine-{meta['name']}.log"
         process = start_engine(role, port, node.sim_dir, gpus, log, profile.name, "vllm", "--host", ip)
@@ -218,28 +182,14 @@ class PodEngines:
     def _stop_engine(self, uid: str) -> None:
         with self._lock:
             engine = self.engines.pop(uid)
-        _terminate(engine.process, ENGINE_GRACE_S)
-        node = self.nodes[engine.node]
-        node.held.pop(uid, None)
-        node.publish()
+        terminate(engine.process, ENGINE_GRACE_S)
+        self.nodes[engine.node].release(uid)
 
     def _start_node(self, name: str) -> NodeProcesses:
-        labels = self._api.sanitize_for_serialization(self._core.read_node(name))["metadata"]["labels"]
-        product, count = labels[GPU_PRODUCT_LABEL], int(labels.get(GPU_COUNT_LABEL, "8"))
-        profile = next(p for p in shipped_catalog().profiles if p.gpu_product == product)
-        sim_dir = self._workdir / "nodes" / name / "gpus"
-        gpus = [f"GPU-{name}-{i}" for i in range(count)]
-        SimGpuDir.create(sim_dir, specs_from_profile(profile, gpus))
-        kubelet = Kubelet()
-        port = free_port()
-        agent = start_agent(
-            sim_dir, sim_dir.parent / "locked-gpus.json", None, port, self._workdir / f"agent-{name}.log",
-            f"--node-name={name}", f"--kubeconfig={self._cluster.kubeconfig}",
-            f"--pod-resources-socket={kubelet.socket}", *self._agent_args,
-        )
-        node = NodeProcesses(name, product, sim_dir, gpus, kubelet, agent, port)
-        self.nodes[name] = node
-        return node
+        node = self._api.sanitize_for_serialization(self._core.read_node(name))
+        started = NodeProcesses.start(node, self._cluster.kubeconfig, self._workdir, self._agent_args)
+        self.nodes[name] = started
+        return started
 
     def _service_spec(self) -> dict[str, Any]:
         obj = self._custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.service)
@@ -297,8 +247,7 @@ class PodEngines:
         for uid in list(self.engines):
             self._stop_engine(uid)
         for node in self.nodes.values():
-            _terminate(node.agent, 10.0)
-            node.kubelet.stop()
+            node.stop()
 
     def logs(self, lines: int = 15) -> str:
         """The tail of every process's log, for a failure's report."""
@@ -312,14 +261,3 @@ class PodEngines:
 def _gpu_limit(pod: dict[str, Any]) -> int:
     limits = [c.get("resources", {}).get("limits", {}) for c in pod["spec"].get("containers", [])]
     return max(sum(int(limit.get(GPU_RESOURCE, 0)) for limit in limits), 1)
-
-
-def _terminate(process: subprocess.Popen[bytes], grace_s: float) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
