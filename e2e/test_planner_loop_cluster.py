@@ -1,44 +1,69 @@
-"""Issue 16's end-to-end scenario on the local cluster: the chart installed with the real helm
-client, the operator as a host process (its image cannot be pulled here) with the planner loop
-on, a service with autoscaling on both roles, Prometheus on loopback scraping the engines' and
-agents' pages of the service (e2e/harness/servicepages.py: vLLM pages and agent energy
-counters; the simulated engines and agents themselves are exercised by test_agent_loopback.py
-and test_agent_discovery.py). The load ramps up, then down: the planner scales prefill and decode
-and its pods land on their GPU products, the base clocks the agents read from the service follow
-the plan, status.plan and status.energy fill. Prometheus stopped mid-run: Planned=False and no
-replica change; restarted: planning resumes. `kubectl get/describe eals` of the run are kept
-under the test's temp directory (printed on failure)."""
+"""Issue 16's end-to-end scenario on the local cluster, with the processes that run in production.
+
+- The chart installed with the real helm client; the operator as a host process (its image
+  cannot be pulled here) with the planner loop on; a service with autoscaling on both roles.
+- Every kwok engine pod gets a simulated engine process serving at its pod IP (kwok hands out
+  loopback addresses) and every GPU node holding one gets a real node agent process with
+  Kubernetes discovery and a fake kubelet's PodResources (e2e/harness/podengines.py).
+- A load generator sends a ramp (low, high, low) through the engines' HTTP APIs, spread over the
+  pods serving at the time (e2e/harness/rampload.py). A real Prometheus scrapes the engines'
+  and the agents' own /metrics.
+
+The planner scales prefill and decode up and down and its pods land on their GPU products; each
+agent's locked and read-back clock (its /metrics) follows status.plan's base clock of its pod's
+role (the service runs the ``static`` policy: the planned base clock is the clock); status.plan
+and status.energy fill from the scraped series. Prometheus stopped mid-run: Planned=False
+PrometheusUnavailable and no replica change over two failed planning passes; restarted: planning
+resumes and the load's fall scales both roles back. `kubectl get/describe eals` of the run are
+kept under the test's temp directory, and appended to $JOULESCALE_E2E_KEEP when it is set.
+"""
 
 from __future__ import annotations
 
 import json
-import threading
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.harness.agentprocs import free_port, http_get, metric_value
 from e2e.harness.controlplane import ControlPlane
+from e2e.harness.podengines import PodEngines
 from e2e.harness.prometheus import PrometheusServer
-from e2e.harness.servicepages import ServicePages
-from joulescale_agent.discovery.desired import parse_service
+from e2e.harness.rampload import RampLoad
+from joulescale.profiles import shipped_catalog
 from joulescale_operator.testing import OperatorProcess, apply, condition, get, pods_of, service_manifest
 
 pytestmark = pytest.mark.e2e
 
 CHART = Path(__file__).resolve().parents[1] / "helm" / "joulescale"
 H100, A100 = "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"
-NODE_PRODUCT = {"kwok-h100-0": H100, "kwok-h100-1": H100, "kwok-a100-0": A100}
+PRODUCT_OF_ROLE = {"prefill": H100, "decode": A100}
 INTERVAL_S = 10
-LOW_RPS, HIGH_RPS = 2.0, 40.0
+PROMPT_TOKENS, OUTPUT_TOKENS = 4000, 128
+SLO = {"ttftMs": 1000, "tpotMs": 25}
+"""Both on vLLM's bucket edges (1 s TTFT, 25 ms inter-token): status.energy's attainment is a
+lower bound from the histograms, and a target between two edges counts only the bucket below."""
+LOW_RPS, HIGH_RPS = 1.0, 12.0
+"""At these lengths and SLO one H100 prefill serves about 9.9 req/s at its top clock and one
+A100 decode about 9.5 (the twin's candidate tables): the high rate needs two of each, the low
+one one."""
+AGENT_ARGS = ("--scrape-hz=5", "--scrape-timeout-s=1.0", "--parse-budget-s=0.5", "--stale-after-s=3.0")
+"""The agents' settings for a two-core host shared by a whole cluster: the static policy holds one
+clock, so five engine reads a second suffice (the default is 20), and a simulated engine whose
+process waits for a core answers its page in up to a second, where a real vLLM answers in
+milliseconds. With the defaults (0.2 s, 0.1 s, 1 s) the agents here went to fail-safe and
+released their locks under the high load, as they should when an engine goes silent."""
 
 RELEASE = "js-planner"
 
 
 @pytest.fixture
-def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path) -> Iterator[tuple[str, OperatorProcess]]:
+def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path) -> Iterator[tuple[str, OperatorProcess, int]]:
     namespace = cluster.create_namespace("plan-e2e")
     cluster.ensure_nvidia_runtime_class()
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
@@ -49,14 +74,16 @@ def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path
                  "--set", "operator.enabled=false", "--set", f"operator.prometheusUrl={prometheus.url}")
     cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io",
                     "--timeout=60s")
+    metrics_port = free_port()
     process = OperatorProcess(
         cluster.kubeconfig, tmp_path / "operator.log", resync_interval_s=1.0,
         extra_args=(f"--prometheus-url={prometheus.url}", "--planner-startup-seconds=10",
-                    f"--planner-cache-dir={tmp_path / 'tables'}", f"--namespace={namespace}"),
+                    f"--planner-cache-dir={tmp_path / 'tables'}", f"--namespace={namespace}",
+                    f"--metrics-port={metrics_port}"),
     )
     process.start()
     try:
-        yield namespace, process
+        yield namespace, process, metrics_port
     finally:
         process.stop()
         cluster.helm("uninstall", RELEASE, "-n", namespace, check=False)
@@ -84,117 +111,206 @@ def planned_true(cluster: ControlPlane, namespace: str) -> dict[str, Any] | None
     return obj if found and found["status"] == "True" and status.get("plan") and status.get("energy") else None
 
 
-def placed_on_their_products(cluster: ControlPlane, namespace: str, wanted: dict[str, int]) -> bool:
-    pods = [p for p in pods_of(cluster, namespace, "llama") if p["spec"].get("nodeName")
+def running_pods(cluster: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    return [p for p in pods_of(cluster, namespace, "llama") if p["spec"].get("nodeName")
             and not p["metadata"].get("deletionTimestamp")]
+
+
+def node_products(cluster: ControlPlane) -> dict[str, str]:
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {n["metadata"]["name"]: n["metadata"]["labels"].get("nvidia.com/gpu.product", "") for n in nodes}
+
+
+def placed_and_served(cluster: ControlPlane, namespace: str, engines: PodEngines, wanted: dict[str, int]) -> bool:
+    """Each role has ``wanted`` pods, each on a node of its GPU product and served by its own
+    engine process at its pod IP; no engine serves a pod that is gone."""
+    pods = running_pods(cluster, namespace)
     counts = {role: 0 for role in wanted}
     for pod in pods:
         role = pod["metadata"]["labels"]["joulescale.io/role"]
-        assert NODE_PRODUCT[pod["spec"]["nodeName"]] == (H100 if role == "prefill" else A100)
+        assert node_products(cluster)[pod["spec"]["nodeName"]] == PRODUCT_OF_ROLE[role], pod["metadata"]["name"]
         counts[role] += 1
-    return counts == wanted
+    serving = engines.serving()
+    return counts == wanted and set(serving) == {p["metadata"]["name"] for p in pods} and all(
+        serving[p["metadata"]["name"]].ip == p["status"].get("podIP") for p in pods)
 
 
-def agents_base_clocks(obj: dict[str, Any]) -> dict[str, int | None]:
-    """The base clock each role's agent takes from the service (its own parsing: desired.py)."""
-    service = parse_service(obj)
-    assert service is not None
-    assert service.status is not None
-    plan = service.status.plan
-    assert plan is not None
-    return {"prefill": plan.prefill_base_clock_mhz, "decode": plan.decode_base_clock_mhz}
+def clocks_off_plan(cluster: ControlPlane, namespace: str, engines: PodEngines) -> list[str]:
+    """What differs from status.plan's base clock of each serving pod's role, on its GPUs, in
+    the locked and the read-back clock its node's agent reports on /metrics ([]: nothing)."""
+    plan = live(cluster, namespace).get("status", {}).get("plan") or {}
+    wanted = {role: plan.get(f"{role}BaseClockMHz") for role in ("prefill", "decode")}
+    serving = engines.serving()
+    if not serving:
+        return ["no engine serves"]
+    pages = {node: engines.agent_page(node) for node in {e.node for e in serving.values()}}
+    off = []
+    for pod, engine in sorted(serving.items()):
+        for gpu in engine.gpus:
+            labels = {"gpu": gpu, "pod": pod, "role": engine.role, "service": "llama", "namespace": namespace}
+            for name in ("joulescale_gpu_target_sm_clock_mhz", "joulescale_gpu_sm_clock_mhz"):
+                found = metric_value(pages[engine.node], name, **labels)
+                if found is None or found != wanted[engine.role]:
+                    off.append(f"{pod} {name} {found} (plan {wanted[engine.role]})")
+    return off
 
 
-class EnginesFollowPods:
-    """One engine page per scheduled pod of each role, as engines start and stop with their pods
-    (the planner never shrinks a role some of whose ready engines it cannot read), and the clock
-    the agents read back set to the base clock they take from the service (agents_base_clocks)."""
+def agents_follow_the_plan(cluster: ControlPlane, namespace: str, engines: PodEngines) -> dict[str, int]:
+    """Waits until every agent holds its pods' GPUs at the plan's base clocks; returns them."""
+    eventually_equal(lambda: clocks_off_plan(cluster, namespace, engines), [], timeout_s=30)
+    plan = live(cluster, namespace)["status"]["plan"]
+    return {role: int(plan[f"{role}BaseClockMHz"]) for role in ("prefill", "decode")}
 
-    def __init__(self, cluster: ControlPlane, namespace: str, pages: ServicePages, prometheus: PrometheusServer):
-        self._args = (cluster, namespace, pages, prometheus)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        cluster, namespace, pages, prometheus = self._args
-        seen: dict[str, int] = {}
-        while not self._stop.wait(1.0):
-            pods = [p for p in pods_of(cluster, namespace, "llama")
-                    if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")]
-            counts = {role: max(1, sum(p["metadata"]["labels"]["joulescale.io/role"] == role for p in pods))
-                      for role in ("prefill", "decode")}
-            if counts != seen:
-                for role, n in counts.items():
-                    pages.set_pods(namespace, "llama", role, n)
-                prometheus.set_targets("pages", pages.targets())
-                seen = counts
-            obj = get(cluster, "eals", "llama", namespace)
-            if obj is not None and (obj.get("status") or {}).get("plan"):
-                for role, mhz in agents_base_clocks(obj).items():
-                    if mhz:
-                        pages.set_clock(namespace, "llama", role, mhz)
+def busy_and_settled(cluster: ControlPlane, namespace: str, engines: PodEngines, after_s: float) -> dict[str, Any] | None:
+    """The service when its plan's replicas are all ready, each on its product with its engine,
+    and status.energy's window ended after ``after_s``; else None."""
+    obj = planned_true(cluster, namespace)
+    ready = condition(obj, "Ready") if obj is not None else None
+    if obj is None or ready is None or ready["status"] != "True" or observed_at(obj) <= after_s:
+        return None
+    plan = obj["status"]["plan"]
+    wanted = {role: plan[f"{role}Replicas"] for role in ("prefill", "decode")}
+    return obj if placed_and_served(cluster, namespace, engines, wanted) else None
 
-    def __enter__(self) -> EnginesFollowPods:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+def series_in_prometheus(prometheus: PrometheusServer, namespace: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per role: how many engines' TTFT histograms and how many agents' GPU energy counters
+    Prometheus holds now."""
+    def count(metric: str) -> dict[str, int]:
+        found = prometheus.query(f'count by (role) ({metric}{{namespace="{namespace}"}})')
+        return {r["metric"]["role"]: int(float(r["value"][1])) for r in found}
+
+    return count("vllm:time_to_first_token_seconds_count"), count("joulescale_gpu_energy_joules_total")
+
+
+def unavailable_passes(metrics_port: int, namespace: str) -> float:
+    _, page = http_get(f"http://127.0.0.1:{metrics_port}/metrics", timeout_s=2.0)
+    found = metric_value(page, "joulescale_operator_plan_passes_total", namespace=namespace, outcome="unavailable")
+    return found or 0.0
+
+
+def observed_at(obj: dict[str, Any]) -> float:
+    stamp = obj["status"]["energy"]["observedAt"]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def eventually_equal(read: Callable[[], object], wanted: object, timeout_s: float) -> None:
+    """Poll until ``read()`` equals ``wanted``; fail with the last value read."""
+    deadline = time.monotonic() + timeout_s
+    while (last := read()) != wanted:
+        assert time.monotonic() < deadline, f"after {timeout_s:.0f} s: {last!r}, wanted {wanted!r}"
+        time.sleep(0.5)
+
+
+class Keep:
+    """`kubectl get/describe eals` snapshots: under the test's temp dir, and appended to
+    $JOULESCALE_E2E_KEEP when set (for the release note)."""
+
+    def __init__(self, cluster: ControlPlane, namespace: str, folder: Path) -> None:
+        self._cluster, self._namespace, self._folder = cluster, namespace, folder
+        self._keep = os.environ.get("JOULESCALE_E2E_KEEP")
+
+    def snapshot(self, moment: str, *kinds: str) -> None:
+        for kind in kinds:
+            args = ("get", "eals", "-n", self._namespace, "-o", "wide") if kind == "get" else (
+                "describe", "eals", "-n", self._namespace)
+            text = self._cluster.kubectl(*args).stdout
+            (self._folder / f"{moment}-{kind}.txt").write_text(text)
+            if self._keep:
+                with open(self._keep, "a", encoding="utf-8") as out:
+                    out.write(f"### {moment}: kubectl {' '.join(args)}\n{text}\n")
 
 
 def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
-    cluster: ControlPlane, prometheus: PrometheusServer, planning: tuple[str, OperatorProcess], tmp_path: Path
+    cluster: ControlPlane, prometheus: PrometheusServer, planning: tuple[str, OperatorProcess, int], tmp_path: Path
 ) -> None:
-    namespace, _operator = planning
+    namespace, _operator, metrics_port = planning
     started = time.monotonic()
-    with ServicePages() as pages, EnginesFollowPods(cluster, namespace, pages, prometheus):
-        pages.add(namespace, "llama", rate_rps=LOW_RPS)
-        prometheus.set_targets("pages", pages.targets())
-        prefill = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}, "tensorParallelSize": 1,
-                   "gpu": {"products": [H100]}}
-        decode = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}, "tensorParallelSize": 1,
-                  "gpu": {"products": [A100]}}
-        apply(cluster, service_manifest("llama", namespace, prefill=prefill, decode=decode,
-                                        energy={"planner": {"intervalSeconds": INTERVAL_S}}))
+    phases: list[str] = []
 
-        first = cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=150)
-        plan = first["status"]["plan"]
-        assert (plan["prefillReplicas"], plan["decodeReplicas"]) == (1, 1)
-        cluster.wait_for(lambda: placed_on_their_products(cluster, namespace, {"prefill": 1, "decode": 1}), 60)
+    def mark(phase: str) -> None:
+        phases.append(f"{phase} {time.monotonic() - started:.0f} s")
 
-        pages.set_rate(namespace, "llama", HIGH_RPS)
-        cluster.wait_for(lambda: replicas(cluster, namespace)["prefill"] >= 2, timeout_s=60)
-        up = live(cluster, namespace)
-        wanted = {"prefill": up["status"]["plan"]["prefillReplicas"], "decode": up["status"]["plan"]["decodeReplicas"]}
-        assert replicas(cluster, namespace) == wanted
-        cluster.wait_for(lambda: placed_on_their_products(cluster, namespace, wanted), 60)
-        clocks = agents_base_clocks(up)
-        assert clocks["prefill"] == up["status"]["plan"]["prefillBaseClockMHz"]
-        assert all(clocks.values())
-        time.sleep(INTERVAL_S)  # one more window, for the energy of the busy run
-        (tmp_path / "busy-get.txt").write_text(cluster.kubectl("get", "eals", "-n", namespace, "-o", "wide").stdout)
-        (tmp_path / "busy-describe.txt").write_text(cluster.kubectl("describe", "eals", "-n", namespace).stdout)
+    keep = Keep(cluster, namespace, tmp_path)
+    workdir = tmp_path / "processes"
+    workdir.mkdir()
+    engine_port = free_port()
+    engines = PodEngines(cluster, namespace, "llama", prometheus, workdir, agent_args=AGENT_ARGS)
+    load = RampLoad(engines.urls, PROMPT_TOKENS, OUTPUT_TOKENS)
+    try:
+        with engines, load:
+            roles = {role: {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}, "tensorParallelSize": 1,
+                            "gpu": {"products": [PRODUCT_OF_ROLE[role]]}} for role in ("prefill", "decode")}
+            apply(cluster, service_manifest(
+                "llama", namespace, **roles, slo=SLO, engine={"image": "vllm/vllm-openai:v0.11.0", "port": engine_port},
+                energy={"policy": "static", "planner": {"intervalSeconds": INTERVAL_S}}))
+            load.rate_rps = LOW_RPS
 
-        prometheus.stop()
-        pages.set_rate(namespace, "llama", LOW_RPS)
-        cluster.wait_for(lambda: (c := condition(live(cluster, namespace), "Planned")) and c["status"] == "False",
-                         timeout_s=3 * INTERVAL_S)
-        assert condition(live(cluster, namespace), "Planned")["reason"] == "PrometheusUnavailable"  # type: ignore[index]
-        held = replicas(cluster, namespace)
-        time.sleep(2 * INTERVAL_S)
-        assert replicas(cluster, namespace) == held
-        (tmp_path / "down-describe.txt").write_text(cluster.kubectl("describe", "eals", "-n", namespace).stdout)
+            first = cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=150)
+            assert (first["status"]["plan"]["prefillReplicas"], first["status"]["plan"]["decodeReplicas"]) == (1, 1)
+            cluster.wait_for(lambda: placed_and_served(cluster, namespace, engines, {"prefill": 1, "decode": 1}), 60)
+            low_clocks = agents_follow_the_plan(cluster, namespace, engines)
+            mark("first plan followed")
 
-        prometheus.start()
-        cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=4 * INTERVAL_S)
-        cluster.wait_for(lambda: replicas(cluster, namespace) == {"prefill": 1, "decode": 1}, timeout_s=12 * INTERVAL_S)
-        cluster.wait_for(lambda: placed_on_their_products(cluster, namespace, replicas(cluster, namespace)), 60)
-        (tmp_path / "after-get.txt").write_text(cluster.kubectl("get", "eals", "-n", namespace, "-o", "wide").stdout)
-        (tmp_path / "after-describe.txt").write_text(cluster.kubectl("describe", "eals", "-n", namespace).stdout)
+            load.rate_rps = HIGH_RPS
+            cluster.wait_for(lambda: (r := replicas(cluster, namespace))["prefill"] >= 2 and r["decode"] >= 2,
+                             timeout_s=10 * INTERVAL_S)
+            up_at = time.time()
+            mark("scaled up")
+            # The busy state: the plan's replicas all ready, placed and served, and status.energy
+            # of a window that ends an interval after the scale-up (the busy run's energy).
+            busy = cluster.wait_for(lambda: busy_and_settled(cluster, namespace, engines, up_at + INTERVAL_S),
+                                    timeout_s=6 * INTERVAL_S)
+            up = {role: busy["status"]["plan"][f"{role}Replicas"] for role in ("prefill", "decode")}
+            assert replicas(cluster, namespace) == up
+            busy_clocks = agents_follow_the_plan(cluster, namespace, engines)
+            eventually_equal(lambda: series_in_prometheus(prometheus, namespace), (up, up), timeout_s=30)
+            keep.snapshot("busy", "get", "describe")
+            mark("busy settled")
+
+            prometheus.stop()
+            load.rate_rps = LOW_RPS
+            cluster.wait_for(lambda: (c := condition(live(cluster, namespace), "Planned")) and c["status"] == "False",
+                             timeout_s=3 * INTERVAL_S)
+            assert condition(live(cluster, namespace), "Planned")["reason"] == "PrometheusUnavailable"  # type: ignore[index]
+            held, passes = replicas(cluster, namespace), unavailable_passes(metrics_port, namespace)
+            mark("Planned=False")
+
+            def held_over_two_passes() -> bool:
+                assert replicas(cluster, namespace) == held, "a replica count changed without Prometheus"
+                return unavailable_passes(metrics_port, namespace) >= passes + 2
+
+            cluster.wait_for(held_over_two_passes, timeout_s=4 * INTERVAL_S, interval_s=1.0)
+            keep.snapshot("down", "describe")
+            mark("held two passes")
+
+            prometheus.start()
+            cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=4 * INTERVAL_S)
+            mark("planning again")
+            cluster.wait_for(lambda: replicas(cluster, namespace) == {"prefill": 1, "decode": 1}, timeout_s=12 * INTERVAL_S)
+            mark("scaled down")
+            cluster.wait_for(lambda: placed_and_served(cluster, namespace, engines, {"prefill": 1, "decode": 1}), 60)
+            after_clocks = agents_follow_the_plan(cluster, namespace, engines)
+            keep.snapshot("after", "get", "describe")
+        assert engines.failures == [], engines.failures
+    except BaseException:
+        print(engines.logs())
+        print(f"harness failures: {engines.failures}; poll errors: {engines.poll_errors}")
+        raise
+    finally:
+        print(f"load: {load.summary()}; engines started: {engines.engines_started}; "
+              f"polls retried: {len(engines.poll_errors)}")
+
     events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
     assert {"PlanChanged", "PrometheusUnavailable"} <= {e["reason"] for e in events}
-    energy = live(cluster, namespace)["status"]["energy"]
+    assert load.completed > 0
+    energy = busy["status"]["energy"]
     assert energy["joulesPerOutputToken"] > 0
-    assert energy["prefill"]["averagePowerWatts"] > 0
-    print(f"planner e2e wall time {time.monotonic() - started:.0f} s; outputs in {tmp_path}")
+    for role in ("prefill", "decode"):
+        idle = shipped_catalog().match(PRODUCT_OF_ROLE[role], "meta-llama/Llama-3.1-8B-Instruct", 1)
+        assert idle is not None
+        # At least one GPU of the role was powered through the window: at least its idle power.
+        assert energy[role]["averagePowerWatts"] >= idle.idle_power_watts, (role, energy)
+    print(f"clocks (prefill, decode): low {low_clocks}, busy {busy_clocks}, after {after_clocks}")
+    print(f"planner e2e wall time {time.monotonic() - started:.0f} s ({', '.join(phases)}); outputs in {tmp_path}")

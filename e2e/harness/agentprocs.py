@@ -62,8 +62,10 @@ def start_engine(
 
 
 def start_agent(
-    sim_dir: Path, state_file: Path, instances: Path, port: int, log: Path, *extra: str
+    sim_dir: Path, state_file: Path, instances: Path | None, port: int, log: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
+    """The agent CLI on simulated GPUs: static discovery from ``instances``, or with None
+    Kubernetes discovery (``extra`` then names --node-name, --kubeconfig and the kubelet socket)."""
     cmd = [
         sys.executable,
         "-m",
@@ -74,8 +76,7 @@ def start_agent(
         str(sim_dir),
         "--state-file",
         str(state_file),
-        "--instances",
-        str(instances),
+        *(["--instances", str(instances)] if instances is not None else []),
         "--host",
         "127.0.0.1",
         "--port",

@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+KWOK_POD_CIDR = "127.244.0.1/16"
+"""Where kwok takes its pods' IPs from: loopback addresses (Linux routes all of 127.0.0.0/8 to
+the loopback interface), so a process on this host can serve at a pod's IP and port, as its
+engine container would, and the node agent reaches it through the pod IP exactly as in
+production (e2e/harness/podengines.py). The apiserver accepts loopback pod IPs; it refuses them
+in EndpointSlices, so the local cluster's Services have no endpoints (no test reads them)."""
 NODE_LEASE_DURATION_S = 40
 """The kubelet's default; kwok renews each node's Lease every quarter of it."""
 
@@ -197,7 +203,7 @@ class ControlPlane:
                 f"--kubeconfig={kubeconfig}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                f"--cidr={POD_CIDR.replace('0.0/16', '0.1/16')}",
+                f"--cidr={KWOK_POD_CIDR}",
                 "--node-ip=10.244.0.1",
                 f"--server-address=127.0.0.1:{free_port()}",
                 # Renew a Lease per node in kube-node-lease, as a kubelet does. Without it kwok only

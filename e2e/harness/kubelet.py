@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import Any
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (lengths < 128 suffice here)."""
-    assert len(payload) < 128
-    return bytes([(number << 3) | 2, len(payload)]) + payload
+    """A length-delimited protobuf field (its length a varint: a pod of a Deployment, with its
+    generated name and namespace, takes more than 127 bytes)."""
+    return bytes([(number << 3) | 2]) + _varint(len(payload)) + payload
 
 
 def pod_resources(namespace: str, name: str, devices: dict[str, list[str]]) -> bytes:

@@ -24,7 +24,7 @@ class RequestResult:
     """When the decode engine received it (its clock; None: no decode request)."""
 
 
-async def _one(
+async def send_request(
     session: aiohttp.ClientSession,
     prefill_url: str,
     decode_url: str,
@@ -32,6 +32,7 @@ async def _one(
     start_s: float,
     clock: Clock,
 ) -> RequestResult:
+    """One request through the P/D pair; ``start_s`` is what ``sent_s`` counts from."""
     prompt = [1] * request.prompt_tokens
     sent_s = clock()
     async with session.post(
@@ -72,5 +73,5 @@ async def replay(
             delay_s = start_s + request.arrival_s - clock()
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
-            tasks.append(asyncio.create_task(_one(session, prefill_url, decode_url, request, start_s, clock)))
+            tasks.append(asyncio.create_task(send_request(session, prefill_url, decode_url, request, start_s, clock)))
         return list(await asyncio.gather(*tasks))

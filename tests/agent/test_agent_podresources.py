@@ -40,6 +40,15 @@ def test_the_response_is_decoded_to_gpu_ids_per_pod_ignoring_other_resources() -
     assert parse_list_response(data) == {"ns/d0": ("GPU-1", "GPU-2")}
 
 
+def test_a_pod_message_longer_than_127_bytes_is_decoded() -> None:
+    """A Deployment's pod (generated name, a namespace with a suffix, a UUID) takes a
+    multi-byte length: both the fake kubelet's encoding and the parser's decoding must hold."""
+    name, namespace = "llama-prefill-7c9d5b8f4d-x2k9q" * 3, "plan-e2e-4f2a91-" * 4
+    data = pod_resources(namespace, name, {"nvidia.com/gpu": ["GPU-kwok-h100-0-3"]})
+    assert data[1] & 0x80, "the pod message's length must need a second byte"
+    assert parse_list_response(data) == {f"{namespace}/{name}": ("GPU-kwok-h100-0-3",)}
+
+
 def test_a_truncated_response_is_an_error() -> None:
     with pytest.raises(ValueError, match="truncated"):
         parse_list_response(pod_resources("ns", "d0", {"nvidia.com/gpu": ["GPU-1"]})[:-3])
