@@ -18,7 +18,7 @@ def cluster_operator(
     """The CRD installed on the local cluster and the operator running against it as a host
     process (resync every second), for one test module."""
     cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd_yaml())
-    cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
+    cluster.wait_crd_established("energyawarellmservices.joulescale.io")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with OperatorProcess(cluster.kubeconfig, log, resync_interval_s=1.0) as process:
         yield process

@@ -73,7 +73,7 @@ def test_an_attacker_naming_the_victims_gpu_controls_nothing(
     apiserver: ControlPlane, kubelet: Kubelet, tmp_path: Path
 ) -> None:
     install_crd(apiserver)
-    apiserver.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
+    apiserver.wait_crd_established("energyawarellmservices.joulescale.io")
     gpu_node(apiserver, NODE)
     sim_dir = tmp_path / "gpus"
     SimGpuDir.create(sim_dir, specs_from_profile(load_profile(PROFILE), [VICTIM_GPU, SPARE_GPU]))

@@ -80,7 +80,7 @@ async def test_discovery_follows_pods_on_this_node_and_their_service(
     apiserver: ControlPlane, kubelet: Kubelet
 ) -> None:
     install_crd(apiserver)
-    apiserver.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io")
+    apiserver.wait_crd_established("energyawarellmservices.joulescale.io")
     ns = apiserver.create_namespace("agent-disc")
     # No controller-manager in this tier: create the default service account pods need.
     apiserver.kubectl("-n", ns, "create", "serviceaccount", "default", check=False)

@@ -35,9 +35,7 @@ def test_the_chart_installs_and_its_agent_runs_on_every_gpu_node(cluster: Contro
     )
     cluster.helm("lint", "--strict", str(CHART))
     cluster.helm("install", "js", str(CHART), "-n", namespace, "--timeout", "120s")
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io", "--timeout=60s"
-    )
+    cluster.wait_crd_established("energyawarellmservices.joulescale.io")
 
     def agent_pods_running() -> list[str] | None:
         out = cluster.kubectl(

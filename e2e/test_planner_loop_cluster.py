@@ -72,8 +72,7 @@ def planning(cluster: ControlPlane, prometheus: PrometheusServer, tmp_path: Path
     # chart test's release may still be installed in this cluster.
     cluster.helm("install", RELEASE, str(CHART), "-n", namespace, "--timeout", "120s",
                  "--set", "operator.enabled=false", "--set", f"operator.prometheusUrl={prometheus.url}")
-    cluster.kubectl("wait", "--for=condition=Established", "crd/energyawarellmservices.joulescale.io",
-                    "--timeout=60s")
+    cluster.wait_crd_established("energyawarellmservices.joulescale.io")
     metrics_port = free_port()
     process = OperatorProcess(
         cluster.kubeconfig, tmp_path / "operator.log", resync_interval_s=1.0,

@@ -291,6 +291,20 @@ class ControlPlane:
             [str(self.binaries["kubectl"]), f"--kubeconfig={config_path}", *args], input, check, timeout_s
         )
 
+    def wait_crd_established(self, name: str, timeout_s: float = 60.0) -> None:
+        """Poll until the CRD ``name`` reports Established. ``kubectl wait`` errors out instead of
+        waiting when it reads the CRD before the apiserver has written any status condition
+        ("status.conditions accessor error"), a race right after the CRD is created."""
+        deadline = time.monotonic() + timeout_s
+        query = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            got = self.kubectl("get", "crd", name, "-o", f"jsonpath={query}", check=False)
+            if got.returncode == 0 and got.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise HarnessError(f"CRD {name} not Established within {timeout_s:g} s: {got.stderr.strip()}")
+            time.sleep(0.2)
+
     def token_kubeconfig(self, token: str, name: str = "token-user") -> Path:
         """A kubeconfig that authenticates with a bearer token only (no admin certificate)."""
         config = yaml.safe_load(self.kubeconfig.read_text())
