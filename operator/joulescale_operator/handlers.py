@@ -12,6 +12,7 @@ import functools
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +25,7 @@ from joulescale.profiles import ProfileCatalog, catalog_from_dir
 from joulescale_operator.connection import connection_info, load_configuration
 from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
+from joulescale_operator.locks import Key
 from joulescale_operator.own_writes import OwnWrites
 from joulescale_operator.planloop.daemon import PlannerLoop
 from joulescale_operator.planloop.loop import PlanPass
@@ -174,15 +176,23 @@ def planner_loop(
     )
     plan_pass = PlanPass(PrometheusSource(settings.prometheus_url), core, profiles)
 
-    def apply(key: tuple[str, str], stored: dict[str, Any]) -> None:
+    return PlannerLoop(kube, plan_pass, resync.known, plan_applier(cluster, resync), KopfEvents, utc_now, metrics)
+
+
+def plan_applier(cluster: OwnWrites, resync: Resync) -> Callable[[Key, dict[str, Any]], None]:
+    """How the planner loop applies the plan of the body it has just written: the autoscaled
+    roles' replicas under the planner's field manager (planned_replicas.py), never at the same
+    time as a reconcile of that service; then a reconcile on that body, for the status."""
+
+    def apply(key: Key, stored: dict[str, Any]) -> None:
         try:
-            with resync.locks.hold(key):  # never while a reconcile of this service hands replicas over
+            with resync.locks.hold(key):
                 apply_stored_plan(cluster, stored)
         finally:
             resync.observe("MODIFIED", stored)
             resync.child_changed(key)
 
-    return PlannerLoop(kube, plan_pass, resync.known, apply, KopfEvents, utc_now, metrics)
+    return apply
 
 
 def load_profiles(folder: Path | None) -> ProfileCatalog:
