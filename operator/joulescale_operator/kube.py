@@ -1,7 +1,9 @@
 """The one door to the apiserver for children: server-side apply and delete, errors mapped here.
 
-Every write is a server-side apply under one field manager with force, so the operator owns
-exactly the fields it renders; an apply of an unchanged manifest is a no-op on the server
+Every write is a server-side apply under the operator's field manager (the planner's writes
+under that name plus a suffix: status_owners.py, planned_replicas.py), with force unless the
+caller wants another manager's hold on a field respected, so each writer owns exactly the
+fields it sends; an apply of an unchanged manifest is a no-op on the server
 (the resourceVersion stays). ApiException never leaves this module: a retryable failure
 becomes ClusterUnavailable, a refusal becomes Rejected.
 """
