@@ -114,6 +114,51 @@ def hand_over(
     )
 
 
+def without_planned_replicas(
+    spec: EnergyAwareLLMServiceSpec, child: dict[str, Any], existing: dict[ChildRef, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """The manifest the reconciler applies: an autoscaled role's existing Deployment without
+    replicas (the planner's field); only its creation carries the count of the copy's plan."""
+    if autoscaled_role(spec, child) is None or existing.get(ChildRef.of(child)) is None:
+        return child
+    return _without_replicas(child)
+
+
+def hand_over_existing(
+    cluster: ScaleCluster, spec: EnergyAwareLLMServiceSpec, existing: dict[ChildRef, dict[str, Any] | None]
+) -> None:
+    """Before the reconciler applies an autoscaled role's stored Deployment without replicas,
+    the planner's manager must own them: else the apply would drop the field."""
+    for stored in existing.values():
+        role = autoscaled_role(spec, stored) if stored is not None else None
+        if stored is not None and role is not None:
+            hand_over(cluster, spec, role, stored)
+
+
+def hand_over_created(
+    cluster: ScaleCluster,
+    spec: EnergyAwareLLMServiceSpec,
+    manifests: list[dict[str, Any]],
+    applied: list[dict[str, Any]],
+    existing: dict[ChildRef, dict[str, Any] | None],
+) -> list[dict[str, Any]]:
+    """``applied`` after the hand-over of the autoscaled Deployments just created with their first
+    count: that count goes to the planner's manager, then the reconciler's manifest is applied
+    again without it (the object as stored after that replaces the creation's answer)."""
+    result = list(applied)
+    for index, manifest in enumerate(manifests):
+        role = autoscaled_role(spec, manifest)
+        if role is None or existing.get(ChildRef.of(manifest)) is not None:
+            continue
+        hand_over(cluster, spec, role, applied[index])
+        result[index] = cluster.apply(_without_replicas(manifest))
+    return result
+
+
+def _without_replicas(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "replicas"}}
+
+
 def planned_count(spec: EnergyAwareLLMServiceSpec, role: Role, plan: PlanStatus | None) -> int | None:
     if plan is None:
         return None

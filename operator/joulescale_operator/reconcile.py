@@ -27,7 +27,11 @@ from joulescale_operator.dvfs import dvfs_condition, with_dvfs_condition
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
 from joulescale_operator.ownership import describe, existing_children, foreign_among, is_controlled_by
-from joulescale_operator.planned_replicas import autoscaled_role, hand_over
+from joulescale_operator.planned_replicas import (
+    hand_over_created,
+    hand_over_existing,
+    without_planned_replicas,
+)
 from joulescale_operator.render import ChildRef, render_children, router_discovery_rbac
 from joulescale_operator.role_pods import with_pod_problems
 from joulescale_operator.status import (
@@ -94,12 +98,12 @@ class Reconciler:
             foreign = foreign_among(identity, existing)
             if foreign:
                 return self._fail(identity, previous, reasons.NOT_OWNED, describe(foreign))
-            manifests = [_as_applied(spec, child, existing) for child in children]
+            manifests = [without_planned_replicas(spec, child, existing) for child in children]
             if _has_override(spec):
                 self._dry_run(manifests)
-            self._hand_over_replicas(spec, children, existing)
+            hand_over_existing(self._cluster, spec, existing)
             applied = [self._cluster.apply(manifest) for manifest in manifests]
-            applied = self._hand_over_created(spec, manifests, applied, existing)
+            applied = hand_over_created(self._cluster, spec, manifests, applied, existing)
         except InvalidSpec as invalid:
             return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
         except Rejected as rejected:
@@ -117,38 +121,6 @@ class Reconciler:
         if no_profile is not None:
             self._events.warning(reasons.NO_PROFILE, no_profile)
         return owned_changes(reconciler_status(previous), reconciler_status(desired))
-
-    def _hand_over_replicas(
-        self,
-        spec: EnergyAwareLLMServiceSpec,
-        children: list[dict[str, Any]],
-        existing: dict[ChildRef, dict[str, Any] | None],
-    ) -> None:
-        """Before an autoscaled role's Deployment is applied without replicas, the planner's
-        manager must own them (planned_replicas.py): else the apply would drop the field."""
-        for child in children:
-            role = autoscaled_role(spec, child)
-            stored = existing.get(ChildRef.of(child))
-            if role is not None and stored is not None:
-                hand_over(self._cluster, spec, role, stored)
-
-    def _hand_over_created(
-        self,
-        spec: EnergyAwareLLMServiceSpec,
-        manifests: list[dict[str, Any]],
-        applied: list[dict[str, Any]],
-        existing: dict[ChildRef, dict[str, Any] | None],
-    ) -> list[dict[str, Any]]:
-        """An autoscaled role's Deployment created just now, with its first count: that count
-        goes to the planner's manager, then the reconciler applies its manifest without it."""
-        result = list(applied)
-        for index, manifest in enumerate(manifests):
-            role = autoscaled_role(spec, manifest)
-            if role is None or existing.get(ChildRef.of(manifest)) is not None:
-                continue
-            hand_over(self._cluster, spec, role, applied[index])
-            result[index] = self._cluster.apply(_without_replicas(manifest))
-        return result
 
     def _announce(
         self,
@@ -230,20 +202,6 @@ def _plan(status: dict[str, Any]) -> PlanStatus | None:
         return PlanStatus.model_validate(raw)
     except pydantic.ValidationError:
         return None
-
-
-def _without_replicas(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "replicas"}}
-
-
-def _as_applied(
-    spec: EnergyAwareLLMServiceSpec, child: dict[str, Any], existing: dict[ChildRef, dict[str, Any] | None]
-) -> dict[str, Any]:
-    """The manifest the reconciler applies: an autoscaled role's existing Deployment without
-    replicas (the planner's field); only its creation carries the count of this copy's plan."""
-    if autoscaled_role(spec, child) is None or existing.get(ChildRef.of(child)) is None:
-        return child
-    return _without_replicas(child)
 
 
 def _observations(applied: list[dict[str, Any]]) -> dict[Role, DeploymentObservation | None]:
