@@ -1,7 +1,7 @@
 """The planner's field manager owns an autoscaled role's replicas (planned_replicas.py): the
 reconciler's copy of the plan sets only a new Deployment's count, never an existing one's.
-Over the in-memory cluster, which keeps server-side apply's rules for spec.replicas; the
-real apiserver's are checked in tests/integration/operator/test_operator_planned_replicas.py."""
+Over the in-memory cluster, which keeps server-side apply's rules for spec.replicas; the real
+apiserver's are checked in tests/integration/operator/test_operator_planned_replicas_apiserver.py."""
 
 from __future__ import annotations
 
