@@ -12,6 +12,7 @@ import functools
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -24,12 +25,14 @@ from joulescale.profiles import ProfileCatalog, catalog_from_dir
 from joulescale_operator.connection import connection_info, load_configuration
 from joulescale_operator.identity import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from joulescale_operator.kube import ClusterError, ClusterUnavailable, KubeCluster
+from joulescale_operator.locks import Key
 from joulescale_operator.own_writes import OwnWrites
 from joulescale_operator.planloop.daemon import PlannerLoop
 from joulescale_operator.planloop.loop import PlanPass
 from joulescale_operator.planloop.opmetrics import OperatorMetrics
 from joulescale_operator.planloop.planner import CorePlanner
 from joulescale_operator.planloop.prometheus import PrometheusSource
+from joulescale_operator.planned_replicas import apply_stored_plan
 from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import ChildRef, render_children
 from joulescale_operator.resync import Resync, write_status
@@ -75,7 +78,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     stop_resync = threading.Event()
     ours = settings  # kopf passes its own `settings` to activity handlers
     metrics = OperatorMetrics()
-    planner = planner_loop(settings, kube, resync, profiles, metrics)
+    planner = planner_loop(settings, kube, cluster, resync, profiles, metrics)
     planner_started = threading.Event()
 
     @kopf.on.startup(registry=registry)
@@ -154,10 +157,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
 
 def planner_loop(
-    settings: OperatorSettings, kube: KubeCluster, resync: Resync, profiles: ProfileCatalog, metrics: OperatorMetrics
+    settings: OperatorSettings,
+    kube: KubeCluster,
+    cluster: OwnWrites,
+    resync: Resync,
+    profiles: ProfileCatalog,
+    metrics: OperatorMetrics,
 ) -> PlannerLoop | None:
-    """The planner loop when a Prometheus is configured; a new plan is applied by reconciling the
-    service on the body the plan was written to."""
+    """The planner loop when a Prometheus is configured. A plan is applied by the planner's own
+    field manager (the autoscaled roles' replicas, planned_replicas.py), then the service is
+    reconciled on the body the plan was written to (its status, and the rest of its children)."""
     if settings.prometheus_url is None:
         return None
     core = (
@@ -167,11 +176,23 @@ def planner_loop(
     )
     plan_pass = PlanPass(PrometheusSource(settings.prometheus_url), core, profiles)
 
-    def apply(key: tuple[str, str], stored: dict[str, Any]) -> None:
-        resync.observe("MODIFIED", stored)
-        resync.child_changed(key)
+    return PlannerLoop(kube, plan_pass, resync.known, plan_applier(cluster, resync), KopfEvents, utc_now, metrics)
 
-    return PlannerLoop(kube, plan_pass, resync.known, apply, KopfEvents, utc_now, metrics)
+
+def plan_applier(cluster: OwnWrites, resync: Resync) -> Callable[[Key, dict[str, Any]], None]:
+    """How the planner loop applies the plan of the body it has just written: the autoscaled
+    roles' replicas under the planner's field manager (planned_replicas.py), never at the same
+    time as a reconcile of that service; then a reconcile on that body, for the status."""
+
+    def apply(key: Key, stored: dict[str, Any]) -> None:
+        try:
+            with resync.locks.hold(key):
+                apply_stored_plan(cluster, stored)
+        finally:
+            resync.observe("MODIFIED", stored)
+            resync.child_changed(key)
+
+    return apply
 
 
 def load_profiles(folder: Path | None) -> ProfileCatalog:

@@ -1,7 +1,9 @@
 """The one door to the apiserver for children: server-side apply and delete, errors mapped here.
 
-Every write is a server-side apply under one field manager with force, so the operator owns
-exactly the fields it renders; an apply of an unchanged manifest is a no-op on the server
+Every write is a server-side apply under the operator's field manager (the planner's writes
+under that name plus a suffix: status_owners.py, planned_replicas.py), with force unless the
+caller wants another manager's hold on a field respected, so each writer owns exactly the
+fields it sends; an apply of an unchanged manifest is a no-op on the server
 (the resourceVersion stays). ApiException never leaves this module: a retryable failure
 becomes ClusterUnavailable, a refusal becomes Rejected.
 """
@@ -59,7 +61,13 @@ class Cluster(Protocol):
 
     def get(self, ref: ChildRef) -> dict[str, Any] | None: ...
 
-    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]: ...
+    def apply(
+        self, manifest: dict[str, Any], *, dry_run: bool = False, manager_suffix: str = "", force: bool = True
+    ) -> dict[str, Any]: ...
+
+    def manager(self, suffix: str = "") -> str:
+        """The field manager of this operator's writes (with ``suffix``: one of its writers')."""
+        ...
 
     def delete(self, ref: ChildRef) -> None: ...
 
@@ -112,13 +120,24 @@ class KubeCluster:
         result = self._call("GET", ref, [], None)
         return result if isinstance(result, dict) else None
 
-    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def apply(
+        self, manifest: dict[str, Any], *, dry_run: bool = False, manager_suffix: str = "", force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply under the operator's field manager plus ``manager_suffix``. With
+        ``force`` it takes the fields it sends from any other manager; without, a field another
+        manager owns with another value is a Conflict. A ``metadata.resourceVersion`` in the
+        manifest makes it apply only to that version (Conflict otherwise)."""
         ref = ChildRef.of(manifest)
-        query: list[tuple[str, str]] = [("fieldManager", self._field_manager), ("force", "true")]
+        query: list[tuple[str, str]] = [("fieldManager", self.manager(manager_suffix))]
+        if force:
+            query.append(("force", "true"))
         if dry_run:
             query.append(("dryRun", "All"))
         result = self._call("PATCH", ref, query, manifest, content_type="application/apply-patch+yaml")
         return result if isinstance(result, dict) else {}
+
+    def manager(self, suffix: str = "") -> str:
+        return self._field_manager + suffix
 
     def delete(self, ref: ChildRef) -> None:
         """Delete a child; one already gone is fine."""

@@ -28,13 +28,18 @@ class OwnWrites:
     def get(self, ref: ChildRef) -> dict[str, Any] | None:
         return self._cluster.get(ref)
 
-    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-        applied = self._cluster.apply(manifest, dry_run=dry_run)
+    def apply(
+        self, manifest: dict[str, Any], *, dry_run: bool = False, manager_suffix: str = "", force: bool = True
+    ) -> dict[str, Any]:
+        applied = self._cluster.apply(manifest, dry_run=dry_run, manager_suffix=manager_suffix, force=force)
         version = applied.get("metadata", {}).get("resourceVersion")
         if not dry_run and version:
             with self._lock:
                 self._versions[ChildRef.of(manifest)] = str(version)
         return applied
+
+    def manager(self, suffix: str = "") -> str:
+        return self._cluster.manager(suffix)
 
     def delete(self, ref: ChildRef) -> None:
         self._cluster.delete(ref)

@@ -27,6 +27,11 @@ from joulescale_operator.dvfs import dvfs_condition, with_dvfs_condition
 from joulescale_operator.identity import ROLE_LABEL, Role, ServiceIdentity
 from joulescale_operator.kube import Cluster, Rejected
 from joulescale_operator.ownership import describe, existing_children, foreign_among, is_controlled_by
+from joulescale_operator.planned_replicas import (
+    hand_over_created,
+    hand_over_existing,
+    without_planned_replicas,
+)
 from joulescale_operator.render import ChildRef, render_children, router_discovery_rbac
 from joulescale_operator.role_pods import with_pod_problems
 from joulescale_operator.status import (
@@ -93,9 +98,12 @@ class Reconciler:
             foreign = foreign_among(identity, existing)
             if foreign:
                 return self._fail(identity, previous, reasons.NOT_OWNED, describe(foreign))
+            manifests = [without_planned_replicas(spec, child, existing) for child in children]
             if _has_override(spec):
-                self._dry_run(children)
-            applied = [self._cluster.apply(child) for child in children]
+                self._dry_run(manifests)
+            hand_over_existing(self._cluster, spec, existing)
+            applied = [self._cluster.apply(manifest) for manifest in manifests]
+            applied = hand_over_created(self._cluster, spec, manifests, applied, existing)
         except InvalidSpec as invalid:
             return self._fail(identity, previous, reasons.INVALID_SPEC, str(invalid))
         except Rejected as rejected:

@@ -1,7 +1,7 @@
 """Spec -> child manifests (pure): a Deployment and a Service per role, and the router.
 
 The manifests hold only the fields the operator owns; server-side apply merges them with
-what others own (e.g. an HPA's replicas are never in an autoscaled manifest's ownership).
+what others own (an autoscaled role's replicas are the planner's once its Deployment exists).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class ChildRef:
 
 
 def desired_replicas(spec: EnergyAwareLLMServiceSpec, role: Role, plan: PlanStatus | None) -> int:
-    """The fixed count, or the planner's count clamped to the bounds (the minimum before a plan)."""
+    """The fixed count, or the planner's count clamped to the bounds (the minimum before a plan).
+    An autoscaled role's count is applied only when its Deployment is created: after that the
+    field is the planner's (planned_replicas.py) and the reconciler leaves it out."""
     config = role_spec(spec, role)
     if config.replicas is not None:
         return config.replicas

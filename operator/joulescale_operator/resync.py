@@ -58,13 +58,16 @@ class Resync:
         self._stop = threading.Event()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
-        """Track a watch event: remember the newest body, forget deleted services."""
+        """Track a watch event: remember the newest body, forget deleted services. A body whose
+        spec is older than the one known (a lower generation of the same object: the planner
+        hands over the body it wrote, which a watch event may have overtaken) is not taken: the
+        resync would roll the children back to that spec until the next event."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
             if event_type == "DELETED" or meta.get("deletionTimestamp"):
                 self._services.pop(key, None)
-            else:
+            elif not _older_spec(body, self._services.get(key)):
                 self._services[key] = copy.deepcopy(body)
 
     def known(self) -> list[Key]:
@@ -145,3 +148,15 @@ def write_status(cluster: Cluster, body: dict[str, Any], changes: dict[str, Any]
 
 class ResyncDied(Exception):
     """The drift-correction loop is gone."""
+
+
+def _older_spec(body: dict[str, Any], known: dict[str, Any] | None) -> bool:
+    """Whether ``body`` is the same object as ``known`` at a lower generation (the apiserver
+    raises metadata.generation with every change of the spec)."""
+    if known is None:
+        return False
+    new, old = body.get("metadata", {}), known.get("metadata", {})
+    if new.get("uid") != old.get("uid"):
+        return False
+    generation, known_generation = new.get("generation"), old.get("generation")
+    return isinstance(generation, int) and isinstance(known_generation, int) and generation < known_generation

@@ -7,9 +7,11 @@ read as a precondition: on a conflict it reads again and recomputes only the sta
 planner is not asked twice), up to CONFLICT_RETRIES times; a status that would not change is not
 written. The write is a server-side apply of the planner's part of the status only, under its
 own field manager (status_owners.py): it never carries the reconciler's conditions or fields.
-A new plan is applied by the reconciler (the one owner of the children), at once, on the body
-just written: autoscaled roles get the planned replicas within their bounds, and the agents
-read the base clocks from status.plan of the service they watch; no pod restarts.
+A new plan is applied at once from the body just written (``apply``): autoscaled roles get the
+planned replicas within their bounds, under the planner's own field manager, the one owner of
+those counts (planned_replicas.py), and the agents read the base clocks from status.plan of the
+service they watch; no pod restarts. A plan not applied yet (the apply failed, or this process
+has not applied the service's plan since it started) is applied again at the next pass.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class PlannerLoop:
         self._clock = clock
         self.metrics = metrics
         self._due: dict[Key, float] = {}
+        self._applied: set[Key] = set()
+        """Services whose stored plan this loop has applied."""
         self._thread: threading.Thread | None = None
 
     def run_due(self, monotonic_s: float) -> int:
@@ -73,6 +77,7 @@ class PlannerLoop:
         known = set(self._known())
         for gone in set(self._due) - known:
             self._due.pop(gone, None)
+            self._applied.discard(gone)
             self.metrics.forget(*gone)
         planned = 0
         for key in sorted(known):
@@ -116,8 +121,10 @@ class PlannerLoop:
                     remove_leftovers(self._cluster, ref, stored, result.status_apply, PLANNER)
                 self._record(key, body, result.outcome, result.events, result.plan_changed)
                 self.metrics.record_status(namespace, name, stored.get("status") or {})
-                if result.plan_changed:
+                if result.plan_changed or key not in self._applied:
+                    self._applied.discard(key)
                     self._apply(key, stored)
+                    self._applied.add(key)
                 break
             else:
                 logger.warning("plan of %s/%s: status kept conflicting; next interval", namespace, name)

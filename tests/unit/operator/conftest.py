@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from joulescale_operator.kube import ClusterUnavailable, Rejected
+from joulescale_operator.kube import ClusterUnavailable, Conflict, Rejected
 from joulescale_operator.render import ChildRef
 
 Body = dict[str, Any]
@@ -61,6 +61,8 @@ class MemoryCluster:
         self.pods: list[dict[str, Any]] = []
         self.pod_lists: list[tuple[str, dict[str, str]]] = []
         self.refuse_pods = False
+        self.replica_owners: dict[ChildRef, set[str]] = {}
+        """The field managers that own each Deployment's spec.replicas."""
 
     def get(self, ref: ChildRef) -> dict[str, Any] | None:
         if self.unavailable:
@@ -68,7 +70,12 @@ class MemoryCluster:
         found = self.objects.get(ref)
         return copy.deepcopy(found) if found is not None else None
 
-    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def manager(self, suffix: str = "") -> str:
+        return "joulescale-operator" + suffix
+
+    def apply(
+        self, manifest: dict[str, Any], *, dry_run: bool = False, manager_suffix: str = "", force: bool = True
+    ) -> dict[str, Any]:
         if self.unavailable:
             raise ClusterUnavailable("apiserver down")
         reason = self.reject(manifest)
@@ -80,20 +87,58 @@ class MemoryCluster:
             return copy.deepcopy(manifest)
         current = self.objects.get(ref)
         content = copy.deepcopy(manifest)
-        if current is None or _content(current) != content:
+        precondition = content["metadata"].pop("resourceVersion", None)
+        if precondition is not None and (current is None or current["metadata"]["resourceVersion"] != precondition):
+            raise Conflict(f"{ref.name}: HTTP 409: the object has been modified")
+        if content["kind"] == "Deployment":
+            content = self._replicas_owned(ref, current, content, self.manager(manager_suffix), force)
+        if current is None or _content(current) != _content(content):
             version = int(current["metadata"]["resourceVersion"]) + 1 if current else 1
             content["metadata"]["resourceVersion"] = str(version)
             content["metadata"]["generation"] = version
             self.objects[ref] = content
             self.writes.append(ref)
+        else:
+            current["metadata"]["managedFields"] = content["metadata"].get("managedFields", [])
         result = copy.deepcopy(self.objects[ref])
         if result["kind"] == "Deployment":
             result["status"] = copy.deepcopy(self.deployment_status)
         return result
 
+    def _replicas_owned(
+        self, ref: ChildRef, current: dict[str, Any] | None, content: dict[str, Any], manager: str, force: bool
+    ) -> dict[str, Any]:
+        """Server-side apply's rules for one field, spec.replicas: an apply that sends only it
+        (the planner's) changes only it; another that leaves it out keeps it while some other
+        manager owns it, and drops it to the default of one otherwise; a different value owned
+        by another manager is a Conflict unless forced (which takes it over)."""
+        owners = self.replica_owners.setdefault(ref, set())
+        stored = (current or {}).get("spec", {}).get("replicas")
+        if set(content["spec"]) == {"replicas"}:
+            assert current is not None, "a replicas-only apply cannot create a Deployment"
+            merged = copy.deepcopy(current)
+            merged["spec"]["replicas"] = content["spec"]["replicas"]
+            content = merged
+        count = content["spec"].get("replicas")
+        if count is None:
+            owners.discard(manager)
+            content["spec"]["replicas"] = stored if owners and stored is not None else 1
+        else:
+            if owners - {manager} and count != stored:
+                if not force:
+                    raise Conflict(f"{ref.name}: HTTP 409: conflict with {sorted(owners - {manager})}")
+                owners.clear()
+            owners.add(manager)
+        content["metadata"]["managedFields"] = [
+            {"manager": owner, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+            for owner in sorted(owners)
+        ]
+        return content
+
     def delete(self, ref: ChildRef) -> None:
         self.deletes.append(ref)
         self.objects.pop(ref, None)
+        self.replica_owners.pop(ref, None)
 
     def apply_status(self, ref: ChildRef, status: dict[str, Any]) -> dict[str, Any]:
         if self.unavailable:
@@ -121,6 +166,7 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
     stripped = copy.deepcopy(obj)
     stripped["metadata"].pop("resourceVersion", None)
     stripped["metadata"].pop("generation", None)
+    stripped["metadata"].pop("managedFields", None)
     return stripped
 
 

@@ -30,7 +30,9 @@ def test_only_the_version_the_operator_wrote_is_its_own(memory_cluster: Any) -> 
 class _FixedVersion:
     """An apiserver answering every apply, dry runs included, with resourceVersion 7."""
 
-    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def apply(
+        self, manifest: dict[str, Any], *, dry_run: bool = False, manager_suffix: str = "", force: bool = True
+    ) -> dict[str, Any]:
         return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": "7"}}
 
     def delete(self, ref: ChildRef) -> None:

@@ -92,3 +92,23 @@ def test_a_changed_child_reconciles_only_its_own_known_service(
     assert {ref.name for ref in memory_cluster.objects} == {"b-prefill", "b-decode"}
     ((ref, _),) = memory_cluster.status_applies
     assert ref.name == "b"
+
+
+def test_a_body_with_an_older_spec_does_not_replace_the_newer_one(
+    memory_cluster: Any, events: Any, clock: Any, body_factory: Callable[..., Any]
+) -> None:
+    resync = resync_for(memory_cluster, events, clock)
+    newer = body_factory(generation=3, prefill={"replicas": 2, "tensorParallelSize": 2,
+                                                "gpu": {"products": ["NVIDIA-H100-80GB-HBM3"]}})
+    resync.observe("MODIFIED", newer)
+    resync.observe("MODIFIED", body_factory(generation=2))  # the planner's body, overtaken by the watch
+    resync.resync_once()
+    prefill = next(obj for ref, obj in memory_cluster.objects.items() if ref.name == "llama-prefill")
+    assert prefill["spec"]["replicas"] == 2
+    recreated = body_factory(generation=1)
+    recreated["metadata"]["uid"] = "uid-2"  # deleted and created again, the deletion unseen
+    memory_cluster.objects.clear()  # the children went with the deleted one
+    resync.observe("ADDED", recreated)
+    resync.resync_once()
+    prefill = next(obj for ref, obj in memory_cluster.objects.items() if ref.name == "llama-prefill")
+    assert prefill["spec"]["replicas"] == 1

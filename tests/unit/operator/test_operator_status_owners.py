@@ -1,6 +1,6 @@
 """One owner per status field: what each writer sends of a status, and what counts as a change.
 The apiserver's merge of the two writers' applies is tested against the real kube-apiserver
-(tests/integration/operator/test_operator_status_owners.py)."""
+(tests/integration/operator/test_operator_status_owners_apiserver.py)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from joulescale_operator.kube import Conflict
 from joulescale_operator.planloop.daemon import PlannerLoop
 from joulescale_operator.planloop.loop import PlanPass
 from joulescale_operator.planloop.opmetrics import OperatorMetrics
+from joulescale_operator.planned_replicas import PlanNotApplied
 from joulescale_operator.render import ChildRef
 from tests.unit.operator.test_planloop_pass import CHOICE, CannedSource, SetPlanner, body, healthy_metrics
 
@@ -118,3 +119,34 @@ def test_services_are_planned_when_due_and_an_outage_writes_once() -> None:
     assert sample(loop.metrics, "joulescale_operator_prometheus_errors_total") == 2.0
     assert sample(loop.metrics, "joulescale_operator_plan_passes_total", outcome="unavailable") == 2.0
     assert len(planner.calls) == 1
+
+
+def test_a_plan_not_applied_is_applied_again_at_the_next_pass_and_then_no_more() -> None:
+    stored = StoredService(body())
+    source, planner = CannedSource(healthy_metrics()), SetPlanner(CHOICE)
+    applied: list[int] = []
+
+    def apply(key: Any, obj: dict[str, Any]) -> None:
+        applied.append(obj["status"]["plan"]["decodeReplicas"])
+        if len(applied) == 1:
+            raise PlanNotApplied("the count is held by another field manager")
+
+    loop = PlannerLoop(stored, PlanPass(source, planner, shipped_catalog()), lambda: [("ns", "llama")],
+                       apply, lambda b: Posted(), lambda: NOW, OperatorMetrics())
+    loop.plan_service(("ns", "llama"))
+    assert len(stored.writes) == 1  # the plan is written even though its apply failed
+    loop.plan_service(("ns", "llama"))  # the plan did not change: applied again all the same
+    loop.plan_service(("ns", "llama"))
+    assert applied == [2, 2]
+    assert len(stored.writes) == 1
+
+
+def test_a_new_loop_applies_the_stored_plan_once_even_when_it_does_not_change() -> None:
+    stored = StoredService(body())
+    first, _, _, applied, _ = make_loop(stored)
+    first.plan_service(("ns", "llama"))
+    restarted, _, _, applied_again, _ = make_loop(stored)  # an operator restarted after writing the plan
+    restarted.plan_service(("ns", "llama"))
+    restarted.plan_service(("ns", "llama"))
+    assert len(stored.writes) == 1
+    assert (len(applied), len(applied_again)) == (1, 1)
