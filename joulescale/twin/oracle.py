@@ -109,7 +109,7 @@ def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | N
         for batch, context, recompute, recompute_s2 in dec.iteration_log:
             decode += tp * f.decode(batch) * physics.decode_latency_s(profile, batch, context, f.f_max)
             if recompute:
-                t = physics.prefill_latency_from_sums_s(profile, recompute, recompute_s2, f.f_max, batch, "decode")
+                t = physics.prefill_gpu_s(profile, recompute, recompute_s2, f.f_max, batch, "decode")
                 decode += tp * f.prefill(recompute, batch, "decode") * t
     return prefill, decode
 
