@@ -105,7 +105,9 @@ def with_overhead_of(hardware: Hardware, text: str) -> Hardware:
     donor = profile_by_name_or_path(text)
     if donor.step_overhead is None:
         raise ValueError(f"argument --overhead-from: profile {donor.name} has no step_overhead")
-    cited = tuple(source for source in donor.source if _backs_overhead(source))
+    cited = tuple(Source(fields=source.fields, citation=f"From profile {donor.name} (--overhead-from): "
+                                                        f"{source.citation}")
+                  for source in donor.source if _backs_overhead(source))
     return hardware.model_copy(update={"step_overhead": donor.step_overhead, "source": kept + cited})
 
 
