@@ -135,8 +135,9 @@ def test_the_command_prints_the_figures_and_writes_the_json_keys(tmp_path: Path)
     assert document["joules_per_output_token"] == pytest.approx(expected.joules_per_output_token)
     assert document["watts_per_gpu"] == pytest.approx(expected.watts_per_gpu)
     assert document["output_tokens_per_second"] == pytest.approx(expected.output_tokens_per_second)
+    assert document["median_itl_ms"] == pytest.approx(1000.0 * expected.median_itl_s)
     text = out.getvalue()
-    for label in ("J per output token", "W per GPU", "output tokens per s"):
+    for label in ("J per output token", "W per GPU", "output tokens per s", "median inter-token latency"):
         assert label in text
 
 
