@@ -9,7 +9,10 @@ and 256 sequences as a deviation from the published figures (bench/mlenergy_cali
 - ``prompts x0.5`` / ``x2``: the assumed prompt lengths halved or doubled (the one assumption of
   the mix, joulescale/twin/arena_lengths.py);
 - ``ML.ENERGY window``: measured from the start over num_requests - N - 1 completions (1024
-  requests, as ML.ENERGY's runs up to 384 sequences) instead of after a warm-up.
+  requests, as ML.ENERGY's runs up to 384 sequences) instead of after a warm-up;
+- ``no step overhead``: the profile without its ``step_overhead`` (the kernels' time alone);
+- ``overhead with the GPU idle``: the same overhead with ``gpu_busy_share`` 0 (host time, the GPU
+  at idle power meanwhile) and the same decode power curve.
 
 ``python -m bench.mlenergy_causes [--profile FILE]`` (a few seconds). docs/physics.md, "Checking
 the twin against ML.ENERGY", holds its output for the shipped profile and the one before it.
@@ -74,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             ("ML.ENERGY window", lambda n: SteadySettings(profile, n, warmup_completions=0,
                                                           measured_completions=ML_ENERGY_REQUESTS - n - 1)),
         ]
+        if profile.step_overhead is not None:
+            bare = profile.model_copy(update={"step_overhead": None})
+            idle = profile.model_copy(update={"step_overhead": profile.step_overhead.model_copy(
+                update={"gpu_busy_share": 0.0})})
+            rows.append(("no step overhead", lambda n: SteadySettings(bare, n)))
+            rows.append(("overhead with the GPU idle", lambda n: SteadySettings(idle, n)))
         for label, settings in rows:
             print(_row(label, settings), flush=True)
     return 0

@@ -30,6 +30,10 @@ def add_profile_commands(commands: Any) -> None:
     gen.add_argument("--power-from", default=None,
                      help="profile (name or file) or hardware file that gives clocks, power and settle time "
                           "(default: the shipped profile named like the output file)")
+    gen.add_argument("--overhead-from", default=None,
+                     help="profile (name or file) whose step_overhead (the engine's time per step beyond the "
+                          "kernels, docs/physics.md) the new profile takes, or 'none' (default: the --power-from "
+                          "profile's)")
     gen.add_argument("-o", "--output", type=output_file, required=True,
                      help="the profile file to write; its stem is the profile's name")
 
@@ -37,7 +41,7 @@ def add_profile_commands(commands: Any) -> None:
 def run_profile_command(args: argparse.Namespace, argv: Sequence[str], out: TextIO) -> int:
     from joulescale.profiles.architecture import read_architecture
     from joulescale.profiles.generate import generate, to_yaml
-    from joulescale.profiles.hardware import load_hardware
+    from joulescale.profiles.hardware import load_hardware, with_overhead_of
     from joulescale.profiles.loader import list_profiles
     from joulescale.profiles.perfdb import AiConfigurator
 
@@ -53,6 +57,8 @@ def run_profile_command(args: argparse.Namespace, argv: Sequence[str], out: Text
     if not model_name:
         raise ValueError("argument --model-name: the config has no _name_or_path; name the served model")
     hardware = load_hardware(power_from)
+    if args.overhead_from is not None:
+        hardware = with_overhead_of(hardware, args.overhead_from)
     database = AiConfigurator(args.model, args.system, args.engine, args.tp)
     try:
         generated = generate(database, architecture, hardware, name=name, model_name=model_name,

@@ -26,7 +26,7 @@ from joulescale.engines.model import DecodeModel, EngineRequest, PrefillModel
 from joulescale.engines.observation import Phase
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.engines.sample import EngineSample
-from joulescale.profiles import GpuProfile, physics
+from joulescale.profiles import GpuProfile
 from joulescale.profiles.settle import WorkPlan, plan_work
 from joulescale_agent.clock import Clock, monotonic
 from joulescale_agent.gpu.simstate import LockState, SimGpuDir, SimGpuMeter, clock_change, effective_clock_mhz
@@ -307,6 +307,4 @@ class SimEngine:
         return plan_work(from_s, work, change.clock_at(from_s), pending, change.effective_at_s, latency_s)
 
     def _power(self, sm_clock_mhz: int) -> float:
-        return physics.busy_power_watts(
-            self.profile, self.role, sm_clock_mhz, max(self.model.step_sequences, 1)
-        )
+        return self.model.step_power_watts(sm_clock_mhz)

@@ -34,6 +34,7 @@ from joulescale.profiles.model import (
     PrefillSensitivity,
     SmClocks,
     Source,
+    StepOverhead,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "ProfileError",
     "SmClocks",
     "Source",
+    "StepOverhead",
     "catalog_from_dir",
     "derive_kv_capacity_tokens",
     "derived_kv_capacity_tokens",

@@ -80,6 +80,10 @@ class Derived:
     """base, per sequence, per context token"""
     decode_sensitivity: tuple[float, float, float]
     """base, span, half batch size"""
+    overhead_ms: tuple[float, float]
+    """The step overhead's fixed and per-sequence parts (zeros without one)."""
+    overhead_busy_share: float
+    """Share of the overhead the GPU spends busy (1 without one: nothing idles)."""
 
 
 _table: dict[int, Derived] = {}
@@ -100,6 +104,7 @@ def _build(profile: GpuProfile) -> Derived:
     clocks = profile.sm_clocks.supported_mhz()
     max_mhz = float(clocks[-1])
     prefill, decode = profile.prefill, profile.decode
+    overhead = profile.step_overhead
     return Derived(
         profile=profile,
         clocks_mhz=clocks,
@@ -130,6 +135,8 @@ def _build(profile: GpuProfile) -> Derived:
             decode.clock_sensitivity.span,
             decode.clock_sensitivity.half_batch_size,
         ),
+        overhead_ms=(0.0, 0.0) if overhead is None else (overhead.fixed_ms, overhead.per_sequence_ms),
+        overhead_busy_share=1.0 if overhead is None else overhead.gpu_busy_share,
     )
 
 

@@ -98,11 +98,12 @@ def _measure(database: LatencyDatabase, phase: str) -> list[tuple[int, int, floa
 
 
 def profile_ms(profile: GpuProfile, phase: str, batch: int, tokens: int) -> float:
-    """The profile's own iteration time at f_max for a grid point, in ms (through the physics)."""
+    """The profile's own kernel time at f_max for a grid point, in ms (through the physics; without
+    the step overhead, which a kernel database does not time)."""
     f_max = profile.max_sm_clock_mhz
     if phase == "prefill":
-        return 1000.0 * physics.prefill_latency_s(profile, [tokens] * batch, f_max)
-    return 1000.0 * physics.decode_latency_s(profile, batch, batch * (tokens + 1), f_max)
+        return 1000.0 * physics.prefill_gpu_s(profile, batch * tokens, batch * tokens * tokens, f_max, batch)
+    return 1000.0 * physics.decode_gpu_s(profile, batch, batch * (tokens + 1), f_max)
 
 
 def _slowdown(profile: GpuProfile, phase: str, batch: int, tokens: int) -> float:
@@ -156,6 +157,7 @@ def generate(
                 latency=DecodeLatency(base_ms=_round(decode[0]), per_sequence_ms=_round(decode[1]),
                                       per_context_token_ms=_round(decode[2])),
                 clock_sensitivity=hardware.decode.clock_sensitivity, power=hardware.decode.power),
+            step_overhead=hardware.step_overhead,
             source=(
                 Source(fields="prefill.latency, decode.latency", citation=latency_citation),
                 Source(fields="kv_bytes_per_token, kv_capacity_derivation.weight_bytes",

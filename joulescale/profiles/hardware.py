@@ -1,7 +1,9 @@
-"""What a performance database cannot give a profile: the GPU's clocks, power and settle time.
+"""What a performance database cannot give a profile: the GPU's clocks, power and settle time,
+and the engine's step overhead.
 
 ``joulescale profile generate --power-from`` takes these from a full profile (a shipped or a
-measured one) or from a hardware file that holds only them, each with its sources. Sources that
+measured one) or from a hardware file that holds only them, each with its sources;
+``--overhead-from`` takes the step overhead from another profile (``with_overhead_of``). Sources that
 back latency or KV fields lose them (a source left with none is dropped): the generated profile
 cites the database and the model's config for those.
 """
@@ -24,6 +26,7 @@ from joulescale.profiles.model import (
     PrefillSensitivity,
     SmClocks,
     Source,
+    StepOverhead,
     _Strict,
 )
 
@@ -59,6 +62,8 @@ class Hardware(_Strict):
     clock_settle_ms: float = Field(ge=0, le=MAX_MS)
     prefill: PrefillHardware
     decode: DecodeHardware
+    step_overhead: StepOverhead | None = None
+    """The engine's time per step beyond the kernels (an engine and host property, not the GPU's)."""
     source: tuple[Source, ...] = Field(min_length=1, max_length=1000)
     origin: str = Field(default="", max_length=MAX_TEXT)
     """Where these numbers were read from (a profile's name or a file); filled in by the loader."""
@@ -79,9 +84,31 @@ def hardware_of(profile: GpuProfile) -> Hardware:
         **{name: getattr(profile, name) for name in _HARDWARE_FIELDS},
         prefill=PrefillHardware(clock_sensitivity=profile.prefill.clock_sensitivity, power=profile.prefill.power),
         decode=DecodeHardware(clock_sensitivity=profile.decode.clock_sensitivity, power=profile.decode.power),
+        step_overhead=profile.step_overhead,
         source=tuple(part for part in map(_hardware_part, profile.source) if part is not None) or profile.source,
         origin=f"profile {profile.name}",
     )
+
+
+def _backs_overhead(source: Source) -> bool:
+    return "step_overhead" in source.fields
+
+
+def with_overhead_of(hardware: Hardware, text: str) -> Hardware:
+    """``hardware`` with the step overhead of the profile ``text`` (name or file; "none": no
+    overhead) and the sources that back it, in place of its own."""
+    from joulescale.profiles.catalog import profile_by_name_or_path
+
+    kept = tuple(source for source in hardware.source if not _backs_overhead(source))
+    if text == "none":
+        return hardware.model_copy(update={"step_overhead": None, "source": kept or hardware.source})
+    donor = profile_by_name_or_path(text)
+    if donor.step_overhead is None:
+        raise ValueError(f"argument --overhead-from: profile {donor.name} has no step_overhead")
+    cited = tuple(Source(fields=source.fields, citation=f"From profile {donor.name} (--overhead-from): "
+                                                        f"{source.citation}")
+                  for source in donor.source if _backs_overhead(source))
+    return hardware.model_copy(update={"step_overhead": donor.step_overhead, "source": kept + cited})
 
 
 def load_hardware(text: str) -> Hardware:

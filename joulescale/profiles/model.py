@@ -159,6 +159,22 @@ class DecodeSensitivity(_Strict):
         return self
 
 
+class StepOverhead(_Strict):
+    """Time of every engine step that the latency coefficients leave out, in ms:
+    ``fixed_ms + per_sequence_ms * sequences in the step``, the same at every SM clock
+    (docs/physics.md, "Step overhead"). A kernel database times the GPU's kernels only; a real
+    engine also schedules, prepares inputs and samples between them, and one without
+    overlap (vLLM 0.11 without async scheduling) adds that to every step."""
+
+    fixed_ms: float = Field(ge=0, le=MAX_MS)
+    per_sequence_ms: float = Field(ge=0, le=MAX_MS)
+    """Per sequence scheduled in the step (decodes and prompts with a chunk)."""
+    gpu_busy_share: float = Field(ge=0, le=1)
+    """Share of the overhead during which the GPU runs kernels and draws the step's busy power
+    (work the database leaves out, e.g. sampling); during the rest it waits for the host and
+    draws ``idle_power_watts``."""
+
+
 class PrefillPhase(_Strict):
     latency: PrefillLatency
     clock_sensitivity: PrefillSensitivity
@@ -214,6 +230,8 @@ class GpuProfile(_Strict):
     kv_capacity_derivation: KvCapacityDerivation | None = None
     prefill: PrefillPhase
     decode: DecodePhase
+    step_overhead: StepOverhead | None = None
+    """None: no overhead (steps take the latency coefficients' time alone)."""
     source: tuple[Source, ...] = Field(min_length=1, max_length=1000)
 
     @field_validator("schema_version", mode="before")

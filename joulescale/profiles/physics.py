@@ -6,6 +6,8 @@ Latency is ``t(f) = t(f_max) * (1 + s * (f_max / f_eff - 1))`` where ``f_eff`` i
 clock clamped to the supported range and lowered further by the board power cap (SwPowerCap).
 Power is per GPU and depends on the clock and on the batch (sequences in the step), so every
 caller passes the batch it runs; energy is summed over the tensor-parallel GPUs of the instance.
+A step's latency is its kernels' time (``*_gpu_s``) plus the profile's step overhead, which no
+clock changes (``step_overhead_s``); ``step_power_watts`` counts each part of a step at its power.
 """
 
 from __future__ import annotations
@@ -62,12 +64,27 @@ def decode_sensitivity(profile: GpuProfile, batch_size: int) -> float:
     return base + span * batch_size / (batch_size + half)
 
 
-def prefill_latency_from_sums_s(
+def step_overhead_s(profile: GpuProfile, sequences: int) -> float:
+    """The step overhead (``profile.step_overhead``) of a step of ``sequences`` sequences: the
+    same at every clock (host work, and GPU work bound by latency rather than the SM clock)."""
+    fixed, per_sequence = derived(profile).overhead_ms
+    return (fixed + per_sequence * sequences) / _MS_PER_S if sequences > 0 else 0.0
+
+
+def overhead_idles(profile: GpuProfile) -> bool:
+    """Does the GPU idle during part of the step overhead? If not, a P/D instance's step draws
+    its phase's busy power throughout (``busy_power_watts``) and needs no ``step_power_watts``."""
+    d = derived(profile)
+    return d.overhead_busy_share < 1.0 and d.overhead_ms != (0.0, 0.0)
+
+
+def prefill_gpu_s(
     profile: GpuProfile, batch_tokens: int, squared_tokens: float, sm_clock_mhz: float,
     batch_size: int | None = None, power_phase: Phase = "prefill",
 ) -> float:
-    """Prefill latency from N (tokens) and S2 (sum of squared prompt lengths); the power cap is
-    that of ``power_phase`` at ``batch_size`` sequences (None: the batch that draws the most)."""
+    """The prefill kernels' time for N (tokens) and S2 (sum of squared prompt lengths), without
+    the step overhead; the power cap is that of ``power_phase`` at ``batch_size`` sequences
+    (None: the batch that draws the most)."""
     if batch_tokens <= 0:
         return 0.0
     d = derived(profile)
@@ -80,6 +97,19 @@ def prefill_latency_from_sums_s(
     return at_fmax_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
 
 
+def prefill_latency_from_sums_s(
+    profile: GpuProfile, batch_tokens: int, squared_tokens: float, sm_clock_mhz: float,
+    batch_size: int | None = None, power_phase: Phase = "prefill",
+) -> float:
+    """A prefill step's latency from N and S2: its kernels (``prefill_gpu_s``) and the step
+    overhead of its ``batch_size`` prompts (None: ``prompts_in_batch``)."""
+    if batch_tokens <= 0:
+        return 0.0
+    prompts = prompts_in_batch(batch_tokens, squared_tokens) if batch_size is None else batch_size
+    return (prefill_gpu_s(profile, batch_tokens, squared_tokens, sm_clock_mhz, batch_size, power_phase)
+            + step_overhead_s(profile, prompts))
+
+
 def prefill_latency_s(profile: GpuProfile, prompt_lengths: Sequence[int], sm_clock_mhz: float) -> float:
     """Latency of one prefill iteration over prompts (or prompt chunks) of these lengths."""
     tokens = 0
@@ -90,8 +120,9 @@ def prefill_latency_s(profile: GpuProfile, prompt_lengths: Sequence[int], sm_clo
     return prefill_latency_from_sums_s(profile, tokens, squared, sm_clock_mhz, len(prompt_lengths))
 
 
-def decode_latency_s(profile: GpuProfile, batch_size: int, context_tokens: int, sm_clock_mhz: float) -> float:
-    """Latency of one decode iteration of ``batch_size`` sequences over ``context_tokens`` in all."""
+def decode_gpu_s(profile: GpuProfile, batch_size: int, context_tokens: int, sm_clock_mhz: float) -> float:
+    """The decode kernels' time for ``batch_size`` sequences over ``context_tokens`` in all,
+    without the step overhead."""
     if batch_size <= 0:
         return 0.0
     d = derived(profile)
@@ -103,9 +134,18 @@ def decode_latency_s(profile: GpuProfile, batch_size: int, context_tokens: int, 
     return at_fmax_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
 
 
+def decode_latency_s(profile: GpuProfile, batch_size: int, context_tokens: int, sm_clock_mhz: float) -> float:
+    """Latency of one decode step of ``batch_size`` sequences over ``context_tokens`` in all: its
+    kernels and the step overhead."""
+    if batch_size <= 0:
+        return 0.0
+    return decode_gpu_s(profile, batch_size, context_tokens, sm_clock_mhz) + step_overhead_s(profile, batch_size)
+
+
 def iteration_energy_j(profile: GpuProfile, phase: Phase, latency_s: float, sm_clock_mhz: float,
                        batch_size: int) -> float:
-    """Energy of one iteration of ``latency_s`` over all tensor-parallel GPUs of the instance."""
+    """Energy of one iteration of ``latency_s`` over all tensor-parallel GPUs of the instance, all
+    of it at busy power (its overhead too: exact when the overhead's ``gpu_busy_share`` is 1)."""
     return (derived(profile).tensor_parallel_size * busy_power_watts(profile, phase, sm_clock_mhz, batch_size)
             * latency_s)
 
@@ -116,42 +156,67 @@ def idle_energy_j(profile: GpuProfile, duration_s: float) -> float:
     return d.tensor_parallel_size * d.idle_power_watts * duration_s
 
 
-def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int, chunk_tokens: int,
+def mixed_step_times_s(profile: GpuProfile, batch_size: int, context_tokens: int, chunk_tokens: int,
                        chunk_squared_tokens: float, sm_clock_mhz: float,
-                       chunk_prompts: int | None = None) -> tuple[float, float]:
-    """The decode and prefill parts of one aggregated (vLLM V1) step, whose latency is their sum.
+                       chunk_prompts: int | None = None) -> tuple[float, float, float]:
+    """(decode kernels, prefill kernels, step overhead) of one aggregated (vLLM V1) step, whose
+    latency is their sum.
 
     A step that runs ``batch_size`` decodes over ``context_tokens`` and prefill chunks of
     ``chunk_tokens`` (``chunk_squared_tokens``: their S2, ``joulescale.engines.model.prefill``)
     costs a decode step, which pays the step's fixed cost (reading the weights, launching the
     kernels), plus the chunks' marginal prefill cost: the token and attention terms of the
-    prefill formula without its base, at the prefill's clock sensitivity. A step with no decode
-    is a plain prefill step (base included); one with no chunk is a plain decode step.
+    prefill formula without its base, at the prefill's clock sensitivity. A step with no
+    decode is a plain prefill step (base included); one with no chunk is a plain decode step.
+    The overhead counts every sequence of the step, decodes and prompts with a chunk.
     """
+    prompts = (chunk_prompts if chunk_prompts is not None
+               else prompts_in_batch(chunk_tokens, chunk_squared_tokens)) if chunk_tokens > 0 else 0
+    overhead_s = step_overhead_s(profile, batch_size + prompts)
     if batch_size <= 0:
-        return 0.0, prefill_latency_from_sums_s(profile, chunk_tokens, chunk_squared_tokens, sm_clock_mhz,
-                                                chunk_prompts)
-    decode_s = decode_latency_s(profile, batch_size, context_tokens, sm_clock_mhz)
+        return 0.0, prefill_gpu_s(profile, chunk_tokens, chunk_squared_tokens, sm_clock_mhz, chunk_prompts), overhead_s
+    decode_s = decode_gpu_s(profile, batch_size, context_tokens, sm_clock_mhz)
     if chunk_tokens <= 0:
-        return decode_s, 0.0
+        return decode_s, 0.0, overhead_s
     d = derived(profile)
     _, per_token, per_squared = d.prefill_ms
     compute, short, short_tokens = d.prefill_sensitivity
     s = short if chunk_tokens < short_tokens else compute
     f = _effective(d, d.prefill_power.cap_mhz(chunk_prompts), sm_clock_mhz)
     marginal_ms = per_token * chunk_tokens + per_squared * chunk_squared_tokens
-    return decode_s, marginal_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S
+    return decode_s, marginal_ms * (1.0 + s * (d.max_mhz / f - 1.0)) / _MS_PER_S, overhead_s
 
 
-def mixed_busy_power_watts(profile: GpuProfile, decode_s: float, prefill_s: float, sm_clock_mhz: float,
-                           batch_size: int, chunk_prompts: int) -> float:
-    """Power of one GPU over a mixed step: each phase's busy power (decode at ``batch_size``
-    decodes, prefill at ``chunk_prompts`` prompts), weighted by its part of the step's time
-    (``mixed_step_parts_s``)."""
-    total_s = decode_s + prefill_s
-    if total_s <= 0.0 or prefill_s <= 0.0:
-        return busy_power_watts(profile, "decode", sm_clock_mhz, batch_size)
-    if decode_s <= 0.0:
-        return busy_power_watts(profile, "prefill", sm_clock_mhz, chunk_prompts)
-    return (decode_s * busy_power_watts(profile, "decode", sm_clock_mhz, batch_size)
-            + prefill_s * busy_power_watts(profile, "prefill", sm_clock_mhz, chunk_prompts)) / total_s
+def mixed_step_parts_s(profile: GpuProfile, batch_size: int, context_tokens: int, chunk_tokens: int,
+                       chunk_squared_tokens: float, sm_clock_mhz: float,
+                       chunk_prompts: int | None = None) -> tuple[float, float]:
+    """The decode and prefill parts of one aggregated step (``mixed_step_times_s``), whose sum is
+    its latency: the overhead is in the decode part, or in the prefill part of a step without decodes."""
+    decode_s, prefill_s, overhead_s = mixed_step_times_s(profile, batch_size, context_tokens, chunk_tokens,
+                                                         chunk_squared_tokens, sm_clock_mhz, chunk_prompts)
+    if batch_size > 0:
+        return decode_s + overhead_s, prefill_s
+    return 0.0, prefill_s + overhead_s
+
+
+def step_power_watts(profile: GpuProfile, decode_s: float, prefill_s: float, overhead_s: float,
+                     sm_clock_mhz: float, batch_size: int, chunk_prompts: int) -> float:
+    """Power of one GPU over a step of these parts (``mixed_step_times_s``): the decode kernels
+    at the decode power of ``batch_size`` decodes, the prefill kernels at the prefill power of
+    ``chunk_prompts`` prompts, and the overhead's busy share at the step's own phase (decode when
+    it has decodes), the rest at idle power. Each part is counted once, weighted by its time."""
+    d = derived(profile)
+    phase: Phase = "decode" if batch_size > 0 else "prefill"
+    own_watts = busy_power_watts(profile, phase, sm_clock_mhz, batch_size if batch_size > 0 else max(chunk_prompts, 1))
+    if prefill_s <= 0.0 or decode_s <= 0.0:
+        kernels_s, kernels_j = decode_s + prefill_s, (decode_s + prefill_s) * own_watts
+    else:
+        kernels_s = decode_s + prefill_s
+        kernels_j = decode_s * own_watts + prefill_s * busy_power_watts(profile, "prefill", sm_clock_mhz,
+                                                                         max(chunk_prompts, 1))
+    share = d.overhead_busy_share
+    total_s = kernels_s + overhead_s
+    if total_s <= 0.0:
+        return own_watts
+    overhead_j = overhead_s * (share * own_watts + (1.0 - share) * d.idle_power_watts)
+    return (kernels_j + overhead_j) / total_s

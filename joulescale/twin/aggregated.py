@@ -79,11 +79,13 @@ class AggregatedInstance:
             return 1.0
         profile = self.gpu.profile
         prompts = len(model.step)
-        decode_s, prefill_s = physics.mixed_step_parts_s(profile, model.step_batch, model.decode.context_tokens,
-                                                         model.step_tokens, model.step_log[-1][3], sm_clock_mhz,
-                                                         prompts)
+        decode_s, prefill_s, overhead_s = physics.mixed_step_times_s(
+            profile, model.step_batch, model.decode.context_tokens, model.step_tokens, model.step_log[-1][3],
+            sm_clock_mhz, prompts)
         prefill_j = prefill_s * physics.busy_power_watts(profile, "prefill", sm_clock_mhz, max(prompts, 1))
-        decode_j = decode_s * physics.busy_power_watts(profile, "decode", sm_clock_mhz, max(model.step_batch, 1))
+        # The step overhead goes with the decodes (``physics.step_power_watts``).
+        decode_j = (physics.step_power_watts(profile, decode_s, 0.0, overhead_s, sm_clock_mhz, model.step_batch, 0)
+                    * (decode_s + overhead_s))
         return prefill_j / (prefill_j + decode_j)
 
     def finish_step(self, now_s: float) -> tuple[list[SimRequest], list[SimRequest]]:

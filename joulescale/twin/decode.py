@@ -11,6 +11,7 @@ from joulescale.engines.dialects import VLLM, EngineDialect
 from joulescale.engines.hook_publish import HookSink, StepHook
 from joulescale.engines.model import DecodeModel
 from joulescale.engines.recorder import MetricsRecorder
+from joulescale.profiles import physics
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup
 from joulescale.twin.request import SimRequest
@@ -72,7 +73,10 @@ class DecodeInstance:
 
     def run_step(self, now_s: float) -> float:
         """Run the scheduled step on the GPUs; its duration as planned now (``gpu.end_s`` may move)."""
-        return self.gpu.run(now_s, self.model.step_latency_s, self.model.step_sequences)
+        model = self.model
+        # The phase's busy power unless part of the step overhead idles the GPU (``physics.step_power_watts``).
+        power = model.step_power_watts if physics.overhead_idles(model.profile) else None
+        return self.gpu.run(now_s, model.step_latency_s, model.step_sequences, power)
 
     def finish_step(self, now_s: float) -> list[SimRequest]:
         """Book the step; returns the requests that completed."""

@@ -86,7 +86,7 @@ def _prefill(profile: GpuProfile, clock: int, requests: list[EngineRequest], slo
             now = next_s
             continue
         step_s = model.step_latency_s(clock)
-        energy += tp * physics.busy_power_watts(profile, "prefill", clock, model.step_sequences) * step_s
+        energy += tp * model.step_power_watts(clock) * step_s
         now += step_s
         for request in model.finish_step(now, step_s):
             link_free_s = max(now, link_free_s) + medium.transfer_s(request.prompt_tokens, profile.kv_bytes_per_token)
@@ -118,7 +118,7 @@ def _decode(profile: GpuProfile, clock: int, requests: list[EngineRequest], slo:
             now = next_s
             continue
         step_s = model.step_latency_s(clock)
-        energy += tp * physics.busy_power_watts(profile, "decode", clock, model.step_sequences) * step_s
+        energy += tp * model.step_power_watts(clock) * step_s
         now += step_s
         for request in model.finish_step(now, step_s):
             done += 1

@@ -10,9 +10,12 @@ smallest bound over the compared runs, per phase, at the horizon the runs are me
 is <= every policy's energy.
 The SLO is dropped, so the gap to the oracle also contains the price of meeting the SLO.
 
-The minimisation uses that the physics stretches latency by a factor that depends on the clock
-and the batch's sensitivity only (docs/physics.md, "Latency"), so the best factor is cached per sensitivity
-(prefill) or batch size (decode) and the cost stays linear in the number of iterations.
+The minimisation uses that the physics stretches the kernels' time by a factor that depends on the
+clock and the batch's sensitivity only (docs/physics.md, "Latency"), so the best factor is cached per
+sensitivity (prefill) or batch size (decode) and the cost stays linear in the number of iterations.
+The step overhead, which no clock stretches (docs/physics.md, "Step overhead"), gets its own
+minimum, the busy share's excess power at the best clock; the sum of the two minima is <= the
+minimum of the sum, so the bound holds.
 """
 
 from __future__ import annotations
@@ -57,6 +60,18 @@ class _ExcessFactors:
         return min((physics.busy_power_watts(self.profile, power_phase, f, batch_size) - idle) * latency_s[f]
                    / at_fmax_s for f in self.clocks_mhz)
 
+    def overhead(self, power_phase: Phase, batch_size: int) -> float:
+        """min over clocks of the excess power of the step overhead's busy share (W per GPU)."""
+        key = (power_phase, -1.0, batch_size)
+        cached = self._prefill.get(key)
+        if cached is None:
+            share = self.profile.step_overhead.gpu_busy_share if self.profile.step_overhead is not None else 0.0
+            idle = self.profile.idle_power_watts
+            cached = share * min(physics.busy_power_watts(self.profile, power_phase, f, batch_size) - idle
+                                 for f in self.clocks_mhz)
+            self._prefill[key] = cached
+        return cached
+
     def prefill(self, batch_tokens: int, batch_size: int, power_phase: Phase = "prefill") -> float:
         """Prefill work of ``batch_size`` sequences; ``power_phase`` is decode for a recompute run
         on a decode instance (then ``batch_size`` is the decode batch it runs with)."""
@@ -64,8 +79,7 @@ class _ExcessFactors:
         cached = self._prefill.get(key)
         if cached is None:
             def latency(f: int) -> float:
-                return physics.prefill_latency_from_sums_s(self.profile, batch_tokens, _PROBE_SQUARED, f,
-                                                           batch_size, power_phase)
+                return physics.prefill_gpu_s(self.profile, batch_tokens, _PROBE_SQUARED, f, batch_size, power_phase)
             cached = self._best(power_phase, batch_size, {f: latency(f) for f in self.clocks_mhz}, latency(self.f_max))
             self._prefill[key] = cached
         return cached
@@ -73,9 +87,9 @@ class _ExcessFactors:
     def decode(self, batch_size: int) -> float:
         cached = self._decode.get(batch_size)
         if cached is None:
-            lat = {f: physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, f)
+            lat = {f: physics.decode_gpu_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, f)
                    for f in self.clocks_mhz}
-            at_fmax = physics.decode_latency_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, self.f_max)
+            at_fmax = physics.decode_gpu_s(self.profile, batch_size, _PROBE_CONTEXT_TOKENS, self.f_max)
             cached = self._best("decode", batch_size, lat, at_fmax)
             self._decode[batch_size] = cached
         return cached
@@ -98,8 +112,9 @@ def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | N
         tp = profile.tensor_parallel_size
         prefill += physics.idle_energy_j(profile, horizon)
         for tokens, squared, prompts in inst.batch_log:
-            t = physics.prefill_latency_from_sums_s(profile, tokens, squared, f.f_max, prompts)
-            prefill += tp * f.prefill(tokens, prompts) * t
+            t = physics.prefill_gpu_s(profile, tokens, squared, f.f_max, prompts)
+            prefill += tp * (f.prefill(tokens, prompts) * t
+                             + f.overhead("prefill", prompts) * physics.step_overhead_s(profile, prompts))
     decode = 0.0
     for dec in result.decode:
         profile = dec.gpu.profile
@@ -107,9 +122,10 @@ def run_bound(result: RunResult, clocks_mhz: Sequence[int], horizon_s: float | N
         tp = profile.tensor_parallel_size
         decode += physics.idle_energy_j(profile, horizon)
         for batch, context, recompute, recompute_s2 in dec.iteration_log:
-            decode += tp * f.decode(batch) * physics.decode_latency_s(profile, batch, context, f.f_max)
+            decode += tp * (f.decode(batch) * physics.decode_gpu_s(profile, batch, context, f.f_max)
+                            + f.overhead("decode", batch) * physics.step_overhead_s(profile, batch))
             if recompute:
-                t = physics.prefill_latency_from_sums_s(profile, recompute, recompute_s2, f.f_max, batch, "decode")
+                t = physics.prefill_gpu_s(profile, recompute, recompute_s2, f.f_max, batch, "decode")
                 decode += tp * f.prefill(recompute, batch, "decode") * t
     return prefill, decode
 

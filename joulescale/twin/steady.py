@@ -7,7 +7,7 @@ concurrency, as a benchmark client with that many requests in flight). The first
 start together, so the run is measured only after a warm-up of completions has mixed their
 phases; from then on, energy, time and output tokens are counted over a window of completions.
 The instance runs at one fixed clock (f_max by default, as ML.ENERGY's runs), so a step's energy
-is exactly TP x its mixed power x its latency (``physics.mixed_busy_power_watts``); the twin's
+is exactly TP x its power x its latency (``physics.step_power_watts``); the twin's
 ``SimGpuGroup`` would add nothing without clock changes.
 
 Length mix: ``lmarena-chat`` by default, the lengths of ML.ENERGY's own task
@@ -64,6 +64,9 @@ class SteadyResult:
     mean_batch: float
     """Time-weighted sequences per step over the window."""
     tensor_parallel_size: int
+    median_itl_s: float
+    """Median inter-token latency over the window: the median step duration, each step counted
+    once per decode token it produced (ML.ENERGY's leaderboard publishes this median)."""
 
     @property
     def joules_per_output_token(self) -> float:
@@ -91,12 +94,14 @@ class SteadyResult:
             "output_tokens": self.output_tokens,
             "completed_requests": self.completed_requests,
             "mean_batch": self.mean_batch,
+            "median_itl_ms": self.median_itl_s * 1000.0,
         }
 
     def text(self) -> str:
         return (f"steady state: {self.profile}, {self.topology}, max_num_seqs {self.max_num_seqs}, "
                 f"{self.clock_mhz} MHz, lengths of {self.mix}; window {self.window_s:.1f} s, "
-                f"{self.completed_requests} requests, mean batch {self.mean_batch:.1f}\n"
+                f"{self.completed_requests} requests, mean batch {self.mean_batch:.1f}, "
+                f"median inter-token latency {self.median_itl_s * 1000.0:.1f} ms\n"
                 f"J per output token    {self.joules_per_output_token:.3f}\n"
                 f"W per GPU             {self.watts_per_gpu:.0f}\n"
                 f"output tokens per s   {self.output_tokens_per_second:.0f}")
@@ -118,6 +123,17 @@ class _LengthMix:
         prompt, output = self._lengths[self._next % len(self._lengths)]
         self._next += 1
         return EngineRequest(request_id, now_s, prompt, output)
+
+
+def weighted_median(values: list[tuple[float, int]]) -> float:
+    """The median of values each counted ``weight`` times (0.0 for none)."""
+    total = sum(weight for _, weight in values)
+    seen = 0
+    for value, weight in sorted(values):
+        seen += weight
+        if 2 * seen >= total:
+            return value
+    return 0.0
 
 
 def measure_steady(settings: SteadySettings) -> SteadyResult:
@@ -143,6 +159,7 @@ def measure_steady(settings: SteadySettings) -> SteadyResult:
         model.enqueue(mix.request(request_id, now), now)
     next_id = n
     start: tuple[float, float, int, float] | None = None  # time, energy, tokens, batch x time
+    itl: list[tuple[float, int]] = []  # (step duration, decode tokens) over the window
     for _ in range(MAX_STEPS):
         if start is None and completed >= warmup:
             start = (now, energy, tokens, batch_time)
@@ -152,7 +169,7 @@ def measure_steady(settings: SteadySettings) -> SteadyResult:
                 profile=profile.name, topology="aggregated", max_num_seqs=n, clock_mhz=clock, mix=settings.mix,
                 window_s=window_s, output_tokens=tokens - start[2], completed_requests=measured,
                 energy_j=energy - start[1], mean_batch=(batch_time - start[3]) / window_s,
-                tensor_parallel_size=tp)
+                tensor_parallel_size=tp, median_itl_s=weighted_median(itl))
         if not model.start_step(now):
             raise ValueError("the instance ran out of work")  # a closed loop never does
         step_s = model.step_latency_s(clock)
@@ -160,6 +177,8 @@ def measure_steady(settings: SteadySettings) -> SteadyResult:
         batch_time += model.running * step_s
         now += step_s
         decodes = model.step_batch
+        if start is not None and decodes:
+            itl.append((step_s, decodes))
         done = model.finish_step(now, step_s)
         tokens += decodes + len(model.prefilled)
         completed += len(done)

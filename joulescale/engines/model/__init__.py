@@ -21,8 +21,9 @@ the caller's clock, which must never go backwards:
    it returns the requests the step completed (prefill: prefill done, to hand to a decode
    instance; decode and aggregated: finished; an aggregated model's ``prefilled`` then holds
    the prompts whose prefill the step completed, with their first token). Then go to 2 at once
-   (continuous batching: the next step starts when this one ends). An aggregated step's power
-   is ``step_power_watts(sm_clock_mhz)``: it mixes the phases.
+   (continuous batching: the next step starts when this one ends). A step's power per GPU is
+   ``step_power_watts(sm_clock_mhz)``: an aggregated step mixes the phases, and any step's
+   overhead (``physics.step_overhead_s``) may leave the GPU idle for part of it.
 
 A scrape at any moment reads ``recorder.sample()``: the page as the engine's dialect published
 it, never the scheduler's live state.

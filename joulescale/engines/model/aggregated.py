@@ -17,8 +17,8 @@ last), then the newest decodes. A preempted request loses its cache; when readmi
 context (prompt and the tokens it generated) is prefilled again in chunks, and the last chunk
 samples its next token.
 
-Step latency and power: ``physics.mixed_step_parts_s`` (a decode step plus the chunks' marginal
-prefill cost) and ``physics.mixed_busy_power_watts`` (each phase's power over its part).
+Step latency and power: ``physics.mixed_step_times_s`` (a decode step plus the chunks' marginal
+prefill cost, plus the step overhead) and ``physics.step_power_watts`` (each part at its power).
 
 The decode batch is a ``DecodeModel`` (its O(1) aggregate and finish heap), driven through
 ``join`` and ``preempt_to_fit``; this model reports to the recorder itself, as the page of one
@@ -203,19 +203,20 @@ class AggregatedModel(Generic[R]):
         return True
 
     def step_latency_s(self, sm_clock_mhz: float) -> float:
-        """The running step's duration at a clock (decode step + the chunks' marginal prefill)."""
-        decode_s, prefill_s = physics.mixed_step_parts_s(self.profile, self._step_batch, self._step_context,
-                                                         self._step_tokens, self._step_squared, sm_clock_mhz,
-                                                         len(self.step))
-        return decode_s + prefill_s
+        """The running step's duration at a clock (decode step + the chunks' marginal prefill + overhead)."""
+        decode_s, prefill_s, overhead_s = physics.mixed_step_times_s(
+            self.profile, self._step_batch, self._step_context, self._step_tokens, self._step_squared, sm_clock_mhz,
+            len(self.step))
+        return decode_s + prefill_s + overhead_s
 
     def step_power_watts(self, sm_clock_mhz: float) -> float:
-        """One GPU's busy power over the running step at a clock (each phase over its part)."""
-        decode_s, prefill_s = physics.mixed_step_parts_s(self.profile, self._step_batch, self._step_context,
-                                                         self._step_tokens, self._step_squared, sm_clock_mhz,
-                                                         len(self.step))
-        return physics.mixed_busy_power_watts(self.profile, decode_s, prefill_s, sm_clock_mhz, self._step_batch,
-                                              len(self.step))
+        """One GPU's power over the running step at a clock (each part at its power)."""
+        prompts = len(self.step)
+        decode_s, prefill_s, overhead_s = physics.mixed_step_times_s(
+            self.profile, self._step_batch, self._step_context, self._step_tokens, self._step_squared, sm_clock_mhz,
+            prompts)
+        return physics.step_power_watts(self.profile, decode_s, prefill_s, overhead_s, sm_clock_mhz,
+                                        self._step_batch, prompts)
 
     def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests it finished

@@ -160,13 +160,23 @@ class DecodeModel(Generic[R]):
         """Sequences in the running step: the batch its power depends on (``physics.busy_power_watts``)."""
         return self._step_batch
 
-    def step_latency_s(self, sm_clock_mhz: float) -> float:
-        """The running step's duration at a clock: a decode step plus the prefill of readmitted contexts."""
-        step_s = physics.decode_latency_s(self.profile, self._step_batch, self._step_context, sm_clock_mhz)
+    def _step_kernels_s(self, sm_clock_mhz: float) -> float:
+        step_s = physics.decode_gpu_s(self.profile, self._step_batch, self._step_context, sm_clock_mhz)
         if self._recompute_tokens:
-            step_s += physics.prefill_latency_from_sums_s(self.profile, self._recompute_tokens, self._recompute_s2,
-                                                          sm_clock_mhz, self._step_batch, "decode")
+            step_s += physics.prefill_gpu_s(self.profile, self._recompute_tokens, self._recompute_s2, sm_clock_mhz,
+                                            self._step_batch, "decode")
         return step_s
+
+    def step_latency_s(self, sm_clock_mhz: float) -> float:
+        """The running step's duration at a clock: a decode step plus the prefill of readmitted
+        contexts, plus the step overhead."""
+        return self._step_kernels_s(sm_clock_mhz) + physics.step_overhead_s(self.profile, self._step_batch)
+
+    def step_power_watts(self, sm_clock_mhz: float) -> float:
+        """One GPU's power over the running step at a clock (readmitted prefill at decode power)."""
+        return physics.step_power_watts(self.profile, self._step_kernels_s(sm_clock_mhz), 0.0,
+                                        physics.step_overhead_s(self.profile, self._step_batch), sm_clock_mhz,
+                                        self._step_batch, 0)
 
     def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests it completed."""

@@ -160,6 +160,14 @@ class PrefillModel(Generic[R]):
         return physics.prefill_latency_from_sums_s(self.profile, self._step_tokens, self._step_squared, sm_clock_mhz,
                                                    len(self.step))
 
+    def step_power_watts(self, sm_clock_mhz: float) -> float:
+        """One GPU's power over the running step at a clock (its overhead's idle share at idle power)."""
+        prompts = len(self.step)
+        return physics.step_power_watts(
+            self.profile, 0.0,
+            physics.prefill_gpu_s(self.profile, self._step_tokens, self._step_squared, sm_clock_mhz, prompts),
+            physics.step_overhead_s(self.profile, prompts), sm_clock_mhz, 0, prompts)
+
     def finish_step(self, now_s: float, step_s: float) -> list[R]:
         """End the running step at ``now_s`` after ``step_s``; returns the requests whose prefill
         (and so whose stay on this P/D prefill instance) it completed."""

@@ -1,5 +1,6 @@
-"""Busy power that rises with the batch: the profile's curve is the fit of ML.ENERGY's data, a
-profile without the curve keeps constant power, and a file's coefficients replace the shipped ones."""
+"""Busy power that rises with the batch: the profile's curve is the fit of ML.ENERGY's data (through
+the twin's step accounting), a profile without the curve keeps constant power, and a file's
+coefficients replace the shipped ones."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from bench.mlenergy_calibration import PUBLISHED, fit
+from bench.mlenergy_calibration import PUBLISHED, decode_power_points, fit
 from joulescale.profiles import load_profile
 from joulescale.profiles import physics as ph
 from joulescale.profiles.loader import ProfileError, parse_profile
@@ -17,7 +18,8 @@ F_MAX = TP4.max_sm_clock_mhz
 
 
 def test_the_shipped_curve_is_the_least_squares_fit_of_the_published_watts() -> None:
-    curve = fit()
+    points = decode_power_points(TP4, TP4.step_overhead)
+    curve = fit(points)
     power = TP4.decode.power
     assert power.batch is not None
     # The profile states the fit rounded to the digits written in the file.
@@ -27,7 +29,16 @@ def test_the_shipped_curve_is_the_least_squares_fit_of_the_published_watts() -> 
     assert power.batch.steepness == pytest.approx(curve.steepness, abs=0.0005)
     for point in PUBLISHED:
         assert ph.busy_power_watts(TP4, "decode", F_MAX, point.max_num_seqs) == pytest.approx(
-            point.watts_per_gpu, rel=0.03)
+            points[point.max_num_seqs], rel=0.031)  # the fit's residuals: within 3.1 %
+
+
+def test_the_decode_power_lies_below_the_published_whole_step_power() -> None:
+    """The published W averages whole steps, prefill chunks (near the board limit) included; the
+    decode part alone draws less at every size, so counting the chunks' power on top of a curve
+    fitted to whole steps would count it twice."""
+    for size, watts in decode_power_points(TP4, TP4.step_overhead).items():
+        published = next(p for p in PUBLISHED if p.max_num_seqs == size)
+        assert watts < published.watts_per_gpu
 
 
 def test_power_rises_with_the_batch_at_every_clock_and_stays_between_low_and_top() -> None:
@@ -79,8 +90,8 @@ def test_a_curve_whose_bottom_lies_outside_floor_and_top_is_refused(low: int) ->
 
 def test_the_power_cap_binds_for_large_batches_only() -> None:
     capped = TP4.model_copy(update={"power_limit_watts": 500.0})
-    assert ph.effective_clock_mhz(capped, "decode", F_MAX, 16) == F_MAX  # 444 W fits under 500 W
-    assert ph.effective_clock_mhz(capped, "decode", F_MAX, 256) < F_MAX  # 592 W does not
+    assert ph.effective_clock_mhz(capped, "decode", F_MAX, 16) == F_MAX  # 436 W fits under 500 W
+    assert ph.effective_clock_mhz(capped, "decode", F_MAX, 256) < F_MAX  # 568 W does not
     assert ph.busy_power_watts(capped, "decode", F_MAX, 256) == pytest.approx(500.0)
     slowed = ph.decode_latency_s(capped, 256, 256 * 1000, F_MAX) / ph.decode_latency_s(TP4, 256, 256 * 1000, F_MAX)
     assert slowed > 1.0

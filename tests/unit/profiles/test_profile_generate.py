@@ -96,6 +96,7 @@ def test_generated_profile_records_its_database_and_keeps_the_measured_hardware(
         base.gpu_product, base.model, base.tensor_parallel_size)
     assert profile.prefill.power == base.prefill.power
     assert profile.decode.power == base.decode.power
+    assert profile.step_overhead == base.step_overhead  # taken with the power (--power-from)
     assert profile.sm_clocks == base.sm_clocks
     assert profile.clock_settle_ms == base.clock_settle_ms
     assert (profile.kv_bytes_per_token, profile.kv_capacity_tokens) == (base.kv_bytes_per_token,
@@ -148,7 +149,7 @@ def test_power_from_is_required_for_a_profile_that_is_not_shipped(tmp_path: Path
     assert not (tmp_path / "mine.yaml").exists()
 
 
-GENERATED_SHIPPED = ["h100-sxm-llama-70b-tp2", "h200-sxm-llama-70b-tp2", "h200-sxm-llama-70b-tp4",
+GENERATED_SHIPPED = ["h100-sxm-llama-70b-tp4", "h100-sxm-llama-70b-tp2", "h200-sxm-llama-70b-tp2", "h200-sxm-llama-70b-tp4",
                      "h200-sxm-llama-8b-tp1"]
 CITED = ["prefill.latency", "decode.latency", "prefill.power", "decode.power", "prefill.clock_sensitivity",
          "decode.clock_sensitivity", "sm_clocks", "memory_clock_mhz", "power_limit_watts", "idle_power_watts",
@@ -160,8 +161,12 @@ def test_every_field_of_a_generated_shipped_profile_cites_a_source(name: str) ->
     profile = load_profile(name)
     cited = {f.strip() for s in profile.source for f in s.fields.split(",")}
     for field in CITED:
-        # "clock_sensitivity" alone backs both phases' sensitivities
-        assert field in cited or field.split(".")[-1] in cited, (name, field)
+        # "clock_sensitivity" alone backs both phases' sensitivities; "decode.power.fmax_watts, ..." backs
+        # decode.power field by field
+        assert field in cited or field.split(".")[-1] in cited or any(c.startswith(field + ".") for c in cited), (
+            name, field)
+    if profile.step_overhead is not None:
+        assert "step_overhead" in cited, name
     latency = next(s for s in profile.source if s.fields == "prefill.latency, decode.latency")
     assert "AIConfigurator 0.12.0" in latency.citation
     assert "vllm 0.24.0" in latency.citation

@@ -17,12 +17,16 @@ F_MAX = TP8.max_sm_clock_mhz
 def test_prefill_at_fmax_is_the_profile_polynomial() -> None:
     lat = TP8.prefill.latency
     expected_ms = lat.base_ms + lat.per_token_ms * 3000 + lat.per_token_squared_ms * (1000**2 + 2000**2)
-    assert ph.prefill_latency_s(TP8, [1000, 2000], F_MAX) == pytest.approx(expected_ms / 1000)
+    overhead = TP8.step_overhead
+    assert overhead is not None
+    overhead_ms = overhead.fixed_ms + overhead.per_sequence_ms * 2  # two prompts in the step
+    assert ph.prefill_latency_s(TP8, [1000, 2000], F_MAX) == pytest.approx((expected_ms + overhead_ms) / 1000)
 
 
 def test_prefill_at_half_clock_stretches_by_the_compute_share() -> None:
     s = TP8.prefill.clock_sensitivity.compute
-    ratio = ph.prefill_latency_s(TP8, [4096], F_MAX / 2) / ph.prefill_latency_s(TP8, [4096], F_MAX)
+    # The kernels stretch; the step overhead does not (tests/unit/profiles/test_step_overhead.py).
+    ratio = ph.prefill_gpu_s(TP8, 4096, 4096**2, F_MAX / 2) / ph.prefill_gpu_s(TP8, 4096, 4096**2, F_MAX)
     assert ratio == pytest.approx(1 + s)
 
 
@@ -35,9 +39,7 @@ def test_short_prefill_batches_are_less_clock_sensitive() -> None:
 
 def test_decode_sensitivity_grows_with_batch_size() -> None:
     def stretch(batch: int) -> float:
-        return ph.decode_latency_s(TP8, batch, batch * 500, 990) / ph.decode_latency_s(
-            TP8, batch, batch * 500, F_MAX
-        )
+        return ph.decode_gpu_s(TP8, batch, batch * 500, 990) / ph.decode_gpu_s(TP8, batch, batch * 500, F_MAX)
 
     assert stretch(1) < stretch(64) < stretch(256)
     assert stretch(256) == pytest.approx(1 + (0.05 + 0.55 * 0.5) * (F_MAX / 990 - 1))
@@ -46,7 +48,10 @@ def test_decode_sensitivity_grows_with_batch_size() -> None:
 def test_decode_at_fmax_is_the_profile_linear_model() -> None:
     lat = TP4.decode.latency
     expected_ms = lat.base_ms + lat.per_sequence_ms * 32 + lat.per_context_token_ms * 40_000
-    assert ph.decode_latency_s(TP4, 32, 40_000, F_MAX) == pytest.approx(expected_ms / 1000)
+    overhead = TP4.step_overhead
+    assert overhead is not None
+    overhead_ms = overhead.fixed_ms + overhead.per_sequence_ms * 32
+    assert ph.decode_latency_s(TP4, 32, 40_000, F_MAX) == pytest.approx((expected_ms + overhead_ms) / 1000)
 
 
 def test_empty_batches_take_no_time() -> None:
@@ -95,7 +100,9 @@ def test_energy_per_token_is_u_shaped_with_the_documented_sweet_spots() -> None:
     prefill_best = min(clocks, key=lambda f: _energy_per_token_j("prefill", f))
     decode_best = min(clocks, key=lambda f: _energy_per_token_j("decode", f))
     assert 0.6 * F_MAX <= prefill_best <= 0.8 * F_MAX
-    assert 700 <= decode_best <= 1000
+    # Memory bound: far below f_max. The step overhead, which no clock shortens, lowers it further
+    # (690 MHz at B = 64; 700-1000 MHz for the kernels alone).
+    assert 600 <= decode_best <= 1000
     for phase, best in (("prefill", prefill_best), ("decode", decode_best)):
         assert _energy_per_token_j(phase, clocks[0]) > _energy_per_token_j(phase, best)
         assert _energy_per_token_j(phase, F_MAX) > _energy_per_token_j(phase, best)
@@ -115,6 +122,6 @@ def test_decode_is_never_faster_at_a_lower_clock(batch: int, context: int, low: 
 @given(prompts=st.lists(st.integers(1, 16_384), min_size=1, max_size=64), clock=st.integers(345, 1980))
 def test_prefill_from_sums_equals_prefill_from_lengths(prompts: list[int], clock: int) -> None:
     squared = sum(p * p for p in prompts)
-    assert ph.prefill_latency_from_sums_s(TP4, sum(prompts), squared, clock) == pytest.approx(
+    assert ph.prefill_latency_from_sums_s(TP4, sum(prompts), squared, clock, len(prompts)) == pytest.approx(
         ph.prefill_latency_s(TP4, prompts, clock)
     )

@@ -69,9 +69,9 @@ def test_a_mixed_step_books_each_phase_power_over_its_part() -> None:
     f = p.max_sm_clock_mhz
     expected = 0.0
     for batch, context, tokens, squared, prompts in inst.model.step_log:
-        decode_s, prefill_s = physics.mixed_step_parts_s(p, batch, context, tokens, squared, f, prompts)
-        expected += p.tensor_parallel_size * physics.mixed_busy_power_watts(
-            p, decode_s, prefill_s, f, batch, prompts) * (decode_s + prefill_s)
+        decode_s, prefill_s, overhead_s = physics.mixed_step_times_s(p, batch, context, tokens, squared, f, prompts)
+        expected += p.tensor_parallel_size * physics.step_power_watts(
+            p, decode_s, prefill_s, overhead_s, f, batch, prompts) * (decode_s + prefill_s + overhead_s)
     assert inst.gpu.busy_energy_j == pytest.approx(expected, rel=1e-9)
     decode_only = sum(p.tensor_parallel_size * physics.busy_power_watts(p, "decode", f, max(b, 1))
                       * sum(physics.mixed_step_parts_s(p, b, k, n, s2, f, m))

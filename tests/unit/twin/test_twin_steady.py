@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.mlenergy_calibration import PUBLISHED
+from bench.mlenergy_calibration import PUBLISHED, PUBLISHED_MEDIAN_ITL_MS
 from joulescale.cli import main
 from joulescale.profiles import load_profile
 from joulescale.twin.steady import SteadySettings, measure_steady
@@ -19,16 +19,10 @@ CHECKED = (32, 64, 128, 256)
 BY_SEQS = {p.max_num_seqs: p for p in PUBLISHED}
 
 
-STEP_TIME_GAP = (
-    "known gap, not met: the twin's steps are shorter than ML.ENERGY's, so it makes more tokens per second "
-    "at the same power (J per token 18-27 % low at 64-256 sequences, W per GPU within 6 %). The profile's "
-    "decode latency comes from AIConfigurator's database, 19 % faster per step than ML.ENERGY's measured "
-    "median inter-token latency of vLLM 0.11.1 already at 32 sequences (16.2 vs 20.0 ms); and ML.ENERGY's "
-    "prompt lengths are not published (doubling the assumed ones closes the gap, halving widens it). "
-    "See docs/physics.md, 'Checking the twin against ML.ENERGY', and python -m bench.mlenergy_causes.")
+ALL_SIZES = tuple(p.max_num_seqs for p in PUBLISHED)
 
 
-@pytest.mark.parametrize("max_num_seqs", CHECKED)
+@pytest.mark.parametrize("max_num_seqs", ALL_SIZES)
 def test_watts_per_gpu_at_max_clock_are_within_10_percent_of_ml_energy(max_num_seqs: int) -> None:
     result = measure_steady(SteadySettings(TP4, max_num_seqs))
     assert result.clock_mhz == TP4.max_sm_clock_mhz
@@ -36,22 +30,33 @@ def test_watts_per_gpu_at_max_clock_are_within_10_percent_of_ml_energy(max_num_s
     assert result.watts_per_gpu == pytest.approx(BY_SEQS[max_num_seqs].watts_per_gpu, rel=0.10)
 
 
-@pytest.mark.parametrize("max_num_seqs", [
-    32, *(pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=STEP_TIME_GAP)) for n in (64, 128, 256))])
+@pytest.mark.parametrize("max_num_seqs", ALL_SIZES)
 def test_joules_per_output_token_at_max_clock_are_within_15_percent_of_ml_energy(max_num_seqs: int) -> None:
+    """The acceptance check (32-256) and the other published sizes. J per token is fitted by
+    nothing: the step overhead comes from the median ITL, the decode power from W per GPU."""
     result = measure_steady(SteadySettings(TP4, max_num_seqs))
     assert result.joules_per_output_token == pytest.approx(BY_SEQS[max_num_seqs].joules_per_output_token, rel=0.15)
 
 
-@pytest.mark.parametrize("max_num_seqs", [64, 128, 256])
-def test_where_joules_per_token_miss_the_twin_is_faster_not_hungrier(max_num_seqs: int) -> None:
-    """The remaining gap is time, not power: the twin's power is within 10 % while its tokens per
-    second exceed the published ones (4 GPUs x W / J) by more than that."""
+@pytest.mark.parametrize("max_num_seqs", sorted(PUBLISHED_MEDIAN_ITL_MS))
+def test_the_median_inter_token_latency_is_ml_energys(max_num_seqs: int) -> None:
+    """The profile holds its calibration: the twin's median step over a window, counted per
+    decode token, is the published median ITL within the line's residual (0.5 ms)."""
     result = measure_steady(SteadySettings(TP4, max_num_seqs))
+    assert result.median_itl_s * 1000.0 == pytest.approx(PUBLISHED_MEDIAN_ITL_MS[max_num_seqs], abs=0.6)
+
+
+@pytest.mark.parametrize("max_num_seqs", [128, 256])
+def test_without_the_step_overhead_the_twin_makes_tokens_too_fast(max_num_seqs: int) -> None:
+    """The cause the overhead removes: the kernel database's steps alone are shorter than
+    ML.ENERGY's, so tokens per second exceed the published ones (4 GPUs x W / J) by over 15 %."""
+    bare = TP4.model_copy(update={"step_overhead": None})
     published = BY_SEQS[max_num_seqs]
     published_tokens_per_second = TP4.tensor_parallel_size * published.watts_per_gpu / published.joules_per_output_token
-    assert result.watts_per_gpu == pytest.approx(published.watts_per_gpu, rel=0.10)
-    assert result.output_tokens_per_second > 1.10 * published_tokens_per_second
+    assert measure_steady(SteadySettings(bare, max_num_seqs)).output_tokens_per_second > \
+        1.15 * published_tokens_per_second
+    assert measure_steady(SteadySettings(TP4, max_num_seqs)).output_tokens_per_second == pytest.approx(
+        published_tokens_per_second, rel=0.10)
 
 
 @pytest.mark.parametrize("max_num_seqs", CHECKED)
@@ -130,8 +135,9 @@ def test_the_command_prints_the_figures_and_writes_the_json_keys(tmp_path: Path)
     assert document["joules_per_output_token"] == pytest.approx(expected.joules_per_output_token)
     assert document["watts_per_gpu"] == pytest.approx(expected.watts_per_gpu)
     assert document["output_tokens_per_second"] == pytest.approx(expected.output_tokens_per_second)
+    assert document["median_itl_ms"] == pytest.approx(1000.0 * expected.median_itl_s)
     text = out.getvalue()
-    for label in ("J per output token", "W per GPU", "output tokens per s"):
+    for label in ("J per output token", "W per GPU", "output tokens per s", "median inter-token latency"):
         assert label in text
 
 
