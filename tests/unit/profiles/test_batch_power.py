@@ -15,6 +15,8 @@ from joulescale.profiles.loader import ProfileError, parse_profile
 
 TP4 = load_profile("h100-sxm-llama-70b-tp4")
 F_MAX = TP4.max_sm_clock_mhz
+DIGITISATION = 0.02
+"""How closely the published chart values were read (the source states about +-2 %)."""
 
 
 def test_the_shipped_curve_is_the_least_squares_fit_of_the_published_watts() -> None:
@@ -27,9 +29,13 @@ def test_the_shipped_curve_is_the_least_squares_fit_of_the_published_watts() -> 
     assert power.batch.low_watts == pytest.approx(curve.low_watts, abs=0.5)
     assert power.batch.midpoint_log2 == pytest.approx(curve.midpoint_log2, abs=0.005)
     assert power.batch.steepness == pytest.approx(curve.steepness, abs=0.0005)
-    for point in PUBLISHED:
-        assert ph.busy_power_watts(TP4, "decode", F_MAX, point.max_num_seqs) == pytest.approx(
-            points[point.max_num_seqs], rel=0.031)  # the fit's residuals: within 3.1 %
+    # The logistic is monotonic; the published watts are digitised to about +-2 % and dip from 16 to
+    # 32 sequences (451 -> 449 W). So the residuals may reach two digitisation errors at a single
+    # size (neighbours read at opposite extremes), and stay within one on average.
+    residuals = [ph.busy_power_watts(TP4, "decode", F_MAX, p.max_num_seqs) / points[p.max_num_seqs] - 1
+                 for p in PUBLISHED]
+    assert max(abs(r) for r in residuals) <= 2 * DIGITISATION
+    assert (sum(r * r for r in residuals) / len(residuals)) ** 0.5 <= DIGITISATION
 
 
 def test_the_decode_power_lies_below_the_published_whole_step_power() -> None:
