@@ -113,7 +113,10 @@ def test_fresh_data_writes_plan_energy_planned_and_a_plan_changed_event(parts: A
     assert energy["estimatedSavingPercent"] > 0  # both roles below their max clock
     assert conditions(result.status_patch)["Planned"]["status"] == "True"
     assert result.plan_changed
-    assert [e[:2] for e in result.events] == [("Normal", "PlanChanged")]
+    # ttftMs 600 lies between vLLM's 500 and 750 ms TTFT buckets: said once, in an event and the condition
+    assert [e[:2] for e in result.events] == [("Normal", "PlanChanged"), ("Normal", "SloTargetBetweenBuckets")]
+    assert "TTFT target 600 ms lies between vllm's 500 and 750 ms buckets" in result.events[1][2]
+    assert result.events[1][2] in conditions(result.status_patch)["Planned"]["message"]
     window = planner.calls[0]
     assert window.arrivals == 600
     assert window.mean_prompt_tokens() == 1000
