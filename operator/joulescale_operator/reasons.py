@@ -50,3 +50,6 @@ NO_ENGINE_METRICS: Final = "NoEngineMetrics"
 """Planned=False: the service's engine has no metric names the planner loop knows."""
 PLAN_CHANGED: Final = "PlanChanged"
 """The Normal event of a new plan (replicas or base clocks)."""
+SLO_TARGET_BETWEEN_BUCKETS: Final = "SloTargetBetweenBuckets"
+"""The Normal event (once, and a sentence in the Planned condition) when an SLO target falls
+between two bucket edges of the engine's latency histogram: its attainment is interpolated."""

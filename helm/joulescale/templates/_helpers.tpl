@@ -76,22 +76,20 @@ text under `groups:`). Thresholds come from metrics.prometheusRule. */}}
   rules:
     - alert: JouleScaleTtftSloAttainmentLow
       expr: >-
-        sum by (namespace, service) (rate({__name__=~"vllm:time_to_first_token_seconds_bucket|sglang:time_to_first_token_seconds_bucket", le="{{ $r.ttftBucketSeconds }}"}[{{ $r.windowMinutes }}m]))
-        / sum by (namespace, service) (rate({__name__=~"vllm:time_to_first_token_seconds_count|sglang:time_to_first_token_seconds_count"}[{{ $r.windowMinutes }}m]))
+        histogram_fraction(0, {{ $r.ttftTargetSeconds }}, sum by (namespace, service, le) (rate({__name__=~"vllm:time_to_first_token_seconds_bucket|sglang:time_to_first_token_seconds_bucket"}[{{ $r.windowMinutes }}m])))
         < {{ $r.sloAttainmentMin }}
       for: {{ $r.forMinutes }}m
       labels: {severity: warning}
       annotations:
-        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }}: {{ "{{" }} $value | humanizePercentage {{ "}}" }} of requests had their first token within {{ $r.ttftBucketSeconds }} s"
+        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }}: {{ "{{" }} $value | humanizePercentage {{ "}}" }} of requests had their first token within {{ $r.ttftTargetSeconds }} s"
     - alert: JouleScaleTpotSloAttainmentLow
       expr: >-
-        sum by (namespace, service) (rate({__name__=~"vllm:inter_token_latency_seconds_bucket|sglang:inter_token_latency_seconds_bucket", le="{{ $r.tpotBucketSeconds }}"}[{{ $r.windowMinutes }}m]))
-        / sum by (namespace, service) (rate({__name__=~"vllm:inter_token_latency_seconds_count|sglang:inter_token_latency_seconds_count"}[{{ $r.windowMinutes }}m]))
+        histogram_fraction(0, {{ $r.tpotTargetSeconds }}, sum by (namespace, service, le) (rate({__name__=~"vllm:inter_token_latency_seconds_bucket|sglang:inter_token_latency_seconds_bucket"}[{{ $r.windowMinutes }}m])))
         < {{ $r.sloAttainmentMin }}
       for: {{ $r.forMinutes }}m
       labels: {severity: warning}
       annotations:
-        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }}: {{ "{{" }} $value | humanizePercentage {{ "}}" }} of output tokens came within {{ $r.tpotBucketSeconds }} s"
+        summary: "{{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.service {{ "}}" }}: {{ "{{" }} $value | humanizePercentage {{ "}}" }} of output tokens came within {{ $r.tpotTargetSeconds }} s"
 - name: joulescale.agent
   rules:
     - alert: JouleScaleAgentFailSafe

@@ -2,7 +2,8 @@
 
 Power and J/token are measured: the agents' GPU energy counters over the window, per role,
 over the output tokens the decode engines generated. SLO attainment comes from the engines'
-histograms (``WindowHistogram.fraction_within``: a lower bound). The saving against static
+histograms, interpolated inside the bucket that holds the target as PromQL's
+histogram_fraction does (``joulescale.engines.bucket_estimates``), so it matches the dashboard. The saving against static
 maximum clocks is an estimate, since that run did not happen: each role's measured energy is
 rescaled by its profile's energy per iteration at the maximum SM clock over that at the role's
 average SM clock in the window (``joulescale.profiles.physics``; a representative iteration:
@@ -14,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from joulescale.api import EnergyAwareLLMServiceSpec
+from joulescale.engines.observation import Phase
 from joulescale.profiles import GpuProfile, ProfileCatalog
 from joulescale.profiles.physics import decode_latency_s, iteration_energy_j, prefill_latency_s
+from joulescale_operator.planloop.histogram import WindowHistogram
 from joulescale_operator.planloop.observation import ROLES, ServiceObservation
 
 DECODE_BATCH = 16
@@ -67,6 +70,20 @@ def slo_attainment(observation: ServiceObservation, spec: EnergyAwareLLMServiceS
         if histogram is not None and (share := histogram.fraction_within(limit_ms / 1000.0)) is not None
     ]
     return min(shares) if shares else None
+
+
+def slo_at_risk(observation: ServiceObservation, spec: EnergyAwareLLMServiceSpec) -> frozenset[Phase]:
+    """The roles whose buckets show a miss: TTFT (prefill) or TPOT (decode) at the SLO percentile
+    over its objective for sure (``bucket_estimates.at_risk``; a target inside a bucket is left to
+    the planner's capacity model)."""
+    percentile = spec.slo.percentile / 100.0
+    checks: tuple[tuple[Phase, WindowHistogram | None, int], ...] = (
+        ("prefill", observation.ttft, spec.slo.ttft_ms), ("decode", observation.inter_token, spec.slo.tpot_ms),
+    )
+    return frozenset(
+        role for role, histogram, limit_ms in checks
+        if histogram is not None and histogram.at_risk(percentile, limit_ms / 1000.0)
+    )
 
 
 def estimated_saving_percent(

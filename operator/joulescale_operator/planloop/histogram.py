@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from joulescale.engines import bucket_estimates
 from joulescale_operator.planloop.source import Sample
 
 
@@ -27,32 +28,17 @@ class WindowHistogram:
         return self.buckets[-1][1]
 
     def quantile(self, q: float) -> float | None:
-        """histogram_quantile's rule: linear within the bucket holding rank q x count; the highest
-        finite bound when the rank falls in +Inf. None without observations."""
-        total = self.count
-        if total <= 0:
-            return None
-        rank = q * total
-        lower_bound, lower_count = 0.0, 0.0
-        for le, cumulative in self.buckets:
-            if cumulative >= rank:
-                if math.isinf(le):
-                    return lower_bound
-                width = cumulative - lower_count
-                share = (rank - lower_count) / width if width > 0 else 1.0
-                return lower_bound + (le - lower_bound) * share
-            lower_bound, lower_count = le, cumulative
-        return lower_bound
+        """histogram_quantile's value (``joulescale.engines.bucket_estimates``)."""
+        return bucket_estimates.quantile(self.buckets, q)
 
     def fraction_within(self, limit: float) -> float | None:
-        """The share of observations at most ``limit``, counted only up to the highest bucket bound
-        at or below it (a lower bound: an observation in a bucket straddling the limit counts as
-        over). None without observations."""
-        total = self.count
-        if total <= 0:
-            return None
-        within = max((count for le, count in self.buckets if le <= limit), default=0.0)
-        return min(1.0, within / total)
+        """The share of observations at most ``limit``, interpolated inside the bucket holding it
+        (histogram_fraction's rule). None without observations."""
+        return bucket_estimates.share_within(self.buckets, limit)
+
+    def at_risk(self, percentile: float, limit: float) -> bool:
+        """The buckets show the ``percentile`` (in [0, 1]) over ``limit``."""
+        return bucket_estimates.at_risk(self.buckets, percentile, limit)
 
     def samples(self, limit: int) -> list[int]:
         """About ``limit`` values spread like the observations, each at its bucket's upper bound

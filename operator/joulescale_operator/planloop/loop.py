@@ -24,6 +24,7 @@ from joulescale_operator.conditions import ConditionStatus, condition, find, rfc
 from joulescale_operator.planloop.energy import energy_status
 from joulescale_operator.planloop.observation import ROLES, NoData, ServiceObservation, observe
 from joulescale_operator.planloop.promql import service_queries
+from joulescale_operator.planloop.slo_buckets import between_buckets_note
 from joulescale_operator.planloop.source import MetricsSource, MetricsUnavailable
 from joulescale_operator.status_owners import owned_changes, planner_status
 
@@ -138,17 +139,24 @@ class PlanPass:
         changed = _plan_content(plan) != _plan_content(status.get("plan") or {})
         if not changed:
             plan["computedAt"] = (status.get("plan") or {}).get("computedAt", plan["computedAt"])
+        message = describe_plan(plan)
+        note = between_buckets_note(planning.spec)
+        if note is not None:
+            message = f"{message} {note}"
+        conditions = list(status.get("conditions", []))
+        before = find(conditions, reasons.PLANNED) or {}
         desired: dict[str, Any] = {
             "plan": plan,
             "energy": energy_status(planning.observation, planning.spec, self._profiles, rfc3339(now)),
             "conditions": set_condition(
-                list(status.get("conditions", [])),
-                condition(reasons.PLANNED, "True", reasons.PLANNED, describe_plan(plan), generation, now),
+                conditions, condition(reasons.PLANNED, "True", reasons.PLANNED, message, generation, now)
             ),
         }
         result = _result("planned", status, desired, plan_changed=changed)
         if changed:
             result.events.append(("Normal", reasons.PLAN_CHANGED, plan_change(status.get("plan") or {}, plan)))
+        if note is not None and note not in str(before.get("message", "")):  # once: the condition keeps it
+            result.events.append(("Normal", reasons.SLO_TARGET_BETWEEN_BUCKETS, note))
         return result
 
 

@@ -30,7 +30,7 @@ from joulescale.planning import (
 from joulescale.planning.settings import DEFAULT_STARTUP_S
 from joulescale.profiles import ProfileCatalog
 from joulescale.twin.candidate_tables import TwinCandidateSource
-from joulescale_operator.planloop.energy import slo_attainment
+from joulescale_operator.planloop.energy import slo_at_risk
 from joulescale_operator.planloop.loop import CurrentState, PlanChoice, PlanningFailed
 from joulescale_operator.planloop.observation import ROLES, ServiceObservation
 from joulescale_operator.planloop.window import traffic_window
@@ -90,8 +90,7 @@ class CorePlanner:
                 f"no profile of {spec.model.name} at the roles' TP sizes and GPU products within the clock bounds"
             )
         window = traffic_window(observation)
-        attainment = slo_attainment(observation, spec)
-        missed = attainment is not None and attainment < spec.slo.percentile / 100.0
+        missed = slo_at_risk(observation, spec)
         running = current_placement(current, source.candidates())
         decision = planner.plan(window, running, now_s, slo_missed=missed)
         if decision.infeasible is not None:

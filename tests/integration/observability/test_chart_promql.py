@@ -30,6 +30,7 @@ from e2e.harness import provision
 from e2e.harness.agentprocs import free_port, http_get, start_agent, start_engine, wait_for, write_instances
 from e2e.harness.prometheus import PrometheusServer, ScrapeTarget
 from e2e.simengine.loadgen import replay
+from joulescale.engines.bucket_estimates import share_within
 from joulescale.profiles import load_profile
 from joulescale.twin.traces import load_trace, scaled_window
 from joulescale_agent.gpu.simstate import SimGpuDir, specs_from_profile
@@ -47,10 +48,11 @@ GRAFANA_VARIABLES = {
     "$service": ".*",
     "$__rate_interval": "20s",
     "$__range": "5m",
-    "$ttft_le": "1.0",
-    "$tpot_le": "0.1",
+    "$ttft_target": "1",
+    "$tpot_target": "0.02",
 }
-"""What Grafana substitutes (the dashboard's defaults; 'All' for the selectors)."""
+"""What Grafana substitutes (the dashboard's defaults; 'All' for the selectors; a TPOT target
+between vLLM's 10 and 25 ms inter-token buckets)."""
 MONITORING_CRDS = ("PodMonitor", "PrometheusRule", "ServiceMonitor")
 
 
@@ -93,6 +95,8 @@ class Rig:
     docs: list[dict[str, Any]]
     engines: dict[str, subprocess.Popen[bytes]]
     engine_addresses: dict[str, str]
+    loaded_at_s: float
+    """Just after the load: an instant whose 20 s rate window holds traffic."""
 
 
 def _load(prefill_url: str, decode_url: str, seconds: float) -> None:
@@ -186,7 +190,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         load.join(timeout=120)
         assert not load.is_alive()
         time.sleep(2.5)  # two more scrapes after the last request
-        yield Rig(server, docs, engines, addresses)
+        yield Rig(server, docs, engines, addresses, time.time())
     finally:
         server.stop()
         for proc in procs:
@@ -242,6 +246,33 @@ def test_the_numbers_mean_what_the_panels_say(rig: Rig) -> None:
     assert per_token[0] == pytest.approx(energy[0] / tokens[0], rel=1e-6)
     replicas_expr = next(e for t, e in dashboard_queries(rig.docs) if t.startswith("Replicas serving"))
     assert {r["metric"]["role"]: float(r["value"][1]) for r in q(replicas_expr)} == dict.fromkeys(ROLES, 1.0)
+
+
+def test_the_attainment_panel_interpolates_as_the_operator_does(rig: Rig) -> None:
+    """The panel's TPOT attainment at a target between two bucket edges (inside the bucket that
+    holds the engines' token gaps) is the share the operator's rule (bucket_estimates.share_within)
+    computes from the same buckets, not the share of the whole buckets under it."""
+    q = rig.prometheus.query
+    buckets_expr = 'sum by (le) (rate(vllm:inter_token_latency_seconds_bucket{service="chat"}[20s]))'
+    rows = q(buckets_expr, at=rig.loaded_at_s)
+    buckets = sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in rows)
+    lower, below = 0.0, 0.0
+    for le, cumulative in buckets:
+        if cumulative > below:
+            break
+        lower, below = le, cumulative
+    assert not math.isinf(le), f"every token gap beyond the last edge: {buckets}"
+    target = lower + 0.4 * (le - lower)  # between two edges, inside the bucket that holds gaps
+    panel = next(e for t, e in dashboard_queries(rig.docs) if t.startswith("SLO attainment") and "inter_token" in e)
+    shown = q(panel.replace(f"histogram_fraction(0, {GRAFANA_VARIABLES['$tpot_target']},",
+                            f"histogram_fraction(0, {target!r},"), at=rig.loaded_at_s)
+    expected = share_within(buckets, target)
+    assert expected is not None
+    assert expected > below / buckets[-1][1]
+    assert [r["metric"]["service"] for r in shown] == [SERVICE]
+    assert float(shown[0]["value"][1]) == pytest.approx(expected, rel=1e-9)
+    print(f"TPOT attainment at {target * 1000:.1f} ms (edges {lower * 1000:g} and {le * 1000:g} ms): "
+          f"{expected:.4f}; whole buckets only: {below / buckets[-1][1]:.4f}")
 
 
 def test_every_rule_loads_and_evaluates_without_error(rig: Rig) -> None:

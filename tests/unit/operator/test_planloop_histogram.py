@@ -1,4 +1,5 @@
-"""WindowHistogram follows histogram_quantile's rule and counts SLO attainment conservatively."""
+"""WindowHistogram follows histogram_quantile's and histogram_fraction's rules (the rule itself:
+tests/unit/engines/test_bucket_estimates.py)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ def test_quantile_interpolates_within_the_bucket_like_prometheus() -> None:
     assert histogram.quantile(0.995) == pytest.approx(1.0)  # rank in +Inf: the highest finite bound
 
 
-def test_fraction_within_counts_only_buckets_at_or_below_the_limit() -> None:
+def test_fraction_within_interpolates_inside_the_bucket_that_holds_the_limit() -> None:
     histogram = WindowHistogram.of(HIST)
     assert histogram is not None
     assert histogram.fraction_within(0.5) == pytest.approx(0.9)
-    assert histogram.fraction_within(0.7) == pytest.approx(0.9)  # the 0.5-1.0 bucket straddles: counted over
-    assert histogram.fraction_within(0.05) == 0.0
+    assert histogram.fraction_within(0.7) == pytest.approx(0.9 + 0.09 * 0.4)  # 0.2 of the 0.5-1.0 bucket's 0.5
+    assert histogram.fraction_within(0.05) == pytest.approx(0.25)
+    assert not histogram.at_risk(0.9, 0.7)  # up to 99 % may lie within 0.7
+    assert histogram.at_risk(0.95, 0.5)
 
 
 def test_no_observations_or_no_inf_bucket_means_no_answer() -> None:

@@ -33,7 +33,7 @@ def body(status: dict[str, Any] | None = None) -> dict[str, Any]:
             "engine": {"image": "vllm/vllm-openai:v0.11.0"},
             "prefill": {"autoscaling": autoscaled, "tensorParallelSize": 1, "gpu": {"products": ["NVIDIA-H100-80GB-HBM3"]}},
             "decode": {"autoscaling": autoscaled, "tensorParallelSize": 1, "gpu": {"products": ["NVIDIA-H100-80GB-HBM3"]}},
-            "slo": {"ttftMs": 600, "tpotMs": 50},
+            "slo": {"ttftMs": 500, "tpotMs": 50},  # edges of vLLM's buckets (counted exactly)
             "energy": {"planner": {"intervalSeconds": INTERVAL}},
         },
         "status": status or {"prefill": {"replicas": 2, "readyReplicas": 2}, "decode": {"replicas": 3, "readyReplicas": 3}},
@@ -118,6 +118,24 @@ def test_fresh_data_writes_plan_energy_planned_and_a_plan_changed_event(parts: A
     assert window.arrivals == 600
     assert window.mean_prompt_tokens() == 1000
     assert window.mean_output_tokens() == 200
+
+
+def test_a_target_between_bucket_edges_is_said_once_in_an_event_and_stays_in_the_condition(parts: Any) -> None:
+    _, _, plan_pass = parts
+    between = body()
+    between["spec"]["slo"] = {"ttftMs": 600, "tpotMs": 20}
+    first = plan_pass.run(between, NOW)
+    notes = [e for e in first.events if e[1] == "SloTargetBetweenBuckets"]
+    assert len(notes) == 1
+    assert notes[0][0] == "Normal"
+    assert "TTFT target 600 ms lies between vllm's 500 and 750 ms buckets: attainment interpolated" in notes[0][2]
+    assert "TPOT target 20 ms lies between vllm's 10 and 25 ms buckets: attainment interpolated" in notes[0][2]
+    assert notes[0][2] in conditions(first.status_patch)["Planned"]["message"]
+    # the TPOT share at 20 ms: 199/200 at 50 ms and none under 0 ms, interpolated inside (0, 50]
+    assert first.status_patch["energy"]["sloAttainment"] == pytest.approx(199 / 200 * 20 / 50, abs=1e-4)
+    between["status"] = {**between["status"], **first.status_patch}
+    again = plan_pass.run(between, NOW + timedelta(seconds=INTERVAL))
+    assert [e for e in again.events if e[1] == "SloTargetBetweenBuckets"] == []
 
 
 def test_a_role_younger_than_the_window_reports_its_power_over_the_time_it_ran() -> None:
