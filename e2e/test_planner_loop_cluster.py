@@ -10,9 +10,14 @@
   and the agents' own /metrics.
 
 The planner scales prefill and decode up and down and its pods land on their GPU products; each
-agent's locked and read-back clock (its /metrics) follows status.plan's base clock of its pod's
-role (the service runs the ``static`` policy: the planned base clock is the clock); status.plan
-and status.energy fill from the scraped series. Prometheus stopped mid-run: Planned=False
+agent's clocks (its /metrics) follow status.plan's base clock of its pod's role (the service runs
+the ``static`` policy: the planned base clock is the clock). A plan below the GPU's top clock is
+locked and read back; at the top clock the agent leaves an unlocked GPU alone (it runs at its
+default, boost, clock: the top one), and one it had locked lower it locks at the top. The
+planner's memory (shortened here to two intervals, ``memorySeconds``) holds the starting
+placement, at the top clocks, for one memory: the low load's own plan, below the top clocks,
+follows it, and the agents lock at it. status.plan and status.energy fill from the scraped
+series. Prometheus stopped mid-run: Planned=False
 PrometheusUnavailable and no replica change over two failed planning passes; restarted: planning
 resumes and the load's fall scales both roles back. `kubectl get/describe eals` of the run are
 kept under the test's temp directory, and appended to $JOULESCALE_E2E_KEEP when it is set.
@@ -44,6 +49,9 @@ CHART = Path(__file__).resolve().parents[1] / "helm" / "joulescale"
 H100, A100 = "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"
 PRODUCT_OF_ROLE = {"prefill": H100, "decode": A100}
 INTERVAL_S = 10
+MEMORY_S = 2 * INTERVAL_S
+"""The planner's memory (default six intervals): two intervals keep it in play (the starting
+placement held, the busy phase's rate remembered) and the ramp-down within the test's budget."""
 PROMPT_TOKENS, OUTPUT_TOKENS = 4000, 128
 SLO = {"ttftMs": 1000, "tpotMs": 25}
 """Both on vLLM's bucket edges (1 s TTFT, 25 ms inter-token): status.energy's attainment is a
@@ -134,6 +142,25 @@ def placed_and_served(cluster: ControlPlane, namespace: str, engines: PodEngines
         serving[p["metadata"]["name"]].ip == p["status"].get("podIP") for p in pods)
 
 
+def top_clock_mhz(role: str) -> int:
+    """The highest supported clock of the role's GPU product (the simulated GPUs' profile)."""
+    return next(p for p in shipped_catalog().profiles if p.gpu_product == PRODUCT_OF_ROLE[role]).max_sm_clock_mhz
+
+
+def agent_state_off_plan(plan_mhz: object, top_mhz: int, target: float | None, read_back: float | None) -> str | None:
+    """How an agent's clocks of one GPU differ from what it does at a planned clock (None: they
+    do not). Below the top clock it locks the plan and reads it back. At the top clock it locks
+    nothing on a GPU that runs unlocked: its loop reads an unlocked GPU as at the top supported
+    clock, and the governor changes nothing at the current clock (the target gauge is then
+    absent, or 0 after a release); a GPU it had locked lower it locks at the top. Either way the
+    GPU reads back the top clock: the simulated GPUs' default clock is their top (boost) one."""
+    if plan_mhz is None:
+        return "no plan"
+    if plan_mhz != top_mhz:
+        return None if target == plan_mhz and read_back == plan_mhz else "locked at the plan"
+    return None if target in (None, 0, top_mhz) and read_back == top_mhz else "unlocked or locked at the top clock"
+
+
 def clocks_off_plan(cluster: ControlPlane, namespace: str, engines: PodEngines) -> list[str]:
     """What differs from status.plan's base clock of each serving pod's role, on its GPUs, in
     the locked and the read-back clock its node's agent reports on /metrics ([]: nothing)."""
@@ -147,11 +174,22 @@ def clocks_off_plan(cluster: ControlPlane, namespace: str, engines: PodEngines) 
     for pod, engine in sorted(serving.items()):
         for gpu in engine.gpus:
             labels = {"gpu": gpu, "pod": pod, "role": engine.role, "service": "llama", "namespace": namespace}
-            for name in ("joulescale_gpu_target_sm_clock_mhz", "joulescale_gpu_sm_clock_mhz"):
-                found = metric_value(pages[engine.node], name, **labels)
-                if found is None or found != wanted[engine.role]:
-                    off.append(f"{pod} {name} {found} (plan {wanted[engine.role]})")
+            target, read_back = (metric_value(pages[engine.node], name, **labels) for name in (
+                "joulescale_gpu_target_sm_clock_mhz", "joulescale_gpu_sm_clock_mhz"))
+            top = top_clock_mhz(engine.role)
+            why = agent_state_off_plan(wanted[engine.role], top, target, read_back)
+            if why is not None:
+                off.append(f"{pod}: target {target}, read back {read_back}; plan {wanted[engine.role]}, top {top}: "
+                           f"wanted {why}")
     return off
+
+
+def planned_below_top(cluster: ControlPlane, namespace: str) -> dict[str, int] | None:
+    """The plan's base clocks when both roles' are below their GPUs' top clocks; else None."""
+    plan = live(cluster, namespace).get("status", {}).get("plan") or {}
+    clocks = {role: plan.get(f"{role}BaseClockMHz") for role in ("prefill", "decode")}
+    below = all(isinstance(c, int) and c < top_clock_mhz(role) for role, c in clocks.items())
+    return {role: int(c) for role, c in clocks.items() if c is not None} if below else None
 
 
 def agents_follow_the_plan(cluster: ControlPlane, namespace: str, engines: PodEngines) -> dict[str, int]:
@@ -243,14 +281,21 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
                             "gpu": {"products": [PRODUCT_OF_ROLE[role]]}} for role in ("prefill", "decode")}
             apply(cluster, service_manifest(
                 "llama", namespace, **roles, slo=SLO, engine={"image": "vllm/vllm-openai:v0.11.0", "port": engine_port},
-                energy={"policy": "static", "planner": {"intervalSeconds": INTERVAL_S}}))
+                energy={"policy": "static", "planner": {"intervalSeconds": INTERVAL_S, "memorySeconds": MEMORY_S}}))
             load.rate_rps = LOW_RPS
 
             first = cluster.wait_for(lambda: planned_true(cluster, namespace), timeout_s=150)
             assert (first["status"]["plan"]["prefillReplicas"], first["status"]["plan"]["decodeReplicas"]) == (1, 1)
             cluster.wait_for(lambda: placed_and_served(cluster, namespace, engines, {"prefill": 1, "decode": 1}), 60)
-            low_clocks = agents_follow_the_plan(cluster, namespace, engines)
+            first_clocks = agents_follow_the_plan(cluster, namespace, engines)
             mark("first plan followed")
+            # The starting placement is held for one memory; then the low load's own plan, below
+            # the top clocks (one replica each has ample head-room), and the agents lock at it.
+            cluster.wait_for(lambda: planned_below_top(cluster, namespace), timeout_s=MEMORY_S + 6 * INTERVAL_S)
+            low_clocks = agents_follow_the_plan(cluster, namespace, engines)
+            assert all(mhz < top_clock_mhz(role) for role, mhz in low_clocks.items()), low_clocks
+            assert replicas(cluster, namespace) == {"prefill": 1, "decode": 1}
+            mark("low plan followed")
 
             load.rate_rps = HIGH_RPS
             cluster.wait_for(lambda: (r := replicas(cluster, namespace))["prefill"] >= 2 and r["decode"] >= 2,
@@ -311,5 +356,5 @@ def test_the_planner_follows_the_load_holds_without_prometheus_and_resumes(
         assert idle is not None
         # At least one GPU of the role was powered through the window: at least its idle power.
         assert energy[role]["averagePowerWatts"] >= idle.idle_power_watts, (role, energy)
-    print(f"clocks (prefill, decode): low {low_clocks}, busy {busy_clocks}, after {after_clocks}")
+    print(f"clocks (prefill, decode): first {first_clocks}, low {low_clocks}, busy {busy_clocks}, after {after_clocks}")
     print(f"planner e2e wall time {time.monotonic() - started:.0f} s ({', '.join(phases)}); outputs in {tmp_path}")

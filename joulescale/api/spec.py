@@ -152,6 +152,11 @@ class PlannerSpec(ApiModel):
     safety_margin_percent: int = Field(
         default=10, ge=0, le=100, description="Head-room added to the forecast load, in percent."
     )
+    memory_seconds: int | None = Field(
+        default=None, ge=0, le=604_800,
+        description="How long the planner remembers the burst rate, the longest lengths and the "
+        "placement it started from (unset: six intervals; 0: plan from the forecast alone).",
+    )
 
 
 def energy_policy_names() -> tuple[str, ...]:

@@ -184,6 +184,37 @@ async def test_with_the_core_governor_an_out_of_bounds_base_clock_is_clamped_int
     await rig.scraper.close()
 
 
+async def test_at_a_planned_top_clock_an_unlocked_gpu_stays_unlocked_and_a_locked_one_locks_at_the_top(
+    tmp_path: Path, server: MetricsServer
+) -> None:
+    """The loop reads an unlocked group as at its top supported clock (its default, boost,
+    clock), so the static policy at the top clock changes nothing: no lock, no target gauge, the
+    GPU reads back its default. From a lower lock, a plan at the top locks the top."""
+    rig = Rig(tmp_path, server)
+    top = CLOCKS[-1]
+    static = InstancePolicy("static", Slo(ttft_ms=500, tpot_ms=50), "h100-sxm-llama-8b-tp1", None, top)
+    loop = InstanceLoop(
+        rig.instance, static, fetch=rig.scraper.fetch, actuator=rig.actuator, brains=CoreBrainFactory(),
+        metrics=rig.metrics, settings=SETTINGS, clock=monotonic,
+    )
+    async with running(loop):
+        await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-a", **POD) == top)
+        await eventually(lambda: server.hits >= 10)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [None, None]
+        assert rig.actuator.state.locked == frozenset()
+        assert rig.value("joulescale_gpu_target_sm_clock_mhz", gpu="GPU-a", **POD) is None
+        assert rig.value("joulescale_clock_changes_total", **POD) is None
+        loop.update_policy(replace(static, base_clock_mhz=1005))
+        await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-b", **POD) == 1005)
+        assert rig.value("joulescale_gpu_target_sm_clock_mhz", gpu="GPU-a", **POD) == 1005
+        loop.update_policy(static)
+        await eventually(lambda: rig.backend.locked_mhz("GPU-a") == top)
+        assert [rig.backend.locked_mhz(g) for g in GPUS] == [top, top]
+        await eventually(lambda: rig.value("joulescale_gpu_sm_clock_mhz", gpu="GPU-b", **POD) == top)
+        assert rig.value("joulescale_gpu_target_sm_clock_mhz", gpu="GPU-a", **POD) == top
+    await rig.scraper.close()
+
+
 class SkewedReadBack(SimulatedBackend):
     """A GPU whose read-back disagrees with its lock (always, or until the lock is re-applied
     when ``settles_on_reapply``), with or without a throttle reason; records the locks applied."""

@@ -132,8 +132,9 @@ class CorePlanner:
 
 
 def planner_settings(spec: EnergyAwareLLMServiceSpec, startup_s: float = DEFAULT_STARTUP_S) -> PlannerSettings:
-    """The spec's SLO, bounds, interval and margin; the GPU budget per product is what the
+    """The spec's SLO, bounds, interval, margin and memory; the GPU budget per product is what the
     roles' maximum replicas may hold; ``startup_s`` is the cluster's (the operator's flag)."""
+    planner = spec.energy.planner
     budget: dict[str, int] = {}
     limits = {}
     for role, r in (("prefill", spec.prefill), ("decode", spec.decode)):
@@ -146,9 +147,10 @@ def planner_settings(spec: EnergyAwareLLMServiceSpec, startup_s: float = DEFAULT
         slo=Slo(spec.slo.ttft_ms, spec.slo.tpot_ms, spec.slo.percentile),
         gpu_budget=budget,
         replicas=ReplicaBounds(limits["prefill"][0], limits["prefill"][1], limits["decode"][0], limits["decode"][1]),
-        interval_s=float(spec.energy.planner.interval_seconds),
-        margin=spec.energy.planner.safety_margin_percent / 100.0,
+        interval_s=float(planner.interval_seconds),
+        margin=planner.safety_margin_percent / 100.0,
         startup_s=startup_s,
+        memory_s=None if planner.memory_seconds is None else float(planner.memory_seconds),
     )
 
 

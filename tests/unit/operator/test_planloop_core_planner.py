@@ -53,6 +53,13 @@ def test_settings_come_from_the_spec() -> None:
     assert (settings.slo.ttft_ms, settings.slo.tpot_ms, settings.slo.percentile) == (600, 50, 99)
 
 
+def test_the_memory_comes_from_the_spec_and_defaults_to_six_intervals() -> None:
+    assert planner_settings(spec()).remember_s == 6 * 30.0
+    shortened = planner_settings(spec(planner={"intervalSeconds": 30, "memorySeconds": 45}))
+    assert (shortened.memory_s, shortened.remember_s) == (45.0, 45.0)
+    assert planner_settings(spec(planner={"intervalSeconds": 30, "memorySeconds": 0})).remember_s == 0.0
+
+
 def test_the_running_placement_uses_the_planned_clock_and_the_roles_candidates(planner: CorePlanner) -> None:
     _, source, _ = planner._planner(("ns", "shape"), spec(clocks={"maxMHz": 1700}))
     candidates = source.candidates()
