@@ -101,7 +101,7 @@ class Hysteresis:
         if proposed.layout == current.layout:
             self._pending, self._held, self._streak = None, None, 0
             if proposed == current:
-                return current, "the plan is unchanged"
+                return current, "the running placement stands"
             return proposed, "the same replicas: only base clocks change"
         if at_risk:
             growth = grown(current, proposed, at_risk)

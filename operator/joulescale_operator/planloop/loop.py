@@ -239,6 +239,10 @@ def describe_plan(plan: dict[str, Any]) -> str:
 
 
 def plan_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The event's text: what moved, or the whole plan when the service had none before."""
+    if not any(key in before for key in _CONTENT_KEYS):
+        values = [f"{key} {after[key]}" for key in _CONTENT_KEYS if after.get(key) is not None]
+        return f"First plan: {', '.join(values)} ({after.get('reason')})."[:1000]
     changes = [
         f"{key} {before.get(key, '-')} -> {after.get(key, '-')}"
         for key in _CONTENT_KEYS

@@ -114,6 +114,9 @@ def test_fresh_data_writes_plan_energy_planned_and_a_plan_changed_event(parts: A
     assert conditions(result.status_patch)["Planned"]["status"] == "True"
     assert result.plan_changed
     assert [e[:2] for e in result.events] == [("Normal", "PlanChanged")]
+    # a service without a plan gets the whole plan, not "- -> 3" per field
+    assert result.events[0][2].startswith("First plan: prefillReplicas 3, decodeReplicas 2, prefillBaseClockMHz 1725")
+    assert "- ->" not in result.events[0][2]
     window = planner.calls[0]
     assert window.arrivals == 600
     assert window.mean_prompt_tokens() == 1000
