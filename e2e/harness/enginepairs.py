@@ -3,9 +3,12 @@ end-to-end tests replay through them: one pair controlled one way, the other ano
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from joulescale.profiles import physics
+from joulescale.profiles.model import GpuProfile
 from joulescale.twin.traces import TraceRequest, load_trace, scaled_window
 from joulescale_agent.gpu.simulated import SimulatedBackend
 
@@ -42,3 +45,26 @@ def light_then_heavy(light_s: float, heavy_s: float, max_prompt: int = 4096, max
 def attainment(values: list[float], slo_s: float) -> float:
     """The share of ``values`` within ``slo_s``."""
     return sum(v <= slo_s for v in values) / len(values)
+
+
+LIGHT_BATCH, HEAVY_BATCH = 8, 32
+"""Sequences in decode in the light phase (0.3x the trace's rate) and in the heavy one (6x), to
+the nearest power of two, with one Llama-8B TP1 decode instance."""
+
+
+def tpot_between_phases_s(profile: GpuProfile, requests: list[TraceRequest]) -> float:
+    """A TPOT SLO that the light phase meets at the lowest clock and the heavy phase only above
+    it: the mean of the two phases' decode step times at the lowest clock, at the requests' mean
+    context. Derived from the profile (its kernels and step overhead), so that the tests keep
+    their meaning when the physics changes; refused if even the top clock misses it."""
+    context = statistics.fmean(r.prompt_tokens for r in requests) + statistics.fmean(
+        r.output_tokens for r in requests) / 2
+
+    def step_s(batch: int, clock_mhz: float) -> float:
+        return physics.decode_latency_s(profile, batch, round(batch * context), clock_mhz)
+
+    lowest, top = min(profile.supported_sm_clocks_mhz), max(profile.supported_sm_clocks_mhz)
+    slo_s = (step_s(LIGHT_BATCH, lowest) + step_s(HEAVY_BATCH, lowest)) / 2
+    if step_s(HEAVY_BATCH, top) >= slo_s:
+        raise ValueError(f"{profile.name}: the heavy phase misses a {slo_s * 1000:.1f} ms TPOT even at the top clock")
+    return slo_s
