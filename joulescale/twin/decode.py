@@ -8,17 +8,17 @@ messages (rich view).
 from __future__ import annotations
 
 from joulescale.engines.dialects import VLLM, EngineDialect
-from joulescale.engines.hook_publish import HookSink, StepHook
 from joulescale.engines.model import DecodeModel
 from joulescale.engines.recorder import MetricsRecorder
 from joulescale.profiles import physics
 from joulescale.twin.counters import EngineCounters
 from joulescale.twin.gpu import SimGpuGroup
+from joulescale.twin.hooked import Hooked
 from joulescale.twin.request import SimRequest
 
 
-class DecodeInstance:
-    __slots__ = ("_hook", "counters", "end_seq", "gpu", "incoming", "index", "model", "recorder")
+class DecodeInstance(Hooked):
+    __slots__ = ("counters", "end_seq", "gpu", "incoming", "index", "model", "recorder")
 
     def __init__(self, index: int, gpu: SimGpuGroup, kv_capacity_tokens: int, max_running: int,
                  watermark: float, dialect: EngineDialect = VLLM) -> None:
@@ -29,23 +29,9 @@ class DecodeInstance:
         self.counters = EngineCounters()
         self.incoming = 0
         """Requests routed here whose KV cache is still in transfer."""
-        self._hook: StepHook | None = None
+        Hooked.__init__(self)
         self.end_seq = 0
         """The simulator's number for the event that ends the running step; others are stale."""
-
-    @property
-    def hook(self) -> HookSink | None:
-        """The engine hook's reader (rich view only): the messages a hooked engine publishes."""
-        return self._hook.sink if self._hook is not None else None
-
-    @hook.setter
-    def hook(self, sink: HookSink | None) -> None:
-        self._hook = StepHook(sink) if sink is not None else None
-
-    @property
-    def hook_step(self) -> int:
-        """The id of the latest step the hook published (0 without a hook)."""
-        return self._hook.published if self._hook is not None else 0
 
     @property
     def busy(self) -> bool:
