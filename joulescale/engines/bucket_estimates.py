@@ -25,6 +25,21 @@ Buckets = Sequence[tuple[float, float]]
 """(upper bound ``le``, cumulative count), ascending by bound, the +Inf bucket last."""
 
 
+def normalised(pairs: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """Buckets the rules below can trust, from (bound, cumulative count) pairs an engine or a
+    query returned: bounds that are not numbers and counts that are not finite dropped, sorted
+    by bound, negative counts as 0, and each count at least the one below it (a cumulative
+    histogram never decreases; an engine that says otherwise, or a sum over series scraped at
+    different instants, must not make a share over 1 or a quantile out of its bucket)."""
+    finite = sorted((le, count) for le, count in pairs if not math.isnan(le) and math.isfinite(count))
+    buckets: list[tuple[float, float]] = []
+    running = 0.0
+    for le, count in finite:
+        running = max(running, count)
+        buckets.append((le, running))
+    return tuple(buckets)
+
+
 def share_within(buckets: Buckets, limit: float) -> float | None:
     """The estimated share of observations at most ``limit``: linear inside the bucket that holds
     it (``histogram_fraction(0, limit, ...)``). None without observations."""

@@ -17,11 +17,10 @@ class WindowHistogram:
     @classmethod
     def of(cls, samples: list[Sample]) -> WindowHistogram | None:
         """From a ``sum by (le)`` vector; None when it has no +Inf bucket (no histogram there)."""
-        buckets = sorted((_bound(labels.get("le", "")), value) for labels, value in samples)
-        buckets = [(le, count) for le, count in buckets if not math.isnan(le)]
+        buckets = bucket_estimates.normalised([(_bound(labels.get("le", "")), value) for labels, value in samples])
         if not buckets or not math.isinf(buckets[-1][0]):
             return None
-        return cls(tuple(buckets))
+        return cls(buckets)
 
     @property
     def count(self) -> float:

@@ -47,3 +47,26 @@ def test_samples_follow_the_bucket_shares() -> None:
     assert histogram is not None
     samples = histogram.samples(8)
     assert sorted(samples) == [128, 128, 1024, 1024, 1024, 1024, 1024, 1024]
+
+
+@pytest.mark.parametrize("buckets", [
+    vector(("0.01", float("nan")), ("0.025", 5.0), ("+Inf", 10.0)),
+    vector(("0.01", 10.0), ("0.025", 5.0), ("+Inf", 3.0)),  # decreasing: a cumulative count never does
+    vector(("0.01", float("inf")), ("0.025", 5.0), ("+Inf", 10.0)),
+    vector(("0.01", -5.0), ("0.025", 2.0), ("+Inf", 10.0)),
+    vector(("0.025", 5.0), ("0.01", 1.0), ("bogus", 7.0), ("+Inf", 10.0)),
+])
+def test_a_hostile_histogram_gives_shares_within_0_and_1_and_quantiles_within_its_bounds(
+    buckets: list[tuple[dict[str, str], float]],
+) -> None:
+    """An engine's page (or a sum over series scraped at different instants) decides the counts:
+    none of them may make a share over 1, a NaN in the status, or a crash in the lengths."""
+    histogram = WindowHistogram.of(buckets)
+    assert histogram is not None
+    share = histogram.fraction_within(0.02)
+    assert share is not None
+    assert 0.0 <= share <= 1.0
+    value = histogram.quantile(0.99)
+    assert value is not None
+    assert 0.0 <= value <= 0.025
+    assert all(isinstance(v, int) and v >= 1 for v in histogram.samples(50))
