@@ -30,6 +30,7 @@ from joulescale_operator.reconcile import Reconciler
 from joulescale_operator.render import ChildRef
 from joulescale_operator.resync import Resync
 from joulescale_operator.testing import apply, get, service_manifest
+from tests.unit.operator.conftest import RecordedEvents
 from tests.unit.operator.test_planloop_pass import CHOICE, INTERVAL, CannedSource, SetPlanner, healthy_metrics
 
 pytestmark = pytest.mark.integration
@@ -39,14 +40,6 @@ NAME = "llama"
 PLANNER_MANAGER = "joulescale-operator-planner"
 SMALL = replace(CHOICE, replicas={"prefill": 1, "decode": 1})
 LARGE = replace(CHOICE, replicas={"prefill": 3, "decode": 2})
-
-
-class Quiet:
-    def warning(self, reason: str, message: str) -> None:
-        pass
-
-    def normal(self, reason: str, message: str) -> None:
-        pass
 
 
 class ReplicaHistory:
@@ -132,7 +125,7 @@ class Operator:
         """A resync pass on that copy (the watch's latest), then kopf's handler on the same copy."""
         self.resync.observe("MODIFIED", copy_of_service)
         self.resync.resync_once()
-        Reconciler(self.cluster, Quiet(), lambda: datetime.now(UTC)).reconcile(copy_of_service)
+        Reconciler(self.cluster, RecordedEvents(), lambda: datetime.now(UTC)).reconcile(copy_of_service)
 
     def plan(self, choice: Any) -> None:
         self.chooser.choice = choice
@@ -155,10 +148,10 @@ def operator(crd_plane: ControlPlane, request: pytest.FixtureRequest) -> Operato
     namespace = crd_plane.create_namespace(request.node.name[5:30].replace("_", "-"))
     kube = KubeCluster(ApiClient(load_configuration(crd_plane.kubeconfig)))
     cluster = OwnWrites(kube)
-    resync = Resync(cluster, lambda body: Quiet(), lambda: datetime.now(UTC))
+    resync = Resync(cluster, lambda body: RecordedEvents(), lambda: datetime.now(UTC))
     source, chooser = CannedSource(healthy_metrics(namespace=namespace, name=NAME)), SetPlanner(SMALL)
     planner = PlannerLoop(cast(StatusCluster, kube), PlanPass(source, chooser, shipped_catalog()), resync.known,
-                          plan_applier(cluster, resync), lambda body: Quiet(), lambda: datetime.now(UTC),
+                          plan_applier(cluster, resync), lambda body: RecordedEvents(), lambda: datetime.now(UTC),
                           OperatorMetrics())
     return Operator(crd_plane, namespace, cluster, resync, planner, chooser)
 

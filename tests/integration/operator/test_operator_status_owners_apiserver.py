@@ -29,6 +29,7 @@ from joulescale_operator.planloop.opmetrics import OperatorMetrics
 from joulescale_operator.render import ChildRef
 from joulescale_operator.resync import Resync
 from joulescale_operator.testing import apply, condition, get, mark_deployment_ready, service_manifest
+from tests.unit.operator.conftest import RecordedEvents
 from tests.unit.operator.test_planloop_pass import CHOICE, INTERVAL, CannedSource, SetPlanner, healthy_metrics
 
 pytestmark = pytest.mark.integration
@@ -37,14 +38,6 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 NAME = "llama"
 LATER_CHOICE = replace(CHOICE, replicas={"prefill": 4, "decode": 1}, base_clock_mhz={"prefill": 1500, "decode": 1100})
 """A second plan that differs from CHOICE in every field a stale copy could roll back."""
-
-
-class Quiet:
-    def warning(self, reason: str, message: str) -> None:
-        pass
-
-    def normal(self, reason: str, message: str) -> None:
-        pass
 
 
 class ReadThenInterfere:
@@ -104,12 +97,12 @@ def writers(plane: ControlPlane, prefix: str, clock: Callable[[], datetime] = la
     apply(plane, service_manifest(NAME, namespace, prefill=scaled, decode=scaled,
                                   energy={"planner": {"intervalSeconds": INTERVAL}}))
     kube = KubeCluster(ApiClient(load_configuration(plane.kubeconfig)))
-    resync = Resync(OwnWrites(kube), lambda body: Quiet(), clock)
+    resync = Resync(OwnWrites(kube), lambda body: RecordedEvents(), clock)
     source, chooser = CannedSource(healthy_metrics(namespace=namespace, name=NAME)), SetPlanner(CHOICE)
     cluster = ReadThenInterfere(kube)
     # The plan is not applied here: each test decides which copy the reconciler works from.
     planner = PlannerLoop(cast(StatusCluster, cluster), PlanPass(source, chooser, shipped_catalog()), resync.known,
-                          lambda key, stored: None, lambda body: Quiet(), clock, OperatorMetrics())
+                          lambda key, stored: None, lambda body: RecordedEvents(), clock, OperatorMetrics())
     found = get(plane, "eals", NAME, namespace)
     assert found is not None
     resync.observe("ADDED", found)
